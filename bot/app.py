@@ -1,0 +1,106 @@
+"""Start-up and shutdown: wire the parts together once, run the adapters, close in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from agents import Agent
+
+from .adapter import Adapter, load_adapter
+from .agent import build_agent, build_client, build_model, build_run_config
+from .commands import default_commands
+from .config import Config
+from .core import Core, CoreSettings
+from .storage import SQLiteStore
+
+logger = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 30.0
+RETENTION_SWEEP_SECONDS = 3600.0
+
+
+async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, str]) -> None:
+    """Run the bot on `platforms` until they end or SIGINT/SIGTERM arrives."""
+    config.require_model_credentials()
+    factories = [load_adapter(name) for name in platforms]
+    async with contextlib.AsyncExitStack() as stack:
+        client = build_client(config)
+        stack.push_async_callback(client.close)
+        store = await SQLiteStore.open(config.db_path)
+        stack.push_async_callback(store.close)
+        core = build_core(config, store, build_agent(config, build_model(config, client)))
+        adapters = [factory(core, config, options) for factory in factories]
+        logger.info("Serving %s with memory in %s", ", ".join(platforms), config.db_path)
+        await run_until_stopped(core, adapters, store, config)
+
+
+def build_core(config: Config, store: SQLiteStore, agent: Agent[Any]) -> Core:
+    """The core with the standard commands, from configuration."""
+    return Core(
+        agent=agent,
+        store=store,
+        commands=default_commands(store, config.name),
+        run_config=build_run_config(config),
+        settings=CoreSettings(
+            history_limit=config.history_limit, max_concurrency=config.max_concurrency
+        ),
+    )
+
+
+async def run_until_stopped(
+    core: Core, adapters: Sequence[Adapter], store: SQLiteStore, config: Config
+) -> None:
+    """Run adapters until one ends or a stop signal; then drain turns and close adapters."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
+    tasks = {asyncio.create_task(a.run(), name=f"adapter-{a.name}") for a in adapters}
+    waiter = asyncio.create_task(stop.wait(), name="stop-signal")
+    sweeper = (
+        asyncio.create_task(_sweep_idle(store, config.retention_days), name="retention")
+        if config.retention_days
+        else None
+    )
+    try:
+        done, _ = await asyncio.wait({*tasks, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done & tasks:
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                raise failure
+    finally:
+        logger.info("Shutting down")
+        await core.drain(grace=DRAIN_SECONDS)
+        for adapter in adapters:
+            try:
+                await adapter.close()
+            except Exception:
+                logger.exception("Closing the %s adapter failed", adapter.name)
+        for task in [*tasks, waiter, *([sweeper] if sweeper else [])]:
+            task.cancel()
+        await asyncio.gather(
+            *tasks, waiter, *([sweeper] if sweeper else []), return_exceptions=True
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+
+async def _sweep_idle(store: SQLiteStore, retention_days: float) -> None:
+    idle_for = timedelta(days=retention_days)
+    while True:
+        try:
+            deleted = await store.delete_idle(idle_for)
+        except Exception:
+            logger.exception("The retention sweep failed; will try again later")
+        else:
+            if deleted:
+                logger.info("Forgot %d thread(s) idle for over %g days", deleted, retention_days)
+        await asyncio.sleep(RETENTION_SWEEP_SECONDS)

@@ -1,0 +1,201 @@
+"""The command registry shared by every adapter: forget, undo, history, help.
+
+Commands act on the thread they are used in and never reach the model. Adapters may surface
+them natively (Discord slash commands, Slack shortcuts) using the names, descriptions and
+argument specs here, or just pass the typed text (`/forget`, `!forget`) to the core.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from .storage import SQLiteStore
+from .transcript import render_history, summarize_removed
+
+PREFIXES = ("/", "!")
+_COMMAND = re.compile(r"^[/!]([A-Za-z][\w-]*)(?:\s+(.*))?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class CommandArgument:
+    """The one optional argument a command takes, described for platform UIs."""
+
+    name: str
+    description: str
+    minimum: int = 1
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a command knows about where it was used."""
+
+    session_id: str
+    args: str = ""
+    max_chars: int | None = None
+    """The longest answer the platform can show in one message; None for no limit."""
+    prefix: str = "/"
+    """How commands are typed on this platform, for help texts."""
+
+
+class Command(Protocol):
+    """A command: a name people type and something it does to one thread."""
+
+    name: str
+    description: str
+    argument: CommandArgument | None
+
+    async def run(self, ctx: CommandContext) -> str:
+        """Do it and return the answer for the person who asked."""
+        ...
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A message recognised as a command; `command` is None for an unknown name."""
+
+    name: str
+    args: str
+    command: Command | None
+
+
+class CommandRegistry:
+    """The commands by name, and the parser that spots them in a message."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+
+    def register(self, command: Command) -> None:
+        self._commands[command.name] = command
+
+    def get(self, name: str) -> Command | None:
+        return self._commands.get(name.lower())
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(self._commands.values())
+
+    def parse(self, text: str) -> Invocation | None:
+        """Recognise `/name args` or `!name args`.
+
+        Known names are always commands. An unknown name counts as a (mistyped) command only
+        when it stands alone, like `/forgt`; `/usr/bin is...` or `!wow that's neat` is chat.
+        """
+        match = _COMMAND.match(text.strip())
+        if match is None:
+            return None
+        name, args = match.group(1).lower(), (match.group(2) or "").strip()
+        command = self.get(name)
+        if command is None and (args or text.strip().startswith("!")):
+            return None
+        return Invocation(name, args, command)
+
+    def problem(self, invocation: Invocation, prefix: str = "/") -> str | None:
+        """A short, friendly explanation when an invocation cannot run as typed."""
+        command = invocation.command
+        if command is None:
+            return f"I don't know {prefix}{invocation.name}. Try {prefix}help for the list."
+        args, argument = invocation.args, command.argument
+        fits = not args or (
+            argument is not None and args.isdigit() and int(args) >= argument.minimum
+        )
+        return None if fits else f"Usage: {self.usage(command, prefix)}"
+
+    def usage(self, command: Command, prefix: str = "/") -> str:
+        arg = f" [{command.argument.name}]" if command.argument else ""
+        return f"{prefix}{command.name}{arg}"
+
+
+class ForgetCommand:
+    name = "forget"
+    description = "Forget this thread's conversation and start fresh."
+    argument: CommandArgument | None = None
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def run(self, ctx: CommandContext) -> str:
+        result = await self._store.clear(ctx.session_id)
+        if result.items == 0:
+            return "There is nothing to forget: this thread has no memory yet."
+        extra = result.items - result.messages
+        steps = f" (and {extra} tool step{'s' * (extra != 1)})" if extra else ""
+        noun = "message" if result.messages == 1 else "messages"
+        return f"Done: I forgot {result.messages} {noun}{steps} from this thread."
+
+
+class UndoCommand:
+    name = "undo"
+    description = "Remove the last exchange (your last message and my answer) from memory."
+    argument: CommandArgument | None = None
+
+    def __init__(self, store: SQLiteStore, bot_name: str) -> None:
+        self._store = store
+        self._bot_name = bot_name
+
+    async def run(self, ctx: CommandContext) -> str:
+        removed = await self._store.undo_last_exchange(ctx.session_id)
+        if not removed:
+            return "There is nothing to undo: this thread has no messages in memory."
+        return f"Undone: I removed {summarize_removed(removed, self._bot_name)}."
+
+
+class HistoryCommand:
+    name = "history"
+    description = "Show what I remember of this thread, newest last."
+    argument: CommandArgument | None = CommandArgument(
+        "page", "Which page, counting back from the newest (1 = newest)"
+    )
+
+    def __init__(self, store: SQLiteStore, bot_name: str, *, page_size: int = 20) -> None:
+        self._store = store
+        self._bot_name = bot_name
+        self._page_size = page_size
+
+    async def run(self, ctx: CommandContext) -> str:
+        page = int(ctx.args) if ctx.args else 1
+        total = await self._store.count_items(ctx.session_id)
+        if total == 0:
+            return "I have no memory of this thread yet."
+        pages = math.ceil(total / self._page_size)
+        page = min(page, pages)
+        entries = await self._store.history(
+            ctx.session_id, limit=self._page_size, offset=(page - 1) * self._page_size
+        )
+        header = f"What I remember of this thread (page {page} of {pages}, newest last):"
+        footer = f"Older: {ctx.prefix}history {page + 1}" if page < pages else ""
+        return render_history(
+            entries,
+            bot_name=self._bot_name,
+            header=header,
+            footer=footer,
+            max_chars=ctx.max_chars,
+        )
+
+
+class HelpCommand:
+    name = "help"
+    description = "List the commands."
+    argument: CommandArgument | None = None
+
+    def __init__(self, registry: CommandRegistry) -> None:
+        self._registry = registry
+
+    async def run(self, ctx: CommandContext) -> str:
+        lines = [
+            "I remember each thread separately. Talk to me normally, or use:",
+            *(f"• {self._registry.usage(c, ctx.prefix)}: {c.description}" for c in self._registry),
+        ]
+        return "\n".join(lines)
+
+
+def default_commands(store: SQLiteStore, bot_name: str) -> CommandRegistry:
+    """The registry with the four standard commands."""
+    registry = CommandRegistry()
+    registry.register(ForgetCommand(store))
+    registry.register(UndoCommand(store, bot_name))
+    registry.register(HistoryCommand(store, bot_name))
+    registry.register(HelpCommand(registry))
+    return registry

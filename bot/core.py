@@ -1,0 +1,237 @@
+"""The core: one incoming message in, one reply out, memory kept per thread.
+
+Adapters call `Core.handle()`; everything platform-specific stays on their side. A message is
+either a command (run against the store, never shown to the model) or a turn: the agent runs
+with the thread's memory, text deltas stream to the adapter as they arrive, and the finished
+turn is stored in one transaction before the reply is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from agents import Agent, RunConfig, Runner, TResponseInputItem
+from agents.stream_events import RawResponsesStreamEvent
+from openai.types.responses import ResponseTextDeltaEvent
+
+from .commands import CommandContext, CommandRegistry, Invocation
+from .errors import EmptyAnswerError, friendly_error
+from .locks import KeyedLock
+from .messages import IncomingMessage, Reply, ReplyKind, TextSink
+from .storage import Author, SQLiteStore
+from .transcript import user_item
+from .turn import TurnSession
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Surface:
+    """What the platform a reply goes to can show, set once per adapter."""
+
+    max_chars: int | None = None
+    """Longest single message; command answers are fitted to it. None for no limit."""
+    command_prefix: str = "/"
+    """How people type commands there, used in help and error texts."""
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    """The knobs the core needs from configuration."""
+
+    history_limit: int = 50
+    max_concurrency: int = 8
+    max_input_chars: int = 16_000
+
+
+EMPTY_MESSAGE = "I got an empty message. Say something, or try {prefix}help."
+SHUTTING_DOWN = "I'm restarting right now. Please send that again in a moment."
+
+
+class Core:
+    """Handles messages for every platform, with one turn at a time per thread."""
+
+    def __init__(
+        self,
+        *,
+        agent: Agent[Any],
+        store: SQLiteStore,
+        commands: CommandRegistry,
+        run_config: RunConfig,
+        settings: CoreSettings,
+    ) -> None:
+        self._agent = agent
+        self._store = store
+        self._commands = commands
+        self._run_config = run_config
+        self._settings = settings
+        self._threads = KeyedLock()
+        self._model_slots = asyncio.Semaphore(settings.max_concurrency)
+        self._active: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    @property
+    def commands(self) -> CommandRegistry:
+        return self._commands
+
+    async def handle(
+        self,
+        message: IncomingMessage,
+        surface: Surface = Surface(),
+        sink: TextSink | None = None,
+    ) -> Reply | None:
+        """Answer one message; None when it is not for the bot.
+
+        Args:
+            message: The neutral message from an adapter.
+            surface: What the destination can show.
+            sink: Receives the answer's text as it streams (not called for commands).
+
+        Returns:
+            The final reply. For an answer, the turn is already stored when this returns.
+            A failed turn returns an ERROR reply and leaves the thread's memory untouched.
+        """
+        if not message.addressed_to_bot:
+            return None
+        text = _clean(message.text)
+        invocation = self._commands.parse(text)
+        if invocation is not None:
+            return await self._run_command(message.session_id, invocation, surface)
+        if not text:
+            return Reply(EMPTY_MESSAGE.format(prefix=surface.command_prefix), ReplyKind.NOTICE)
+        if self._closing:
+            return Reply(SHUTTING_DOWN, ReplyKind.NOTICE)
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+        try:
+            return await self._run_turn(message, text, surface, sink)
+        finally:
+            if task is not None:
+                self._active.discard(task)
+
+    async def run_command(
+        self, session_id: str, name: str, args: str = "", surface: Surface = Surface()
+    ) -> Reply:
+        """Run a command by name, for platforms that deliver commands as structured events."""
+        invocation = Invocation(name, args, self._commands.get(name))
+        return await self._run_command(session_id, invocation, surface)
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking new turns and give running ones `grace` seconds to finish.
+
+        Turns still running after that are cancelled, which stores nothing of them.
+        """
+        self._closing = True
+        pending = set(self._active)
+        if not pending:
+            return
+        logger.info("Waiting up to %.0fs for %d turn(s) to finish", grace, len(pending))
+        _, still_running = await asyncio.wait(pending, timeout=grace)
+        for task in still_running:
+            task.cancel()
+        if still_running:
+            logger.warning("Cancelled %d unfinished turn(s); none was stored", len(still_running))
+            await asyncio.wait(still_running)
+
+    async def _run_command(
+        self, session_id: str, invocation: Invocation, surface: Surface
+    ) -> Reply:
+        problem = self._commands.problem(invocation, surface.command_prefix)
+        if problem is not None or invocation.command is None:
+            return Reply(problem or "", ReplyKind.COMMAND)
+        ctx = CommandContext(
+            session_id=session_id,
+            args=invocation.args,
+            max_chars=surface.max_chars,
+            prefix=surface.command_prefix,
+        )
+        try:
+            async with self._threads.hold(session_id):
+                text = await invocation.command.run(ctx)
+        except Exception as exc:
+            logger.exception("Command %s failed in %s", invocation.name, session_id)
+            return Reply(friendly_error(exc, surface.command_prefix), ReplyKind.ERROR)
+        return Reply(text, ReplyKind.COMMAND)
+
+    async def _run_turn(
+        self, message: IncomingMessage, text: str, surface: Surface, sink: TextSink | None
+    ) -> Reply:
+        limit = self._settings.max_input_chars
+        notice = ""
+        if len(text) > limit:
+            text = text[:limit]
+            notice = f"\n\n(Your message was cut to its first {limit:,} characters.)"
+        author = Author(message.author_id, message.author_name)
+        async with self._threads.hold(message.session_id), self._model_slots:
+            turn = TurnSession(
+                self._store, message.session_id, author=author, window=self._settings.history_limit
+            )
+            try:
+                answer = await self._stream_answer(turn, user_item(author, text), _guarded(sink))
+                if not answer.strip():
+                    raise EmptyAnswerError("the model returned no text")
+                await turn.commit()
+            except Exception as exc:
+                # A model-side failure is routine and its message says it all; anything else
+                # is a bug worth a traceback.
+                logger.log(
+                    logging.WARNING if isinstance(exc, openai.APIError) else logging.ERROR,
+                    "Turn failed in %s, nothing stored: %s: %s",
+                    message.session_id,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=None if isinstance(exc, openai.APIError) else exc,
+                )
+                return Reply(friendly_error(exc, surface.command_prefix), ReplyKind.ERROR)
+        return Reply(answer + notice, ReplyKind.ANSWER)
+
+    async def _stream_answer(
+        self, turn: TurnSession, item: TResponseInputItem, sink: TextSink | None
+    ) -> str:
+        result = Runner.run_streamed(self._agent, [item], session=turn, run_config=self._run_config)
+        try:
+            async for event in result.stream_events():
+                if (
+                    sink is not None
+                    and isinstance(event, RawResponsesStreamEvent)
+                    and isinstance(event.data, ResponseTextDeltaEvent)
+                    and event.data.delta
+                ):
+                    await sink(event.data.delta)
+        finally:
+            if not result.is_complete:
+                result.cancel()
+        output = result.final_output
+        return output if isinstance(output, str) else str(output or "")
+
+
+def _clean(text: str) -> str:
+    """Trim, and replace what cannot be stored as UTF-8 (lone surrogates)."""
+    return text.encode("utf-8", "replace").decode("utf-8").strip()
+
+
+def _guarded(sink: TextSink | None) -> TextSink | None:
+    """Wrap a sink so a platform hiccup while streaming cannot sink the turn itself.
+
+    After the first failure the sink is skipped; the adapter still gets the whole reply.
+    """
+    if sink is None:
+        return None
+    failed = False
+
+    async def guarded(delta: str) -> None:
+        nonlocal failed
+        if failed:
+            return
+        try:
+            await sink(delta)
+        except Exception:
+            failed = True
+            logger.warning("Streaming a reply failed; it will be delivered whole", exc_info=True)
+
+    return guarded

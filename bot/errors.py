@@ -1,0 +1,65 @@
+"""Failed turns, explained to people in one short line.
+
+The exception itself goes to the log; its text never reaches the chat, because it can carry
+request details, internal URLs or fragments of configuration.
+"""
+
+from __future__ import annotations
+
+import openai
+from agents import (
+    MaxTurnsExceeded,
+    ModelBehaviorError,
+    ModelRefusalError,
+    ModelTimeoutError,
+)
+
+from .storage import StoreClosedError
+
+GENERIC = "Sorry, something went wrong while I was answering. Please try again."
+
+
+class EmptyAnswerError(RuntimeError):
+    """The model finished without any text: nothing worth storing or showing."""
+
+
+def friendly_error(exc: BaseException, prefix: str = "/") -> str:
+    """The line to show in the chat for a turn that failed with `exc`.
+
+    Args:
+        exc: What went wrong.
+        prefix: How commands are typed where the line will be shown.
+    """
+    if isinstance(exc, openai.RateLimitError):
+        return "The AI model is rate-limiting me right now. Please try again in a minute."
+    if isinstance(exc, openai.APITimeoutError | ModelTimeoutError | TimeoutError):
+        return "The AI model took too long to answer. Please try again."
+    if isinstance(exc, openai.APIConnectionError):
+        return "I couldn't reach the AI model just now. Please try again shortly."
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return "The AI model refused my credentials; the bot's owner needs to check its API key."
+    if isinstance(exc, openai.NotFoundError):
+        return "The configured AI model wasn't found; the bot's owner needs to check BOT_MODEL."
+    if isinstance(exc, openai.BadRequestError) and _is_context_overflow(exc):
+        return (
+            f"This thread is now too long for the model. Use {prefix}undo or {prefix}forget "
+            "to make room."
+        )
+    if isinstance(exc, openai.InternalServerError):
+        return "The AI model had a problem on its side. Please try again shortly."
+    if isinstance(exc, ModelRefusalError):
+        return "The model declined to answer that."
+    if isinstance(exc, MaxTurnsExceeded):
+        return "That took too many steps, so I stopped. Try asking more simply."
+    if isinstance(exc, EmptyAnswerError):
+        return "The AI model sent back an empty answer. Please try again."
+    if isinstance(exc, ModelBehaviorError | openai.APIResponseValidationError):
+        return "The AI model sent an answer I couldn't read. Please try again."
+    if isinstance(exc, StoreClosedError):
+        return "I'm restarting right now. Please send that again in a moment."
+    return GENERIC
+
+
+def _is_context_overflow(exc: openai.BadRequestError) -> bool:
+    code = getattr(exc, "code", None) or ""
+    return "context_length" in str(code) or "context length" in str(exc.message).lower()

@@ -1,0 +1,63 @@
+"""Plain records the store returns; no database types leak past the storage package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+Item = dict[str, Any]
+"""One SDK input item (`TResponseInputItem`), as stored: a JSON object."""
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who wrote a user message, recorded beside it for `/history`."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item as it sits in a thread's history, with the bot's bookkeeping."""
+
+    id: int
+    item: Item
+    author: Author | None
+    created_at: datetime
+
+    @property
+    def role(self) -> str | None:
+        role = self.item.get("role")
+        return role if isinstance(role, str) else None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One row of the session list."""
+
+    session_id: str
+    items: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ClearResult:
+    """What `/forget` removed."""
+
+    items: int
+    messages: int
+
+
+def parse_timestamp(value: str | None) -> datetime:
+    """Read SQLite's `CURRENT_TIMESTAMP` text (UTC, no zone) as an aware datetime."""
+    if not value:
+        return datetime.fromtimestamp(0, UTC)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """The inverse of `parse_timestamp`, for comparisons inside SQL."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,49 @@
+"""`StoreSession`: the SDK's `Session` protocol as a cheap view on the shared store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from agents.memory import SessionSettings
+
+if TYPE_CHECKING:
+    from agents import TResponseInputItem
+
+    from .store import SQLiteStore
+
+
+class StoreSession:
+    """One thread's memory, usable anywhere the SDK takes a `Session`.
+
+    It holds the thread's ID and a reference to the store, nothing else; every call goes to the
+    store's shared connections. Each `add_items` is its own durable transaction, as with the
+    SDK's `SQLiteSession`.
+    """
+
+    def __init__(self, store: SQLiteStore, session_id: str, *, limit: int | None = None) -> None:
+        self._store = store
+        self.session_id = session_id
+        self.session_settings: SessionSettings | None = SessionSettings(limit=limit)
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The thread's items, oldest first; the newest `limit` when given (or configured)."""
+        if limit is None and self.session_settings is not None:
+            limit = self.session_settings.limit
+        return cast(
+            "list[TResponseInputItem]", await self._store.read_items(self.session_id, limit)
+        )
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append items durably."""
+        await self._store.append(self.session_id, cast("list[dict[str, Any]]", items))
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item, or None when the thread is empty."""
+        return cast("TResponseInputItem | None", await self._store.pop_item(self.session_id))
+
+    async def clear_session(self) -> None:
+        """Forget the thread."""
+        await self._store.clear(self.session_id)
+
+    def __repr__(self) -> str:
+        return f"StoreSession({self.session_id!r})"

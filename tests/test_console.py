@@ -1,0 +1,226 @@
+"""The console adapter and the CLI, driven as a user would: a real process, stdin and stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAI
+
+PROMPT = "you> "
+
+
+def bot_env(fake: FakeOpenAI, db: Path, **extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OPENAI_", "BOT_", "DISCORD_", "SLACK_"))
+    }
+    env.update(
+        OPENAI_API_KEY="sk-test-console-key",
+        OPENAI_BASE_URL=fake.base_url,
+        BOT_MODEL="fake-model",
+        BOT_MODEL_RETRIES="0",
+        BOT_DB_PATH=str(db),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class Console:
+    """`python -m bot console` in a child process, typed into through a pipe."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.transcript = ""
+
+    async def read_until(self, marker: str, timeout: float = 20) -> str:
+        assert self.process.stdout is not None
+        buffer = ""
+        async with asyncio.timeout(timeout):
+            while marker not in buffer:
+                chunk = await self.process.stdout.read(1024)
+                if not chunk:
+                    break
+                buffer += chunk.decode()
+        self.transcript += buffer
+        return buffer
+
+    async def say(self, line: str) -> str:
+        """Type a line and return everything printed until the next prompt."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n".encode())
+        await self.process.stdin.drain()
+        return (await self.read_until(PROMPT)).removesuffix(PROMPT).strip()
+
+    async def quit(self) -> tuple[int, str]:
+        assert self.process.stdin is not None and self.process.stderr is not None
+        self.process.stdin.close()
+        await self.read_until("\0", timeout=20)  # everything up to EOF
+        stderr = (await self.process.stderr.read()).decode()
+        return await self.process.wait(), stderr
+
+
+async def start_console(cwd: Path, env: dict[str, str], *args: str) -> Console:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    console = Console(process)
+    banner = await console.read_until(PROMPT)
+    assert "Type /help for commands" in banner, banner
+    return console
+
+
+@pytest.fixture
+async def console(fake_openai: FakeOpenAI, tmp_path: Path) -> AsyncIterator[Console]:
+    env = bot_env(fake_openai, tmp_path / "memory.sqlite3")
+    running = await start_console(tmp_path, env, "console", "--thread", "a", "--name", "Tess")
+    yield running
+    if running.process.returncode is None:
+        running.process.kill()
+        await running.process.wait()
+
+
+async def test_chat_streams_remembers_and_obeys_commands(console: Console) -> None:
+    first = await console.say("my favourite colour is green")
+    assert first == "bot> You said: [Tess] my favourite colour is green. Before that: nothing."
+    second = await console.say("what did I say?")
+    assert "Before that: [Tess] my favourite colour is green." in second
+
+    history = await console.say("/history")
+    assert "Tess: my favourite colour is green" in history
+    assert "Tess: what did I say?" in history
+
+    undone = await console.say("/undo")
+    assert "Undone" in undone and "what did I say?" in undone
+    forgot = await console.say("/forget")
+    assert "forgot 2 messages" in forgot
+    assert "nothing to forget" in await console.say("/forget")
+    assert "/history" in await console.say("/help")
+
+    code, stderr = await console.quit()
+    assert code == 0
+    assert "Traceback" not in stderr
+
+
+async def test_model_failure_is_a_friendly_line(console: Console, fake_openai: FakeOpenAI) -> None:
+    from tests.fakes.openai_server import Fault
+
+    fake_openai.fail_next(Fault(status=500))
+    answer = await console.say("hello?")
+    assert answer == "bot> (!) The AI model had a problem on its side. Please try again shortly."
+    assert "Before that: nothing" in await console.say("hello again")
+    code, stderr = await console.quit()
+    assert code == 0
+    assert "Traceback" not in stderr and "sk-test-console-key" not in stderr
+
+
+async def test_threads_are_separate_and_survive_restarts(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    env = bot_env(fake_openai, tmp_path / "memory.sqlite3")
+    first = await start_console(tmp_path, env, "console", "--thread", "work", "--name", "Tess")
+    await first.say("the launch code is 1234")
+    assert (await first.quit())[0] == 0
+
+    again = await start_console(tmp_path, env, "console", "--thread", "work", "--name", "Tess")
+    assert "the launch code is 1234" in await again.say("what is the code?")
+    assert (await again.quit())[0] == 0
+
+    other = await start_console(tmp_path, env, "console", "--thread", "home", "--name", "Tess")
+    assert "Before that: nothing." in await other.say("what is the code?")
+    assert (await other.quit())[0] == 0
+
+    sessions = await run_cli(tmp_path, env, "sessions")
+    assert sessions.returncode == 0
+    assert "console:work" in sessions.stdout and "console:home" in sessions.stdout
+    history = await run_cli(tmp_path, env, "history", "console:work")
+    assert "Tess: the launch code is 1234" in history.stdout
+
+
+async def test_sigterm_stops_the_console_cleanly(console: Console) -> None:
+    await console.say("hello")
+    console.process.send_signal(signal.SIGTERM)
+    code, stderr = await console.quit()
+    assert code == 0
+    assert "Traceback" not in stderr
+
+
+class CliResult:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+async def run_cli(cwd: Path, env: dict[str, str], *args: str) -> CliResult:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return CliResult(process.returncode, out.decode(), err.decode())
+
+
+async def test_missing_api_key_is_one_clear_line(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    env = bot_env(fake_openai, tmp_path / "m.sqlite3")
+    del env["OPENAI_API_KEY"], env["OPENAI_BASE_URL"]
+    result = await run_cli(tmp_path, env, "console")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: OPENAI_API_KEY is not set: put it in .env (see .env.example) or set "
+        "OPENAI_BASE_URL to an OpenAI-compatible server that needs no key."
+    ]
+
+
+async def test_bad_setting_is_one_clear_line(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    env = bot_env(fake_openai, tmp_path / "m.sqlite3", BOT_HISTORY_LIMIT="lots")
+    result = await run_cli(tmp_path, env, "console")
+    assert result.returncode == 2
+    assert "BOT_HISTORY_LIMIT must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_settings_come_from_the_env_file(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    env = bot_env(fake_openai, tmp_path / "unused.sqlite3")
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "BOT_DB_PATH"):
+        del env[key]
+    (tmp_path / ".env").write_text(
+        f"OPENAI_API_KEY=sk-from-dotenv\nOPENAI_BASE_URL={fake_openai.base_url}\n"
+        f"BOT_DB_PATH={tmp_path / 'from-dotenv.sqlite3'}\n"
+    )
+    console = await start_console(tmp_path, env, "console", "--name", "Tess")
+    assert (await console.say("hi")).startswith("bot> You said: [Tess] hi.")
+    assert (await console.quit())[0] == 0
+    assert (tmp_path / "from-dotenv.sqlite3").exists()
+    sessions = await run_cli(tmp_path, env, "sessions")
+    assert "console:default" in sessions.stdout
+
+
+async def test_admin_commands_on_a_missing_file(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    env = bot_env(fake_openai, tmp_path / "absent.sqlite3")
+    result = await run_cli(tmp_path, env, "sessions")
+    assert result.returncode == 2
+    assert "No memory file" in result.stderr
+    assert not (tmp_path / "absent.sqlite3").exists()  # read-only tools create nothing

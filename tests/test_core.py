@@ -1,0 +1,316 @@
+"""The core end to end: real `Runner`, real `openai` client, fake model server, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.core import Surface
+from bot.messages import IncomingMessage, Reply, ReplyKind
+from bot.storage import Author
+from tests.conftest import BotParts, make_config
+from tests.fakes.openai_server import FakeOpenAI, Fault, message_text, user_texts
+from tests.test_store import msg, tool_call, tool_output
+
+CHAT = Surface(max_chars=2000)
+
+
+async def say(
+    parts: BotParts,
+    text: str,
+    *,
+    thread: str = "console:t",
+    author: str = "Ann",
+    sink: Any = None,
+    surface: Surface = CHAT,
+) -> Reply:
+    message = IncomingMessage("console", thread, f"id-{author}", author, text)
+    reply = await parts.core.handle(message, surface, sink)
+    assert reply is not None
+    return reply
+
+
+async def test_remembers_earlier_turns(bot: BotParts, fake_openai: FakeOpenAI) -> None:
+    first = await say(bot, "my name is Ann")
+    assert first.kind is ReplyKind.ANSWER
+    second = await say(bot, "what is my name?")
+    assert second.text == "You said: [Ann] what is my name?. Before that: [Ann] my name is Ann."
+    sent = fake_openai.requests[-1].messages
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert message_text(sent[2]) == first.text
+
+
+async def test_threads_keep_separate_memories(bot: BotParts, fake_openai: FakeOpenAI) -> None:
+    await say(bot, "apples", thread="discord:1:100")
+    await say(bot, "bananas", thread="discord:1:200")
+    reply = await say(bot, "and?", thread="discord:1:100")
+    assert "apples" in reply.text
+    assert "bananas" not in reply.text
+    assert user_texts(fake_openai.requests[-1].messages) == ["[Ann] apples", "[Ann] and?"]
+
+
+async def test_memory_survives_a_restart(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    config = make_config(fake_openai, tmp_path / "restart.sqlite3")
+    parts = await BotParts(config).start()
+    await say(parts, "remember the number 7")
+    await parts.close()
+    restarted = await BotParts(config).start()
+    try:
+        reply = await say(restarted, "what number?")
+        assert "remember the number 7" in reply.text
+    finally:
+        await restarted.close()
+
+
+async def test_streams_deltas_that_add_up_to_the_answer(bot: BotParts) -> None:
+    deltas: list[str] = []
+
+    async def sink(delta: str) -> None:
+        deltas.append(delta)
+
+    reply = await say(bot, "tell me a story about a long river", sink=sink)
+    assert len(deltas) > 3
+    assert "".join(deltas) == reply.text
+
+
+async def test_a_failing_sink_does_not_lose_the_answer(bot: BotParts) -> None:
+    async def broken(_: str) -> None:
+        raise ConnectionError("platform went away")
+
+    reply = await say(bot, "hi", sink=broken)
+    assert reply.kind is ReplyKind.ANSWER
+    assert await bot.store.count_items("console:t") == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(status=500),
+        Fault(status=429, headers={"Retry-After": "0"}),
+        Fault(status=400, error_code="context_length_exceeded"),
+        Fault(body="{this is not json"),
+        Fault(break_after=2),
+    ],
+    ids=["500", "429", "context", "bad-json", "broken-stream"],
+)
+async def test_a_failed_turn_leaves_history_exactly_as_it_was(
+    bot: BotParts, fake_openai: FakeOpenAI, fault: Fault
+) -> None:
+    await say(bot, "first")
+    before = await bot.store.read_items("console:t")
+    fake_openai.fail_next(fault)
+    reply = await say(bot, "this one fails")
+    assert reply.kind is ReplyKind.ERROR
+    assert "Traceback" not in reply.text
+    assert "sk-test" not in reply.text
+    assert "fake error" not in reply.text  # raw exception text never reaches the chat
+    assert await bot.store.read_items("console:t") == before
+    after = await say(bot, "next")
+    assert user_texts(fake_openai.requests[-1].messages) == ["[Ann] first", "[Ann] next"]
+    assert after.kind is ReplyKind.ANSWER
+
+
+async def test_context_overflow_suggests_the_commands(
+    bot: BotParts, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.fail_next(Fault(status=400, error_code="context_length_exceeded"))
+    reply = await say(bot, "x", surface=Surface(command_prefix="!"))
+    assert "!forget" in reply.text
+
+
+async def test_rate_limit_is_retried_by_the_client(fake_openai: FakeOpenAI) -> None:
+    parts = await BotParts(make_config(fake_openai, model_retries=2)).start()
+    try:
+        fake_openai.fail_next(Fault(status=429, headers={"Retry-After": "0"}))
+        reply = await say(parts, "hello")
+        assert reply.kind is ReplyKind.ANSWER
+        assert len(fake_openai.requests) == 2
+    finally:
+        await parts.close()
+
+
+async def test_stalled_stream_hits_the_model_timeout(fake_openai: FakeOpenAI) -> None:
+    parts = await BotParts(make_config(fake_openai, model_timeout=0.5)).start()
+    try:
+        fake_openai.fail_next(Fault(stall_after=1))
+        reply = await say(parts, "hello")
+        assert reply.kind is ReplyKind.ERROR
+        assert "too long" in reply.text
+        assert await parts.store.count_items("console:t") == 0
+    finally:
+        await parts.close()
+
+
+async def test_one_turn_at_a_time_per_thread_but_threads_overlap(
+    bot: BotParts, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.latency = 0.3
+    await asyncio.gather(
+        say(bot, "one", thread="console:same"),
+        say(bot, "two", thread="console:same"),
+    )
+    first, second = fake_openai.requests
+    assert first.finished is not None
+    assert second.started >= first.finished
+    # The second turn saw the first one's whole exchange.
+    assert len(user_texts(second.messages)) == 2
+    assert fake_openai.max_in_flight == 1
+
+    await asyncio.gather(say(bot, "a", thread="console:x"), say(bot, "b", thread="console:y"))
+    assert fake_openai.max_in_flight == 2
+
+
+async def test_global_cap_on_concurrent_model_calls(fake_openai: FakeOpenAI) -> None:
+    parts = await BotParts(make_config(fake_openai, max_concurrency=1)).start()
+    try:
+        fake_openai.latency = 0.2
+        await asyncio.gather(*(say(parts, "hi", thread=f"console:{n}") for n in range(3)))
+        assert fake_openai.max_in_flight == 1
+    finally:
+        await parts.close()
+
+
+async def test_the_model_knows_who_said_what(bot: BotParts, fake_openai: FakeOpenAI) -> None:
+    await say(bot, "I like tea", author="Ann")
+    await say(bot, "I like coffee", author="Bob")
+    assert user_texts(fake_openai.requests[-1].messages) == [
+        "[Ann] I like tea",
+        "[Bob] I like coffee",
+    ]
+    system = fake_openai.requests[-1].messages[0]
+    assert "square brackets" in message_text(system)
+    history = await say(bot, "/history")
+    assert "Ann: I like tea" in history.text
+    assert "Bob: I like coffee" in history.text
+    assert "Ann: [Ann]" not in history.text  # the stored prefix is not shown twice
+
+
+async def test_history_window_is_bounded_without_splitting_tool_calls(
+    fake_openai: FakeOpenAI,
+) -> None:
+    parts = await BotParts(make_config(fake_openai, history_limit=5)).start()
+    try:
+        await parts.store.append(
+            "console:t",
+            [
+                msg("user", "[Ann] old question"),
+                msg("assistant", "old answer"),
+                msg("user", "[Ann] look it up"),
+                tool_call("call_1"),
+                tool_output("call_1"),
+                msg("assistant", "it is 42"),
+            ],
+            author=Author("id-Ann", "Ann"),
+        )
+        await say(parts, "thanks")
+        sent = fake_openai.requests[-1].messages
+        # 5 newest stored items would begin at the tool call's *user* question; the window
+        # starts at a user message and keeps the call with its output.
+        roles = [m["role"] for m in sent]
+        assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
+        call = sent[2]["tool_calls"][0]
+        assert call["id"] == sent[3]["tool_call_id"] == "call_1"
+        assert "old question" not in str(sent)
+    finally:
+        await parts.close()
+
+
+async def test_responses_api_works_too(fake_openai: FakeOpenAI) -> None:
+    parts = await BotParts(make_config(fake_openai, model_api="responses")).start()
+    try:
+        deltas: list[str] = []
+
+        async def sink(delta: str) -> None:
+            deltas.append(delta)
+
+        await say(parts, "first")
+        reply = await say(parts, "second", sink=sink)
+        assert reply.text == "You said: [Ann] second. Before that: [Ann] first."
+        assert "".join(deltas) == reply.text
+        assert fake_openai.requests[-1].api == "responses"
+    finally:
+        await parts.close()
+
+
+async def test_commands_never_reach_the_model(bot: BotParts, fake_openai: FakeOpenAI) -> None:
+    await say(bot, "hello")
+    calls = len(fake_openai.requests)
+    for command in ["/help", "/history", "!history", "/undo", "/forget", "/forgt", "/forget all"]:
+        reply = await say(bot, command)
+        assert reply.kind is ReplyKind.COMMAND
+        assert reply.ephemeral
+    assert len(fake_openai.requests) == calls
+
+
+async def test_forget_says_how_much_it_forgot(bot: BotParts) -> None:
+    assert "nothing to forget" in (await say(bot, "/forget")).text
+    await say(bot, "one")
+    await say(bot, "two")
+    assert (await say(bot, "/forget")).text == "Done: I forgot 4 messages from this thread."
+    assert await bot.store.count_items("console:t") == 0
+
+
+async def test_undo_removes_only_the_last_exchange(bot: BotParts, fake_openai: FakeOpenAI) -> None:
+    assert "nothing to undo" in (await say(bot, "/undo")).text
+    await say(bot, "keep this")
+    await say(bot, "drop this")
+    reply = await say(bot, "/undo")
+    assert "Ann's message “drop this”" in reply.text
+    assert "my reply" in reply.text
+    await say(bot, "and now?")
+    assert user_texts(fake_openai.requests[-1].messages) == ["[Ann] keep this", "[Ann] and now?"]
+
+
+async def test_history_pages_fit_the_surface(bot: BotParts) -> None:
+    for n in range(15):
+        await say(bot, f"message number {n} " + "x" * 100)
+    page_1 = await say(bot, "/history", surface=Surface(max_chars=1000))
+    assert len(page_1.text) <= 1000
+    assert "page 1 of 2" in page_1.text
+    assert "/history 2" in page_1.text
+    assert "message number 14" in page_1.text
+    page_2 = await say(bot, "/history 2", surface=Surface(max_chars=1000))
+    assert "message number 0 " in page_2.text
+    assert "message number 14" not in page_2.text
+    whole = await say(bot, "/history", surface=Surface(max_chars=None))
+    assert "x" * 100 in whole.text
+
+
+async def test_bad_input_gets_a_clear_answer(bot: BotParts, fake_openai: FakeOpenAI) -> None:
+    empty = await say(bot, "   ")
+    assert empty.kind is ReplyKind.NOTICE
+    assert "/help" in empty.text
+    assert "don't know /nope" in (await say(bot, "/nope")).text
+    assert (await say(bot, "/history zero")).text == "Usage: /history [page]"
+    assert fake_openai.requests == []
+    chat = await say(bot, "/usr/bin is a folder")  # not a command: goes to the model
+    assert chat.kind is ReplyKind.ANSWER
+
+
+async def test_huge_messages_are_cut_with_a_notice(bot: BotParts, fake_openai: FakeOpenAI) -> None:
+    reply = await say(bot, "y" * 100_000)
+    assert "cut to its first 16,000 characters" in reply.text
+    assert len(user_texts(fake_openai.requests[-1].messages)[0]) < 16_100
+
+
+async def test_messages_not_for_the_bot_are_ignored(bot: BotParts, fake_openai: FakeOpenAI) -> None:
+    message = IncomingMessage("discord", "discord:1:2", "u", "Ann", "hi", addressed_to_bot=False)
+    assert await bot.core.handle(message) is None
+    assert fake_openai.requests == []
+
+
+async def test_drain_cancels_slow_turns_and_stores_nothing(
+    bot: BotParts, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.latency = 5.0
+    turn = asyncio.create_task(say(bot, "slow"))
+    await asyncio.wait_for(fake_openai.request_seen.wait(), 5)
+    await bot.core.drain(grace=0.1)
+    assert turn.cancelled() or isinstance(turn.exception(), asyncio.CancelledError)
+    assert await bot.store.count_items("console:t") == 0
+    late = await say(bot, "anyone there?")
+    assert late.kind is ReplyKind.NOTICE
+    assert "restarting" in late.text

@@ -1,0 +1,321 @@
+"""The SQLite store, checked against the SDK's own `SQLiteSession` on the same files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from agents import SQLiteSession
+from agents.memory import Session
+
+from bot.storage import Author, SQLiteStore, StoreReadOnlyError
+from bot.storage.writer import Writer
+
+
+def msg(role: str, text: str) -> dict[str, Any]:
+    return {"role": role, "content": text}
+
+
+def tool_call(call_id: str, name: str = "lookup") -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "call_id": call_id,
+        "name": name,
+        "arguments": "{}",
+        "id": f"fc_{call_id}",
+    }
+
+
+def tool_output(call_id: str) -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": call_id, "output": "42"}
+
+
+TRICKY = [
+    msg("user", "héllo wörld — 你好 — 🎉🚀 — مرحبا — \u202eRTL\u202c"),
+    msg("assistant", "'); DROP TABLE agent_messages; --"),
+    msg("user", 'quote " and backslash \\ and NUL \x00 in text'),
+    msg("assistant", "lone surrogate \ud800 survives as an escape"),
+]
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    async with await SQLiteStore.open(tmp_path / "memory.sqlite3") as opened:
+        yield opened
+
+
+async def test_store_session_satisfies_the_sdk_protocol(store: SQLiteStore) -> None:
+    assert isinstance(store.session("t"), Session)
+
+
+async def test_round_trip_keeps_order_unicode_and_sql_looking_text(store: SQLiteStore) -> None:
+    session = store.session("thread-1")
+    await session.add_items(TRICKY)  # type: ignore[arg-type]
+    assert await session.get_items() == TRICKY
+
+
+@pytest.mark.parametrize(
+    "session_id",
+    ["a'b", 'x"; DROP TABLE agent_sessions; --', "../../etc/passwd", "slack:T1:C1:1700.01", "🧵"],
+)
+async def test_session_ids_with_sql_and_path_characters(
+    store: SQLiteStore, session_id: str
+) -> None:
+    session = store.session(session_id)
+    await session.add_items([msg("user", "hi")])  # type: ignore[list-item]
+    assert await session.get_items() == [msg("user", "hi")]
+    assert [s.session_id for s in await store.list_sessions()] == [session_id]
+
+
+async def test_sdk_reads_what_the_store_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.session("t1").add_items(TRICKY)  # type: ignore[arg-type]
+        await store.append("t2", [msg("user", "[Ann] hi")], author=Author("u1", "Ann"))
+    sdk = SQLiteSession("t1", path)
+    try:
+        assert await sdk.get_items() == TRICKY
+        assert await sdk.get_items(limit=2) == TRICKY[-2:]
+        assert await sdk.pop_item() == TRICKY[-1]
+    finally:
+        sdk.close()
+    other = SQLiteSession("t2", path)
+    try:
+        assert await other.get_items() == [msg("user", "[Ann] hi")]
+    finally:
+        other.close()
+
+
+async def test_store_reads_what_the_sdk_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "sdk-first.sqlite3"
+    sdk = SQLiteSession("t1", path)
+    try:
+        await sdk.add_items(TRICKY)  # type: ignore[arg-type]
+    finally:
+        sdk.close()
+    async with await SQLiteStore.open(path) as store:
+        session = store.session("t1")
+        assert await session.get_items() == TRICKY
+        # The bot's extra columns were added to the SDK's table in place.
+        await store.append("t1", [msg("user", "[Bo] more")], author=Author("u2", "Bo"))
+        history = await store.history("t1", limit=10)
+        assert history[-1].author == Author("u2", "Bo")
+        assert history[0].author is None
+    sdk = SQLiteSession("t1", path)
+    try:
+        assert len(await sdk.get_items()) == len(TRICKY) + 1
+    finally:
+        sdk.close()
+
+
+@pytest.mark.parametrize("limit", [None, 0, 1, 2, 3, 5, 6, 50, -1])
+async def test_get_items_limit_matches_sqlite_session(tmp_path: Path, limit: int | None) -> None:
+    items = [msg("user" if i % 2 == 0 else "assistant", f"item {i}") for i in range(6)]
+    sdk = SQLiteSession("t", tmp_path / "sdk.sqlite3")
+    try:
+        await sdk.add_items(items)  # type: ignore[arg-type]
+        expected = await sdk.get_items(limit)
+    finally:
+        sdk.close()
+    async with await SQLiteStore.open(tmp_path / "ours.sqlite3") as store:
+        session = store.session("t")
+        await session.add_items(items)  # type: ignore[arg-type]
+        assert await session.get_items(limit) == expected
+    if limit is not None and limit > 0:
+        assert expected == items[-limit:]
+
+
+async def test_session_settings_limit_applies_when_no_limit_is_passed(store: SQLiteStore) -> None:
+    items = [msg("user", str(i)) for i in range(5)]
+    await store.session("t").add_items(items)  # type: ignore[arg-type]
+    assert await store.session("t", limit=2).get_items() == items[-2:]
+
+
+async def test_pop_item_matches_sqlite_session(store: SQLiteStore) -> None:
+    session = store.session("t")
+    assert await session.pop_item() is None
+    await session.add_items([msg("user", "a"), msg("assistant", "b")])  # type: ignore[list-item]
+    assert await session.pop_item() == msg("assistant", "b")
+    assert await session.get_items() == [msg("user", "a")]
+    assert await session.pop_item() == msg("user", "a")
+    assert await session.pop_item() is None
+
+
+async def test_clear_session_only_touches_its_thread(store: SQLiteStore) -> None:
+    await store.session("a").add_items([msg("user", "a")])  # type: ignore[list-item]
+    await store.session("b").add_items([msg("user", "b")])  # type: ignore[list-item]
+    await store.session("a").clear_session()
+    assert await store.session("a").get_items() == []
+    assert await store.session("b").get_items() == [msg("user", "b")]
+    assert [s.session_id for s in await store.list_sessions()] == ["b"]
+
+
+async def test_undo_removes_the_last_exchange_with_its_tool_steps(store: SQLiteStore) -> None:
+    first = [msg("user", "[A] one"), msg("assistant", "first answer")]
+    last = [msg("user", "[A] two"), tool_call("c1"), tool_output("c1"), msg("assistant", "done")]
+    await store.append("t", first, author=Author("a", "A"))
+    await store.append("t", last, author=Author("a", "A"))
+    removed = await store.undo_last_exchange("t")
+    assert [r.item for r in removed] == last
+    assert removed[0].author == Author("a", "A")
+    assert await store.read_items("t") == first
+    assert [r.item for r in await store.undo_last_exchange("t")] == first
+    assert await store.undo_last_exchange("t") == []
+
+
+async def test_undo_does_not_trip_over_a_corrupt_row(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append("t", [msg("user", "keep"), msg("assistant", "x")])
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO agent_messages (session_id, message_data) VALUES ('t', '{not json')"
+        )
+    async with await SQLiteStore.open(path) as store:
+        removed = await store.undo_last_exchange("t")
+        assert [r.item for r in removed] == [msg("user", "keep"), msg("assistant", "x")]
+        assert await store.count_items("t") == 0
+
+
+async def test_history_has_authors_and_times(store: SQLiteStore) -> None:
+    before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    await store.append(
+        "t", [msg("user", "[Ann] hi"), msg("assistant", "hello")], author=Author("u1", "Ann")
+    )
+    entries = await store.history("t", limit=10)
+    assert [e.author for e in entries] == [Author("u1", "Ann"), None]
+    assert all(before <= e.created_at <= datetime.now(UTC) for e in entries)
+    assert [e.item for e in await store.history("t", limit=1)] == [msg("assistant", "hello")]
+    assert [e.item for e in await store.history("t", limit=1, offset=1)] == [
+        msg("user", "[Ann] hi")
+    ]
+
+
+async def test_list_sessions_counts_items_newest_first(store: SQLiteStore) -> None:
+    await store.append("old", [msg("user", "a")])
+    await store.append("new", [msg("user", "a"), msg("assistant", "b")])
+    listed = {s.session_id: s.items for s in await store.list_sessions()}
+    assert listed == {"old": 1, "new": 2}
+
+
+async def test_delete_idle_is_the_only_way_sessions_expire(store: SQLiteStore) -> None:
+    await store.append("a", [msg("user", "a")])
+    await store.append("b", [msg("user", "b")])
+    assert await store.delete_idle(timedelta(days=1)) == 0
+    later = datetime.now(UTC) + timedelta(days=2)
+    assert await store.delete_idle(timedelta(days=1), now=later) == 2
+    assert await store.list_sessions() == []
+    assert await store.read_items("a") == []
+
+
+async def test_file_database_uses_wal_and_the_window_index(tmp_path: Path) -> None:
+    path = tmp_path / "wal.sqlite3"
+    async with await SQLiteStore.open(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT message_data FROM agent_messages "
+                "WHERE session_id = ? ORDER BY id DESC LIMIT 40",
+                ("t",),
+            )
+        )
+    assert "idx_agent_messages_session_id" in plan
+    assert "TEMP B-TREE" not in plan  # no sort: the index already yields newest first
+
+
+async def test_memory_survives_reopening_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "persist.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.session("t").add_items([msg("user", "remember me")])  # type: ignore[list-item]
+    async with await SQLiteStore.open(path) as store:
+        assert await store.session("t").get_items() == [msg("user", "remember me")]
+
+
+async def test_in_memory_store_works_and_is_private() -> None:
+    async with await SQLiteStore.open(":memory:") as store:
+        await store.session("t").add_items([msg("user", "x")])  # type: ignore[list-item]
+        assert await store.session("t").get_items() == [msg("user", "x")]
+    async with await SQLiteStore.open(":memory:") as fresh:
+        assert await fresh.session("t").get_items() == []
+
+
+async def test_sessions_cost_no_connection_and_no_thread(store: SQLiteStore) -> None:
+    await store.session("warm").get_items()
+    threads = threading.active_count()
+    for i in range(500):
+        session = store.session(f"t{i % 7}")
+        await session.add_items([msg("user", str(i))])  # type: ignore[list-item]
+        await session.get_items(limit=5)
+    assert threading.active_count() == threads
+    assert await store.count_items("t0") == len(range(0, 500, 7))
+
+
+async def test_concurrent_appends_all_land_in_order(store: SQLiteStore) -> None:
+    async def thread_writer(name: str) -> None:
+        for i in range(20):
+            await store.append(name, [msg("user", f"{name}-{i}"), msg("assistant", f"ok {i}")])
+
+    await asyncio.gather(*(thread_writer(f"t{n}") for n in range(25)))
+    for n in range(25):
+        items = await store.read_items(f"t{n}")
+        assert [m["content"] for m in items[::2]] == [f"t{n}-{i}" for i in range(20)]
+
+
+async def test_one_bad_append_does_not_sink_the_batch_it_shared(tmp_path: Path) -> None:
+    conn = await aiosqlite.connect(tmp_path / "w.sqlite3")
+    try:
+        await conn.execute(
+            "CREATE TABLE agent_sessions (session_id TEXT PRIMARY KEY, "
+            "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, "
+            "updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"
+        )
+        await conn.execute(
+            "CREATE TABLE agent_messages (id INTEGER PRIMARY KEY, "
+            "session_id TEXT NOT NULL, message_data TEXT NOT NULL, "
+            "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, author_id TEXT, "
+            "author_name TEXT)"
+        )
+        writer = Writer(conn)
+        bad_row = ("t", None, None, None)  # violates NOT NULL on message_data
+        results = await asyncio.gather(
+            writer.append([("t", '"a"', None, None)]),
+            writer.append([bad_row]),  # type: ignore[list-item]
+            writer.append([("t", '"b"', None, None)]),
+            return_exceptions=True,
+        )
+        assert results[0] is None
+        assert results[2] is None
+        assert isinstance(results[1], sqlite3.IntegrityError)
+        rows = await conn.execute_fetchall("SELECT message_data FROM agent_messages ORDER BY id")
+        assert [r[0] for r in rows] == ['"a"', '"b"']
+        await writer.close()
+    finally:
+        await conn.close()
+
+
+async def test_read_only_store_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "ro.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append("t", [msg("user", "x")])
+    async with await SQLiteStore.open(path, read_only=True) as readonly:
+        assert await readonly.read_items("t") == [msg("user", "x")]
+        with pytest.raises(StoreReadOnlyError):
+            await readonly.clear("t")
+
+
+async def test_writes_after_close_fail_clearly(tmp_path: Path) -> None:
+    from bot.storage import StoreClosedError
+
+    store = await SQLiteStore.open(tmp_path / "closed.sqlite3")
+    await store.close()
+    with pytest.raises(StoreClosedError):
+        await store.append("t", [msg("user", "late")])
