@@ -30,7 +30,8 @@ def ensure_environment(extras: str) -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
     stamp = VENV / f".installed-{extras or 'base'}-{digest}"
-    if stamp.exists():
+    # The dev install is a superset of the base one, so either satisfies a plain run.
+    if stamp.exists() or (not extras and (VENV / f".installed-dev-{digest}").exists()):
         return
     sys.stderr.write(f"Installing the bot{' with ' + extras if extras else ''} into .venv ...\n")
     target = f".[{extras}]" if extras else "."

@@ -48,7 +48,10 @@ def build_core(config: Config, store: SQLiteStore, agent: Agent[Any]) -> Core:
         commands=default_commands(store, config.name),
         run_config=build_run_config(config),
         settings=CoreSettings(
-            history_limit=config.history_limit, max_concurrency=config.max_concurrency
+            history_limit=config.history_limit,
+            max_concurrency=config.max_concurrency,
+            max_input_chars=config.max_input_chars,
+            rate_limit_per_minute=config.rate_limit_per_minute,
         ),
     )
 

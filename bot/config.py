@@ -46,6 +46,19 @@ class Config:
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_app_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
+    max_input_chars: int = 16_000
+    rate_limit_per_minute: int = 20
+    reply_to_bots: bool = False
+    discord_allowed_guilds: frozenset[int] = frozenset()
+    discord_allowed_channels: frozenset[int] = frozenset()
+    discord_allowed_users: frozenset[int] = frozenset()
+    discord_allowed_roles: frozenset[int] = frozenset()
+    discord_dev_guild: int | None = None
+    discord_open_threads: bool = False
+    slack_allowed_channels: frozenset[str] = frozenset()
+    slack_allowed_users: frozenset[str] = frozenset()
+    slack_port: int = 3000
+    slack_streaming: bool = True
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -123,6 +136,19 @@ def config_from_mapping(env: Mapping[str, str]) -> Config:
         slack_bot_token=get("SLACK_BOT_TOKEN"),
         slack_app_token=get("SLACK_APP_TOKEN"),
         slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+        max_input_chars=_parse(values, "BOT_MAX_INPUT_CHARS", _positive_int, 16_000),
+        rate_limit_per_minute=_parse(values, "BOT_RATE_LIMIT", _non_negative_int, 20),
+        reply_to_bots=_parse(values, "BOT_REPLY_TO_BOTS", _boolean, False),
+        discord_allowed_guilds=_parse(values, "DISCORD_ALLOWED_GUILDS", _id_set, frozenset()),
+        discord_allowed_channels=_parse(values, "DISCORD_ALLOWED_CHANNELS", _id_set, frozenset()),
+        discord_allowed_users=_parse(values, "DISCORD_ALLOWED_USERS", _id_set, frozenset()),
+        discord_allowed_roles=_parse(values, "DISCORD_ALLOWED_ROLES", _id_set, frozenset()),
+        discord_dev_guild=_parse(values, "DISCORD_DEV_GUILD", _snowflake, None),
+        discord_open_threads=_parse(values, "DISCORD_OPEN_THREADS", _boolean, False),
+        slack_allowed_channels=_parse(values, "SLACK_ALLOWED_CHANNELS", _name_set, frozenset()),
+        slack_allowed_users=_parse(values, "SLACK_ALLOWED_USERS", _name_set, frozenset()),
+        slack_port=_parse(values, "SLACK_PORT", _port, 3000),
+        slack_streaming=_parse(values, "SLACK_STREAMING", _boolean, True),
     )
 
 
@@ -145,6 +171,27 @@ def _positive_int(raw: str) -> int:
 def _non_negative_int(raw: str) -> int:
     if not raw.isdigit():
         raise ValueError("must be a whole number of at least 0")
+    return int(raw)
+
+
+def _snowflake(raw: str) -> int:
+    if not raw.isdigit():
+        raise ValueError("must be a numeric ID (Discord: Developer Mode, then Copy ID)")
+    return int(raw)
+
+
+def _id_set(raw: str) -> frozenset[int]:
+    """Comma- or space-separated numeric IDs; empty means 'everyone'."""
+    return frozenset(_snowflake(part) for part in raw.replace(",", " ").split())
+
+
+def _name_set(raw: str) -> frozenset[str]:
+    return frozenset(raw.replace(",", " ").split())
+
+
+def _port(raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError("must be a port number between 1 and 65535")
     return int(raw)
 
 

@@ -20,6 +20,7 @@ from openai.types.responses import ResponseTextDeltaEvent
 
 from .commands import CommandContext, CommandRegistry, Invocation
 from .errors import EmptyAnswerError, friendly_error
+from .guards import RateLimiter, RecentIds
 from .locks import KeyedLock
 from .messages import IncomingMessage, Reply, ReplyKind, TextSink
 from .storage import Author, SQLiteStore
@@ -46,10 +47,13 @@ class CoreSettings:
     history_limit: int = 50
     max_concurrency: int = 8
     max_input_chars: int = 16_000
+    rate_limit_per_minute: int = 20
+    """Turns one person may start per minute across all threads; 0 for no limit."""
 
 
 EMPTY_MESSAGE = "I got an empty message. Say something, or try {prefix}help."
 SHUTTING_DOWN = "I'm restarting right now. Please send that again in a moment."
+SLOW_DOWN = "You're sending messages faster than I can answer. Please wait {seconds}s."
 
 
 class Core:
@@ -73,6 +77,8 @@ class Core:
         self._model_slots = asyncio.Semaphore(settings.max_concurrency)
         self._active: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._seen = RecentIds()
+        self._rate = RateLimiter(settings.rate_limit_per_minute)
 
     @property
     def commands(self) -> CommandRegistry:
@@ -97,6 +103,11 @@ class Core:
         """
         if not message.addressed_to_bot:
             return None
+        if message.message_id is not None and not self._seen.first_time(
+            f"{message.platform}:{message.message_id}"
+        ):
+            logger.info("Ignored a redelivered message %s", message.message_id)
+            return None
         text = _clean(message.text)
         invocation = self._commands.parse(text)
         if invocation is not None:
@@ -105,6 +116,9 @@ class Core:
             return Reply(EMPTY_MESSAGE.format(prefix=surface.command_prefix), ReplyKind.NOTICE)
         if self._closing:
             return Reply(SHUTTING_DOWN, ReplyKind.NOTICE)
+        wait = self._rate.wait_time(f"{message.platform}:{message.author_id}")
+        if wait > 0:
+            return Reply(SLOW_DOWN.format(seconds=max(1, round(wait))), ReplyKind.NOTICE)
         task = asyncio.current_task()
         if task is not None:
             self._active.add(task)

@@ -20,6 +20,8 @@ class IncomingMessage:
         author_name: Display name, shown to the model so it knows who said what.
         text: The message text with any mention of the bot removed.
         addressed_to_bot: Whether the bot should answer (mention, DM, bot thread...).
+        message_id: The platform's ID for this message or event, when it has one; a second
+            message with the same ID (a redelivered event) is ignored.
     """
 
     platform: str
@@ -28,6 +30,7 @@ class IncomingMessage:
     author_name: str
     text: str
     addressed_to_bot: bool = True
+    message_id: str | None = None
 
 
 class ReplyKind(enum.Enum):

@@ -78,6 +78,8 @@ def make_config(fake: FakeOpenAI, db_path: str | Path = ":memory:", **overrides:
         "model_retries": 0,
         "model_timeout": 10.0,
         "db_path": str(db_path),
+        # Tests send bursts from one author; the rate limit has tests of its own.
+        "rate_limit_per_minute": 0,
     }
     settings.update(overrides)
     return Config(**settings)

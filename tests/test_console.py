@@ -41,10 +41,10 @@ class Console:
         self.process = process
         self.transcript = ""
 
-    async def read_until(self, marker: str, timeout: float = 20) -> str:
+    async def read_until(self, marker: str, seconds: float = 20) -> str:
         assert self.process.stdout is not None
         buffer = ""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             while marker not in buffer:
                 chunk = await self.process.stdout.read(1024)
                 if not chunk:
@@ -61,9 +61,10 @@ class Console:
         return (await self.read_until(PROMPT)).removesuffix(PROMPT).strip()
 
     async def quit(self) -> tuple[int, str]:
-        assert self.process.stdin is not None and self.process.stderr is not None
+        assert self.process.stdin is not None
+        assert self.process.stderr is not None
         self.process.stdin.close()
-        await self.read_until("\0", timeout=20)  # everything up to EOF
+        await self.read_until("\0", seconds=20)  # everything up to EOF
         stderr = (await self.process.stderr.read()).decode()
         return await self.process.wait(), stderr
 
@@ -107,7 +108,8 @@ async def test_chat_streams_remembers_and_obeys_commands(console: Console) -> No
     assert "Tess: what did I say?" in history
 
     undone = await console.say("/undo")
-    assert "Undone" in undone and "what did I say?" in undone
+    assert "Undone" in undone
+    assert "what did I say?" in undone
     forgot = await console.say("/forget")
     assert "forgot 2 messages" in forgot
     assert "nothing to forget" in await console.say("/forget")
@@ -127,7 +129,8 @@ async def test_model_failure_is_a_friendly_line(console: Console, fake_openai: F
     assert "Before that: nothing" in await console.say("hello again")
     code, stderr = await console.quit()
     assert code == 0
-    assert "Traceback" not in stderr and "sk-test-console-key" not in stderr
+    assert "Traceback" not in stderr
+    assert "sk-test-console-key" not in stderr
 
 
 async def test_threads_are_separate_and_survive_restarts(
@@ -148,7 +151,8 @@ async def test_threads_are_separate_and_survive_restarts(
 
     sessions = await run_cli(tmp_path, env, "sessions")
     assert sessions.returncode == 0
-    assert "console:work" in sessions.stdout and "console:home" in sessions.stdout
+    assert "console:work" in sessions.stdout
+    assert "console:home" in sessions.stdout
     history = await run_cli(tmp_path, env, "history", "console:work")
     assert "Tess: the launch code is 1234" in history.stdout
 

@@ -314,3 +314,30 @@ async def test_drain_cancels_slow_turns_and_stores_nothing(
     late = await say(bot, "anyone there?")
     assert late.kind is ReplyKind.NOTICE
     assert "restarting" in late.text
+
+
+async def test_a_redelivered_message_gets_one_answer_and_one_stored_turn(
+    bot: BotParts, fake_openai: FakeOpenAI
+) -> None:
+    message = IncomingMessage("slack", "slack:T:C:1.0", "U1", "Ann", "hello", message_id="Ev1")
+    first, again = await asyncio.gather(
+        bot.core.handle(message, CHAT), bot.core.handle(message, CHAT)
+    )
+    assert [r is None for r in (first, again)].count(True) == 1
+    assert await bot.store.count_items("slack:T:C:1.0") == 2
+    assert len(fake_openai.requests) == 1
+
+
+async def test_people_sending_too_fast_are_asked_to_slow_down(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    parts = await BotParts(make_config(fake_openai, rate_limit_per_minute=2)).start()
+    try:
+        replies = [await say(parts, f"message {i}") for i in range(3)]
+        other = await say(parts, "hi", author="Bob")
+    finally:
+        await parts.close()
+    assert [r.kind for r in replies] == [ReplyKind.ANSWER, ReplyKind.ANSWER, ReplyKind.NOTICE]
+    assert "wait" in replies[2].text
+    assert other.kind is ReplyKind.ANSWER
+    assert len(fake_openai.requests) == 3

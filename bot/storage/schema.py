@@ -36,14 +36,26 @@ _SDK_TABLES = (
 
 _BOT_COLUMNS = {"author_id": "TEXT", "author_name": "TEXT"}
 
-_BOT_INDEXES = (
+_BOT_OBJECTS = (
     # Retention sweeps find idle threads without scanning every session.
     f"CREATE INDEX IF NOT EXISTS idx_{SESSIONS}_updated_at ON {SESSIONS} (updated_at)",
+    # Registering the thread and marking it active inside the message INSERT itself lets a
+    # whole append be one statement: one thread hop and one implicit transaction. It runs
+    # BEFORE the insert so the row's foreign key is satisfied even with foreign_keys=ON, and is
+    # harmless to the SDK's own writes, which do the same upsert by hand.
+    f"""
+    CREATE TRIGGER IF NOT EXISTS {MESSAGES}_touch_session BEFORE INSERT ON {MESSAGES}
+    BEGIN
+        INSERT INTO {SESSIONS} (session_id) VALUES (NEW.session_id)
+        ON CONFLICT(session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP;
+    END
+    """,
 )
 
 
 async def ensure_schema(conn: aiosqlite.Connection) -> None:
     """Create or extend the schema in place; safe to run on every start and on SDK files."""
+    await conn.execute("BEGIN IMMEDIATE")
     for statement in _SDK_TABLES:
         await conn.execute(statement)
     rows = await conn.execute_fetchall(f"PRAGMA table_info({MESSAGES})")
@@ -51,6 +63,6 @@ async def ensure_schema(conn: aiosqlite.Connection) -> None:
     for column, kind in _BOT_COLUMNS.items():
         if column not in present:
             await conn.execute(f"ALTER TABLE {MESSAGES} ADD COLUMN {column} {kind}")
-    for statement in _BOT_INDEXES:
+    for statement in _BOT_OBJECTS:
         await conn.execute(statement)
     await conn.commit()

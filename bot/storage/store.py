@@ -84,7 +84,7 @@ class SQLiteStore:
         """
         path = str(path)
         if path == MEMORY:
-            conn = await aiosqlite.connect(MEMORY, timeout=busy_timeout)
+            conn = await aiosqlite.connect(MEMORY, timeout=busy_timeout, isolation_level=None)
             try:
                 await ensure_schema(conn)
             except BaseException:
@@ -97,7 +97,8 @@ class SQLiteStore:
             return cls(path, reader, None, [reader])
 
         await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
-        write_conn = await aiosqlite.connect(path, timeout=busy_timeout)
+        # Autocommit mode: the writer opens its transactions itself (see writer.py).
+        write_conn = await aiosqlite.connect(path, timeout=busy_timeout, isolation_level=None)
         opened = [write_conn]
         try:
             await write_conn.execute("PRAGMA journal_mode=WAL")

@@ -1,0 +1,51 @@
+"""Unit tests for the pre-turn guards and the keyed lock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.guards import RateLimiter, RecentIds
+from bot.locks import KeyedLock
+
+
+def test_recent_ids_drop_repeats_and_forget_the_oldest() -> None:
+    ids = RecentIds(capacity=2)
+    assert ids.first_time("a")
+    assert not ids.first_time("a")
+    assert ids.first_time("b")
+    assert ids.first_time("c")  # pushes "a" out
+    assert ids.first_time("a")
+
+
+def test_rate_limiter_uses_a_sliding_minute() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    assert limiter.wait_time("ann") == 0
+    now[0] = 10
+    assert limiter.wait_time("ann") == 0
+    now[0] = 20
+    assert limiter.wait_time("ann") == 40  # the first message leaves the window at t=60
+    assert limiter.wait_time("bob") == 0
+    now[0] = 60
+    assert limiter.wait_time("ann") == 0
+
+
+def test_rate_limiter_off_when_zero() -> None:
+    limiter = RateLimiter(0)
+    assert all(limiter.wait_time("ann") == 0 for _ in range(1000))
+
+
+async def test_keyed_lock_serializes_one_key_and_cleans_up() -> None:
+    lock = KeyedLock()
+    order: list[str] = []
+
+    async def hold(key: str, name: str) -> None:
+        async with lock.hold(key):
+            order.append(f"{name}+")
+            await asyncio.sleep(0.01)
+            order.append(f"{name}-")
+
+    await asyncio.gather(hold("t", "a"), hold("t", "b"), hold("u", "c"))
+    assert order.index("a-") < order.index("b+")
+    assert order.index("c+") < order.index("a-")  # another key ran alongside
+    assert len(lock) == 0
