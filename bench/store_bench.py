@@ -168,8 +168,10 @@ class RawFloor:
 async def throughput(args: argparse.Namespace, workdir: Path) -> None:
     backends = [OurStore, SdkSession, SdkAsyncSession, RawFloor]
     for concurrency in args.concurrency:
-        print(f"\n{args.threads} threads, {args.turns} turns, window {args.window}, "
-              f"concurrency {concurrency}")
+        print(
+            f"\n{args.threads} threads, {args.turns} turns, window {args.window}, "
+            f"concurrency {concurrency}"
+        )
         rates: dict[str, float] = {}
         for backend_cls in backends:
             path = workdir / f"{backend_cls.__name__}-{concurrency}.sqlite3"
@@ -209,8 +211,10 @@ async def long_thread(args: argparse.Namespace, workdir: Path) -> None:
         short, long_ = await load("short"), await load("long")
     finally:
         await store.close()
-    print(f"\nnewest 40 of {args.long_items:,} items: {long_ * 1e6:6.0f} us; "
-          f"of 100 items: {short * 1e6:6.0f} us; ratio {long_ / short:.2f}x (target <= 1.3x)")
+    print(
+        f"\nnewest 40 of {args.long_items:,} items: {long_ * 1e6:6.0f} us; "
+        f"of 100 items: {short * 1e6:6.0f} us; ratio {long_ / short:.2f}x (target <= 1.3x)"
+    )
 
 
 async def main() -> None:

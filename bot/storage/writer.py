@@ -27,7 +27,9 @@ T = TypeVar("T")
 Row = tuple[str, str, str | None, str | None]
 """(session_id, message_data, author_id, author_name) for one new message row."""
 
-_INSERT_MESSAGES = f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name) VALUES "
+_INSERT_MESSAGES = (
+    f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name) VALUES "
+)
 _ROW_PLACEHOLDERS = "(?, ?, ?, ?)"
 _MAX_ROWS_PER_STATEMENT = 200
 """Rows one multi-row INSERT may carry (4 parameters each, under SQLite's oldest 999 limit)."""
