@@ -166,7 +166,12 @@ class RawFloor:
 
 
 async def throughput(args: argparse.Namespace, workdir: Path) -> None:
-    backends = [OurStore, SdkSession, SdkAsyncSession, RawFloor]
+    backends: list[type[OurStore | SdkSession | SdkAsyncSession | RawFloor]] = [
+        OurStore,
+        SdkSession,
+        SdkAsyncSession,
+        RawFloor,
+    ]
     for concurrency in args.concurrency:
         print(
             f"\n{args.threads} threads, {args.turns} turns, window {args.window}, "
