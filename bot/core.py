@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,15 +192,16 @@ class Core:
                     raise EmptyAnswerError("the model returned no text")
                 await turn.commit()
             except Exception as exc:
-                # A model-side failure is routine and its message says it all; anything else
-                # is a bug worth a traceback.
+                # Model and disk failures are routine and their message says it all; anything
+                # else is a bug worth a traceback.
+                routine = isinstance(exc, openai.APIError | sqlite3.OperationalError)
                 logger.log(
-                    logging.WARNING if isinstance(exc, openai.APIError) else logging.ERROR,
+                    logging.WARNING if routine else logging.ERROR,
                     "Turn failed in %s, nothing stored: %s: %s",
                     message.session_id,
                     type(exc).__name__,
                     exc,
-                    exc_info=None if isinstance(exc, openai.APIError) else exc,
+                    exc_info=None if routine else exc,
                 )
                 return Reply(friendly_error(exc, surface.command_prefix), ReplyKind.ERROR)
         return Reply(answer + notice, ReplyKind.ANSWER)

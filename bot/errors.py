@@ -6,6 +6,8 @@ request details, internal URLs or fragments of configuration.
 
 from __future__ import annotations
 
+import sqlite3
+
 import openai
 from agents import (
     MaxTurnsExceeded,
@@ -55,9 +57,21 @@ def friendly_error(exc: BaseException, prefix: str = "/") -> str:
         return "The AI model sent back an empty answer. Please try again."
     if isinstance(exc, ModelBehaviorError | openai.APIResponseValidationError):
         return "The AI model sent an answer I couldn't read. Please try again."
+    if isinstance(exc, sqlite3.Error):
+        return _storage_problem(exc)
     if isinstance(exc, StoreClosedError):
         return "I'm restarting right now. Please send that again in a moment."
     return GENERIC
+
+
+def _storage_problem(exc: sqlite3.Error) -> str:
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return "My memory is busy right now, so I didn't answer. Please try again in a moment."
+    return (
+        "I couldn't save to my memory, so this exchange was not kept. The bot's owner needs to "
+        "check its database (full or read-only disk)."
+    )
 
 
 def _is_context_overflow(exc: openai.BadRequestError) -> bool:

@@ -53,7 +53,7 @@ class Fault:
     """Answer with this HTTP status and an error body."""
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
-    """Raw response body (e.g. malformed JSON) with status 200 unless `status` is set."""
+    """Raw body (e.g. malformed JSON) with status 200; with `status`, the error message."""
     delay: float = 0.0
     """Seconds to wait before answering at all."""
     stall_after: int | None = None
@@ -176,7 +176,8 @@ class FakeOpenAI:
 
     def _error(self, fault: Fault) -> web.Response:
         code = fault.error_code or {429: "rate_limit_exceeded"}.get(fault.status or 0, "error")
-        payload = {"error": {"message": f"fake error {fault.status}", "type": code, "code": code}}
+        message = fault.body or f"fake error {fault.status}"
+        payload = {"error": {"message": message, "type": code, "code": code}}
         return web.json_response(payload, status=fault.status or 500, headers=fault.headers)
 
     def _chunks(self, text: str) -> list[str]:
