@@ -57,11 +57,11 @@ async def test_sigkill_mid_write_loses_no_delivered_turn(tmp_path: Path) -> None
     threads: dict[str, list[dict[str, object]]] = defaultdict(list)
     for session, data in rows:
         threads[session].append(json.loads(data))
-    for session, items in threads.items():
+    for thread, items in threads.items():
         roles = [item.get("role") for item in items]
         # Whole turns only, in order: user, assistant, user, assistant...
-        assert roles == ["user", "assistant"] * (len(items) // 2), session
+        assert roles == ["user", "assistant"] * (len(items) // 2), thread
         said = [item["content"] for item in items[::2]]
-        assert said == [f"[Ann] message {n}" for n in range(len(said))], session
+        assert said == [f"[Ann] message {n}" for n in range(len(said))], thread
     for session, turn in delivered:
         assert len(threads[session]) >= 2 * (turn + 1), f"{session} lost turn {turn}"
