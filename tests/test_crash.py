@@ -35,15 +35,15 @@ async def test_sigkill_mid_write_loses_no_delivered_turn(tmp_path: Path) -> None
             while len(delivered) < 3 * CONVERSATIONS:
                 line = (await process.stdout.readline()).decode()
                 assert line, "the bot process ended early"
-                _, session, turn = line.split()
-                delivered.append((session, int(turn)))
+                _, session, number = line.split()
+                delivered.append((session, int(number)))
         process.send_signal(signal.SIGKILL)
         rest = (await process.stdout.read()).decode()
         await process.wait()
     for line in rest.splitlines():  # printed before the kill, so they reached "the platform"
         if line.count(" ") == 2:
-            _, session, turn = line.split()
-            delivered.append((session, int(turn)))
+            _, session, number = line.split()
+            delivered.append((session, int(number)))
     assert process.returncode == -signal.SIGKILL
 
     conn = sqlite3.connect(db)
