@@ -8,9 +8,12 @@ stalls or breaks mid-answer, malformed JSON, a dropped connection.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import itertools
 import json
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -325,3 +328,20 @@ class FakeOpenAI:
                 transport.abort()
             return True
         return False
+
+
+async def _serve_forever(latency: float, chunk_chars: int) -> None:
+    async with FakeOpenAI(latency=latency, chunk_chars=chunk_chars) as fake:
+        sys.stdout.write(f"{fake.base_url}\n")
+        sys.stdout.flush()
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    # A standalone fake model, so benchmarks can keep its CPU out of the bot's process.
+    parser = argparse.ArgumentParser(description="fake OpenAI-compatible server on 127.0.0.1")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--chunk-chars", type=int, default=8)
+    cli = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(cli.latency, cli.chunk_chars))

@@ -1,0 +1,233 @@
+"""End-to-end benchmark: the whole bot against a bare `Runner` loop, in one run.
+
+    .venv/bin/python -m bench.e2e_bench throughput [--messages 600] [--threads 30] [--concurrency 1 16]
+    .venv/bin/python -m bench.e2e_bench concurrency [--conversations 1000] [--model-seconds 1]
+
+`throughput`: messages go through the core (guards, per-thread lock, the buffered turn, the
+store, streaming to a sink) against a fake model at zero latency, compared with a bare loop of
+`Runner.run` + the SDK's `SQLiteSession` (and `Runner.run_streamed`, which is what the bot does)
+against the same fake model. The fake model runs in its own process, so this process's CPU is
+the bot's and the openai client's only.
+
+`concurrency`: N conversations at once against a model that takes `--model-seconds` per answer:
+no errors, every turn stored once and in order, wall time against model time plus the bare loop's
+CPU time for the same number of turns, and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from agents import Runner, SQLiteSession
+
+from bot.agent import build_agent, build_client, build_model, build_run_config
+from bot.app import build_core
+from bot.config import Config
+from bot.core import Core, Surface
+from bot.messages import IncomingMessage, ReplyKind
+from bot.storage import SQLiteStore
+
+Send = Callable[[str, int], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def model_server(latency: float) -> AsyncIterator[str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.fakes.openai_server",
+        "--latency",
+        str(latency),
+        "--chunk-chars",
+        "16",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        yield (await process.stdout.readline()).decode().strip()
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def bench_config(base_url: str, db_path: Path, concurrency: int) -> Config:
+    return Config(
+        openai_api_key="sk-bench",
+        openai_base_url=base_url,
+        model="fake-model",
+        model_api="chat_completions",
+        model_retries=0,
+        db_path=str(db_path),
+        max_concurrency=concurrency,
+        rate_limit_per_minute=0,
+    )
+
+
+async def drive(send: Send, messages: int, threads: int, concurrency: int) -> float:
+    """Send `messages` spread over `threads` with `concurrency` senders; return messages/s."""
+    queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    for n in range(messages):
+        queue.put_nowait((f"bench:{n % threads}", n // threads))
+
+    async def sender() -> None:
+        while not queue.empty():
+            thread, turn = queue.get_nowait()
+            await send(thread, turn)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return messages / (time.perf_counter() - started)
+
+
+class Bot:
+    """The whole core, as an adapter drives it."""
+
+    def __init__(self, base_url: str, db_path: Path, concurrency: int) -> None:
+        self.config = bench_config(base_url, db_path, concurrency)
+
+    async def __aenter__(self) -> Send:
+        self.client = build_client(self.config)
+        self.store = await SQLiteStore.open(self.config.db_path)
+        agent = build_agent(self.config, build_model(self.config, self.client))
+        self.core: Core = build_core(self.config, self.store, agent)
+        surface = Surface(max_chars=2000)
+
+        async def send(thread: str, turn: int) -> None:
+            parts: list[str] = []
+
+            async def sink(delta: str) -> None:
+                parts.append(delta)
+
+            message = IncomingMessage("bench", thread, "u1", "Ann", f"message {turn}")
+            reply = await self.core.handle(message, surface, sink)
+            if reply is None or reply.kind is not ReplyKind.ANSWER:
+                raise RuntimeError(f"turn failed: {reply}")
+
+        return send
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.store.close()
+        await self.client.close()
+
+
+class BareLoop:
+    """`Runner.run` (or `run_streamed`) with a `SQLiteSession` per message: the SDK alone."""
+
+    def __init__(self, base_url: str, db_path: Path, streamed: bool) -> None:
+        self.config = bench_config(base_url, db_path, 1)
+        self.streamed = streamed
+
+    async def __aenter__(self) -> Send:
+        self.client = build_client(self.config)
+        agent = build_agent(self.config, build_model(self.config, self.client))
+        run_config = build_run_config(self.config)
+        path = self.config.db_path
+
+        async def send(thread: str, turn: int) -> None:
+            session = SQLiteSession(thread, path)
+            try:
+                if self.streamed:
+                    result = Runner.run_streamed(
+                        agent, f"[Ann] message {turn}", session=session, run_config=run_config
+                    )
+                    async for _ in result.stream_events():
+                        pass
+                else:
+                    await Runner.run(
+                        agent, f"[Ann] message {turn}", session=session, run_config=run_config
+                    )
+            finally:
+                session.close()
+
+        return send
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.close()
+
+
+async def throughput(args: argparse.Namespace, workdir: Path) -> None:
+    async with model_server(0.0) as base_url:
+        for concurrency in args.concurrency:
+            print(f"\n{args.messages} messages over {args.threads} threads, "
+                  f"concurrency {concurrency}, model latency 0")
+            rates: dict[str, float] = {}
+            for name, make in (
+                ("bare Runner.run + SQLiteSession", lambda p: BareLoop(base_url, p, False)),
+                ("bare Runner.run_streamed + SQLiteSession", lambda p: BareLoop(base_url, p, True)),
+                ("the bot (core + store + streaming)", lambda p: Bot(base_url, p, concurrency)),
+            ):
+                backend: Any = make(workdir / f"{name.split()[1]}-{concurrency}.sqlite3")
+                async with backend as send:
+                    await drive(send, args.threads, args.threads, concurrency)  # warm up
+                    rates[name] = await drive(send, args.messages, args.threads, concurrency)
+            for name, rate in rates.items():
+                print(f"  {name:42} {rate:8.1f} msg/s")
+            bot = rates["the bot (core + store + streaming)"]
+            print(f"  bot / bare Runner.run           = {bot / rates['bare Runner.run + SQLiteSession']:.2f}"
+                  "  (target >= 0.90)")
+            print(f"  bot / bare Runner.run_streamed  = "
+                  f"{bot / rates['bare Runner.run_streamed + SQLiteSession']:.2f}")
+
+
+async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
+    n, seconds = args.conversations, args.model_seconds
+    async with model_server(0.0) as base_url:
+        # The bare loop's CPU time for the same number of turns, measured at zero latency.
+        async with BareLoop(base_url, workdir / "cpu.sqlite3", False) as send:
+            await drive(send, 20, 20, 1)
+            cpu_started = time.process_time()
+            wall_started = time.perf_counter()
+            await drive(send, n, n, 1)
+            bare_cpu = time.process_time() - cpu_started
+            bare_wall = time.perf_counter() - wall_started
+    async with model_server(seconds) as base_url:
+        bot = Bot(base_url, workdir / "concurrency.sqlite3", n)
+        async with bot as send:
+            started = time.perf_counter()
+            results = await asyncio.gather(
+                *(send(f"c:{i}", 0) for i in range(n)), return_exceptions=True
+            )
+            wall = time.perf_counter() - started
+            errors = [r for r in results if isinstance(r, BaseException)]
+            counts = [await bot.store.count_items(f"c:{i}") for i in range(n)]
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    bound = seconds + bare_cpu
+    print(f"\n{n} conversations at once, model {seconds:.1f}s per answer")
+    print(f"  errors: {len(errors)}; turns stored once: {counts.count(2)}/{n}")
+    print(f"  bare loop for {n} turns: {bare_cpu:.2f}s CPU ({bare_wall:.2f}s wall, sequential)")
+    print(f"  wall time {wall:.2f}s vs model + bare CPU {bound:.2f}s = {wall / bound:.2f}x "
+          "(target <= 1.5x)")
+    print(f"  peak RSS {rss_mb:.0f} MB")
+    if errors:
+        print(f"  first error: {errors[0]!r}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    tp = sub.add_parser("throughput")
+    tp.add_argument("--messages", type=int, default=600)
+    tp.add_argument("--threads", type=int, default=30)
+    tp.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    cc = sub.add_parser("concurrency")
+    cc.add_argument("--conversations", type=int, default=1000)
+    cc.add_argument("--model-seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp:
+        if args.what == "throughput":
+            await throughput(args, Path(tmp))
+        else:
+            await concurrency(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
