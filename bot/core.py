@@ -120,14 +120,15 @@ class Core:
         wait = self._rate.wait_time(f"{message.platform}:{message.author_id}")
         if wait > 0:
             return Reply(SLOW_DOWN.format(seconds=max(1, round(wait))), ReplyKind.NOTICE)
-        task = asyncio.current_task()
-        if task is not None:
-            self._active.add(task)
-        try:
-            return await self._run_turn(message, text, surface, sink)
-        finally:
-            if task is not None:
-                self._active.discard(task)
+        # Its own task, so `drain()` can wait for exactly this turn rather than for whatever
+        # adapter task called us (which may live as long as the connection). Cancelling the
+        # caller still cancels the turn: awaiting a task propagates cancellation into it.
+        turn = asyncio.create_task(
+            self._run_turn(message, text, surface, sink), name=f"turn {message.session_id}"
+        )
+        self._active.add(turn)
+        turn.add_done_callback(self._active.discard)
+        return await turn
 
     async def run_command(
         self, session_id: str, name: str, args: str = "", surface: Surface = Surface()

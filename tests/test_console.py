@@ -228,3 +228,24 @@ async def test_admin_commands_on_a_missing_file(fake_openai: FakeOpenAI, tmp_pat
     assert result.returncode == 2
     assert "No memory file" in result.stderr
     assert not (tmp_path / "absent.sqlite3").exists()  # read-only tools create nothing
+
+
+async def test_sigterm_mid_turn_finishes_the_turn_then_exits(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    env = bot_env(fake_openai, tmp_path / "memory.sqlite3")
+    console = await start_console(tmp_path, env, "console", "--thread", "t", "--name", "Tess")
+    fake_openai.latency = 1.5
+    assert console.process.stdin is not None
+    console.process.stdin.write(b"a slow question\n")
+    await console.process.stdin.drain()
+    await asyncio.wait_for(fake_openai.request_seen.wait(), 10)
+    console.process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(15):  # bounded: the turn's own time, not the 30 s grace
+        code, stderr = await console.quit()
+    assert code == 0
+    assert "Traceback" not in stderr
+    assert "You said: [Tess] a slow question" in console.transcript
+    history = await run_cli(tmp_path, env, "history", "console:t")
+    assert "Tess: a slow question" in history.stdout
+    assert "You said" in history.stdout
