@@ -1,0 +1,330 @@
+"""A fake Slack on loopback: the Web API, a Socket Mode websocket and `response_url`s.
+
+Point the real `AsyncWebClient` at `FakeSlack.api_url`. Every Web API call is recorded with
+its parsed body; messages the bot posts, streams and edits are kept per channel so a test can
+read a thread as a person would see it. Faults are queued per method: an HTTP status with
+headers (429 + Retry-After) or a Slack error code (`{"ok": false, "error": ...}`).
+
+The Socket Mode side sends `hello`, then whatever envelopes a test delivers (events, slash
+commands, shortcuts; redeliveries carry `retry_attempt`) and records the acks it gets back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+TEAM = "T0TEAM"
+BOT_USER = "U0BOT"
+BOT_ID = "B0BOT"
+USERS = {"U0ANN": "Ann", "U0BEN": "Ben"}
+
+
+@dataclass
+class ApiCall:
+    method: str
+    body: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class ApiFault:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Posted:
+    """A message as Slack would show it."""
+
+    channel: str
+    ts: str
+    text: str
+    thread_ts: str | None = None
+    user: str = BOT_USER
+    bot_id: str | None = BOT_ID
+    streaming: bool = False
+    edits: int = 0
+
+
+class FakeSlack:
+    """`async with FakeSlack() as slack:` then `AsyncWebClient(base_url=slack.api_url)`."""
+
+    def __init__(self) -> None:
+        self.calls: list[ApiCall] = []
+        self.faults: dict[str, deque[ApiFault]] = {}
+        self.disabled: dict[str, str] = {}
+        self.messages: list[Posted] = []
+        self.responses: list[dict[str, Any]] = []
+        self.acks: dict[str, dict[str, Any]] = {}
+        self.sockets: list[web.WebSocketResponse] = []
+        self.connected = asyncio.Event()
+        self.changed = asyncio.Condition()
+        self._ts = itertools.count(1)
+        self._envelopes = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ----- set-up --------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def response_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/respond/{next(self._envelopes)}"
+
+    async def start(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/socket", self._socket)
+        app.router.add_post("/respond/{id}", self._respond)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def close(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> FakeSlack:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def fail_next(self, method: str, *faults: ApiFault) -> None:
+        self.faults.setdefault(method, deque()).extend(faults)
+
+    def disable(self, method: str, error: str = "unknown_method") -> None:
+        """Make every call of `method` fail, like a workspace without the feature."""
+        self.disabled[method] = error
+
+    def new_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    # ----- what a test reads ---------------------------------------------------------------
+
+    def called(self, method: str) -> list[dict[str, Any]]:
+        return [c.body for c in self.calls if c.method == method]
+
+    def bot_messages(self, channel: str, thread_ts: str | None = None) -> list[Posted]:
+        """The bot's messages in a thread (or top-level when `thread_ts` is None)."""
+        return [
+            m
+            for m in self.messages
+            if m.channel == channel and m.thread_ts == thread_ts and m.user == BOT_USER
+        ]
+
+    def thread_text(self, channel: str, thread_ts: str | None = None) -> str:
+        return "\n".join(m.text for m in self.bot_messages(channel, thread_ts))
+
+    async def wait_for(self, predicate: Any, within: float = 10.0) -> None:
+        """Wait until `predicate()` holds, re-checking whenever something changes."""
+
+        async def check() -> None:
+            async with self.changed:
+                await self.changed.wait_for(predicate)
+
+        await asyncio.wait_for(check(), within)
+
+    async def wait_for_replies(
+        self, channel: str, thread_ts: str | None, count: int = 1, within: float = 10.0
+    ) -> list[Posted]:
+        """Wait until `count` finished bot messages are in the thread."""
+
+        def done() -> bool:
+            found = self.bot_messages(channel, thread_ts)
+            # A post-and-update answer ends in " …" until its last edit.
+            return len(found) >= count and not any(
+                m.streaming or m.text.endswith(" …") for m in found
+            )
+
+        await self.wait_for(done, within)
+        return self.bot_messages(channel, thread_ts)
+
+    # ----- Socket Mode ---------------------------------------------------------------------
+
+    async def deliver(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0) -> str:
+        """Send one envelope to the connected app and return its envelope ID."""
+        await asyncio.wait_for(self.connected.wait(), 10)
+        envelope_id = f"env-{next(self._envelopes)}"
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+        }
+        await self.sockets[-1].send_str(json.dumps(envelope))
+        return envelope_id
+
+    async def wait_ack(self, envelope_id: str, within: float = 5.0) -> dict[str, Any]:
+        await self.wait_for(lambda: envelope_id in self.acks, within)
+        return self.acks[envelope_id]
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_str(json.dumps({"type": "hello", "num_connections": 1}))
+        self.connected.set()
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    if "envelope_id" in data:
+                        async with self.changed:
+                            self.acks[data["envelope_id"]] = data
+                            self.changed.notify_all()
+        finally:
+            self.sockets.remove(ws)
+            if not self.sockets:
+                self.connected.clear()
+        return ws
+
+    # ----- response_url --------------------------------------------------------------------
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        async with self.changed:
+            self.responses.append(body)
+            self.changed.notify_all()
+        return web.Response(text="ok")
+
+    # ----- Web API -------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        raw = await request.text()
+        if request.content_type == "application/json":
+            body: dict[str, Any] = json.loads(raw) if raw else {}
+        else:
+            body = dict(parse_qsl(raw))
+        body.update(request.query)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") or body.get("token")
+        async with self.changed:
+            self.calls.append(ApiCall(method, body, token))
+            queue = self.faults.get(method)
+            fault = queue.popleft() if queue else None
+            if fault is not None:
+                self.changed.notify_all()
+                payload = {"ok": False, "error": fault.error or "ratelimited"}
+                return web.json_response(payload, status=fault.status, headers=fault.headers)
+            if method in self.disabled:
+                self.changed.notify_all()
+                return web.json_response({"ok": False, "error": self.disabled[method]})
+            handler = getattr(self, "_" + method.replace(".", "_"), None)
+            result = handler(body) if handler else {}
+            self.changed.notify_all()
+        return web.json_response({"ok": True, **result})
+
+    def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://fake.slack.com/",
+            "team": "Fake Team",
+            "user": "memorybot",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _apps_connections_open(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"ws://127.0.0.1:{self.port}/socket"}
+
+    def _users_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        user = body.get("user", "")
+        name = USERS.get(user, user)
+        return {"user": {"id": user, "name": name.lower(), "profile": {"display_name": name}}}
+
+    def _post(self, body: dict[str, Any], text: str, *, streaming: bool = False) -> Posted:
+        posted = Posted(
+            channel=body["channel"],
+            ts=self.new_ts(),
+            text=text,
+            thread_ts=body.get("thread_ts") or None,
+            streaming=streaming,
+        )
+        self.messages.append(posted)
+        return posted
+
+    def _find(self, channel: str, ts: str) -> Posted:
+        for message in self.messages:
+            if message.channel == channel and message.ts == ts:
+                return message
+        raise KeyError(ts)
+
+    def _chat_postMessage(self, body: dict[str, Any]) -> dict[str, Any]:
+        posted = self._post(body, body.get("text", ""))
+        return {"channel": posted.channel, "ts": posted.ts}
+
+    def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(body["channel"], body["ts"])
+        message.text = body.get("text", "")
+        message.streaming = False
+        message.edits += 1
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _chat_postEphemeral(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"message_ts": self.new_ts()}
+
+    @staticmethod
+    def _chunk_text(body: dict[str, Any]) -> str:
+        chunks = body.get("chunks") or []
+        if isinstance(chunks, str):
+            chunks = json.loads(chunks)
+        text = "".join(c.get("text", "") for c in chunks if c.get("type") == "markdown_text")
+        return str(body.get("markdown_text") or "") + text
+
+    def _chat_startStream(self, body: dict[str, Any]) -> dict[str, Any]:
+        posted = self._post(body, self._chunk_text(body), streaming=True)
+        return {"channel": posted.channel, "ts": posted.ts}
+
+    def _chat_appendStream(self, body: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(body["channel"], body["ts"])
+        message.text += self._chunk_text(body)
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _chat_stopStream(self, body: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(body["channel"], body["ts"])
+        message.text += self._chunk_text(body)
+        message.streaming = False
+        return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
+
+    def _assistant_threads_setStatus(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def _conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = body.get("channel"), body.get("ts")
+        found = [
+            {"ts": m.ts, "user": m.user, "bot_id": m.bot_id, "text": m.text, "thread_ts": ts}
+            for m in self.messages
+            if m.channel == channel and (m.ts == ts or m.thread_ts == ts)
+        ]
+        return {"messages": found, "has_more": False}
+
+    def record_user_message(
+        self, channel: str, text: str, user: str, ts: str, thread_ts: str | None = None
+    ) -> None:
+        """Keep a person's message so `conversations.replies` can show it."""
+        self.messages.append(Posted(channel, ts, text, thread_ts, user=user, bot_id=None))

@@ -1,0 +1,638 @@
+"""The Slack adapter end to end: real slack-bolt and slack_sdk against a fake Slack on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.slack import SlackAdapter, create
+from adapters.slack_text import to_mrkdwn
+from bot.config import Config, ConfigError
+from bot.messages import IncomingMessage
+from tests.conftest import BotParts, make_config
+from tests.fakes.openai_server import FakeOpenAI, Fault
+from tests.fakes.slack_server import BOT_USER, TEAM, ApiFault, FakeSlack
+
+CHANNEL = "C0GENERAL"
+DM = "D0ANN"
+ANN = "U0ANN"
+BEN = "U0BEN"
+SECRET = "test-signing-secret"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+class Harness:
+    """A running adapter (Socket Mode unless `http`) on a real core, against the fake Slack."""
+
+    def __init__(self, slack: FakeSlack, config: Config, **adapter_options: Any) -> None:
+        self.slack = slack
+        self.config = config
+        self.options = adapter_options
+        self.parts = BotParts(config)
+        self.adapter: SlackAdapter
+        self._task: asyncio.Task[None] | None = None
+        self._events = 0
+
+    async def start(self) -> Harness:
+        await self.parts.start()
+        options: dict[str, Any] = {
+            "bot_token": "xoxb-test",
+            "base_url": self.slack.api_url,
+            "update_interval": 0.01,
+            "ping_interval": 30.0,
+            "drain_seconds": 5.0,
+        }
+        if "signing_secret" in self.options:
+            options.update(host="127.0.0.1", port=0)
+        else:
+            options["app_token"] = "xapp-test"
+        options.update(self.options)
+        self.adapter = SlackAdapter(self.parts.core, **options)
+        self._task = asyncio.create_task(self.adapter.run())
+        if self.adapter.socket_mode:
+            await asyncio.wait_for(self.slack.connected.wait(), 10)
+        else:
+            for _ in range(500):
+                if self.adapter.http_port:
+                    break
+                await asyncio.sleep(0.01)
+        return self
+
+    async def close(self) -> None:
+        await self.adapter.close()
+        if self._task is not None:
+            await asyncio.wait_for(self._task, 10)
+        await self.parts.close()
+
+    async def __aenter__(self) -> Harness:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ----- delivering events ---------------------------------------------------------------
+
+    def event_body(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+        self._events += 1
+        return {
+            "token": "legacy",
+            "team_id": TEAM,
+            "api_app_id": "A0APP",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{self._events:04d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        }
+
+    async def send_event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry: int = 0
+    ) -> str:
+        body = self.event_body(event, event_id)
+        envelope = await self.slack.deliver("events_api", body, retry_attempt=retry)
+        await self.slack.wait_ack(envelope)
+        return envelope
+
+    async def mention(
+        self, text: str, *, channel: str = CHANNEL, user: str = ANN, thread_ts: str | None = None
+    ) -> str:
+        """A person mentions the bot; returns the message's ts."""
+        ts = self.slack.new_ts()
+        self.slack.record_user_message(channel, f"<@{BOT_USER}> {text}", user, ts, thread_ts)
+        event = {
+            "type": "app_mention",
+            "user": user,
+            "text": f"<@{BOT_USER}> {text}",
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+            "team": TEAM,
+            **({"thread_ts": thread_ts} if thread_ts else {}),
+        }
+        await self.send_event(event)
+        return ts
+
+    def message_event(
+        self,
+        text: str,
+        *,
+        channel: str = CHANNEL,
+        user: str = ANN,
+        thread_ts: str | None = None,
+        ts: str | None = None,
+    ) -> dict[str, Any]:
+        ts = ts or self.slack.new_ts()
+        self.slack.record_user_message(channel, text, user, ts, thread_ts)
+        return {
+            "type": "message",
+            "channel_type": "im" if channel.startswith("D") else "channel",
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+            "team": TEAM,
+            **({"thread_ts": thread_ts} if thread_ts else {}),
+        }
+
+    async def say(self, text: str, **where: Any) -> str:
+        event = self.message_event(text, **where)
+        await self.send_event(event)
+        return str(event["ts"])
+
+    async def answer(self, channel: str, thread_ts: str | None, count: int = 1) -> str:
+        replies = await self.slack.wait_for_replies(channel, thread_ts, count)
+        return replies[count - 1].text
+
+    async def ephemerals(self, count: int) -> list[dict[str, Any]]:
+        await self.slack.wait_for(lambda: len(self.slack.called("chat.postEphemeral")) >= count)
+        return self.slack.called("chat.postEphemeral")
+
+    def shortcut(self, callback_id: str, message_ts: str, thread_ts: str | None) -> dict[str, Any]:
+        message = {"type": "message", "user": BOT_USER, "ts": message_ts, "text": "..."}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        return {
+            "type": "message_action",
+            "callback_id": callback_id,
+            "trigger_id": "trigger",
+            "action_ts": str(time.time()),
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": ANN, "name": "ann", "team_id": TEAM},
+            "channel": {"id": CHANNEL, "name": "general"},
+            "message": message,
+            "response_url": self.slack.response_url,
+            "token": "legacy",
+            "is_enterprise_install": False,
+        }
+
+    def slash(self, command: str, text: str = "", channel: str = CHANNEL) -> dict[str, Any]:
+        return {
+            "token": "legacy",
+            "team_id": TEAM,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": "directmessage" if channel.startswith("D") else "general",
+            "user_id": ANN,
+            "user_name": "ann",
+            "command": command,
+            "text": text,
+            "api_app_id": "A0APP",
+            "response_url": self.slack.response_url,
+            "trigger_id": "trigger",
+            "is_enterprise_install": "false",
+        }
+
+
+@contextlib.asynccontextmanager
+async def running(
+    slack: FakeSlack, fake_openai: FakeOpenAI, db: Path | str = ":memory:", **options: Any
+) -> AsyncIterator[Harness]:
+    config = make_config(fake_openai, db)
+    async with Harness(slack, config, **options) as harness:
+        yield harness
+
+
+def session(channel: str, thread: str) -> str:
+    return f"slack:{TEAM}:{channel}:{thread}"
+
+
+# ----- conversations -----------------------------------------------------------------------
+
+
+async def test_a_mention_opens_a_thread_and_is_answered_there(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("hello there")
+        answer = await bot.answer(CHANNEL, ts)
+        assert answer == "You said: [Ann] hello there. Before that: nothing."
+        assert slack.bot_messages(CHANNEL, None) == []  # nothing top-level in the channel
+        status = slack.called("assistant.threads.setStatus")[0]
+        assert status == {"channel_id": CHANNEL, "thread_ts": ts, "status": "is thinking…"}
+        start = slack.called("chat.startStream")[0]
+        assert start["recipient_user_id"] == ANN
+        assert start["recipient_team_id"] == TEAM
+        assert slack.called("chat.stopStream")
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+
+
+async def test_follow_ups_in_the_thread_need_no_mention_and_remember(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("my name is Ann")
+        await bot.answer(CHANNEL, ts)
+        await bot.say("what is my name?", thread_ts=ts)
+        answer = await bot.answer(CHANNEL, ts, count=2)
+        assert answer == "You said: [Ann] what is my name?. Before that: [Ann] my name is Ann."
+
+
+async def test_a_thread_without_the_bot_is_left_alone(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        root = await bot.say("people talking")
+        await bot.say("among themselves", thread_ts=root)
+        await slack.wait_for(lambda: slack.called("conversations.replies"))
+        await bot.say("no mention at top level")
+        await asyncio.sleep(0.2)
+        assert [m for m in slack.messages if m.user == BOT_USER] == []
+        assert fake_openai.requests == []
+
+
+async def test_two_threads_keep_separate_memories(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        first = await bot.mention("apples")
+        await bot.answer(CHANNEL, first)
+        second = await bot.mention("bananas")
+        await bot.answer(CHANNEL, second)
+        await bot.say("and?", thread_ts=first)
+        answer = await bot.answer(CHANNEL, first, count=2)
+        assert "apples" in answer
+        assert "bananas" not in answer
+
+
+async def test_dms_share_one_memory_and_a_dm_thread_has_its_own(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        await bot.say("I like tea", channel=DM)
+        await bot.answer(DM, None)
+        second = await bot.say("what do I like?", channel=DM)
+        answer = await bot.answer(DM, None, count=2)
+        assert answer == "You said: [Ann] what do I like?. Before that: [Ann] I like tea."
+        await bot.say("in a thread now", channel=DM, thread_ts=second)
+        threaded = await bot.answer(DM, second)
+        assert threaded == "You said: [Ann] in a thread now. Before that: nothing."
+        assert await bot.parts.store.count_items(session(DM, "dm")) == 4
+        assert await bot.parts.store.count_items(session(DM, second)) == 2
+
+
+async def test_memory_survives_a_restart(
+    slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    db = tmp_path / "slack.sqlite3"
+    async with running(slack, fake_openai, db) as bot:
+        ts = await bot.mention("remember the number 7")
+        await bot.answer(CHANNEL, ts)
+    async with running(slack, fake_openai, db) as restarted:
+        # A fresh process knows the thread only from Slack: no mention needed still.
+        await restarted.say("what number?", thread_ts=ts)
+        answer = await restarted.answer(CHANNEL, ts, count=2)
+        assert "remember the number 7" in answer
+
+
+# ----- commands ----------------------------------------------------------------------------
+
+
+async def test_commands_typed_in_a_thread_are_ephemeral(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("one")
+        await bot.answer(CHANNEL, ts)
+        await bot.say("two", thread_ts=ts)
+        await bot.answer(CHANNEL, ts, count=2)
+
+        await bot.say("!history", thread_ts=ts)
+        history = (await bot.ephemerals(1))[0]
+        assert history["thread_ts"] == ts
+        assert history["user"] == ANN
+        assert "one" in history["text"]
+        assert "two" in history["text"]
+
+        await bot.say("!undo", thread_ts=ts)
+        undo = (await bot.ephemerals(2))[1]
+        assert undo["text"].startswith("Undone")
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+
+        await bot.mention("forget", thread_ts=ts)
+        forget = (await bot.ephemerals(3))[2]
+        assert forget["text"].startswith("Done: I forgot")
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 0
+        assert len(slack.bot_messages(CHANNEL, ts)) == 2  # commands posted nothing public
+        assert len(fake_openai.requests) == 2
+
+
+async def test_message_shortcuts_act_on_the_thread(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("keep this")
+        reply = (await slack.wait_for_replies(CHANNEL, ts))[0]
+
+        envelope = await slack.deliver("interactive", bot.shortcut("show_history", reply.ts, ts))
+        await slack.wait_ack(envelope)
+        shown = (await bot.ephemerals(1))[0]
+        assert "keep this" in shown["text"]
+        assert shown["thread_ts"] == ts
+
+        envelope = await slack.deliver("interactive", bot.shortcut("forget_thread", ts, ts))
+        await slack.wait_ack(envelope)
+        forgot = (await bot.ephemerals(2))[1]
+        assert forgot["text"].startswith("Done: I forgot")
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 0
+
+
+async def test_slash_commands_act_on_the_channel_and_answer_ephemerally(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        await bot.parts.core.handle(
+            IncomingMessage("slack", session(CHANNEL, "channel"), ANN, "Ann", "channel note")
+        )
+        envelope = await slack.deliver("slash_commands", bot.slash("/history"))
+        ack = await slack.wait_ack(envelope)
+        assert "payload" not in ack or not ack["payload"]
+        await slack.wait_for(lambda: slack.responses)
+        assert slack.responses[0]["response_type"] == "ephemeral"
+        assert "channel note" in slack.responses[0]["text"]
+
+        envelope = await slack.deliver("slash_commands", bot.slash("/forget"))
+        await slack.wait_for(lambda: len(slack.responses) >= 2)
+        assert slack.responses[1]["text"].startswith("Done: I forgot")
+        assert await bot.parts.store.count_items(session(CHANNEL, "channel")) == 0
+
+        await slack.deliver("slash_commands", bot.slash("/help"))
+        await slack.wait_for(lambda: len(slack.responses) >= 3)
+        assert "/forget" in slack.responses[2]["text"]
+
+
+# ----- delivery ----------------------------------------------------------------------------
+
+
+async def test_a_redelivered_event_gets_one_reply_and_one_stored_turn(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        ts = slack.new_ts()
+        text = f"<@{BOT_USER}> only once"
+        mention = {"type": "app_mention", "user": ANN, "text": text, "ts": ts, "channel": CHANNEL}
+        as_message = bot.message_event(text, ts=ts)
+        await bot.send_event(mention, event_id="EvSAME")
+        await bot.send_event(mention, event_id="EvSAME", retry=1)
+        await bot.send_event(as_message, event_id="EvOTHER")
+        await bot.answer(CHANNEL, ts)
+        await asyncio.sleep(0.2)
+        assert len(slack.bot_messages(CHANNEL, ts)) == 1
+        assert len(fake_openai.requests) == 1
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+
+
+async def test_streamed_text_equals_the_model_output(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_chars = 3
+    fake_openai.chunk_delay = 0.005
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("tell me a **long** story about a river")
+        answer = await bot.answer(CHANNEL, ts)
+        expected = "You said: [Ann] tell me a **long** story about a river. Before that: nothing."
+        assert answer == expected  # Markdown stays Markdown: Slack renders it when streamed
+        assert len(slack.called("chat.appendStream")) >= 1
+        assert slack.called("chat.postMessage") == []
+
+
+@pytest.mark.parametrize("how", ["disabled", "unavailable"])
+async def test_fallback_posts_and_updates(
+    slack: FakeSlack, fake_openai: FakeOpenAI, how: str
+) -> None:
+    fake_openai.chunk_chars = 3
+    if how == "unavailable":
+        slack.disable("chat.startStream")
+    async with running(slack, fake_openai, streaming=how == "unavailable") as bot:
+        ts = await bot.mention("tell me **something** long please")
+        replies = await slack.wait_for_replies(CHANNEL, ts)
+        await slack.wait_for(lambda: not replies[0].text.endswith("…"))
+        expected = "You said: [Ann] tell me **something** long please. Before that: nothing."
+        assert replies[0].text == to_mrkdwn(expected)
+        assert "*something*" in replies[0].text
+        assert len(slack.called("chat.postMessage")) == 1
+        assert slack.called("chat.update")
+        assert slack.called("chat.appendStream") == []
+        if how == "unavailable":
+            await bot.say("again", thread_ts=ts)
+            await bot.answer(CHANNEL, ts, count=2)
+            assert len(slack.called("chat.startStream")) == 1  # learnt not to try again
+
+
+async def test_a_long_answer_is_split_without_breaking_code(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    code = "\n".join(f"line_{i} = {i}" for i in range(40))
+    fake_openai.responder = lambda _messages: f"Here:\n```python\n{code}\n```\nDone."
+    async with running(slack, fake_openai, max_chars=200) as bot:
+        ts = await bot.mention("code please")
+        await slack.wait_for(lambda: "Done." in slack.thread_text(CHANNEL, ts))
+        messages = slack.bot_messages(CHANNEL, ts)
+        assert len(messages) > 1
+        for message in messages:
+            assert len(message.text) <= 200
+            assert message.text.count("```") % 2 == 0
+        joined = slack.thread_text(CHANNEL, ts)
+        assert all(f"line_{i} = {i}" in joined for i in range(40))
+
+
+async def test_a_429_is_retried_and_the_reply_still_arrives(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    slack.fail_next("chat.startStream", ApiFault(status=429, headers={"Retry-After": "0"}))
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("hi")
+        answer = await bot.answer(CHANNEL, ts)
+        assert answer == "You said: [Ann] hi. Before that: nothing."
+        assert len(slack.called("chat.startStream")) == 2
+
+
+async def test_a_model_error_shows_a_friendly_message_and_keeps_history(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("first")
+        await bot.answer(CHANNEL, ts)
+        before = await bot.parts.store.read_items(session(CHANNEL, ts))
+        fake_openai.fail_next(Fault(status=500))
+        await bot.say("this fails", thread_ts=ts)
+        failed = await bot.answer(CHANNEL, ts, count=2)
+        assert failed.startswith(":warning: ")
+        assert "fake error" not in failed
+        assert await bot.parts.store.read_items(session(CHANNEL, ts)) == before
+
+
+async def test_ignores_itself_other_bots_and_people_not_allowed(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai, allowed_users=frozenset({ANN})) as bot:
+        own = bot.message_event("echo", channel=DM, user=BOT_USER)
+        other_bot = {**bot.message_event("beep", channel=DM, user=""), "bot_id": "B0OTHER"}
+        other_bot.pop("user")
+        await bot.send_event(own)
+        await bot.send_event(other_bot)
+        await bot.say("hello", channel=DM, user=BEN)
+        await asyncio.sleep(0.2)
+        assert fake_openai.requests == []
+        await bot.say("hello", channel=DM, user=ANN)
+        await bot.answer(DM, None, count=2)  # the first is the bot's own "echo"
+        assert len(fake_openai.requests) == 1
+
+
+# ----- HTTP mode ---------------------------------------------------------------------------
+
+
+def signed(body: str, secret: str = SECRET, timestamp: int | None = None) -> dict[str, str]:
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256)
+    return {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+        "Content-Type": "application/json",
+    }
+
+
+async def test_http_mode_verifies_signatures(slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    async with running(slack, fake_openai, signing_secret=SECRET) as bot:
+        url = f"http://127.0.0.1:{bot.adapter.http_port}/slack/events"
+        ts = slack.new_ts()
+        event = {"type": "app_mention", "user": ANN, "text": f"<@{BOT_USER}> hi", "ts": ts}
+        body = json.dumps(bot.event_body({**event, "channel": CHANNEL}))
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=body, headers=signed(body, "wrong")) as bad:
+                assert bad.status == 401
+            stale = signed(body, timestamp=int(time.time()) - 600)
+            async with http.post(url, data=body, headers=stale) as old:
+                assert old.status == 401
+            async with http.post(url, data=body, headers=signed(body)) as good:
+                assert good.status == 200
+            retry = {**signed(body), "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "timeout"}
+            async with http.post(url, data=body, headers=retry) as again:
+                assert again.status == 200
+        await bot.answer(CHANNEL, ts)
+        await asyncio.sleep(0.2)
+        assert len(slack.bot_messages(CHANNEL, ts)) == 1
+        assert len(fake_openai.requests) == 1
+
+
+# ----- start-up ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, "SLACK_BOT_TOKEN is not set"),
+        ({"slack_bot_token": "xoxb-1"}, "Set SLACK_APP_TOKEN"),
+        ({"slack_bot_token": "xapp-1", "slack_app_token": "xoxb-1"}, "must be the Bot User"),
+        ({"slack_bot_token": "xoxb-1", "slack_app_token": "xoxb-2"}, "starting with xapp-"),
+    ],
+)
+async def test_missing_or_wrong_tokens_give_one_clear_line(
+    fake_openai: FakeOpenAI, settings: dict[str, str], expected: str
+) -> None:
+    parts = await BotParts(make_config(fake_openai, **settings)).start()
+    try:
+        with pytest.raises(ConfigError) as raised:
+            create(parts.core, parts.config, {})
+        assert expected in str(raised.value)
+        assert "\n" not in str(raised.value)
+    finally:
+        await parts.close()
+
+
+async def test_create_picks_the_mode_from_the_tokens(fake_openai: FakeOpenAI) -> None:
+    config = make_config(
+        fake_openai, slack_bot_token="xoxb-1", slack_app_token="xapp-1", slack_signing_secret="s"
+    )
+    parts = await BotParts(config).start()
+    try:
+        assert create(parts.core, config, {}).socket_mode
+        assert not create(parts.core, config, {"mode": "http"}).socket_mode
+    finally:
+        await parts.close()
+
+
+async def test_a_rejected_bot_token_is_a_config_error(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    slack.disable("auth.test", "invalid_auth")
+    parts = await BotParts(make_config(fake_openai)).start()
+    adapter = SlackAdapter(
+        parts.core, bot_token="xoxb-bad", app_token="xapp-1", base_url=slack.api_url
+    )
+    try:
+        with pytest.raises(ConfigError, match="Slack rejected SLACK_BOT_TOKEN"):
+            await adapter.run()
+    finally:
+        await adapter.close()
+        await parts.close()
+
+
+async def test_slack_errors_while_answering_fall_back_and_still_deliver(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    slack.fail_next("chat.stopStream", ApiFault(error="msg_too_long"))
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("hi")
+        await slack.wait_for(lambda: slack.called("chat.update"))
+        answer = await bot.answer(CHANNEL, ts)
+        assert answer == to_mrkdwn("You said: [Ann] hi. Before that: nothing.")
+
+        slack.fail_next("chat.postMessage", ApiFault(error="ratelimited"))
+        await bot.say("again", channel=DM)
+        answer = await bot.answer(DM, None)
+        assert answer.startswith("You said: [Ann] again.")
+
+
+async def test_an_answer_slack_will_not_take_gets_a_friendly_line(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    slack.disable("chat.startStream")
+    slack.fail_next(
+        "chat.postMessage", ApiFault(error="msg_too_long"), ApiFault(error="msg_too_long")
+    )
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("hi")
+        answer = await bot.answer(CHANNEL, ts)
+        assert answer == "Sorry, Slack did not accept my answer. Please try again in a moment."
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+
+
+async def test_close_lets_an_answer_under_way_finish(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.latency = 0.3
+    harness = await Harness(slack, make_config(fake_openai)).start()
+    try:
+        ts = await harness.mention("slow one")
+        await asyncio.wait_for(fake_openai.request_seen.wait(), 5)
+    finally:
+        await harness.close()
+    assert slack.thread_text(CHANNEL, ts) == "You said: [Ann] slow one. Before that: nothing."
+
+
+async def test_other_bots_are_answered_when_configured(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai, reply_to_bots=True) as bot:
+        other = bot.message_event("beep", channel=DM, user="")
+        other.pop("user")
+        other.update(bot_id="B0OTHER", subtype="bot_message", username="Robo")
+        await bot.send_event(other)
+        answer = await bot.answer(DM, None)
+        assert answer == "You said: [Robo] beep. Before that: nothing."
