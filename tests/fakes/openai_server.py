@@ -73,6 +73,8 @@ class RequestRecord:
     messages: list[dict[str, Any]]
     started: float
     finished: float | None = None
+    first_chunk: float | None = None
+    """When the first streamed text left the server (time.monotonic), for latency benchmarks."""
 
 
 class FakeOpenAI:
@@ -168,7 +170,7 @@ class FakeOpenAI:
             text = self.responder(messages)
             if body.get("stream"):
                 if api == "chat":
-                    return await self._stream_chat(request, body, text, fault)
+                    return await self._stream_chat(request, body, text, fault, record)
                 return await self._stream_responses(request, body, text, fault)
             if api == "chat":
                 return web.json_response(self._chat_completion(body, text))
@@ -204,7 +206,12 @@ class FakeOpenAI:
         }
 
     async def _stream_chat(
-        self, request: web.Request, body: dict[str, Any], text: str, fault: Fault
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        text: str,
+        fault: Fault,
+        record: RequestRecord,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -227,6 +234,8 @@ class FakeOpenAI:
             if index == 0:
                 delta["role"] = "assistant"
             await response.write(event(delta))
+            if index == 0:
+                record.first_chunk = time.monotonic()
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
         await response.write(event({}, "stop"))

@@ -33,6 +33,7 @@ class ApiCall:
     method: str
     body: dict[str, Any]
     token: str | None
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class FakeSlack:
         self.faults: dict[str, deque[ApiFault]] = {}
         self.disabled: dict[str, str] = {}
         self.messages: list[Posted] = []
+        self._by_channel: dict[str, list[Posted]] = {}  # keeps lookups cheap in benchmarks
         self.responses: list[dict[str, Any]] = []
         self.acks: dict[str, dict[str, Any]] = {}
         self.sockets: list[web.WebSocketResponse] = []
@@ -129,8 +131,8 @@ class FakeSlack:
         """The bot's messages in a thread (or top-level when `thread_ts` is None)."""
         return [
             m
-            for m in self.messages
-            if m.channel == channel and m.thread_ts == thread_ts and m.user == BOT_USER
+            for m in self._by_channel.get(channel, [])
+            if m.thread_ts == thread_ts and m.user == BOT_USER
         ]
 
     def thread_text(self, channel: str, thread_ts: str | None = None) -> str:
@@ -265,12 +267,16 @@ class FakeSlack:
             thread_ts=body.get("thread_ts") or None,
             streaming=streaming,
         )
-        self.messages.append(posted)
+        self._add(posted)
         return posted
 
+    def _add(self, posted: Posted) -> None:
+        self.messages.append(posted)
+        self._by_channel.setdefault(posted.channel, []).append(posted)
+
     def _find(self, channel: str, ts: str) -> Posted:
-        for message in self.messages:
-            if message.channel == channel and message.ts == ts:
+        for message in self._by_channel.get(channel, []):
+            if message.ts == ts:
                 return message
         raise KeyError(ts)
 
@@ -327,4 +333,4 @@ class FakeSlack:
         self, channel: str, text: str, user: str, ts: str, thread_ts: str | None = None
     ) -> None:
         """Keep a person's message so `conversations.replies` can show it."""
-        self.messages.append(Posted(channel, ts, text, thread_ts, user=user, bot_id=None))
+        self._add(Posted(channel, ts, text, thread_ts, user=user, bot_id=None))
