@@ -1,6 +1,6 @@
 """End-to-end benchmark: the whole bot against a bare `Runner` loop, in one run.
 
-    .venv/bin/python -m bench.e2e_bench throughput [--messages 600] [--threads 30] [--concurrency 1 16]
+    .venv/bin/python -m bench.e2e_bench throughput [--messages 600] [--concurrency 1 16]
     .venv/bin/python -m bench.e2e_bench concurrency [--conversations 1000] [--model-seconds 1]
 
 `throughput`: messages go through the core (guards, per-thread lock, the buffered turn, the
@@ -157,14 +157,17 @@ class BareLoop:
 async def throughput(args: argparse.Namespace, workdir: Path) -> None:
     async with model_server(0.0) as base_url:
         for concurrency in args.concurrency:
-            print(f"\n{args.messages} messages over {args.threads} threads, "
-                  f"concurrency {concurrency}, model latency 0")
+            print(
+                f"\n{args.messages} messages over {args.threads} threads, "
+                f"concurrency {concurrency}, model latency 0"
+            )
             rates: dict[str, float] = {}
-            for name, make in (
-                ("bare Runner.run + SQLiteSession", lambda p: BareLoop(base_url, p, False)),
-                ("bare Runner.run_streamed + SQLiteSession", lambda p: BareLoop(base_url, p, True)),
-                ("the bot (core + store + streaming)", lambda p: Bot(base_url, p, concurrency)),
-            ):
+            backends: dict[str, Any] = {
+                "bare Runner.run + SQLiteSession": lambda p: BareLoop(base_url, p, False),
+                "bare Runner.run_streamed + SQLiteSession": lambda p: BareLoop(base_url, p, True),
+                "the bot (core + store + streaming)": lambda p, c=concurrency: Bot(base_url, p, c),
+            }
+            for name, make in backends.items():
                 backend: Any = make(workdir / f"{name.split()[1]}-{concurrency}.sqlite3")
                 async with backend as send:
                     await drive(send, args.threads, args.threads, concurrency)  # warm up
@@ -172,23 +175,27 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> None:
             for name, rate in rates.items():
                 print(f"  {name:42} {rate:8.1f} msg/s")
             bot = rates["the bot (core + store + streaming)"]
-            print(f"  bot / bare Runner.run           = {bot / rates['bare Runner.run + SQLiteSession']:.2f}"
-                  "  (target >= 0.90)")
-            print(f"  bot / bare Runner.run_streamed  = "
-                  f"{bot / rates['bare Runner.run_streamed + SQLiteSession']:.2f}")
+            bare = rates["bare Runner.run + SQLiteSession"]
+            print(f"  bot / bare Runner.run           = {bot / bare:.2f}  (target >= 0.90)")
+            print(
+                f"  bot / bare Runner.run_streamed  = "
+                f"{bot / rates['bare Runner.run_streamed + SQLiteSession']:.2f}"
+            )
 
 
 async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
     n, seconds = args.conversations, args.model_seconds
-    async with model_server(0.0) as base_url:
-        # The bare loop's CPU time for the same number of turns, measured at zero latency.
-        async with BareLoop(base_url, workdir / "cpu.sqlite3", False) as send:
-            await drive(send, 20, 20, 1)
-            cpu_started = time.process_time()
-            wall_started = time.perf_counter()
-            await drive(send, n, n, 1)
-            bare_cpu = time.process_time() - cpu_started
-            bare_wall = time.perf_counter() - wall_started
+    # The bare loop's CPU time for the same number of turns, measured at zero latency.
+    async with (
+        model_server(0.0) as base_url,
+        BareLoop(base_url, workdir / "cpu.sqlite3", False) as send,
+    ):
+        await drive(send, 20, 20, 1)
+        cpu_started = time.process_time()
+        wall_started = time.perf_counter()
+        await drive(send, n, n, 1)
+        bare_cpu = time.process_time() - cpu_started
+        bare_wall = time.perf_counter() - wall_started
     async with model_server(seconds) as base_url:
         bot = Bot(base_url, workdir / "concurrency.sqlite3", n)
         async with bot as send:
@@ -204,8 +211,10 @@ async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
     print(f"\n{n} conversations at once, model {seconds:.1f}s per answer")
     print(f"  errors: {len(errors)}; turns stored once: {counts.count(2)}/{n}")
     print(f"  bare loop for {n} turns: {bare_cpu:.2f}s CPU ({bare_wall:.2f}s wall, sequential)")
-    print(f"  wall time {wall:.2f}s vs model + bare CPU {bound:.2f}s = {wall / bound:.2f}x "
-          "(target <= 1.5x)")
+    print(
+        f"  wall time {wall:.2f}s vs model + bare CPU {bound:.2f}s = {wall / bound:.2f}x "
+        "(target <= 1.5x)"
+    )
     print(f"  peak RSS {rss_mb:.0f} MB")
     if errors:
         print(f"  first error: {errors[0]!r}")
