@@ -636,3 +636,42 @@ async def test_other_bots_are_answered_when_configured(
         await bot.send_event(other)
         answer = await bot.answer(DM, None)
         assert answer == "You said: [Robo] beep. Before that: nothing."
+
+
+async def test_a_socket_drop_mid_stream_completes_the_reply_and_reconnects(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_chars = 3
+    fake_openai.chunk_delay = 0.01
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("a long answer, please")
+        await slack.wait_for(lambda: bool(slack.called("chat.startStream")))
+        await slack.sockets[-1].close()  # Slack rotates Socket Mode connections like this
+        answer = await bot.answer(CHANNEL, ts)
+        assert answer == "You said: [Ann] a long answer, please. Before that: nothing."
+        await asyncio.wait_for(slack.connected.wait(), 15)
+        fake_openai.chunk_delay = 0.0
+        await bot.say("still there?", thread_ts=ts)
+        second = await bot.answer(CHANNEL, ts, count=2)
+        assert "Before that: [Ann] a long answer, please." in second
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 4
+
+
+async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_chars = 3
+    fake_openai.chunk_delay = 0.005
+    slack.fail_next(
+        "chat.appendStream",
+        ApiFault(429, {"Retry-After": "0"}),
+        ApiFault(429, {"Retry-After": "0"}),
+        ApiFault(503, error="service_unavailable"),
+    )
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("through the storm")
+        expected = "You said: [Ann] through the storm. Before that: nothing."
+        # The stream is stopped first and then edited into the whole answer.
+        await slack.wait_for(lambda: slack.thread_text(CHANNEL, ts) == expected)
+        assert len(slack.bot_messages(CHANNEL, ts)) == 1
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
