@@ -1,0 +1,423 @@
+"""The Discord adapter: channels, threads and DMs, slash commands, streamed replies.
+
+discord.py owns the connection (gateway, resume, HTTP rate limits); this module turns its
+events into neutral messages for the core and shows the replies. The rules deciding when to
+answer live in `discord_rules`, text splitting and throttling in `discord_text`, and the
+growing reply in `discord_stream`, all testable without a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+with warnings.catch_warnings():
+    # discord.py imports the deprecated `audioop` for voice, which this bot never uses.
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    import discord
+    from discord import app_commands
+
+from bot.commands import Command
+from bot.config import Config, ConfigError
+from bot.core import SHUTTING_DOWN, Core, Surface
+from bot.errors import GENERIC
+from bot.messages import IncomingMessage, Reply, ReplyKind
+
+from .discord_rules import AccessPolicy, ActiveThreads, MessageFacts, Place, decide
+from .discord_stream import CannotPost, StreamedReply
+from .discord_text import (
+    MAX_MESSAGE_CHARS,
+    ChannelThrottle,
+    session_key,
+    split_message,
+    strip_mentions,
+    thread_title,
+)
+
+logger = logging.getLogger(__name__)
+
+SURFACE = Surface(max_chars=MAX_MESSAGE_CHARS, command_prefix="/")
+INTENT_HELP = (
+    "Discord refused the Message Content intent. Open "
+    "https://discord.com/developers/applications, pick the bot's application, go to the Bot "
+    'page, turn on "Message Content Intent" under Privileged Gateway Intents, save, and start '
+    "the bot again."
+)
+TOKEN_HELP = (
+    "Discord rejected DISCORD_TOKEN. Copy a fresh token from the Developer Portal (Bot page, "
+    "Reset Token) into .env."
+)
+NOTICE_SECONDS = 5.0
+"""How long a last notice may take to post while shutting down."""
+NOT_ALLOWED = "Sorry, I'm not set up to answer you here."
+CHAT_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    read_message_history=True,
+)
+
+CommandRunner = Callable[["discord.Interaction[Any]", str, str], Awaitable[None]]
+
+
+class _MessagePoster:
+    """Writes a reply into one channel, thread or DM (see `discord_stream.Poster`)."""
+
+    def __init__(self, channel: discord.abc.Messageable, reference: discord.Message | None) -> None:
+        self._channel = channel
+        self._reference = reference
+
+    async def send(self, text: str, *, first: bool) -> discord.Message:
+        reference = (
+            self._reference.to_reference(fail_if_not_exists=False)
+            if first and self._reference is not None
+            else None
+        )
+        try:
+            return await self._channel.send(text, reference=reference)  # type: ignore[arg-type]
+        except (discord.Forbidden, discord.NotFound) as exc:
+            raise CannotPost(str(exc)) from exc
+
+    async def edit(self, handle: discord.Message, text: str) -> discord.Message:
+        try:
+            return await handle.edit(content=text)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            raise CannotPost(str(exc)) from exc
+
+    async def delete(self, handle: discord.Message) -> None:
+        try:
+            await handle.delete()
+        except discord.NotFound:
+            pass  # already gone is what we wanted
+        except discord.Forbidden as exc:
+            raise CannotPost(str(exc)) from exc
+
+    async def typing(self) -> None:
+        await self._channel.typing()
+
+
+class _Client(discord.Client):
+    """discord.py's client with the adapter's handlers wired in; no logic of its own."""
+
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        super().__init__(**options)
+        self.adapter = adapter
+        self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        await self.adapter.register_commands()
+
+    async def on_ready(self) -> None:
+        self.adapter.announce()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter.on_message(message)
+
+
+class DiscordAdapter:
+    """Serves Discord: answers mentions, DMs and bot threads, and runs slash commands.
+
+    Args:
+        core: The core that answers.
+        config: Token, allow-lists and options (`discord_*`, `reply_to_bots`).
+        edit_interval: Least seconds between writes to one channel while streaming.
+        typing_interval: How often the typing indicator is renewed before the first text.
+        defer_after: Seconds a slash command may take before Discord is told to wait
+            (interactions must be acknowledged within 3 s).
+        guild_ready_timeout: How long discord.py waits for guild data before "ready".
+        close_grace: Seconds `close()` waits for replies still being delivered.
+    """
+
+    name = "discord"
+
+    def __init__(
+        self,
+        core: Core,
+        config: Config,
+        *,
+        edit_interval: float = 1.0,
+        typing_interval: float = 8.0,
+        defer_after: float = 2.0,
+        guild_ready_timeout: float = 2.0,
+        close_grace: float = 10.0,
+    ) -> None:
+        if not config.discord_token:
+            raise ConfigError(
+                "DISCORD_TOKEN is not set: create a bot in the Discord Developer Portal and "
+                "put its token in .env (see .env.example)."
+            )
+        self._core = core
+        self._token = config.discord_token
+        self._policy = AccessPolicy(
+            guilds=config.discord_allowed_guilds,
+            channels=config.discord_allowed_channels,
+            users=config.discord_allowed_users,
+            roles=config.discord_allowed_roles,
+        )
+        self._reply_to_bots = config.reply_to_bots
+        self._open_threads = config.discord_open_threads
+        self._dev_guild = config.discord_dev_guild
+        self._throttle = ChannelThrottle(edit_interval)
+        self._typing_interval = typing_interval
+        self._defer_after = defer_after
+        self._close_grace = close_grace
+        self._threads = ActiveThreads()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        # The bot never joins voice, so the library's start-up warnings about missing voice
+        # codecs would only confuse whoever reads the log.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        intents = discord.Intents.default()
+        intents.message_content = True
+        self.client = _Client(
+            self,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            guild_ready_timeout=guild_ready_timeout,
+            chunk_guilds_at_startup=False,
+        )
+
+    async def run(self) -> None:
+        """Connect and serve until `close()`; raises `ConfigError` for fixable set-up problems."""
+        try:
+            async with self.client:
+                await self.client.start(self._token)
+        except discord.PrivilegedIntentsRequired:
+            raise ConfigError(INTENT_HELP) from None
+        except discord.LoginFailure:
+            raise ConfigError(TOKEN_HELP) from None
+
+    async def close(self) -> None:
+        """Let replies under way finish (up to `close_grace` seconds), then disconnect."""
+        pending = self._inflight - {asyncio.current_task()}
+        if pending:
+            logger.info("Finishing %d Discord repl(ies) before disconnecting", len(pending))
+            await asyncio.wait(pending, timeout=self._close_grace)
+        await self.client.close()
+
+    # ----- start-up -------------------------------------------------------------------------
+
+    async def register_commands(self) -> None:
+        """Add the core's commands as slash commands and sync them with Discord."""
+        tree = self.client.tree
+        for command in self._core.commands:
+            tree.add_command(slash_command(command, self.on_command))
+        try:
+            if self._dev_guild is not None:
+                guild = discord.Object(id=self._dev_guild)
+                tree.copy_global_to(guild=guild)
+                synced = await tree.sync(guild=guild)
+                where = f"to guild {self._dev_guild}"
+            else:
+                synced = await tree.sync()
+                where = "globally (new commands can take up to an hour to appear)"
+            logger.info("Registered %d slash commands %s", len(synced), where)
+        except discord.HTTPException as exc:
+            # Typed commands ("@bot /forget") still work, so this is no reason to stop.
+            logger.error(
+                "Registering slash commands failed (was the bot invited with the "
+                "applications.commands scope?): %s",
+                exc,
+            )
+
+    def announce(self) -> None:
+        """Log who the bot is and the URL that invites it to a server."""
+        user, app_id = self.client.user, self.client.application_id
+        if user is None or app_id is None:
+            return
+        url = discord.utils.oauth_url(
+            app_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+        )
+        logger.info("Connected to Discord as %s (ID %s). Invite me with: %s", user, user.id, url)
+
+    # ----- messages -------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Answer a message if the rules say it is for the bot."""
+        me = self.client.user
+        if me is None:
+            return
+        bot_roles = [
+            role.id
+            for role in message.role_mentions
+            if role.tags is not None and role.tags.bot_id == me.id
+        ]
+        facts = self._facts(message, me.id, bool(bot_roles))
+        decision = decide(
+            facts, self._policy, reply_to_bots=self._reply_to_bots, open_threads=self._open_threads
+        )
+        if not decision.answer:
+            if decision.reason == "outside the allow-lists":
+                logger.info(
+                    "Ignored a message from user %s in channel %s: outside the allow-lists",
+                    facts.author_id,
+                    facts.place.channel_id,
+                )
+            return
+        text = strip_mentions(message.content, me.id, bot_roles)
+        # A command or an empty mention is about the channel itself, not a new conversation.
+        open_thread = (
+            decision.open_thread and bool(text) and self._core.commands.parse(text) is None
+        )
+        await self._tracked(self._answer(message, facts, text, open_thread))
+
+    def _facts(self, message: discord.Message, my_id: int, role_mentioned: bool) -> MessageFacts:
+        channel = message.channel
+        thread = channel if isinstance(channel, discord.Thread) else None
+        guild_id = message.guild.id if message.guild is not None else None
+        if guild_id is None:
+            guild_id = getattr(channel, "guild_id", None)
+        author = message.author
+        return MessageFacts(
+            place=Place(guild_id, channel.id, thread.parent_id if thread else None),
+            author_id=author.id,
+            author_is_bot=author.bot,
+            is_self=author.id == my_id,
+            mentioned=role_mentioned or any(user.id == my_id for user in message.mentions),
+            role_ids=_role_ids(author),
+            in_thread=thread is not None,
+            thread_owned_by_bot=thread is not None and thread.owner_id == my_id,
+            thread_active=channel.id in self._threads,
+            is_chat=message.type in CHAT_TYPES,
+        )
+
+    async def _answer(
+        self, message: discord.Message, facts: MessageFacts, text: str, open_thread: bool
+    ) -> None:
+        target: discord.abc.Messageable = message.channel
+        target_id = facts.place.channel_id
+        reference: discord.Message | None = message
+        if open_thread:
+            try:
+                thread = await message.create_thread(name=thread_title(text))
+            except discord.HTTPException as exc:
+                logger.warning(
+                    "Could not open a thread in channel %s, answering in the channel: %s",
+                    target_id,
+                    exc,
+                )
+            else:
+                target, target_id, reference = thread, thread.id, None
+                self._threads.add(thread.id)
+        if facts.in_thread:
+            self._threads.add(target_id)
+        incoming = IncomingMessage(
+            platform="discord",
+            session_id=session_key(facts.place.guild_id, target_id),
+            author_id=str(facts.author_id),
+            author_name=message.author.display_name,
+            text=text,
+            message_id=str(message.id),
+        )
+        stream: StreamedReply[discord.Message] = StreamedReply(
+            _MessagePoster(target, reference),
+            self._throttle,
+            target_id,
+            typing_interval=self._typing_interval,
+        )
+        stream.start_typing()
+        try:
+            reply = await self._core.handle(incoming, SURFACE, sink=stream.add)
+        except asyncio.CancelledError:
+            # Shutting down cut the turn short (nothing of it was stored): replace whatever was
+            # streamed so the thread does not show an answer the bot will not remember.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(stream.finish(SHUTTING_DOWN), NOTICE_SECONDS)
+            raise
+        except Exception:
+            logger.exception("Handling a message in %s failed", incoming.session_id)
+            reply = Reply(GENERIC, ReplyKind.ERROR)
+        if reply is None:
+            await stream.abort()
+            return
+        if not await stream.finish(reply.text):
+            logger.error(
+                "The %s reply in %s could not be delivered (see the warning above)",
+                reply.kind.value,
+                incoming.session_id,
+            )
+
+    # ----- slash commands -------------------------------------------------------------------
+
+    async def on_command(self, interaction: discord.Interaction[Any], name: str, args: str) -> None:
+        """Run a slash command on the thread/channel it was used in; answer only the invoker."""
+        await self._tracked(self._command(interaction, name, args))
+
+    async def _command(self, interaction: discord.Interaction[Any], name: str, args: str) -> None:
+        channel = interaction.channel
+        channel_id = interaction.channel_id or 0
+        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
+        place = Place(interaction.guild_id, channel_id, parent_id)
+        user = interaction.user
+        try:
+            if not self._policy.permits(place, user.id, _role_ids(user)):
+                await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+                return
+            session = session_key(interaction.guild_id, channel_id)
+            work = asyncio.create_task(self._core.run_command(session, name, args, SURFACE))
+            done, _ = await asyncio.wait({work}, timeout=self._defer_after)
+            if not done:
+                # A turn still running in this thread holds it; tell Discord we're on it.
+                await interaction.response.defer(ephemeral=True, thinking=True)
+            reply = await work
+            parts = split_message(reply.text) or ["Done."]
+            if interaction.response.is_done():
+                await interaction.edit_original_response(content=parts[0])
+            else:
+                await interaction.response.send_message(parts[0], ephemeral=True)
+            for part in parts[1:]:
+                await interaction.followup.send(part, ephemeral=True)
+        except discord.HTTPException as exc:
+            logger.warning("Answering /%s in channel %s failed: %s", name, channel_id, exc)
+
+    async def _tracked(self, work: Awaitable[None]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            await work
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+
+def slash_command(command: Command, run: CommandRunner) -> app_commands.Command[Any, ..., None]:
+    """A slash command for one of the core's commands, calling `run(interaction, name, args)`.
+
+    Args:
+        command: The core command (name, description, optional numeric argument).
+        run: Does the work; receives the argument as text, "" when not given.
+    """
+    name, description = command.name, command.description[:100]
+    argument = command.argument
+    if argument is None:
+
+        async def plain(interaction: discord.Interaction[Any]) -> None:
+            await run(interaction, name, "")
+
+        return app_commands.Command(name=name, description=description, callback=plain)
+
+    async def with_value(interaction: discord.Interaction[Any], value: int | None = None) -> None:
+        await run(interaction, name, "" if value is None else str(value))
+
+    # The argument's name, bounds and help come from the core at run time, so the callback's
+    # one parameter is renamed and annotated here rather than spelled out in code.
+    with_value.__annotations__["value"] = cast(Any, app_commands.Range)[int, argument.minimum, None]
+    app_commands.rename(value=argument.name)(with_value)
+    app_commands.describe(value=argument.description[:100])(with_value)
+    return app_commands.Command(name=name, description=description, callback=with_value)
+
+
+def _role_ids(user: discord.User | discord.Member) -> tuple[int, ...]:
+    return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
+
+
+def create(core: Core, config: Config, options: Mapping[str, str]) -> DiscordAdapter:
+    """Entry point for `python -m bot discord`."""
+    return DiscordAdapter(core, config)

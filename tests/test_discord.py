@@ -1,0 +1,730 @@
+"""The Discord adapter end to end: real discord.py, fake Discord and fake model on loopback."""
+
+from __future__ import annotations
+
+import warnings
+
+with warnings.catch_warnings():
+    # discord.py imports the deprecated `audioop` for voice, which the bot never uses, and
+    # the test settings turn warnings into errors.
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    import discord
+
+import asyncio
+import itertools
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yarl
+from discord.gateway import DiscordWebSocket
+
+from adapters.discord import DiscordAdapter, create
+from adapters.discord_text import split_message
+from bot.config import Config, ConfigError
+from tests.conftest import BotParts, make_config
+from tests.fakes.discord_server import BOT_ID, BOT_USER, FakeDiscord, Json, user
+from tests.fakes.openai_server import FakeOpenAI, Fault
+
+GUILD = 10
+CHANNEL = 20
+OTHER_CHANNEL = 21
+THREAD_A = 30
+THREAD_B = 31
+BOT_THREAD = 32
+DM = 40
+BOT_ROLE = 555
+HELPER_ROLE = 556
+ANN = user(101, "Ann")
+BOB = user(102, "Bob")
+OTHER_BOT = user(103, "OtherBot", bot=True)
+MENTION = f"<@{BOT_ID}>"
+INTERVAL = 0.05
+
+
+class ProbedAdapter(DiscordAdapter):
+    """The real adapter, noting when each message and command has been fully handled."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handled: set[int] = set()
+
+    async def on_message(self, message: discord.Message) -> None:
+        try:
+            await super().on_message(message)
+        finally:
+            self.handled.add(message.id)
+
+    async def on_command(self, interaction: discord.Interaction[Any], name: str, args: str) -> None:
+        try:
+            await super().on_command(interaction, name, args)
+        finally:
+            self.handled.add(interaction.id)
+
+
+async def eventually(check: Callable[[], Any], within: float = 10.0, what: str = "it") -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while not (result := check()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+    return result
+
+
+class Harness:
+    """One running bot: core + store + adapter connected to the fake Discord."""
+
+    def __init__(self, fake: FakeDiscord, parts: BotParts, adapter: ProbedAdapter) -> None:
+        self.fake = fake
+        self.parts = parts
+        self.adapter = adapter
+        self.task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, fake: FakeDiscord, config: Config, **options: Any) -> Harness:
+        parts = await BotParts(config).start()
+        settings = {
+            "edit_interval": INTERVAL,
+            "typing_interval": 5.0,
+            "guild_ready_timeout": 0.01,
+            **options,
+        }
+        adapter = ProbedAdapter(parts.core, config, **settings)
+        harness = cls(fake, parts, adapter)
+        harness.task = task = asyncio.create_task(adapter.run())
+        try:
+            await eventually(lambda: task.done() or adapter.client.is_ready(), what="ready")
+            if task.done():
+                task.result()  # raises what stopped it
+                raise AssertionError("the adapter stopped before it was ready")
+        except BaseException:
+            await harness.stop()
+            raise
+        return harness
+
+    async def stop(self) -> None:
+        await self.adapter.close()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 10)
+        await self.parts.close()
+
+    async def say(
+        self,
+        channel: int,
+        text: str,
+        *,
+        author: Json = ANN,
+        guild: int | None = GUILD,
+        mention: bool = False,
+        roles: list[int] = (),  # type: ignore[assignment]
+        message_type: int = 0,
+    ) -> Json:
+        """Post a message as a person and wait until the bot has finished with it."""
+        content = f"{MENTION} {text}" if mention else text
+        payload = self.fake.user_message(
+            channel,
+            content,
+            author=author,
+            guild_id=guild,
+            mentions=[BOT_USER] if mention else [],
+            roles=roles,
+            message_type=message_type,
+        )
+        await self.fake.dispatch("MESSAGE_CREATE", payload)
+        await eventually(lambda: int(payload["id"]) in self.adapter.handled, what=text)
+        return payload
+
+    async def command(
+        self,
+        name: str,
+        channel: Json,
+        *,
+        guild: int | None = GUILD,
+        author: Json = ANN,
+        options: list[Json] = (),  # type: ignore[assignment]
+    ) -> Json:
+        """Use a slash command and return the bot's interaction callback body."""
+        payload = self.fake.command_interaction(
+            name, channel=channel, author=author, guild_id=guild, options=options
+        )
+        await self.fake.dispatch("INTERACTION_CREATE", payload)
+        await eventually(lambda: int(payload["id"]) in self.adapter.handled, what=f"/{name}")
+        calls = self.fake.calls("POST", f"/interactions/{payload['id']}/")
+        assert len(calls) == 1
+        body: Json = calls[0].body
+        return body
+
+    def shown(self, channel: int) -> list[str]:
+        """What the bot's messages in `channel` say now, oldest first."""
+        return [m["content"] for m in self.fake.channel_messages(channel)]
+
+    def last(self, channel: int) -> str:
+        shown = self.shown(channel)
+        assert shown, f"no bot message in channel {channel}"
+        return shown[-1]
+
+
+def channel_payload(channel_id: int) -> Json:
+    return FakeDiscord.text_channel(channel_id, GUILD)
+
+
+def thread(thread_id: int, owner: int) -> Json:
+    return FakeDiscord.thread_payload(thread_id, parent_id=CHANNEL, guild_id=GUILD, owner_id=owner)
+
+
+@pytest.fixture
+async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as fake:
+        monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+        guild = fake.add_guild(
+            GUILD,
+            channels=[channel_payload(CHANNEL), channel_payload(OTHER_CHANNEL)],
+            roles=[
+                {
+                    "id": str(BOT_ROLE),
+                    "name": "memorybot",
+                    "permissions": "0",
+                    "position": 1,
+                    "managed": True,
+                    "tags": {"bot_id": str(BOT_ID)},
+                },
+                {"id": str(HELPER_ROLE), "name": "helpers", "permissions": "0", "position": 2},
+            ],
+        )
+        guild["threads"] = [
+            thread(THREAD_A, 101),
+            thread(THREAD_B, 102),
+            thread(BOT_THREAD, BOT_ID),
+        ]
+        yield fake
+
+
+def discord_config(fake_openai: FakeOpenAI, db_path: str | Path, **overrides: Any) -> Config:
+    return make_config(
+        fake_openai,
+        db_path,
+        discord_token="fake-discord-token",
+        discord_dev_guild=GUILD,
+        **overrides,
+    )
+
+
+@pytest.fixture
+async def running(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    harness = await Harness.start(
+        fake_discord, discord_config(fake_openai, tmp_path / "memory.sqlite3")
+    )
+    yield harness
+    await harness.stop()
+
+
+# ----- memory per conversation ---------------------------------------------------------------
+
+
+async def test_two_threads_in_one_channel_keep_separate_memories(running: Harness) -> None:
+    await running.say(THREAD_A, "apples", mention=True)
+    await running.say(THREAD_B, "bananas", mention=True)
+    # Mentioned once, the bot follows the thread without further mentions.
+    await running.say(THREAD_A, "and?")
+    assert running.last(THREAD_A) == "You said: [Ann] and?. Before that: [Ann] apples."
+    await running.say(THREAD_B, "and?")
+    assert running.last(THREAD_B) == "You said: [Ann] and?. Before that: [Ann] bananas."
+    assert await running.parts.store.count_items(f"discord:{GUILD}:{THREAD_A}") == 4
+
+
+async def test_a_dm_and_a_channel_keep_separate_memories(running: Harness) -> None:
+    await running.say(DM, "I like tea", guild=None)
+    await running.say(CHANNEL, "I like coffee", mention=True)
+    await running.say(DM, "what do I like?", guild=None)
+    assert running.last(DM) == "You said: [Ann] what do I like?. Before that: [Ann] I like tea."
+    await running.say(CHANNEL, "and me?", mention=True, author=BOB)
+    assert running.last(CHANNEL) == ("You said: [Bob] and me?. Before that: [Ann] I like coffee.")
+    assert await running.parts.store.count_items(f"discord:dm:{DM}") == 4
+
+
+async def test_memory_survives_a_restart(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "restart.sqlite3")
+    first = await Harness.start(fake_discord, config)
+    await first.say(CHANNEL, "remember 7", mention=True)
+    await first.stop()
+    second = await Harness.start(fake_discord, config)
+    try:
+        await second.say(CHANNEL, "what number?", mention=True)
+        assert second.last(CHANNEL).endswith("Before that: [Ann] remember 7.")
+        # A thread the bot started is still its own after the restart: no mention needed.
+        await second.say(BOT_THREAD, "hello there")
+        assert second.last(BOT_THREAD).startswith("You said: [Ann] hello there.")
+    finally:
+        await second.stop()
+    assert len(fake_discord.gateway.identifies) == 2
+
+
+# ----- when the bot answers ------------------------------------------------------------------
+
+
+async def test_a_channel_needs_a_mention_and_bots_are_ignored(
+    running: Harness, fake_openai: FakeOpenAI
+) -> None:
+    await running.say(CHANNEL, "just chatting")
+    await running.say(CHANNEL, "hi bot", author=OTHER_BOT, mention=True)
+    await running.say(CHANNEL, "talking to myself", author=BOT_USER, mention=True)
+    await running.say(THREAD_A, "a thread I was never asked into")
+    await running.say(CHANNEL, "pinned a message", mention=True, message_type=6)
+    assert fake_openai.requests == []
+    assert running.shown(CHANNEL) == []
+    await running.say(CHANNEL, "now you", mention=True)
+    assert running.last(CHANNEL) == "You said: [Ann] now you. Before that: nothing."
+    # A mention of the bot's managed role counts as a mention of the bot.
+    payload = running.fake.user_message(
+        CHANNEL, f"<@&{BOT_ROLE}> and by role", author=ANN, guild_id=GUILD
+    )
+    payload["mention_roles"] = [str(BOT_ROLE)]
+    await running.fake.dispatch("MESSAGE_CREATE", payload)
+    await eventually(lambda: int(payload["id"]) in running.adapter.handled)
+    assert running.last(CHANNEL).startswith("You said: [Ann] and by role.")
+
+
+async def test_dm_and_bot_threads_need_no_mention(running: Harness) -> None:
+    await running.say(DM, "hello", guild=None)
+    await running.say(BOT_THREAD, "hello")
+    assert running.last(DM).startswith("You said: [Ann] hello.")
+    assert running.last(BOT_THREAD).startswith("You said: [Ann] hello.")
+
+
+async def test_other_bots_are_answered_when_configured(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "m.sqlite3", reply_to_bots=True)
+    harness = await Harness.start(fake_discord, config)
+    try:
+        await harness.say(CHANNEL, "beep", author=OTHER_BOT, mention=True)
+        await harness.say(CHANNEL, "me", author=BOT_USER, mention=True)
+        assert harness.shown(CHANNEL) == ["You said: [OtherBot] beep. Before that: nothing."]
+    finally:
+        await harness.stop()
+
+
+async def test_allow_lists(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = discord_config(
+        fake_openai,
+        tmp_path / "m.sqlite3",
+        discord_allowed_channels=frozenset({CHANNEL}),
+        discord_allowed_roles=frozenset({HELPER_ROLE}),
+    )
+    harness = await Harness.start(fake_discord, config)
+    try:
+        await harness.say(OTHER_CHANNEL, "wrong channel", mention=True, roles=[HELPER_ROLE])
+        await harness.say(CHANNEL, "no role", mention=True)
+        await harness.say(DM, "in a dm", guild=None)
+        assert fake_openai.requests == []
+        await harness.say(CHANNEL, "right place and role", mention=True, roles=[HELPER_ROLE])
+        await harness.say(
+            THREAD_A, "thread of an allowed channel", mention=True, roles=[HELPER_ROLE]
+        )
+        assert harness.last(CHANNEL).startswith("You said: [Ann] right place and role.")
+        assert harness.last(THREAD_A).startswith("You said: [Ann] thread of an allowed")
+        refused = await harness.command("history", channel_payload(OTHER_CHANNEL))
+        assert refused["data"]["content"] == "Sorry, I'm not set up to answer you here."
+        assert refused["data"]["flags"] == 64
+    finally:
+        await harness.stop()
+
+
+# ----- commands ----------------------------------------------------------------------------
+
+
+async def test_slash_commands_act_on_their_own_thread_and_are_ephemeral(
+    running: Harness,
+) -> None:
+    synced = running.fake.commands[str(GUILD)]
+    assert {c["name"] for c in synced} == {"forget", "undo", "history", "help"}
+    history_spec = next(c for c in synced if c["name"] == "history")
+    assert history_spec["options"][0]["name"] == "page"
+    assert history_spec["options"][0]["min_value"] == 1
+    await running.say(THREAD_A, "apples", mention=True)
+    await running.say(THREAD_A, "pears")
+    await running.say(THREAD_B, "bananas", mention=True)
+
+    shown = await running.command("history", thread(THREAD_A, 101))
+    assert shown["type"] == 4
+    assert shown["data"]["flags"] == 64
+    assert "apples" in shown["data"]["content"]
+    assert "bananas" not in shown["data"]["content"]
+
+    page = await running.command(
+        "history", thread(THREAD_A, 101), options=[{"name": "page", "type": 4, "value": 1}]
+    )
+    assert page["data"]["content"] == shown["data"]["content"]
+
+    undone = await running.command("undo", thread(THREAD_A, 101))
+    assert undone["data"]["flags"] == 64
+    assert "removed" in undone["data"]["content"]
+    assert await running.parts.store.count_items(f"discord:{GUILD}:{THREAD_A}") == 2
+
+    forgot = await running.command("forget", thread(THREAD_B, 102))
+    assert forgot["data"]["content"].startswith("Done: I forgot 2 messages")
+    assert await running.parts.store.count_items(f"discord:{GUILD}:{THREAD_B}") == 0
+    assert await running.parts.store.count_items(f"discord:{GUILD}:{THREAD_A}") == 2
+
+    helped = await running.command("help", channel_payload(CHANNEL))
+    assert "/forget" in helped["data"]["content"]
+    dm_channel = {"id": str(DM), "type": 1}
+    in_dm = await running.command("history", dm_channel, guild=None)
+    assert in_dm["data"]["content"] == "I have no memory of this thread yet."
+
+
+async def test_a_slow_command_is_deferred_then_answered(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "m.sqlite3")
+    harness = await Harness.start(fake_discord, config, defer_after=0.05)
+    try:
+        fake_openai.latency = 0.5
+        turn = asyncio.create_task(harness.say(CHANNEL, "slow one", mention=True))
+        await fake_openai.request_seen.wait()
+        # The turn holds the thread, so /forget waits for it and must be deferred.
+        deferred = await harness.command("forget", channel_payload(CHANNEL))
+        await turn
+        assert deferred == {"type": 5, "data": {"flags": 64}}
+        edits = harness.fake.calls("PATCH", "/messages/@original")
+        assert edits[-1].body["content"].startswith("Done: I forgot 2 messages")
+    finally:
+        await harness.stop()
+
+
+async def test_typed_commands_work_as_messages(running: Harness) -> None:
+    await running.say(THREAD_A, "apples", mention=True)
+    await running.say(THREAD_B, "bananas", mention=True)
+    await running.say(THREAD_A, f"{MENTION} /forget")
+    assert running.last(THREAD_A).startswith("Done: I forgot 2 messages")
+    await running.say(THREAD_B, "!history")
+    assert "bananas" in running.last(THREAD_B)
+    await running.say(DM, "/undo", guild=None)
+    assert running.last(DM) == "There is nothing to undo: this thread has no messages in memory."
+    assert await running.parts.store.count_items(f"discord:{GUILD}:{THREAD_B}") == 2
+
+
+# ----- streaming and long answers ----------------------------------------------------------
+
+
+def long_answer() -> str:
+    prose = " ".join(f"word{i}" for i in range(250))
+    code = "\n".join(f"    value_{i} = compute({i})  # step {i}" for i in range(60))
+    return f"Here is the plan.\n\n{prose}\n\n```python\n{code}\n```\n\nAnd that is all.\n"
+
+
+def unsplit(parts: list[str]) -> str:
+    """Undo the fence closing/reopening that splitting adds at each cut."""
+    text = parts[0]
+    for part in parts[1:]:
+        if text.endswith("\n```") and part.startswith("```python\n"):
+            text = text[: -len("```")] + part[len("```python\n") :]
+        else:
+            text += part
+    return text
+
+
+async def test_a_long_streamed_answer_is_throttled_split_and_exact(
+    running: Harness, fake_openai: FakeOpenAI
+) -> None:
+    answer = long_answer()
+    assert len(answer) > 4000
+    fake_openai.responder = lambda messages: answer
+    fake_openai.chunk_chars = 40
+    fake_openai.chunk_delay = 0.003
+    started = asyncio.get_running_loop().time()
+    await running.say(CHANNEL, "write a lot", mention=True)
+    elapsed = asyncio.get_running_loop().time() - started
+
+    parts = running.shown(CHANNEL)
+    assert parts == split_message(answer)
+    assert len(parts) == 3
+    assert all(len(p) <= 2000 for p in parts)
+    assert all(p.count("```") % 2 == 0 for p in parts)
+    assert unsplit(parts) == answer
+
+    writes = [
+        r
+        for r in running.fake.requests
+        if re.fullmatch(rf"/channels/{CHANNEL}/messages(/\d+)?", r.path)
+        and r.method in ("POST", "PATCH")
+    ]
+    edits = [w for w in writes if w.method == "PATCH"]
+    assert len(edits) >= 3  # it really streamed
+    assert len(writes) <= elapsed / INTERVAL + 2
+    gaps = [b.at - a.at for a, b in itertools.pairwise(writes)]
+    # Stamps are taken when requests reach the fake, so single gaps jitter; on average the
+    # throttle's spacing must hold.
+    assert sum(gaps) / len(gaps) >= INTERVAL * 0.9
+    assert min(gaps) >= INTERVAL * 0.3
+    first = writes[0].body
+    assert first["allowed_mentions"] == {"parse": []}
+    assert first["message_reference"]["fail_if_not_exists"] is False
+
+
+async def test_typing_shows_until_the_first_text(running: Harness, fake_openai: FakeOpenAI) -> None:
+    fake_openai.latency = 0.2
+    await running.say(CHANNEL, "hi", mention=True)
+    typing = running.fake.calls("POST", f"/channels/{CHANNEL}/typing")
+    sends = running.fake.calls("POST", f"/channels/{CHANNEL}/messages$")
+    assert len(typing) == 1
+    assert typing[0].at < sends[0].at
+
+
+async def test_mentions_in_the_answer_do_not_ping(
+    running: Harness, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = lambda messages: "Hey @everyone and <@101>!"
+    await running.say(CHANNEL, "ping them", mention=True)
+    assert running.last(CHANNEL) == "Hey @everyone and <@101>!"
+    for call in running.fake.calls("POST", f"/channels/{CHANNEL}/messages$"):
+        assert call.body["allowed_mentions"] == {"parse": []}
+
+
+# ----- failures ----------------------------------------------------------------------------
+
+
+async def test_a_429_on_send_and_edit_is_retried(running: Harness, fake_openai: FakeOpenAI) -> None:
+    fake_openai.chunk_chars = 5
+    fake_openai.chunk_delay = 0.02
+    running.fake.fail("POST", rf"^/channels/{CHANNEL}/messages$", 429)
+    running.fake.fail("PATCH", rf"^/channels/{CHANNEL}/messages/\d+$", 429)
+    await running.say(CHANNEL, "tell me something long enough to edit", mention=True)
+    statuses = [r.status for r in running.fake.requests if r.path.startswith("/channels/20/mes")]
+    assert statuses.count(429) == 2
+    assert running.shown(CHANNEL) == [
+        "You said: [Ann] tell me something long enough to edit. Before that: nothing."
+    ]
+
+
+async def test_a_discord_5xx_still_delivers_the_reply(
+    running: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    running.fake.fail("POST", rf"^/channels/{CHANNEL}/messages$", 503)
+    with caplog.at_level(logging.WARNING, logger="adapters.discord_stream"):
+        await running.say(CHANNEL, "hello", mention=True)
+    assert running.shown(CHANNEL) == ["You said: [Ann] hello. Before that: nothing."]
+    assert any("503" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_model_error_shows_a_friendly_line_and_keeps_history(
+    running: Harness, fake_openai: FakeOpenAI
+) -> None:
+    await running.say(CHANNEL, "first", mention=True)
+    session = f"discord:{GUILD}:{CHANNEL}"
+    before = await running.parts.store.read_items(session)
+    fake_openai.fail_next(Fault(status=500))
+    await running.say(CHANNEL, "this fails", mention=True)
+    assert (
+        running.last(CHANNEL) == "The AI model had a problem on its side. Please try again shortly."
+    )
+    assert await running.parts.store.read_items(session) == before
+    await running.say(CHANNEL, "again", mention=True)
+    assert running.last(CHANNEL) == "You said: [Ann] again. Before that: [Ann] first."
+
+
+async def test_a_broken_stream_replaces_the_partial_answer(
+    running: Harness, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_chars = 4
+    fake_openai.chunk_delay = 0.02
+    fake_openai.fail_next(Fault(break_after=6))
+    await running.say(CHANNEL, "this breaks off", mention=True)
+    assert running.shown(CHANNEL) == [
+        "I couldn't reach the AI model just now. Please try again shortly."
+    ]
+    assert running.fake.calls("PATCH", f"/channels/{CHANNEL}/messages/")
+
+
+async def test_no_permission_to_send_is_logged_and_the_bot_keeps_running(
+    running: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    running.fake.fail("POST", rf"^/channels/{CHANNEL}/", 403, times=100)
+    with caplog.at_level(logging.WARNING):
+        await running.say(CHANNEL, "can you hear me?", mention=True)
+    assert running.shown(CHANNEL) == []
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        "Cannot post the reply in channel 20" in line and "Missing Permissions" in line
+        for line in lines
+    )
+    assert any("could not be delivered" in line for line in lines)
+    await running.say(OTHER_CHANNEL, "and here?", mention=True)
+    assert running.last(OTHER_CHANNEL).startswith("You said: [Ann] and here?.")
+
+
+async def test_open_threads_answers_a_mention_in_a_new_thread(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "m.sqlite3", discord_open_threads=True)
+    harness = await Harness.start(fake_discord, config)
+    try:
+        asked = await harness.say(CHANNEL, "plan a trip\nto Rome", mention=True)
+        created = fake_discord.calls("POST", f"/channels/{CHANNEL}/messages/{asked['id']}/threads")
+        assert created[0].body["name"] == "plan a trip"
+        new_thread = int(asked["id"])  # Discord gives a message's thread the message's ID
+        assert (
+            harness.last(new_thread)
+            == "You said: [Ann] plan a trip\nto Rome. Before that: nothing."
+        )
+        assert harness.shown(CHANNEL) == []
+        await harness.say(new_thread, "and Milan?")
+        assert harness.last(new_thread).endswith("Before that: [Ann] plan a trip\nto Rome.")
+        await harness.say(CHANNEL, "another trip", mention=True)
+        assert await harness.parts.store.count_items(f"discord:{GUILD}:{new_thread}") == 4
+        threads_before = len(fake_discord.calls("POST", "/threads$"))
+        await harness.say(CHANNEL, "/history", mention=True)
+        assert len(fake_discord.calls("POST", "/threads$")) == threads_before
+        assert harness.last(CHANNEL) == "I have no memory of this thread yet."
+    finally:
+        await harness.stop()
+
+
+async def test_no_permission_to_open_a_thread_answers_in_the_channel(
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "m.sqlite3", discord_open_threads=True)
+    harness = await Harness.start(fake_discord, config)
+    fake_discord.fail("POST", r"/threads$", 403)
+    try:
+        with caplog.at_level(logging.WARNING, logger="adapters.discord"):
+            await harness.say(CHANNEL, "hello", mention=True)
+        assert harness.last(CHANNEL) == "You said: [Ann] hello. Before that: nothing."
+        assert any(
+            "Could not open a thread in channel 20" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        await harness.stop()
+
+
+# ----- lifecycle and connection ------------------------------------------------------------
+
+
+async def test_a_gateway_disconnect_mid_conversation_resumes(
+    running: Harness, fake_openai: FakeOpenAI
+) -> None:
+    await running.say(CHANNEL, "one", mention=True)
+    fake_openai.latency = 0.3
+    payload = running.fake.user_message(
+        CHANNEL, f"{MENTION} two", author=ANN, guild_id=GUILD, mentions=[BOT_USER]
+    )
+    await running.fake.dispatch("MESSAGE_CREATE", payload)
+    await fake_openai.request_seen.wait()
+    await running.fake.drop_connection()
+    await asyncio.wait_for(running.fake.ready(), 10)
+    await eventually(lambda: int(payload["id"]) in running.adapter.handled, what="two")
+    assert running.fake.gateway.connect_paths == ["/gateway", "/resume"]
+    assert running.fake.gateway.resumes[0]["session_id"] == "fake-session"
+    assert len(running.fake.gateway.identifies) == 1
+    fake_openai.latency = 0.0
+    await running.say(CHANNEL, "three", mention=True)
+    assert running.last(CHANNEL) == "You said: [Ann] three. Before that: [Ann] one; [Ann] two."
+
+
+async def test_shutdown_finishes_replies_under_way(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    harness = await Harness.start(fake_discord, discord_config(fake_openai, tmp_path / "m.db"))
+    fake_openai.latency = 0.3
+    payload = fake_discord.user_message(
+        CHANNEL, f"{MENTION} slow", author=ANN, guild_id=GUILD, mentions=[BOT_USER]
+    )
+    await fake_discord.dispatch("MESSAGE_CREATE", payload)
+    await fake_openai.request_seen.wait()
+    await harness.parts.core.drain(grace=5)
+    await harness.stop()
+    assert harness.task is not None
+    assert harness.task.done()
+    assert harness.shown(CHANNEL) == ["You said: [Ann] slow. Before that: nothing."]
+    assert fake_discord.closed_sockets >= 1
+
+
+async def test_a_turn_cut_short_by_shutdown_says_so(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    harness = await Harness.start(fake_discord, discord_config(fake_openai, tmp_path / "m.db"))
+    fake_openai.chunk_chars = 2
+    fake_openai.chunk_delay = 0.05
+    payload = fake_discord.user_message(
+        CHANNEL, f"{MENTION} a long story", author=ANN, guild_id=GUILD, mentions=[BOT_USER]
+    )
+    await fake_discord.dispatch("MESSAGE_CREATE", payload)
+    await eventually(lambda: harness.shown(CHANNEL), what="the first streamed text")
+    await harness.parts.core.drain(grace=0.01)
+    await eventually(lambda: int(payload["id"]) in harness.adapter.handled)
+    try:
+        assert harness.shown(CHANNEL) == [
+            "I'm restarting right now. Please send that again in a moment."
+        ]
+        assert await harness.parts.store.count_items(f"discord:{GUILD}:{CHANNEL}") == 0
+    finally:
+        await harness.stop()
+
+
+async def test_a_missing_message_content_intent_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    async with FakeDiscord(deny_message_content=True) as fake:
+        monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+        parts = await BotParts(discord_config(fake_openai, tmp_path / "m.sqlite3")).start()
+        try:
+            adapter = DiscordAdapter(parts.core, parts.config)
+            with pytest.raises(ConfigError, match="Message Content Intent") as caught:
+                await asyncio.wait_for(adapter.run(), 10)
+            assert "\n" not in str(caught.value)
+            assert adapter.client.is_closed()
+        finally:
+            await parts.close()
+
+
+async def test_a_rejected_token_is_one_clear_line(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_discord.fail("GET", "^/users/@me$", 401)
+    parts = await BotParts(discord_config(fake_openai, tmp_path / "m.sqlite3")).start()
+    try:
+        adapter = DiscordAdapter(parts.core, parts.config)
+        with pytest.raises(ConfigError, match="Discord rejected DISCORD_TOKEN"):
+            await asyncio.wait_for(adapter.run(), 10)
+    finally:
+        await parts.close()
+
+
+async def test_failing_to_register_commands_is_logged_and_typed_commands_still_work(
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_discord.fail("PUT", "/commands$", 403)
+    with caplog.at_level(logging.ERROR, logger="adapters.discord"):
+        harness = await Harness.start(fake_discord, discord_config(fake_openai, tmp_path / "m.db"))
+    try:
+        assert any("Registering slash commands failed" in r.getMessage() for r in caplog.records)
+        await harness.say(CHANNEL, "/help", mention=True)
+        assert "/forget" in harness.last(CHANNEL)
+    finally:
+        await harness.stop()
+
+
+async def test_a_missing_token_is_a_config_error(fake_openai: FakeOpenAI) -> None:
+    parts = await BotParts(make_config(fake_openai)).start()
+    try:
+        with pytest.raises(ConfigError, match="DISCORD_TOKEN"):
+            create(parts.core, parts.config, {})
+    finally:
+        await parts.close()
