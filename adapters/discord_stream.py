@@ -164,16 +164,16 @@ class StreamedReply(Generic[H]):
                 if index < len(self._sent):
                     if self._shown[index] == part:
                         continue
-                    await self._throttle.wait(self._channel_id)
+                    await self._throttle.wait(self._channel_id, final=final)
                     self._sent[index] = await self._poster.edit(self._sent[index], part)
                     self._shown[index] = part
                 else:
-                    await self._throttle.wait(self._channel_id)
+                    await self._throttle.wait(self._channel_id, final=final)
                     self._sent.append(await self._poster.send(part, first=index == 0))
                     self._shown.append(part)
             if final:
                 while len(self._sent) > len(parts):
-                    await self._throttle.wait(self._channel_id)
+                    await self._throttle.wait(self._channel_id, final=final)
                     await self._poster.delete(self._sent[-1])
                     self._sent.pop()
                     self._shown.pop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
 MAX_MESSAGE_CHARS = 2000
@@ -125,33 +126,52 @@ class ChannelThrottle:
     """Spaces writes (sends and edits) to each channel at least `interval` seconds apart.
 
     Discord limits writes per channel, so streaming replies in two channels must not slow each
-    other down, while two replies in one channel share that channel's budget.
+    other down, while two replies in one channel share that channel's budget. A reply's *last*
+    write may skip the spacing and use the burst Discord allows (5 writes per 5 seconds per
+    channel), so a finished answer shows at once instead of up to `interval` later.
     """
 
     def __init__(
         self,
         interval: float,
         *,
+        burst: int = 5,
+        window: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         capacity: int = 10_000,
     ) -> None:
         self._interval = interval
+        self._burst = burst
+        self._window = window
         self._clock = clock
         self._sleep = sleep
         self._capacity = capacity
         self._next: dict[int, float] = {}
+        self._recent: dict[int, deque[float]] = {}
 
     @property
     def interval(self) -> float:
         return self._interval
 
-    async def wait(self, channel_id: int) -> None:
-        """Wait for, and take, the next write slot for `channel_id`."""
+    async def wait(self, channel_id: int, *, final: bool = False) -> None:
+        """Wait for, and take, the next write slot for `channel_id`.
+
+        Args:
+            channel_id: The channel written to.
+            final: The reply's last write: only the burst budget applies, not the spacing.
+        """
         now = self._clock()
-        at = max(now, self._next.get(channel_id, now))
-        self._next[channel_id] = at + self._interval
+        recent = self._recent.setdefault(channel_id, deque(maxlen=self._burst))
+        if final:
+            full = len(recent) == self._burst
+            at = max(now, recent[0] + self._window) if full else now
+        else:
+            at = max(now, self._next.get(channel_id, now))
+        recent.append(at)
+        self._next[channel_id] = max(self._next.get(channel_id, now), at + self._interval)
         if len(self._next) > self._capacity:
             self._next = {k: v for k, v in self._next.items() if v > now}
+            self._recent = {k: v for k, v in self._recent.items() if k in self._next}
         if at > now:
             await self._sleep(at - now)

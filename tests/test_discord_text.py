@@ -168,6 +168,20 @@ async def test_throttle_spaces_writes_per_channel() -> None:
     assert time.slept == [1.0, 0.75]
 
 
+async def test_a_final_write_uses_the_burst_budget_not_the_spacing() -> None:
+    time = FakeTime()
+    throttle = ChannelThrottle(1.0, burst=3, window=5.0, clock=time.clock, sleep=time.sleep)
+    await throttle.wait(1)
+    await throttle.wait(1, final=True)  # the finished answer shows at once
+    assert time.slept == []
+    await throttle.wait(1, final=True)
+    assert time.slept == []
+    await throttle.wait(1, final=True)  # a 4th write inside 5 s waits for the oldest to age out
+    assert time.slept == [5.0]
+    await throttle.wait(1)  # paced writes keep their spacing after a burst
+    assert time.slept == [5.0, 1.0]
+
+
 async def test_throttle_forgets_idle_channels() -> None:
     time = FakeTime()
     throttle = ChannelThrottle(1.0, clock=time.clock, sleep=time.sleep, capacity=2)
