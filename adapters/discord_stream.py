@@ -71,6 +71,7 @@ class StreamedReply(Generic[H]):
         self._typing_interval = typing_interval
         self._text = ""
         self._final = False
+        self._finished = asyncio.Event()
         self._blocked = False
         self._dirty = asyncio.Event()
         self._sent: list[H] = []
@@ -107,6 +108,7 @@ class StreamedReply(Generic[H]):
         self._stop_typing()
         self._text = text
         self._final = True
+        self._finished.set()
         self._dirty.set()
         flusher = self._ensure_flusher()
         try:
@@ -156,6 +158,26 @@ class StreamedReply(Generic[H]):
                     shown = await self._sync(parts, final=True)
                 return shown
 
+    async def _slot(self, final: bool) -> bool:
+        """Wait for the channel's next write slot; False if the answer finished meanwhile.
+
+        A partial update still waiting for its slot when the answer completes is dropped: the
+        final text goes out next, on the burst budget, instead of a second later.
+        """
+        if final:
+            await self._throttle.wait(self._channel_id, final=True)
+            return True
+        if self._finished.is_set():
+            return False
+        slot = asyncio.create_task(self._throttle.wait(self._channel_id))
+        finished = asyncio.create_task(self._finished.wait())
+        try:
+            await asyncio.wait({slot, finished}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (slot, finished):
+                task.cancel()
+        return slot.done() and not slot.cancelled()
+
     async def _sync(self, parts: list[str], *, final: bool) -> bool:
         if self._blocked:
             return False
@@ -164,16 +186,19 @@ class StreamedReply(Generic[H]):
                 if index < len(self._sent):
                     if self._shown[index] == part:
                         continue
-                    await self._throttle.wait(self._channel_id, final=final)
+                    if not await self._slot(final):
+                        return True
                     self._sent[index] = await self._poster.edit(self._sent[index], part)
                     self._shown[index] = part
                 else:
-                    await self._throttle.wait(self._channel_id, final=final)
+                    if not await self._slot(final):
+                        return True
                     self._sent.append(await self._poster.send(part, first=index == 0))
                     self._shown.append(part)
             if final:
                 while len(self._sent) > len(parts):
-                    await self._throttle.wait(self._channel_id, final=final)
+                    if not await self._slot(final):
+                        return True
                     await self._poster.delete(self._sent[-1])
                     self._sent.pop()
                     self._shown.pop()

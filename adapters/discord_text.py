@@ -157,21 +157,25 @@ class ChannelThrottle:
     async def wait(self, channel_id: int, *, final: bool = False) -> None:
         """Wait for, and take, the next write slot for `channel_id`.
 
+        The slot is taken only once the wait is over, so a cancelled wait costs nothing.
+
         Args:
             channel_id: The channel written to.
             final: The reply's last write: only the burst budget applies, not the spacing.
         """
-        now = self._clock()
-        recent = self._recent.setdefault(channel_id, deque(maxlen=self._burst))
-        if final:
-            full = len(recent) == self._burst
-            at = max(now, recent[0] + self._window) if full else now
-        else:
-            at = max(now, self._next.get(channel_id, now))
-        recent.append(at)
-        self._next[channel_id] = max(self._next.get(channel_id, now), at + self._interval)
+        while True:
+            now = self._clock()
+            recent = self._recent.setdefault(channel_id, deque(maxlen=self._burst))
+            if final:
+                full = len(recent) == self._burst
+                at = max(now, recent[0] + self._window) if full else now
+            else:
+                at = max(now, self._next.get(channel_id, now))
+            if at <= now:
+                break
+            await self._sleep(at - now)
+        recent.append(now)
+        self._next[channel_id] = max(self._next.get(channel_id, now), now + self._interval)
         if len(self._next) > self._capacity:
             self._next = {k: v for k, v in self._next.items() if v > now}
             self._recent = {k: v for k, v in self._recent.items() if k in self._next}
-        if at > now:
-            await self._sleep(at - now)

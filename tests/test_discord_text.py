@@ -373,3 +373,18 @@ async def test_abort_shows_nothing() -> None:
     await stream.abort()
     await asyncio.sleep(0.02)
     assert poster.shown == {}
+
+
+async def test_a_finished_answer_does_not_wait_behind_a_partial_edit() -> None:
+    poster = FakePoster()
+    stream = reply(poster, interval=30.0)  # a partial edit would wait half a minute
+    await stream.add("Hello")
+    for _ in range(100):
+        if poster.log:
+            break
+        await asyncio.sleep(0.001)
+    await stream.add(", world")  # its edit now waits for the channel's next slot...
+    await asyncio.sleep(0.01)
+    async with asyncio.timeout(2):  # ...but the final text skips the queue
+        assert await stream.finish("Hello, world!")
+    assert poster.log == [("send", 1, "Hello"), ("edit", 1, "Hello, world!")]
