@@ -199,11 +199,13 @@ async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
     async with model_server(seconds) as base_url:
         bot = Bot(base_url, workdir / "concurrency.sqlite3", n)
         async with bot as send:
+            cpu_started = time.process_time()
             started = time.perf_counter()
             results = await asyncio.gather(
                 *(send(f"c:{i}", 0) for i in range(n)), return_exceptions=True
             )
             wall = time.perf_counter() - started
+            bot_cpu = time.process_time() - cpu_started
             errors = [r for r in results if isinstance(r, BaseException)]
             counts = [await bot.store.count_items(f"c:{i}") for i in range(n)]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -215,6 +217,7 @@ async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
         f"  wall time {wall:.2f}s vs model + bare CPU {bound:.2f}s = {wall / bound:.2f}x "
         "(target <= 1.5x)"
     )
+    print(f"  the bot's own CPU for them: {bot_cpu:.2f}s ({bot_cpu / bare_cpu:.2f}x the bare loop)")
     print(f"  peak RSS {rss_mb:.0f} MB")
     if errors:
         print(f"  first error: {errors[0]!r}")

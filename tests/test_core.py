@@ -291,7 +291,7 @@ async def test_bad_input_gets_a_clear_answer(bot: BotParts, fake_openai: FakeOpe
 
 
 async def test_huge_messages_are_cut_with_a_notice(bot: BotParts, fake_openai: FakeOpenAI) -> None:
-    reply = await say(bot, "y" * 100_000)
+    reply = await say(bot, "y" * 1_048_576)  # 1 MB
     assert "cut to its first 16,000 characters" in reply.text
     assert len(user_texts(fake_openai.requests[-1].messages)[0]) < 16_100
 
