@@ -37,6 +37,7 @@ from .discord_text import (
     strip_mentions,
     thread_title,
 )
+from .inflight import InFlight
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class DiscordAdapter:
         self._defer_after = defer_after
         self._close_grace = close_grace
         self._threads = ActiveThreads()
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._inflight = InFlight("Discord")
         # The bot never joins voice, so the library's start-up warnings about missing voice
         # codecs would only confuse whoever reads the log.
         discord.VoiceClient.warn_nacl = False
@@ -195,10 +196,7 @@ class DiscordAdapter:
 
     async def close(self) -> None:
         """Let replies under way finish (up to `close_grace` seconds), then disconnect."""
-        pending = self._inflight - {asyncio.current_task()}
-        if pending:
-            logger.info("Finishing %d Discord repl(ies) before disconnecting", len(pending))
-            await asyncio.wait(pending, timeout=self._close_grace)
+        await self._inflight.finish(self._close_grace)
         await self.client.close()
 
     # ----- start-up -------------------------------------------------------------------------
@@ -377,14 +375,7 @@ class DiscordAdapter:
             logger.warning("Answering /%s in channel %s failed: %s", name, channel_id, exc)
 
     async def _tracked(self, work: Awaitable[None]) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            await work
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
+        await self._inflight.run(work)
 
 
 def slash_command(command: Command, run: CommandRunner) -> app_commands.Command[Any, ..., None]:

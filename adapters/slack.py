@@ -45,6 +45,7 @@ from bot.core import Core, Surface
 from bot.guards import RecentIds
 from bot.messages import IncomingMessage
 
+from .inflight import InFlight
 from .slack_reply import AnswerWriter, Destination, error_code
 from .slack_text import (
     CHANNEL_THREAD,
@@ -161,7 +162,7 @@ class SlackAdapter:
         self._recent = RecentIds()
         self._threads: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._names: OrderedDict[str, str] = OrderedDict()
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._inflight = InFlight("Slack")
         self._stopped = asyncio.Event()
         self._closing = False
         self._socket: AsyncSocketModeHandler | None = None
@@ -196,12 +197,7 @@ class SlackAdapter:
     async def close(self) -> None:
         """Stop taking events, let answers under way finish, then disconnect."""
         self._closing = True
-        pending = {task for task in self._inflight if not task.done()}
-        if pending:
-            logger.info("Waiting for %d Slack answer(s) to finish", len(pending))
-            _, late = await asyncio.wait(pending, timeout=self._drain_seconds)
-            for task in late:
-                task.cancel()
+        await self._inflight.finish(self._drain_seconds)
         self._stopped.set()
         await self._disconnect()
 
@@ -292,18 +288,12 @@ class SlackAdapter:
 
     async def _tracked(self, work: Awaitable[None]) -> None:
         """Run listener work so `close()` can wait for it; a failure is logged, never raised."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
         try:
-            await work
+            await self._inflight.run(work)
         except SlackApiError as exc:
             logger.error("A Slack API call failed: %s", error_code(exc))
         except Exception:
             logger.exception("Handling a Slack request failed")
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
 
     # ----- messages ------------------------------------------------------------------------
 

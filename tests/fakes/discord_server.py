@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.loopback import serve_on_loopback
+
 Json = dict[str, Any]
 
 BOT_ID = 900_000_000_000_000_001
@@ -146,13 +148,7 @@ class FakeDiscord:
             app.router.add_route(method, api + path, handler)
         app.router.add_get("/gateway", self._websocket)
         app.router.add_get("/resume", self._websocket)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def close(self) -> None:
