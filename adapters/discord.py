@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -169,6 +170,7 @@ class DiscordAdapter:
         self._defer_after = defer_after
         self._close_grace = close_grace
         self._threads = ActiveThreads()
+        self._quiet_threads = ActiveThreads()
         self._inflight = InFlight("Discord")
         # The bot never joins voice, so the library's start-up warnings about missing voice
         # codecs would only confuse whoever reads the log.
@@ -247,6 +249,8 @@ class DiscordAdapter:
             if role.tags is not None and role.tags.bot_id == me.id
         ]
         facts = self._facts(message, me.id, bool(bot_roles))
+        if await self._follows_after_restart(facts):
+            facts = dataclasses.replace(facts, thread_active=True)
         decision = decide(
             facts, self._policy, reply_to_bots=self._reply_to_bots, open_threads=self._open_threads
         )
@@ -264,6 +268,30 @@ class DiscordAdapter:
             decision.open_thread and bool(text) and self._core.commands.parse(text) is None
         )
         await self._tracked(self._answer(message, facts, text, open_thread))
+
+    async def _follows_after_restart(self, facts: MessageFacts) -> bool:
+        """Whether an unmentioned thread message is in a thread the bot has memory of.
+
+        Followed threads are remembered in this process only; after a restart the store
+        tells which threads the bot was part of. Threads found empty are remembered too, so
+        each is looked up once, and only for messages that could be for the bot.
+        """
+        place = facts.place
+        if (
+            not facts.in_thread
+            or facts.mentioned
+            or facts.thread_owned_by_bot
+            or facts.thread_active
+            or facts.is_self
+            or (facts.author_is_bot and not self._reply_to_bots)
+            or place.channel_id in self._quiet_threads
+        ):
+            return False
+        if await self._core.remembers(session_key(place.guild_id, place.channel_id)):
+            self._threads.add(place.channel_id)
+            return True
+        self._quiet_threads.add(place.channel_id)
+        return False
 
     def _facts(self, message: discord.Message, my_id: int, role_mentioned: bool) -> MessageFacts:
         channel = message.channel

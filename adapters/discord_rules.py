@@ -119,10 +119,7 @@ def decide(
 
 
 class ActiveThreads:
-    """Threads the bot takes part in without being mentioned, most recent kept.
-
-    Held in memory: after a restart, a thread the bot did not start needs one new mention.
-    """
+    """A bounded set of thread IDs, most recent kept (threads the bot follows, or does not)."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._ids: OrderedDict[int, None] = OrderedDict()

@@ -130,6 +130,10 @@ class Core:
         turn.add_done_callback(self._active.discard)
         return await turn
 
+    async def remembers(self, session_id: str) -> bool:
+        """Whether the thread has stored memory, so adapters can follow it after a restart."""
+        return await self._store.has_items(session_id)
+
     async def run_command(
         self, session_id: str, name: str, args: str = "", surface: Surface = Surface()
     ) -> Reply:

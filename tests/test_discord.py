@@ -267,6 +267,24 @@ async def test_memory_survives_a_restart(
     assert len(fake_discord.gateway.identifies) == 2
 
 
+async def test_a_thread_the_bot_was_mentioned_in_is_still_followed_after_a_restart(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "restart.sqlite3")
+    first = await Harness.start(fake_discord, config)
+    await first.say(THREAD_A, "the password is swordfish", mention=True)
+    await first.stop()
+    second = await Harness.start(fake_discord, config)
+    try:
+        await second.say(THREAD_A, "what was the password?")  # no mention
+        assert second.last(THREAD_A).endswith("Before that: [Ann] the password is swordfish.")
+        await second.say(THREAD_B, "not for the bot")  # a thread it never took part in
+        assert second.shown(THREAD_B) == []
+    finally:
+        await second.stop()
+    assert len(fake_discord.gateway.identifies) == 2
+
+
 # ----- when the bot answers ------------------------------------------------------------------
 
 

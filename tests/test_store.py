@@ -202,6 +202,8 @@ async def test_list_sessions_counts_items_newest_first(store: SQLiteStore) -> No
     await store.append("new", [msg("user", "a"), msg("assistant", "b")])
     listed = {s.session_id: s.items for s in await store.list_sessions()}
     assert listed == {"old": 1, "new": 2}
+    assert await store.has_items("new")
+    assert not await store.has_items("never")
 
 
 async def test_delete_idle_is_the_only_way_sessions_expire(store: SQLiteStore) -> None:

@@ -174,6 +174,13 @@ class SQLiteStore:
         )
         return int(next(iter(rows))[0])
 
+    async def has_items(self, session_id: str) -> bool:
+        """Whether a thread holds anything, at the cost of one index probe."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT EXISTS (SELECT 1 FROM {MESSAGES} WHERE session_id = ?)", (session_id,)
+        )
+        return bool(next(iter(rows))[0])
+
     async def list_sessions(self) -> list[SessionSummary]:
         """Every thread with stored memory, most recently active first."""
         rows = await self._reader.execute_fetchall(
