@@ -1,0 +1,87 @@
+"""SIGTERM through `bot.app.run_until_stopped` with a reply under way, on each real platform."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from bot.app import run_until_stopped
+from tests.conftest import BotParts
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
+from tests.test_discord import ANN, DM, discord_config, fake_discord  # noqa: F401 (fixture)
+from tests.test_slack import CHANNEL, session
+from tests.test_slack import Harness as SlackHarness
+
+
+async def sigterm_when_the_model_is_asked(fake_openai: FakeOpenAI) -> None:
+    await asyncio.wait_for(fake_openai.request_seen.wait(), 10)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def test_sigterm_lets_a_slack_answer_finish_then_stops(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    from adapters.slack import SlackAdapter
+    from tests.conftest import make_config
+
+    fake_openai.latency = 0.5
+    config = make_config(fake_openai, tmp_path / "memory.sqlite3")
+    async with FakeSlack() as slack:
+        parts = await BotParts(config).start()
+        adapter = SlackAdapter(
+            parts.core,
+            bot_token="xoxb-test",
+            app_token="xapp-test",
+            base_url=slack.api_url,
+            update_interval=0.01,
+        )
+        serving = asyncio.create_task(run_until_stopped(parts.core, [adapter], parts.store, config))
+        await asyncio.wait_for(slack.connected.wait(), 10)
+        ts = await SlackHarness(slack, config).mention("a slow question")
+        await sigterm_when_the_model_is_asked(fake_openai)
+        async with asyncio.timeout(15):
+            await serving
+        try:
+            replies = slack.bot_messages(CHANNEL, ts)
+            assert [m.text for m in replies] == [
+                "You said: [Ann] a slow question. Before that: nothing."
+            ]
+            assert await parts.store.count_items(session(CHANNEL, ts)) == 2
+            assert not slack.sockets  # disconnected
+        finally:
+            await parts.close()
+
+
+async def test_sigterm_lets_a_discord_answer_finish_then_stops(
+    fake_discord: FakeDiscord,  # noqa: F811 (the fixture imported above)
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+) -> None:
+    from adapters.discord import DiscordAdapter
+
+    fake_openai.latency = 0.5
+    config = discord_config(fake_openai, tmp_path / "memory.sqlite3")
+    parts = await BotParts(config).start()
+    adapter = DiscordAdapter(parts.core, config, edit_interval=0.05, guild_ready_timeout=0.01)
+    serving = asyncio.create_task(run_until_stopped(parts.core, [adapter], parts.store, config))
+    try:
+        await fake_discord.ready()
+        for _ in range(500):  # ready once discord.py has processed READY
+            if adapter.client.is_ready():
+                break
+            await asyncio.sleep(0.01)
+        payload = fake_discord.user_message(DM, "a slow question", author=ANN)
+        await fake_discord.dispatch("MESSAGE_CREATE", payload)
+        await sigterm_when_the_model_is_asked(fake_openai)
+        async with asyncio.timeout(15):
+            await serving
+        shown = [m["content"] for m in fake_discord.channel_messages(DM)]
+        assert shown == ["You said: [Ann] a slow question. Before that: nothing."]
+        assert await parts.store.count_items(f"discord:dm:{DM}") == 2
+        assert adapter.client.is_closed()
+    finally:
+        await parts.close()
