@@ -51,5 +51,7 @@ class RateLimiter:
             return self.WINDOW - (now - stamps[0])
         stamps.append(now)
         if len(self._recent) > 10_000:  # forget people who have gone quiet
-            self._recent = {k: v for k, v in self._recent.items() if v and now - v[-1] < 60}
+            self._recent = {
+                k: v for k, v in self._recent.items() if v and now - v[-1] < self.WINDOW
+            }
         return 0.0
