@@ -6,12 +6,19 @@ import asyncio
 import getpass
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from bot.config import Config
-from bot.core import Core, Surface
-from bot.messages import IncomingMessage, Reply, ReplyKind
+from bot.adapter import (
+    AdapterPlugin,
+    CliOption,
+    Config,
+    Core,
+    IncomingMessage,
+    Reply,
+    ReplyKind,
+    Surface,
+)
 
 PROMPT = "you> "
 BOT_PROMPT = "bot> "
@@ -97,7 +104,8 @@ class ConsoleAdapter:
                 continue
             await self._answer(line)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.0) -> None:
+        # A turn under way is the core's to finish; the prompt loop just stops asking.
         self._closed.set()
 
     async def _answer(self, line: str) -> None:
@@ -108,17 +116,10 @@ class ConsoleAdapter:
             author_name=self._user,
             text=line,
         )
-        streamed: list[str] = []
-
-        async def show(delta: str) -> None:
-            if not streamed:
-                self._write(BOT_PROMPT)
-            streamed.append(delta)
-            self._write(delta)
-
-        reply = await self._core.handle(message, SURFACE, sink=show)
-        if reply is not None:
-            self._finish(reply, "".join(streamed))
+        shown = _Shown(self._write)
+        reply = await self._core.handle(message, SURFACE, sink=shown)
+        if reply.shown:
+            self._finish(reply, shown.text)
 
     def _finish(self, reply: Reply, streamed: str) -> None:
         if not streamed:
@@ -134,12 +135,29 @@ class ConsoleAdapter:
         self._out.flush()
 
 
+class _Shown:
+    """Writes the answer to the terminal as it streams."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self.text = ""
+
+    async def started(self) -> None:
+        pass  # the prompt itself says the bot has the turn
+
+    async def delta(self, text: str) -> None:
+        if not self.text:
+            self._write(BOT_PROMPT)
+        self.text += text
+        self._write(text)
+
+
 def _label(reply: Reply) -> str:
     return "(!) " if reply.kind is ReplyKind.ERROR else ""
 
 
 def create(core: Core, config: Config, options: Mapping[str, str]) -> ConsoleAdapter:
-    """Entry point for `python -m bot console`."""
+    """Build the console adapter for `python -m bot console`."""
     user = options.get("name") or _login_name()
     return ConsoleAdapter(core, thread=options.get("thread") or "default", user_name=user)
 
@@ -149,3 +167,13 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry in some containers
         return "you"
+
+
+PLUGIN = AdapterPlugin(
+    summary="chat in this terminal",
+    create=create,
+    options=(
+        CliOption("thread", "which conversation to continue", "default"),
+        CliOption("name", "your display name (default: login name)"),
+    ),
+)

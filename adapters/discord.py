@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,13 +23,19 @@ with warnings.catch_warnings():
     import discord
     from discord import app_commands
 
-from bot.commands import Command
-from bot.config import Config, ConfigError
-from bot.core import SHUTTING_DOWN, Core, Surface
-from bot.errors import GENERIC
-from bot.messages import IncomingMessage, Reply, ReplyKind
+from bot.adapter import (
+    SHUTTING_DOWN,
+    AdapterPlugin,
+    Command,
+    Config,
+    ConfigError,
+    Core,
+    IncomingMessage,
+    Surface,
+)
 
-from .discord_rules import AccessPolicy, ActiveThreads, MessageFacts, Place, decide
+from .discord_rules import ActiveThreads, MessageFacts, Place, decide
+from .discord_settings import SECRET_KEYS, DiscordSettings, configured
 from .discord_stream import CannotPost, StreamedReply
 from .discord_text import (
     MAX_MESSAGE_CHARS,
@@ -75,6 +82,10 @@ class _MessagePoster:
         self._channel = channel
         self._reference = reference
 
+    def move_to(self, thread: discord.Thread) -> None:
+        """Answer in `thread` instead (opened on the message, so no reply reference)."""
+        self._channel, self._reference = thread, None
+
     async def send(self, text: str, *, first: bool) -> discord.Message:
         reference = (
             self._reference.to_reference(fail_if_not_exists=False)
@@ -104,6 +115,26 @@ class _MessagePoster:
         await self._channel.typing()
 
 
+class _AnswerSink:
+    """The core's view of one streamed answer: open the thread if asked, show typing, stream."""
+
+    def __init__(
+        self,
+        stream: StreamedReply[discord.Message],
+        open_thread: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self._stream = stream
+        self._open_thread = open_thread
+
+    async def started(self) -> None:
+        if self._open_thread is not None:
+            await self._open_thread()
+        self._stream.start_typing()
+
+    async def delta(self, text: str) -> None:
+        await self._stream.add(text)
+
+
 class _Client(discord.Client):
     """discord.py's client with the adapter's handlers wired in; no logic of its own."""
 
@@ -127,13 +158,12 @@ class DiscordAdapter:
 
     Args:
         core: The core that answers.
-        config: Token, allow-lists and options (`discord_*`, `reply_to_bots`).
+        settings: Token, allow-lists and options.
         edit_interval: Least seconds between writes to one channel while streaming.
         typing_interval: How often the typing indicator is renewed before the first text.
         defer_after: Seconds a slash command may take before Discord is told to wait
             (interactions must be acknowledged within 3 s).
         guild_ready_timeout: How long discord.py waits for guild data before "ready".
-        close_grace: Seconds `close()` waits for replies still being delivered.
     """
 
     name = "discord"
@@ -141,34 +171,18 @@ class DiscordAdapter:
     def __init__(
         self,
         core: Core,
-        config: Config,
+        settings: DiscordSettings,
         *,
         edit_interval: float = 1.0,
         typing_interval: float = 8.0,
         defer_after: float = 2.0,
         guild_ready_timeout: float = 2.0,
-        close_grace: float = 10.0,
     ) -> None:
-        if not config.discord_token:
-            raise ConfigError(
-                "DISCORD_TOKEN is not set: create a bot in the Discord Developer Portal and "
-                "put its token in .env (see .env.example)."
-            )
         self._core = core
-        self._token = config.discord_token
-        self._policy = AccessPolicy(
-            guilds=config.discord_allowed_guilds,
-            channels=config.discord_allowed_channels,
-            users=config.discord_allowed_users,
-            roles=config.discord_allowed_roles,
-        )
-        self._reply_to_bots = config.reply_to_bots
-        self._open_threads = config.discord_open_threads
-        self._dev_guild = config.discord_dev_guild
+        self._settings = settings
         self._throttle = ChannelThrottle(edit_interval)
         self._typing_interval = typing_interval
         self._defer_after = defer_after
-        self._close_grace = close_grace
         self._threads = ActiveThreads()
         self._quiet_threads = ActiveThreads()
         self._inflight = InFlight("Discord")
@@ -190,15 +204,15 @@ class DiscordAdapter:
         """Connect and serve until `close()`; raises `ConfigError` for fixable set-up problems."""
         try:
             async with self.client:
-                await self.client.start(self._token)
+                await self.client.start(self._settings.token)
         except discord.PrivilegedIntentsRequired:
             raise ConfigError(INTENT_HELP) from None
         except discord.LoginFailure:
             raise ConfigError(TOKEN_HELP) from None
 
-    async def close(self) -> None:
-        """Let replies under way finish (up to `close_grace` seconds), then disconnect."""
-        await self._inflight.finish(self._close_grace)
+    async def close(self, grace: float) -> None:
+        """Let replies under way finish (up to `grace` seconds), then disconnect."""
+        await self._inflight.finish(grace)
         await self.client.close()
 
     # ----- start-up -------------------------------------------------------------------------
@@ -209,11 +223,12 @@ class DiscordAdapter:
         for command in self._core.commands:
             tree.add_command(slash_command(command, self.on_command))
         try:
-            if self._dev_guild is not None:
-                guild = discord.Object(id=self._dev_guild)
+            dev_guild = self._settings.dev_guild
+            if dev_guild is not None:
+                guild = discord.Object(id=dev_guild)
                 tree.copy_global_to(guild=guild)
                 synced = await tree.sync(guild=guild)
-                where = f"to guild {self._dev_guild}"
+                where = f"to guild {dev_guild}"
             else:
                 synced = await tree.sync()
                 where = "globally (new commands can take up to an hour to appear)"
@@ -251,8 +266,12 @@ class DiscordAdapter:
         facts = self._facts(message, me.id, bool(bot_roles))
         if await self._follows_after_restart(facts):
             facts = dataclasses.replace(facts, thread_active=True)
+        settings = self._settings
         decision = decide(
-            facts, self._policy, reply_to_bots=self._reply_to_bots, open_threads=self._open_threads
+            facts,
+            settings.policy,
+            reply_to_bots=settings.reply_to_bots,
+            open_threads=settings.open_threads,
         )
         if not decision.answer:
             if decision.reason == "outside the allow-lists":
@@ -263,11 +282,7 @@ class DiscordAdapter:
                 )
             return
         text = strip_mentions(message.content, me.id, bot_roles)
-        # A command or an empty mention is about the channel itself, not a new conversation.
-        open_thread = (
-            decision.open_thread and bool(text) and self._core.commands.parse(text) is None
-        )
-        await self._tracked(self._answer(message, facts, text, open_thread))
+        await self._tracked(self._answer(message, facts, text, decision.open_thread))
 
     async def _follows_after_restart(self, facts: MessageFacts) -> bool:
         """Whether an unmentioned thread message is in a thread the bot has memory of.
@@ -283,7 +298,7 @@ class DiscordAdapter:
             or facts.thread_owned_by_bot
             or facts.thread_active
             or facts.is_self
-            or (facts.author_is_bot and not self._reply_to_bots)
+            or (facts.author_is_bot and not self._settings.reply_to_bots)
             or place.channel_id in self._quiet_threads
         ):
             return False
@@ -316,21 +331,9 @@ class DiscordAdapter:
     async def _answer(
         self, message: discord.Message, facts: MessageFacts, text: str, open_thread: bool
     ) -> None:
-        target: discord.abc.Messageable = message.channel
-        target_id = facts.place.channel_id
-        reference: discord.Message | None = message
-        if open_thread:
-            try:
-                thread = await message.create_thread(name=thread_title(text))
-            except discord.HTTPException as exc:
-                logger.warning(
-                    "Could not open a thread in channel %s, answering in the channel: %s",
-                    target_id,
-                    exc,
-                )
-            else:
-                target, target_id, reference = thread, thread.id, None
-                self._threads.add(thread.id)
+        # A thread started from a message takes the message's ID, so its memory key is known
+        # before the thread exists; the thread is only opened once the core starts a turn.
+        target_id = message.id if open_thread else facts.place.channel_id
         if facts.in_thread:
             self._threads.add(target_id)
         incoming = IncomingMessage(
@@ -340,26 +343,25 @@ class DiscordAdapter:
             author_name=message.author.display_name,
             text=text,
             message_id=str(message.id),
+            mentioned=facts.mentioned,
         )
+        poster = _MessagePoster(message.channel, message)
         stream: StreamedReply[discord.Message] = StreamedReply(
-            _MessagePoster(target, reference),
-            self._throttle,
-            target_id,
-            typing_interval=self._typing_interval,
+            poster, self._throttle, target_id, typing_interval=self._typing_interval
         )
-        stream.start_typing()
+        sink = _AnswerSink(
+            stream,
+            functools.partial(self._open_thread, message, text, poster) if open_thread else None,
+        )
         try:
-            reply = await self._core.handle(incoming, SURFACE, sink=stream.add)
+            reply = await self._core.handle(incoming, SURFACE, sink=sink)
         except asyncio.CancelledError:
             # Shutting down cut the turn short (nothing of it was stored): replace whatever was
             # streamed so the thread does not show an answer the bot will not remember.
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(stream.finish(SHUTTING_DOWN), NOTICE_SECONDS)
             raise
-        except Exception:
-            logger.exception("Handling a message in %s failed", incoming.session_id)
-            reply = Reply(GENERIC, ReplyKind.ERROR)
-        if reply is None:
+        if not reply.shown:
             await stream.abort()
             return
         if not await stream.finish(reply.text):
@@ -368,6 +370,22 @@ class DiscordAdapter:
                 reply.kind.value,
                 incoming.session_id,
             )
+
+    async def _open_thread(
+        self, message: discord.Message, text: str, poster: _MessagePoster
+    ) -> None:
+        """Move the answer into a new thread on `message`; stay in the channel if that fails."""
+        try:
+            thread = await message.create_thread(name=thread_title(text))
+        except discord.HTTPException as exc:
+            logger.warning(
+                "Could not open a thread in channel %s, answering in the channel: %s",
+                message.channel.id,
+                exc,
+            )
+            return
+        poster.move_to(thread)
+        self._threads.add(thread.id)
 
     # ----- slash commands -------------------------------------------------------------------
 
@@ -382,7 +400,7 @@ class DiscordAdapter:
         place = Place(interaction.guild_id, channel_id, parent_id)
         user = interaction.user
         try:
-            if not self._policy.permits(place, user.id, _role_ids(user)):
+            if not self._settings.policy.permits(place, user.id, _role_ids(user)):
                 await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
                 return
             session = session_key(interaction.guild_id, channel_id)
@@ -438,5 +456,13 @@ def _role_ids(user: discord.User | discord.Member) -> tuple[int, ...]:
 
 
 def create(core: Core, config: Config, options: Mapping[str, str]) -> DiscordAdapter:
-    """Entry point for `python -m bot discord`."""
-    return DiscordAdapter(core, config)
+    """Build the Discord adapter for `python -m bot discord`."""
+    return DiscordAdapter(core, DiscordSettings.from_config(config))
+
+
+PLUGIN = AdapterPlugin(
+    summary="serve Discord (needs DISCORD_TOKEN)",
+    create=create,
+    configured=configured,
+    secret_keys=SECRET_KEYS,
+)

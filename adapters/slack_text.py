@@ -1,4 +1,4 @@
-"""Pure text helpers for the Slack adapter: session keys, mentions, commands, mrkdwn, splitting.
+"""Pure text helpers for the Slack adapter: mrkdwn and splitting.
 
 Nothing here talks to Slack, so all of it is unit-tested without a network.
 """
@@ -6,15 +6,6 @@ Nothing here talks to Slack, so all of it is unit-tested without a network.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-
-from bot.commands import Command
-
-PLATFORM = "slack"
-DM_THREAD = "dm"
-"""The thread part of the session key shared by top-level messages in a DM."""
-CHANNEL_THREAD = "channel"
-"""The thread part of the session key slash commands use in a channel."""
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^\s)]+|mailto:[^\s)]+)\)")
@@ -25,59 +16,6 @@ _ITALIC = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![\w*])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 _BOLD_MARK = "\x00"
-_COMMAND_WORDS = re.compile(r"^([A-Za-z][\w-]*)(?:\s+(\d+))?$")
-
-
-def session_key(team: str, channel: str, thread: str) -> str:
-    """The memory key of one Slack conversation.
-
-    Args:
-        team: The workspace ID (``T...``).
-        channel: The channel or DM ID.
-        thread: The thread root's ``ts``, or `DM_THREAD` / `CHANNEL_THREAD`.
-    """
-    return f"{PLATFORM}:{team}:{channel}:{thread}"
-
-
-def is_dm(channel: str, channel_type: str | None = None) -> bool:
-    """Whether a channel is a one-to-one DM with the bot."""
-    if channel_type is not None:
-        return channel_type == "im"
-    return channel.startswith("D")
-
-
-def mention_of(user_id: str) -> re.Pattern[str]:
-    """A pattern for Slack's encoded mention of `user_id` (``<@U123>`` or ``<@U123|name>``)."""
-    return re.compile(rf"<@{re.escape(user_id)}(?:\|[^>]*)?>")
-
-
-def mentions(text: str, user_id: str) -> bool:
-    """Whether `text` mentions `user_id`."""
-    return bool(user_id) and mention_of(user_id).search(text) is not None
-
-
-def strip_mention(text: str, user_id: str) -> str:
-    """`text` without mentions of `user_id`, tidied up."""
-    if not user_id:
-        return text.strip()
-    stripped = mention_of(user_id).sub("", text)
-    return re.sub(r"[ \t]{2,}", " ", stripped).strip().lstrip(":,").strip()
-
-
-def as_command(text: str, commands: Iterable[Command]) -> str:
-    """Map ``forget`` / ``history 2`` said to the bot onto the typed form ``!forget``.
-
-    Only a bare known command name (plus a number for commands that take one) counts, so
-    "help me with my essay" stays a question.
-    """
-    match = _COMMAND_WORDS.match(text.strip())
-    if match is None:
-        return text
-    name, arg = match.group(1).lower(), match.group(2)
-    for command in commands:
-        if command.name == name and (arg is None or command.argument is not None):
-            return f"!{name}" + (f" {arg}" if arg else "")
-    return text
 
 
 def escape(text: str) -> str:

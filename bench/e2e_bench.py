@@ -32,8 +32,8 @@ from agents import Runner, SQLiteSession
 from bot.agent import build_agent, build_client, build_model, build_run_config
 from bot.app import build_core
 from bot.config import Config
-from bot.core import Core, Surface
-from bot.messages import IncomingMessage, ReplyKind
+from bot.core import Core
+from bot.messages import IncomingMessage, ReplyKind, Surface
 from bot.storage import SQLiteStore
 
 Send = Callable[[str, int], Awaitable[None]]
@@ -102,14 +102,9 @@ class Bot:
         surface = Surface(max_chars=2000)
 
         async def send(thread: str, turn: int) -> None:
-            parts: list[str] = []
-
-            async def sink(delta: str) -> None:
-                parts.append(delta)
-
             message = IncomingMessage("bench", thread, "u1", "Ann", f"message {turn}")
-            reply = await self.core.handle(message, surface, sink)
-            if reply is None or reply.kind is not ReplyKind.ANSWER:
+            reply = await self.core.handle(message, surface, _Streamed())
+            if reply.kind is not ReplyKind.ANSWER:
                 raise RuntimeError(f"turn failed: {reply}")
 
         return send
@@ -117,6 +112,19 @@ class Bot:
     async def __aexit__(self, *exc: object) -> None:
         await self.store.close()
         await self.client.close()
+
+
+class _Streamed:
+    """Takes the answer as it streams, as an adapter would."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    async def started(self) -> None:
+        pass
+
+    async def delta(self, text: str) -> None:
+        self.parts.append(text)
 
 
 class BareLoop:

@@ -54,13 +54,13 @@ async def bot_parts(config: Config) -> AsyncIterator[Any]:
 @asynccontextmanager
 async def slack_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
     from adapters.slack import SlackAdapter
+    from adapters.slack_settings import SlackSettings
     from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
 
     async with FakeSlack() as slack, bot_parts(config) as core:
         adapter = SlackAdapter(
             core,
-            bot_token="xoxb-bench",
-            app_token="xapp-bench",
+            SlackSettings(bot_token="xoxb-bench", app_token="xapp-bench"),
             base_url=slack.api_url,
             ping_interval=30.0,
         )
@@ -109,7 +109,7 @@ async def slack_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
         try:
             yield send, latencies
         finally:
-            await adapter.close()
+            await adapter.close(grace=10.0)
             await runner
 
 
@@ -118,7 +118,6 @@ async def slack_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
 
 @asynccontextmanager
 async def discord_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
-    import dataclasses
     import warnings
 
     import yarl
@@ -129,6 +128,7 @@ async def discord_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
         from discord.gateway import DiscordWebSocket
 
     from adapters.discord import DiscordAdapter
+    from adapters.discord_settings import DiscordSettings
     from tests.fakes.discord_server import FakeDiscord, user
 
     class Probed(DiscordAdapter):
@@ -145,12 +145,12 @@ async def discord_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
                 self.done.setdefault(message.id, asyncio.Event()).set()
 
     ann = user(101, "Ann")
-    config = dataclasses.replace(config, discord_token="fake-discord-token")
+    settings = DiscordSettings(token="fake-discord-token")
     async with FakeDiscord() as fake, bot_parts(config) as core:
         saved = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
         discord.http.Route.BASE = fake.api_base
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
-        adapter = Probed(core, config, guild_ready_timeout=0.01)
+        adapter = Probed(core, settings, guild_ready_timeout=0.01)
         runner = asyncio.create_task(adapter.run())
         try:
             for _ in range(1000):  # wait_until_ready() may not be called before login
@@ -170,7 +170,7 @@ async def discord_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
 
             yield send, latencies
         finally:
-            await adapter.close()
+            await adapter.close(grace=10.0)
             await runner
             discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
 

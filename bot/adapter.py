@@ -1,19 +1,58 @@
-"""The seam between the core and the platforms.
+"""The seam: everything an adapter may use from the core, and nothing else.
 
-The core never imports a platform module: adapters are found by name through the
-`memorybot.adapters` entry-point group declared in `pyproject.toml`.
+Adapters import from this module alone (`tests/test_seam.py` enforces it), the way nonebot2's
+adapters import only `nonebot.adapters`, so the core can change behind it without touching a
+platform. The core never imports an adapter: each registers an `AdapterPlugin` under the
+`memorybot.adapters` entry-point group in `pyproject.toml`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from importlib.metadata import entry_points
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from .config import Config, ConfigError
-from .core import Core
+from .commands import Command, CommandArgument
+from .config import Config
+from .core import SHUTTING_DOWN, Core
+from .errors import GENERIC
+from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
+from .settings import (
+    ConfigError,
+    boolean,
+    id_set,
+    name_set,
+    port,
+    positive_float,
+    snowflake,
+)
+from .settings import read as read_setting
 
-ENTRY_POINT_GROUP = "memorybot.adapters"
+__all__ = [
+    "GENERIC",
+    "SHUTTING_DOWN",
+    "Adapter",
+    "AdapterFactory",
+    "AdapterPlugin",
+    "CliOption",
+    "Command",
+    "CommandArgument",
+    "Config",
+    "ConfigError",
+    "Core",
+    "IncomingMessage",
+    "Reply",
+    "ReplyKind",
+    "ReplySink",
+    "Surface",
+    "boolean",
+    "id_set",
+    "name_set",
+    "port",
+    "positive_float",
+    "read_setting",
+    "snowflake",
+]
 
 
 class Adapter(Protocol):
@@ -25,30 +64,45 @@ class Adapter(Protocol):
         """Serve until the platform connection ends (or `close()` is called)."""
         ...
 
-    async def close(self) -> None:
-        """Finish delivering replies already under way, then disconnect."""
+    async def close(self, grace: float) -> None:
+        """Finish delivering replies under way for up to `grace` seconds, then disconnect."""
         ...
 
 
 class AdapterFactory(Protocol):
-    """Builds an adapter; raises `ConfigError` (one clear line) when it cannot run."""
+    """Builds an adapter; raises `ConfigError` (one clear line) when it cannot run.
+
+    Args:
+        core: The core that answers.
+        config: The core's settings; `config.environment` holds the adapter's own variables.
+        options: The values of the adapter's command-line options, by name.
+    """
 
     def __call__(self, core: Core, config: Config, options: Mapping[str, str]) -> Adapter: ...
 
 
-def available_adapters() -> list[str]:
-    """Names of the installed adapters."""
-    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+@dataclass(frozen=True)
+class CliOption:
+    """A command-line option an adapter takes (``python -m bot console --thread work``)."""
+
+    name: str
+    help: str
+    default: str = ""
 
 
-def load_adapter(name: str) -> AdapterFactory:
-    """The factory registered for platform `name`."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            factory: AdapterFactory = ep.load()
-            return factory
-    known = ", ".join(available_adapters()) or "none"
-    raise ConfigError(
-        f"No adapter named {name!r} is installed (installed: {known}). "
-        "Reinstall the package with `pip install -e .`."
-    )
+def _never(environment: Mapping[str, str]) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class AdapterPlugin:
+    """What an adapter module registers: how to build it and what it needs from settings."""
+
+    summary: str
+    """One line for ``python -m bot --help``."""
+    create: AdapterFactory
+    configured: Callable[[Mapping[str, str]], bool] = _never
+    """Whether the settings hold this platform's credentials, so it starts by default."""
+    secret_keys: Sequence[str] = ()
+    """Variables whose values are masked in every log line."""
+    options: Sequence[CliOption] = ()

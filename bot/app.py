@@ -12,23 +12,27 @@ from typing import Any
 
 from agents import Agent
 
-from .adapter import Adapter, load_adapter
+from .adapter import Adapter
 from .agent import build_agent, build_client, build_model, build_run_config
 from .commands import default_commands
 from .config import Config
 from .core import Core, CoreSettings
+from .plugins import load_adapter
 from .storage import SQLiteStore
 
 logger = logging.getLogger(__name__)
 
-DRAIN_SECONDS = 30.0
 RETENTION_SWEEP_SECONDS = 3600.0
+LAST_WORDS_SECONDS = 3.0
+"""Of the shutdown grace, what is kept for adapters to post their last notices and disconnect."""
+DISCONNECT_SECONDS = 1.0
+"""Of what is left after the turns, what is kept for the adapters to disconnect."""
 
 
 async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, str]) -> None:
     """Run the bot on `platforms` until they end or SIGINT/SIGTERM arrives."""
     config.require_model_credentials()
-    factories = [load_adapter(name) for name in platforms]
+    factories = [load_adapter(name).create for name in platforms]
     async with contextlib.AsyncExitStack() as stack:
         client = build_client(config)
         stack.push_async_callback(client.close)
@@ -79,13 +83,7 @@ async def run_until_stopped(
             if failure is not None:
                 raise failure
     finally:
-        logger.info("Shutting down")
-        await core.drain(grace=DRAIN_SECONDS)
-        for adapter in adapters:
-            try:
-                await adapter.close()
-            except Exception:
-                logger.exception("Closing the %s adapter failed", adapter.name)
+        await _shut_down(core, adapters, config.shutdown_grace)
         for task in [*tasks, waiter, *([sweeper] if sweeper else [])]:
             task.cancel()
         await asyncio.gather(
@@ -94,6 +92,31 @@ async def run_until_stopped(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
+
+
+async def _shut_down(core: Core, adapters: Sequence[Adapter], grace: float) -> None:
+    """Stop within `grace` seconds in all, however many adapters there are.
+
+    Turns get the grace less a moment kept for the adapters' last words; then every adapter
+    delivers what it still has and disconnects, all at once, within what is left.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    logger.info("Shutting down (within %gs)", grace)
+    await core.drain(grace=max(0.0, grace - min(LAST_WORDS_SECONDS, grace / 5)))
+    left = max(0.0, deadline - loop.time())
+    delivering = max(0.0, left - min(DISCONNECT_SECONDS, left / 2))
+
+    async def close(adapter: Adapter) -> None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                await adapter.close(grace=delivering)
+        except TimeoutError:
+            logger.warning("The %s adapter did not close in time; leaving it", adapter.name)
+        except Exception:
+            logger.exception("Closing the %s adapter failed", adapter.name)
+
+    await asyncio.gather(*(close(adapter) for adapter in adapters))
 
 
 async def _sweep_idle(store: SQLiteStore, retention_days: float) -> None:

@@ -13,6 +13,7 @@ from . import admin
 from .app import serve
 from .config import ConfigError, load_config
 from .logs import configure_logging
+from .plugins import available_adapters, configured_platforms, secrets
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    console = sub.add_parser("console", help="chat in this terminal")
-    console.add_argument("--thread", default="default", help="which conversation to continue")
-    console.add_argument("--name", default="", help="your display name (default: login name)")
-    sub.add_parser("discord", help="serve Discord (needs DISCORD_TOKEN)")
-    sub.add_parser("slack", help="serve Slack (needs SLACK_BOT_TOKEN and an app token/secret)")
+    for name, plugin in available_adapters().items():
+        platform = sub.add_parser(name, help=plugin.summary)
+        for option in plugin.options:
+            platform.add_argument(f"--{option.name}", default=option.default, help=option.help)
     sub.add_parser("sessions", help="list stored conversations (read-only)")
     history = sub.add_parser("history", help="print one conversation's memory (read-only)")
     history.add_argument("session_id", help="as listed by `sessions`, e.g. console:default")
@@ -45,20 +45,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(dotenv_path=args.env_file)
-        command = args.command or ("auto" if config.platforms else "console")
+        configured = configured_platforms(config.environment)
+        command = args.command or ("auto" if configured else "console")
         interactive = command == "console"
         configure_logging(
-            config.log_level or ("WARNING" if interactive else "INFO"), config.secrets
+            config.log_level or ("WARNING" if interactive else "INFO"),
+            config.secrets + secrets(config.environment),
         )
         if command == "sessions":
             admin.list_sessions(config, sys.stdout)
         elif command == "history":
             admin.print_history(config, args.session_id, args.limit, sys.stdout)
         else:
-            platforms = list(config.platforms) if command == "auto" else [command]
+            platforms = configured if command == "auto" else [command]
             options = {
-                "thread": getattr(args, "thread", "default"),
-                "name": getattr(args, "name", ""),
+                key: str(value)
+                for key, value in vars(args).items()
+                if key not in {"command", "env_file"} and value is not None
             }
             asyncio.run(serve(config, platforms, options))
     except ConfigError as exc:

@@ -18,6 +18,7 @@ from .transcript import render_history, summarize_removed
 
 PREFIXES = ("/", "!")
 _COMMAND = re.compile(r"^[/!]([A-Za-z][\w-]*)(?:\s+(.*))?$", re.DOTALL)
+_BARE_COMMAND = re.compile(r"^([A-Za-z][\w-]*)(?:\s+(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -77,20 +78,34 @@ class CommandRegistry:
     def __iter__(self) -> Iterator[Command]:
         return iter(self._commands.values())
 
-    def parse(self, text: str) -> Invocation | None:
-        """Recognise `/name args` or `!name args`.
+    def parse(self, text: str, *, bare: bool = False) -> Invocation | None:
+        """Recognise `/name args` or `!name args`; with `bare`, also `name [number]`.
 
         Known names are always commands. An unknown name counts as a (mistyped) command only
         when it stands alone, like `/forgt`; `/usr/bin is...` or `!wow that's neat` is chat.
+        `bare` is for a message said to the bot by name (`@bot forget`): there only a known
+        name alone, plus a number for commands that take one, counts, so "help me with my
+        essay" stays a question.
         """
-        match = _COMMAND.match(text.strip())
+        stripped = text.strip()
+        match = _COMMAND.match(stripped)
         if match is None:
-            return None
+            return self._parse_bare(stripped) if bare else None
         name, args = match.group(1).lower(), (match.group(2) or "").strip()
         command = self.get(name)
-        if command is None and (args or text.strip().startswith("!")):
+        if command is None and (args or stripped.startswith("!")):
             return None
         return Invocation(name, args, command)
+
+    def _parse_bare(self, text: str) -> Invocation | None:
+        match = _BARE_COMMAND.match(text)
+        if match is None:
+            return None
+        command = self.get(match.group(1))
+        arg = match.group(2) or ""
+        if command is None or (arg and command.argument is None):
+            return None
+        return Invocation(command.name, arg, command)
 
     def problem(self, invocation: Invocation, prefix: str = "/") -> str | None:
         """A short, friendly explanation when an invocation cannot run as typed."""

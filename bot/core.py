@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import openai
 from agents import Agent, RunConfig, Runner, TResponseInputItem
@@ -20,25 +21,15 @@ from agents.stream_events import RawResponsesStreamEvent
 from openai.types.responses import ResponseTextDeltaEvent
 
 from .commands import CommandContext, CommandRegistry, Invocation
-from .errors import EmptyAnswerError, friendly_error
+from .errors import GENERIC, EmptyAnswerError, friendly_error
 from .guards import RateLimiter, RecentIds
 from .locks import KeyedLock
-from .messages import IncomingMessage, Reply, ReplyKind, TextSink
+from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
 from .storage import Author, SQLiteStore
 from .transcript import user_item
 from .turn import TurnSession
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Surface:
-    """What the platform a reply goes to can show, set once per adapter."""
-
-    max_chars: int | None = None
-    """Longest single message; command answers are fitted to it. None for no limit."""
-    command_prefix: str = "/"
-    """How people type commands there, used in help and error texts."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +43,8 @@ class CoreSettings:
     """Turns one person may start per minute across all threads; 0 for no limit."""
 
 
+PLAIN: Final = Surface()
+REPEAT: Final = Reply("", ReplyKind.REPEAT)
 EMPTY_MESSAGE = "I got an empty message. Say something, or try {prefix}help."
 SHUTTING_DOWN = "I'm restarting right now. Please send that again in a moment."
 SLOW_DOWN = "You're sending messages faster than I can answer. Please wait {seconds}s."
@@ -88,29 +81,48 @@ class Core:
     async def handle(
         self,
         message: IncomingMessage,
-        surface: Surface = Surface(),
-        sink: TextSink | None = None,
-    ) -> Reply | None:
-        """Answer one message; None when it is not for the bot.
+        surface: Surface = PLAIN,
+        sink: ReplySink | None = None,
+    ) -> Reply:
+        """Answer one message; whatever happens, the adapter gets a reply to show.
 
         Args:
             message: The neutral message from an adapter.
             surface: What the destination can show.
-            sink: Receives the answer's text as it streams (not called for commands).
+            sink: Told when a model turn starts and given the answer as it streams; never
+                called for commands, notices or repeats.
 
         Returns:
             The final reply. For an answer, the turn is already stored when this returns.
-            A failed turn returns an ERROR reply and leaves the thread's memory untouched.
+            A failed turn returns an ERROR reply and leaves the thread's memory untouched; a
+            redelivered message returns a REPEAT reply, which shows nothing.
         """
-        if not message.addressed_to_bot:
-            return None
+        try:
+            return await self._handle(message, surface, sink)
+        except Exception:
+            # A bug, not a routine failure: the person still gets a friendly line, and the
+            # adapter clears whatever "working on it" indicator it shows.
+            logger.exception("Handling a message in %s failed", message.session_id)
+            return Reply(GENERIC, ReplyKind.ERROR)
+
+    def already_handled(self, platform: str, message_id: str) -> bool:
+        """Whether a message with this ID was taken already (the platform redelivered it).
+
+        Adapters ask this before platform work a repeat would waste (look-ups, indicators);
+        `handle()` makes the binding check itself, so asking is optional.
+        """
+        return self._seen.seen(_message_key(platform, message_id))
+
+    async def _handle(
+        self, message: IncomingMessage, surface: Surface, sink: ReplySink | None
+    ) -> Reply:
         if message.message_id is not None and not self._seen.first_time(
-            f"{message.platform}:{message.message_id}"
+            _message_key(message.platform, message.message_id)
         ):
             logger.info("Ignored a redelivered message %s", message.message_id)
-            return None
+            return REPEAT
         text = _clean(message.text)
-        invocation = self._commands.parse(text)
+        invocation = self._commands.parse(text, bare=message.mentioned)
         if invocation is not None:
             return await self._run_command(message.session_id, invocation, surface)
         if not text:
@@ -120,6 +132,9 @@ class Core:
         wait = self._rate.wait_time(f"{message.platform}:{message.author_id}")
         if wait > 0:
             return Reply(SLOW_DOWN.format(seconds=max(1, round(wait))), ReplyKind.NOTICE)
+        sink = _guarded(sink)
+        if sink is not None:
+            await sink.started()
         # Its own task, so `drain()` can wait for exactly this turn rather than for whatever
         # adapter task called us (which may live as long as the connection). Cancelling the
         # caller still cancels the turn: awaiting a task propagates cancellation into it.
@@ -135,7 +150,7 @@ class Core:
         return await self._store.has_items(session_id)
 
     async def run_command(
-        self, session_id: str, name: str, args: str = "", surface: Surface = Surface()
+        self, session_id: str, name: str, args: str = "", surface: Surface = PLAIN
     ) -> Reply:
         """Run a command by name, for platforms that deliver commands as structured events."""
         invocation = Invocation(name, args, self._commands.get(name))
@@ -179,7 +194,7 @@ class Core:
         return Reply(text, ReplyKind.COMMAND)
 
     async def _run_turn(
-        self, message: IncomingMessage, text: str, surface: Surface, sink: TextSink | None
+        self, message: IncomingMessage, text: str, surface: Surface, sink: ReplySink | None
     ) -> Reply:
         limit = self._settings.max_input_chars
         notice = ""
@@ -192,7 +207,7 @@ class Core:
                 self._store, message.session_id, author=author, window=self._settings.history_limit
             )
             try:
-                answer = await self._stream_answer(turn, user_item(author, text), _guarded(sink))
+                answer = await self._stream_answer(turn, user_item(author, text), sink)
                 if not answer.strip():
                     raise EmptyAnswerError("the model returned no text")
                 await turn.commit()
@@ -212,7 +227,7 @@ class Core:
         return Reply(answer + notice, ReplyKind.ANSWER)
 
     async def _stream_answer(
-        self, turn: TurnSession, item: TResponseInputItem, sink: TextSink | None
+        self, turn: TurnSession, item: TResponseInputItem, sink: ReplySink | None
     ) -> str:
         # A shallow copy per turn, as the SDK itself advises for concurrent runs: it checks every
         # run of one Agent object against all the others running, which made 1,000 concurrent
@@ -227,7 +242,7 @@ class Core:
                     and isinstance(event.data, ResponseTextDeltaEvent)
                     and event.data.delta
                 ):
-                    await sink(event.data.delta)
+                    await sink.delta(event.data.delta)
         finally:
             if not result.is_complete:
                 result.cancel()
@@ -240,23 +255,35 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8").strip()
 
 
-def _guarded(sink: TextSink | None) -> TextSink | None:
+def _message_key(platform: str, message_id: str) -> str:
+    return f"{platform}:{message_id}"
+
+
+def _guarded(sink: ReplySink | None) -> ReplySink | None:
     """Wrap a sink so a platform hiccup while streaming cannot sink the turn itself.
 
     After the first failure the sink is skipped; the adapter still gets the whole reply.
     """
-    if sink is None:
-        return None
-    failed = False
+    return None if sink is None else _GuardedSink(sink)
 
-    async def guarded(delta: str) -> None:
-        nonlocal failed
-        if failed:
+
+class _GuardedSink:
+    def __init__(self, sink: ReplySink) -> None:
+        self._sink = sink
+        self._failed = False
+
+    async def started(self) -> None:
+        await self._call(self._sink.started())
+
+    async def delta(self, text: str) -> None:
+        await self._call(self._sink.delta(text))
+
+    async def _call(self, step: Coroutine[Any, Any, None]) -> None:
+        if self._failed:
+            step.close()
             return
         try:
-            await sink(delta)
+            await step
         except Exception:
-            failed = True
-            logger.warning("Streaming a reply failed; it will be delivered whole", exc_info=True)
-
-    return guarded
+            self._failed = True
+            logger.warning("Showing a reply live failed; it will be delivered whole", exc_info=True)

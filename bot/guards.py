@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
+
+from cachetools import LRUCache
 
 
 class RecentIds:
@@ -15,43 +17,51 @@ class RecentIds:
     """
 
     def __init__(self, capacity: int = 10_000) -> None:
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._capacity = capacity
+        self._seen: LRUCache[str, None] = LRUCache(maxsize=capacity)
+
+    def seen(self, key: str) -> bool:
+        """Whether `key` was taken already (nothing is recorded)."""
+        return key in self._seen
 
     def first_time(self, key: str) -> bool:
         """True the first time `key` is seen, False for a repeat."""
         if key in self._seen:
-            self._seen.move_to_end(key)
+            self._seen[key] = None  # a key redelivered again stays remembered longest
             return False
         self._seen[key] = None
-        if len(self._seen) > self._capacity:
-            self._seen.popitem(last=False)
         return True
 
 
 class RateLimiter:
-    """At most `per_minute` turns per person in any 60-second window (0 turns it off)."""
+    """At most `per_minute` turns per person in any 60-second window (0 turns it off).
+
+    The newest `capacity` people are tracked; someone quiet long enough to fall out of that
+    has no recent turns to count anyway.
+    """
 
     WINDOW = 60.0
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        capacity: int = 10_000,
+    ) -> None:
         self._limit = per_minute
         self._clock = clock
-        self._recent: dict[str, deque[float]] = {}
+        self._recent: LRUCache[str, deque[float]] = LRUCache(maxsize=capacity)
 
     def wait_time(self, who: str) -> float:
         """Seconds `who` must wait before the next turn; 0 means go ahead (and counts it)."""
         if self._limit <= 0:
             return 0.0
         now = self._clock()
-        stamps = self._recent.setdefault(who, deque())
+        stamps = self._recent.get(who)
+        if stamps is None:
+            stamps = self._recent[who] = deque()
         while stamps and now - stamps[0] >= self.WINDOW:
             stamps.popleft()
         if len(stamps) >= self._limit:
             return self.WINDOW - (now - stamps[0])
         stamps.append(now)
-        if len(self._recent) > 10_000:  # forget people who have gone quiet
-            self._recent = {
-                k: v for k, v in self._recent.items() if v and now - v[-1] < self.WINDOW
-            }
         return 0.0

@@ -1,15 +1,17 @@
-"""The platform-neutral seam: what adapters hand to the core and what the core hands back."""
+"""The platform-neutral messages: what adapters hand to the core and what the core hands back."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
 class IncomingMessage:
     """One message as the core sees it; adapters build it, the core never sees platform objects.
+
+    Adapters only build messages that are for the bot: deciding that is their rules' job.
 
     Attributes:
         platform: Short platform name, e.g. ``"discord"``.
@@ -18,10 +20,11 @@ class IncomingMessage:
             ``console:<name>``). Every message in one thread maps to the same ID.
         author_id: Platform-stable ID of the person who wrote it.
         author_name: Display name, shown to the model so it knows who said what.
-        text: The message text with any mention of the bot removed.
-        addressed_to_bot: Whether the bot should answer (mention, DM, bot thread...).
+        text: The message text as the person wrote it, with any mention of the bot removed.
         message_id: The platform's ID for this message or event, when it has one; a second
-            message with the same ID (a redelivered event) is ignored.
+            message with the same ID (a redelivered event) is answered only once.
+        mentioned: The person addressed the bot by name, so a bare command word
+            (``@bot forget``) counts as the command.
     """
 
     platform: str
@@ -29,8 +32,8 @@ class IncomingMessage:
     author_id: str
     author_name: str
     text: str
-    addressed_to_bot: bool = True
     message_id: str | None = None
+    mentioned: bool = False
 
 
 class ReplyKind(enum.Enum):
@@ -44,6 +47,8 @@ class ReplyKind(enum.Enum):
     """A short note from the bot itself (empty message, bot shutting down...)."""
     ERROR = "error"
     """The turn failed; the thread's memory is exactly as it was before it."""
+    REPEAT = "repeat"
+    """A redelivery of a message already taken: there is nothing to show."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,32 @@ class Reply:
         """Whether platforms that can should show it to the invoker only."""
         return self.kind is ReplyKind.COMMAND
 
+    @property
+    def shown(self) -> bool:
+        """Whether there is anything to show at all."""
+        return self.kind is not ReplyKind.REPEAT
 
-TextSink = Callable[[str], Awaitable[None]]
-"""Receives the answer's text deltas as the model produces them."""
+
+@dataclass(frozen=True)
+class Surface:
+    """What the platform a reply goes to can show, set once per adapter."""
+
+    max_chars: int | None = None
+    """Longest single message; command answers are fitted to it. None for no limit."""
+    command_prefix: str = "/"
+    """How people type commands there, used in help and error texts."""
+
+
+class ReplySink(Protocol):
+    """Where the core reports a turn while it runs, so the platform can show it live.
+
+    Nothing is called for commands, notices or repeats: an indicator never flashes for them.
+    """
+
+    async def started(self) -> None:
+        """The message starts a model turn: show that the bot is working on it."""
+        ...
+
+    async def delta(self, text: str) -> None:
+        """The next piece of the answer, as the model writes it."""
+        ...

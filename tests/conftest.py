@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 
-from bot.agent import build_agent, build_client, build_model
-from bot.app import build_core
-from bot.config import Config
-from bot.core import Core
-from bot.storage import SQLiteStore
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.discord import fake_discord  # noqa: F401 (a fixture for every module)
+from tests.support.parts import BotParts, make_config
+from tests.support.slack import slack  # noqa: F401 (a fixture for every module)
 
 
 class NetworkAccessError(AssertionError):
@@ -66,43 +64,6 @@ def _forbid_network() -> Iterator[None]:
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
         yield fake
-
-
-def make_config(fake: FakeOpenAI, db_path: str | Path = ":memory:", **overrides: Any) -> Config:
-    """Settings that point the real openai client at the fake server."""
-    settings: dict[str, Any] = {
-        "openai_api_key": "sk-test-not-a-real-key",
-        "openai_base_url": fake.base_url,
-        "model": "fake-model",
-        "model_api": "chat_completions",
-        "model_retries": 0,
-        "model_timeout": 10.0,
-        "db_path": str(db_path),
-        # Tests send bursts from one author; the rate limit has tests of its own.
-        "rate_limit_per_minute": 0,
-    }
-    settings.update(overrides)
-    return Config(**settings)
-
-
-class BotParts:
-    """A real core on a real store and the real openai client, closed in reverse order."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.client = build_client(config)
-        self.store: SQLiteStore
-        self.core: Core
-
-    async def start(self) -> BotParts:
-        self.store = await SQLiteStore.open(self.config.db_path)
-        model = build_model(self.config, self.client)
-        self.core = build_core(self.config, self.store, build_agent(self.config, model))
-        return self
-
-    async def close(self) -> None:
-        await self.store.close()
-        await self.client.close()
 
 
 @pytest.fixture

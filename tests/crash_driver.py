@@ -15,8 +15,7 @@ import sys
 from bot.agent import build_agent, build_client, build_model
 from bot.app import build_core
 from bot.config import Config
-from bot.core import Surface
-from bot.messages import IncomingMessage, ReplyKind
+from bot.messages import IncomingMessage, ReplyKind, Surface
 from bot.storage import SQLiteStore
 
 

@@ -46,3 +46,27 @@ async def test_problems_are_explained(registry) -> None:
     assert registry.problem(registry.parse("/history 0")) == "Usage: /history [page]"
     assert registry.problem(registry.parse("/forget now")) == "Usage: /forget"
     assert registry.problem(registry.parse("/history 3")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("forget", ("forget", "")),
+        ("Forget", ("forget", "")),
+        ("history 2", ("history", "2")),
+        ("help", ("help", "")),
+        ("!forget", ("forget", "")),
+        ("forget 2", None),  # forget takes no argument: that is chat
+        ("help me with my essay", None),
+        ("forget everything I said", None),
+        ("hello", None),
+    ],
+)
+async def test_a_bare_command_name_said_to_the_bot_is_a_command(
+    registry, text: str, expected: tuple[str, str] | None
+) -> None:
+    invocation = registry.parse(text, bare=True)
+    found = None if invocation is None else (invocation.name, invocation.args)
+    assert found == expected
+    if not text.startswith("!"):
+        assert registry.parse(text) is None  # unless said to the bot by name, it is chat

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.discord_settings import DiscordSettings
+from adapters.slack_settings import SlackSettings
 from bot.config import Config, ConfigError, config_from_mapping, load_config
+from bot.plugins import configured_platforms, secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +21,7 @@ def test_defaults_are_safe_and_offline() -> None:
     assert config.history_limit == 50
     assert config.tracing is False
     assert config.model_api == "responses"
-    assert config.platforms == ()
+    assert configured_platforms(config.environment) == []
     assert config.retention_days is None
 
 
@@ -43,14 +46,30 @@ def test_missing_key_is_one_clear_line() -> None:
         ("BOT_MODEL_API", "completions"),
         ("BOT_TRACING", "maybe"),
         ("BOT_MODEL_TIMEOUT", "-1"),
-        ("DISCORD_ALLOWED_GUILDS", "123,abc"),
-        ("SLACK_PORT", "70000"),
         ("BOT_RETENTION_DAYS", "soon"),
+        ("BOT_SHUTDOWN_GRACE", "0"),
     ],
 )
 def test_bad_values_name_the_setting(key: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=key):
         config_from_mapping({key: raw})
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("DISCORD_ALLOWED_GUILDS", "123,abc"),
+        ("DISCORD_DEV_GUILD", "general"),
+        ("SLACK_PORT", "70000"),
+        ("SLACK_STREAMING", "sometimes"),
+    ],
+)
+def test_adapters_name_their_own_bad_settings(key: str, raw: str) -> None:
+    tokens = {"DISCORD_TOKEN": "d", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
+    config = config_from_mapping({**tokens, key: raw})
+    settings = DiscordSettings if key.startswith("DISCORD") else SlackSettings
+    with pytest.raises(ConfigError, match=key):
+        settings.from_config(config)
 
 
 def test_lists_and_platforms() -> None:
@@ -64,11 +83,14 @@ def test_lists_and_platforms() -> None:
             "BOT_RETENTION_DAYS": "off",
         }
     )
-    assert config.discord_allowed_guilds == {1, 2, 3}
-    assert config.slack_allowed_users == {"U1", "U2"}
-    assert config.platforms == ("discord", "slack")
-    assert set(config.secrets) == {"discord-token", "xoxb-1", "s3cr3t"}
+    assert DiscordSettings.from_config(config).policy.guilds == {1, 2, 3}
+    slack = SlackSettings.from_config(config)
+    assert slack.policy.users == {"U1", "U2"}
+    assert not slack.socket_mode
+    assert configured_platforms(config.environment) == ["discord", "slack"]
+    assert set(secrets(config.environment)) == {"discord-token", "xoxb-1", "s3cr3t"}
     assert "discord-token" not in repr(config)
+    assert "discord-token" not in repr(DiscordSettings.from_config(config))
 
 
 def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
@@ -81,7 +103,8 @@ def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
 
 def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
-    source = (ROOT / "bot" / "config.py").read_text()
+    sources = [ROOT / "bot" / "config.py", *(ROOT / "adapters").glob("*.py")]
+    source = "\n".join(path.read_text() for path in sources)
     read = set(re.findall(r'"((?:OPENAI|BOT|DISCORD|SLACK)_[A-Z_]+)"', source))
     assert read <= documented, f"undocumented: {sorted(read - documented)}"
     assert config_from_mapping({}) == Config()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.core import Surface
-from bot.messages import IncomingMessage, Reply, ReplyKind
+from bot.errors import GENERIC
+from bot.guards import RateLimiter
+from bot.messages import IncomingMessage, Reply, ReplyKind, Surface
 from bot.storage import Author
-from tests.conftest import BotParts, make_config
 from tests.fakes.openai_server import FakeOpenAI, Fault, message_text, user_texts
-from tests.test_store import msg, tool_call, tool_output
+from tests.support.items import msg, tool_call, tool_output
+from tests.support.parts import BotParts, make_config
+from tests.support.sinks import Recorder
 
 CHAT = Surface(max_chars=2000)
 
@@ -28,9 +31,7 @@ async def say(
     surface: Surface = CHAT,
 ) -> Reply:
     message = IncomingMessage("console", thread, f"id-{author}", author, text)
-    reply = await parts.core.handle(message, surface, sink)
-    assert reply is not None
-    return reply
+    return await parts.core.handle(message, surface, sink)
 
 
 async def test_remembers_earlier_turns(bot: BotParts, fake_openai: FakeOpenAI) -> None:
@@ -66,22 +67,65 @@ async def test_memory_survives_a_restart(fake_openai: FakeOpenAI, tmp_path: Path
 
 
 async def test_streams_deltas_that_add_up_to_the_answer(bot: BotParts) -> None:
-    deltas: list[str] = []
-
-    async def sink(delta: str) -> None:
-        deltas.append(delta)
-
+    sink = Recorder()
     reply = await say(bot, "tell me a story about a long river", sink=sink)
-    assert len(deltas) > 3
-    assert "".join(deltas) == reply.text
+    assert sink.started_turns == 1
+    assert len(sink.deltas) > 3
+    assert sink.text == reply.text
 
 
 async def test_a_failing_sink_does_not_lose_the_answer(bot: BotParts) -> None:
-    async def broken(_: str) -> None:
-        raise ConnectionError("platform went away")
-
-    reply = await say(bot, "hi", sink=broken)
+    reply = await say(bot, "hi", sink=Recorder(fail_with=ConnectionError("platform went away")))
     assert reply.kind is ReplyKind.ANSWER
+    assert await bot.store.count_items("console:t") == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("/help", ReplyKind.COMMAND), ("/forgt", ReplyKind.COMMAND), ("   ", ReplyKind.NOTICE)],
+)
+async def test_no_turn_is_started_for_commands_or_notices(
+    bot: BotParts, text: str, kind: ReplyKind
+) -> None:
+    sink = Recorder()
+    reply = await say(bot, text, sink=sink)
+    assert reply.kind is kind
+    assert sink.started_turns == 0
+    assert sink.deltas == []
+
+
+async def test_a_rate_limited_message_starts_no_turn(fake_openai: FakeOpenAI) -> None:
+    parts = await BotParts(make_config(fake_openai, rate_limit_per_minute=1)).start()
+    try:
+        await say(parts, "one")
+        sink = Recorder()
+        reply = await say(parts, "two", sink=sink)
+    finally:
+        await parts.close()
+    assert reply.kind is ReplyKind.NOTICE
+    assert sink.started_turns == 0
+
+
+def inject_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault that is neither a model nor a storage error, outside any turn's own handling."""
+
+    def explode(self: RateLimiter, who: str) -> float:
+        raise KeyError("a bug in the bot")
+
+    monkeypatch.setattr(RateLimiter, "wait_time", explode)
+
+
+async def test_an_unexpected_fault_is_a_friendly_error_reply(
+    bot: BotParts, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await say(bot, "remember this")
+    inject_a_bug(monkeypatch)
+    with caplog.at_level(logging.ERROR, logger="bot.core"):
+        reply = await say(bot, "hello")
+    assert reply.kind is ReplyKind.ERROR
+    assert reply.text == GENERIC
+    assert "KeyError" not in reply.text
+    assert any(r.exc_info for r in caplog.records)
     assert await bot.store.count_items("console:t") == 2
 
 
@@ -221,15 +265,11 @@ async def test_history_window_is_bounded_without_splitting_tool_calls(
 async def test_responses_api_works_too(fake_openai: FakeOpenAI) -> None:
     parts = await BotParts(make_config(fake_openai, model_api="responses")).start()
     try:
-        deltas: list[str] = []
-
-        async def sink(delta: str) -> None:
-            deltas.append(delta)
-
+        sink = Recorder()
         await say(parts, "first")
         reply = await say(parts, "second", sink=sink)
         assert reply.text == "You said: [Ann] second. Before that: [Ann] first."
-        assert "".join(deltas) == reply.text
+        assert sink.text == reply.text
         assert fake_openai.requests[-1].api == "responses"
     finally:
         await parts.close()
@@ -296,12 +336,6 @@ async def test_huge_messages_are_cut_with_a_notice(bot: BotParts, fake_openai: F
     assert len(user_texts(fake_openai.requests[-1].messages)[0]) < 16_100
 
 
-async def test_messages_not_for_the_bot_are_ignored(bot: BotParts, fake_openai: FakeOpenAI) -> None:
-    message = IncomingMessage("discord", "discord:1:2", "u", "Ann", "hi", addressed_to_bot=False)
-    assert await bot.core.handle(message) is None
-    assert fake_openai.requests == []
-
-
 async def test_drain_cancels_slow_turns_and_stores_nothing(
     bot: BotParts, fake_openai: FakeOpenAI
 ) -> None:
@@ -320,12 +354,28 @@ async def test_a_redelivered_message_gets_one_answer_and_one_stored_turn(
     bot: BotParts, fake_openai: FakeOpenAI
 ) -> None:
     message = IncomingMessage("slack", "slack:T:C:1.0", "U1", "Ann", "hello", message_id="Ev1")
+    assert not bot.core.already_handled("slack", "Ev1")
+    sinks = Recorder(), Recorder()
     first, again = await asyncio.gather(
-        bot.core.handle(message, CHAT), bot.core.handle(message, CHAT)
+        bot.core.handle(message, CHAT, sinks[0]), bot.core.handle(message, CHAT, sinks[1])
     )
-    assert [r is None for r in (first, again)].count(True) == 1
+    assert sorted(r.kind.value for r in (first, again)) == ["answer", "repeat"]
+    assert [r.shown for r in (first, again)].count(False) == 1
+    assert sorted(s.started_turns for s in sinks) == [0, 1]
+    assert bot.core.already_handled("slack", "Ev1")
+    assert not bot.core.already_handled("discord", "Ev1")
     assert await bot.store.count_items("slack:T:C:1.0") == 2
     assert len(fake_openai.requests) == 1
+
+
+async def test_a_command_said_to_the_bot_by_name_needs_no_prefix(bot: BotParts) -> None:
+    await say(bot, "hello")
+    named = IncomingMessage("slack", "console:t", "U1", "Ann", "history", mentioned=True)
+    reply = await bot.core.handle(named, CHAT)
+    assert reply.kind is ReplyKind.COMMAND
+    assert "hello" in reply.text
+    unnamed = await say(bot, "history")
+    assert unnamed.kind is ReplyKind.ANSWER
 
 
 async def test_people_sending_too_fast_are_asked_to_slow_down(

@@ -14,12 +14,12 @@ import pytest
 
 from bot.agent import build_agent, build_client, build_model
 from bot.app import build_core
-from bot.core import Core, Surface
-from bot.messages import IncomingMessage, ReplyKind
+from bot.core import Core
+from bot.messages import IncomingMessage, ReplyKind, Surface
 from bot.storage import SQLiteStore
-from tests.conftest import make_config
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.test_console import bot_env, start_console
+from tests.support.console import bot_env, start_console
+from tests.support.parts import make_config
 
 CHAT = Surface(max_chars=2000)
 
@@ -107,7 +107,7 @@ async def test_a_read_only_database_is_a_clear_answer(parts: Parts) -> None:
 async def test_an_unusable_database_path_is_one_line_at_start(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
-    from tests.test_console import run_cli
+    from tests.support.console import run_cli
 
     env = bot_env(fake_openai, tmp_path)  # a directory, not a file
     result = await run_cli(tmp_path, env, "console")

@@ -8,13 +8,13 @@ import signal
 from pathlib import Path
 
 from bot.app import run_until_stopped
-from tests.conftest import BotParts
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
-from tests.test_discord import ANN, DM, discord_config, fake_discord  # noqa: F401 (fixture)
-from tests.test_slack import CHANNEL, session
-from tests.test_slack import Harness as SlackHarness
+from tests.support.discord import ANN, DM, discord_config
+from tests.support.parts import BotParts
+from tests.support.slack import CHANNEL, session, slack_settings
+from tests.support.slack import Harness as SlackHarness
 
 
 async def sigterm_when_the_model_is_asked(fake_openai: FakeOpenAI) -> None:
@@ -26,7 +26,7 @@ async def test_sigterm_lets_a_slack_answer_finish_then_stops(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     from adapters.slack import SlackAdapter
-    from tests.conftest import make_config
+    from tests.support.parts import make_config
 
     fake_openai.latency = 0.5
     config = make_config(fake_openai, tmp_path / "memory.sqlite3")
@@ -34,8 +34,7 @@ async def test_sigterm_lets_a_slack_answer_finish_then_stops(
         parts = await BotParts(config).start()
         adapter = SlackAdapter(
             parts.core,
-            bot_token="xoxb-test",
-            app_token="xapp-test",
+            slack_settings(),
             base_url=slack.api_url,
             update_interval=0.01,
         )
@@ -57,16 +56,18 @@ async def test_sigterm_lets_a_slack_answer_finish_then_stops(
 
 
 async def test_sigterm_lets_a_discord_answer_finish_then_stops(
-    fake_discord: FakeDiscord,  # noqa: F811 (the fixture imported above)
+    fake_discord: FakeDiscord,
     fake_openai: FakeOpenAI,
     tmp_path: Path,
 ) -> None:
     from adapters.discord import DiscordAdapter
+    from adapters.discord_settings import DiscordSettings
 
     fake_openai.latency = 0.5
     config = discord_config(fake_openai, tmp_path / "memory.sqlite3")
     parts = await BotParts(config).start()
-    adapter = DiscordAdapter(parts.core, config, edit_interval=0.05, guild_ready_timeout=0.01)
+    settings = DiscordSettings.from_config(config)
+    adapter = DiscordAdapter(parts.core, settings, edit_interval=0.05, guild_ready_timeout=0.01)
     serving = asyncio.create_task(run_until_stopped(parts.core, [adapter], parts.store, config))
     try:
         await fake_discord.ready()

@@ -9,11 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.commands import default_commands
-from bot.core import Surface
-from bot.messages import IncomingMessage, ReplyKind
+from bot.messages import IncomingMessage, ReplyKind, Surface
 from bot.storage import SQLiteStore
-from tests.conftest import BotParts, make_config
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.parts import BotParts, make_config
 
 # Every code point, lone surrogates and NUL included, plus the shapes that break parsers.
 ANY_TEXT = st.text(st.characters(codec=None), max_size=300) | st.sampled_from(

@@ -3,214 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from adapters.slack import SlackAdapter, create
 from adapters.slack_text import to_mrkdwn
-from bot.config import Config, ConfigError
+from bot.config import ConfigError
 from bot.messages import IncomingMessage
-from tests.conftest import BotParts, make_config
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.fakes.slack_server import BOT_USER, TEAM, ApiFault, FakeSlack
-
-CHANNEL = "C0GENERAL"
-DM = "D0ANN"
-ANN = "U0ANN"
-BEN = "U0BEN"
-SECRET = "test-signing-secret"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
-
-
-class Harness:
-    """A running adapter (Socket Mode unless `http`) on a real core, against the fake Slack."""
-
-    def __init__(self, slack: FakeSlack, config: Config, **adapter_options: Any) -> None:
-        self.slack = slack
-        self.config = config
-        self.options = adapter_options
-        self.parts = BotParts(config)
-        self.adapter: SlackAdapter
-        self._task: asyncio.Task[None] | None = None
-        self._events = 0
-
-    async def start(self) -> Harness:
-        await self.parts.start()
-        options: dict[str, Any] = {
-            "bot_token": "xoxb-test",
-            "base_url": self.slack.api_url,
-            "update_interval": 0.01,
-            "ping_interval": 30.0,
-            "drain_seconds": 5.0,
-        }
-        if "signing_secret" in self.options:
-            options.update(host="127.0.0.1", port=0)
-        else:
-            options["app_token"] = "xapp-test"
-        options.update(self.options)
-        self.adapter = SlackAdapter(self.parts.core, **options)
-        self._task = asyncio.create_task(self.adapter.run())
-        if self.adapter.socket_mode:
-            await asyncio.wait_for(self.slack.connected.wait(), 10)
-        else:
-            for _ in range(500):
-                if self.adapter.http_port:
-                    break
-                await asyncio.sleep(0.01)
-        return self
-
-    async def close(self) -> None:
-        await self.adapter.close()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 10)
-        await self.parts.close()
-
-    async def __aenter__(self) -> Harness:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    # ----- delivering events ---------------------------------------------------------------
-
-    def event_body(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
-        self._events += 1
-        return {
-            "token": "legacy",
-            "team_id": TEAM,
-            "api_app_id": "A0APP",
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{self._events:04d}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-        }
-
-    async def send_event(
-        self, event: dict[str, Any], *, event_id: str | None = None, retry: int = 0
-    ) -> str:
-        body = self.event_body(event, event_id)
-        envelope = await self.slack.deliver("events_api", body, retry_attempt=retry)
-        await self.slack.wait_ack(envelope)
-        return envelope
-
-    async def mention(
-        self, text: str, *, channel: str = CHANNEL, user: str = ANN, thread_ts: str | None = None
-    ) -> str:
-        """A person mentions the bot; returns the message's ts."""
-        ts = self.slack.new_ts()
-        self.slack.record_user_message(channel, f"<@{BOT_USER}> {text}", user, ts, thread_ts)
-        event = {
-            "type": "app_mention",
-            "user": user,
-            "text": f"<@{BOT_USER}> {text}",
-            "ts": ts,
-            "channel": channel,
-            "event_ts": ts,
-            "team": TEAM,
-            **({"thread_ts": thread_ts} if thread_ts else {}),
-        }
-        await self.send_event(event)
-        return ts
-
-    def message_event(
-        self,
-        text: str,
-        *,
-        channel: str = CHANNEL,
-        user: str = ANN,
-        thread_ts: str | None = None,
-        ts: str | None = None,
-    ) -> dict[str, Any]:
-        ts = ts or self.slack.new_ts()
-        self.slack.record_user_message(channel, text, user, ts, thread_ts)
-        return {
-            "type": "message",
-            "channel_type": "im" if channel.startswith("D") else "channel",
-            "user": user,
-            "text": text,
-            "ts": ts,
-            "channel": channel,
-            "event_ts": ts,
-            "team": TEAM,
-            **({"thread_ts": thread_ts} if thread_ts else {}),
-        }
-
-    async def say(self, text: str, **where: Any) -> str:
-        event = self.message_event(text, **where)
-        await self.send_event(event)
-        return str(event["ts"])
-
-    async def answer(self, channel: str, thread_ts: str | None, count: int = 1) -> str:
-        replies = await self.slack.wait_for_replies(channel, thread_ts, count)
-        return replies[count - 1].text
-
-    async def ephemerals(self, count: int) -> list[dict[str, Any]]:
-        await self.slack.wait_for(lambda: len(self.slack.called("chat.postEphemeral")) >= count)
-        return self.slack.called("chat.postEphemeral")
-
-    def shortcut(self, callback_id: str, message_ts: str, thread_ts: str | None) -> dict[str, Any]:
-        message = {"type": "message", "user": BOT_USER, "ts": message_ts, "text": "..."}
-        if thread_ts:
-            message["thread_ts"] = thread_ts
-        return {
-            "type": "message_action",
-            "callback_id": callback_id,
-            "trigger_id": "trigger",
-            "action_ts": str(time.time()),
-            "team": {"id": TEAM, "domain": "fake"},
-            "user": {"id": ANN, "name": "ann", "team_id": TEAM},
-            "channel": {"id": CHANNEL, "name": "general"},
-            "message": message,
-            "response_url": self.slack.response_url,
-            "token": "legacy",
-            "is_enterprise_install": False,
-        }
-
-    def slash(self, command: str, text: str = "", channel: str = CHANNEL) -> dict[str, Any]:
-        return {
-            "token": "legacy",
-            "team_id": TEAM,
-            "team_domain": "fake",
-            "channel_id": channel,
-            "channel_name": "directmessage" if channel.startswith("D") else "general",
-            "user_id": ANN,
-            "user_name": "ann",
-            "command": command,
-            "text": text,
-            "api_app_id": "A0APP",
-            "response_url": self.slack.response_url,
-            "trigger_id": "trigger",
-            "is_enterprise_install": "false",
-        }
-
-
-@contextlib.asynccontextmanager
-async def running(
-    slack: FakeSlack, fake_openai: FakeOpenAI, db: Path | str = ":memory:", **options: Any
-) -> AsyncIterator[Harness]:
-    config = make_config(fake_openai, db)
-    async with Harness(slack, config, **options) as harness:
-        yield harness
-
-
-def session(channel: str, thread: str) -> str:
-    return f"slack:{TEAM}:{channel}:{thread}"
-
+from tests.support.parts import BotParts, make_config
+from tests.support.slack import (
+    ANN,
+    BEN,
+    CHANNEL,
+    DM,
+    SECRET,
+    Harness,
+    running,
+    session,
+    slack_settings,
+)
 
 # ----- conversations -----------------------------------------------------------------------
 
@@ -537,15 +356,15 @@ async def test_http_mode_verifies_signatures(slack: FakeSlack, fake_openai: Fake
     ("settings", "expected"),
     [
         ({}, "SLACK_BOT_TOKEN is not set"),
-        ({"slack_bot_token": "xoxb-1"}, "Set SLACK_APP_TOKEN"),
-        ({"slack_bot_token": "xapp-1", "slack_app_token": "xoxb-1"}, "must be the Bot User"),
-        ({"slack_bot_token": "xoxb-1", "slack_app_token": "xoxb-2"}, "starting with xapp-"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "Set SLACK_APP_TOKEN"),
+        ({"SLACK_BOT_TOKEN": "xapp-1", "SLACK_APP_TOKEN": "xoxb-1"}, "must be the Bot User"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-2"}, "starting with xapp-"),
     ],
 )
 async def test_missing_or_wrong_tokens_give_one_clear_line(
     fake_openai: FakeOpenAI, settings: dict[str, str], expected: str
 ) -> None:
-    parts = await BotParts(make_config(fake_openai, **settings)).start()
+    parts = await BotParts(make_config(fake_openai, environment=settings)).start()
     try:
         with pytest.raises(ConfigError) as raised:
             create(parts.core, parts.config, {})
@@ -556,13 +375,13 @@ async def test_missing_or_wrong_tokens_give_one_clear_line(
 
 
 async def test_create_picks_the_mode_from_the_tokens(fake_openai: FakeOpenAI) -> None:
-    config = make_config(
-        fake_openai, slack_bot_token="xoxb-1", slack_app_token="xapp-1", slack_signing_secret="s"
-    )
+    both = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "SLACK_SIGNING_SECRET": "s"}
+    config = make_config(fake_openai, environment=both)
+    http = make_config(fake_openai, environment={**both, "SLACK_APP_TOKEN": ""})
     parts = await BotParts(config).start()
     try:
         assert create(parts.core, config, {}).socket_mode
-        assert not create(parts.core, config, {"mode": "http"}).socket_mode
+        assert not create(parts.core, http, {}).socket_mode
     finally:
         await parts.close()
 
@@ -572,14 +391,12 @@ async def test_a_rejected_bot_token_is_a_config_error(
 ) -> None:
     slack.disable("auth.test", "invalid_auth")
     parts = await BotParts(make_config(fake_openai)).start()
-    adapter = SlackAdapter(
-        parts.core, bot_token="xoxb-bad", app_token="xapp-1", base_url=slack.api_url
-    )
+    adapter = SlackAdapter(parts.core, slack_settings(bot_token="xoxb-bad"), base_url=slack.api_url)
     try:
         with pytest.raises(ConfigError, match="Slack rejected SLACK_BOT_TOKEN"):
             await adapter.run()
     finally:
-        await adapter.close()
+        await adapter.close(grace=1.0)
         await parts.close()
 
 

@@ -7,7 +7,6 @@ import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 import pytest
@@ -16,25 +15,7 @@ from agents.memory import Session
 
 from bot.storage import Author, SQLiteStore, StoreReadOnlyError
 from bot.storage.writer import Writer
-
-
-def msg(role: str, text: str) -> dict[str, Any]:
-    return {"role": role, "content": text}
-
-
-def tool_call(call_id: str, name: str = "lookup") -> dict[str, Any]:
-    return {
-        "type": "function_call",
-        "call_id": call_id,
-        "name": name,
-        "arguments": "{}",
-        "id": f"fc_{call_id}",
-    }
-
-
-def tool_output(call_id: str) -> dict[str, Any]:
-    return {"type": "function_call_output", "call_id": call_id, "output": "42"}
-
+from tests.support.items import msg, tool_call, tool_output
 
 TRICKY = [
     msg("user", "héllo wörld — 你好 — 🎉🚀 — مرحبا — \u202eRTL\u202c"),

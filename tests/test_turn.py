@@ -8,7 +8,7 @@ import pytest
 
 from bot.storage import Author, SQLiteStore
 from bot.turn import TurnSession, align_to_exchange
-from tests.test_store import msg, tool_call, tool_output
+from tests.support.items import msg, tool_call, tool_output
 
 ANN = Author("u1", "Ann")
 

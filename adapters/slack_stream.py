@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.messages import Reply, ReplyKind
+from bot.adapter import Reply, ReplyKind
 
 from .slack_text import split_message, to_mrkdwn
 

@@ -1,0 +1,24 @@
+"""A `ReplySink` that records what the core tells it, for tests of the core on its own."""
+
+from __future__ import annotations
+
+
+class Recorder:
+    """Notes whether a turn started and every text delta; can be told to fail."""
+
+    def __init__(self, *, fail_with: Exception | None = None) -> None:
+        self.started_turns = 0
+        self.deltas: list[str] = []
+        self._fail_with = fail_with
+
+    @property
+    def text(self) -> str:
+        return "".join(self.deltas)
+
+    async def started(self) -> None:
+        self.started_turns += 1
+
+    async def delta(self, text: str) -> None:
+        if self._fail_with is not None:
+            raise self._fail_with
+        self.deltas.append(text)
