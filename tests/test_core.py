@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from bot.errors import GENERIC
-from bot.guards import RateLimiter
 from bot.messages import IncomingMessage, Reply, ReplyKind, Surface
 from bot.storage import Author
 from tests.fakes.openai_server import FakeOpenAI, Fault, message_text, user_texts
+from tests.support.faults import WHERES, Where, inject_bug
 from tests.support.items import msg, tool_call, tool_output
 from tests.support.parts import BotParts, make_config
 from tests.support.sinks import Recorder
@@ -106,20 +106,12 @@ async def test_a_rate_limited_message_starts_no_turn(fake_openai: FakeOpenAI) ->
     assert sink.started_turns == 0
 
 
-def inject_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fault that is neither a model nor a storage error, outside any turn's own handling."""
-
-    def explode(self: RateLimiter, who: str) -> float:
-        raise KeyError("a bug in the bot")
-
-    monkeypatch.setattr(RateLimiter, "wait_time", explode)
-
-
+@pytest.mark.parametrize("where", WHERES)
 async def test_an_unexpected_fault_is_a_friendly_error_reply(
-    bot: BotParts, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    bot: BotParts, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, where: Where
 ) -> None:
     await say(bot, "remember this")
-    inject_a_bug(monkeypatch)
+    inject_bug(monkeypatch, where)
     with caplog.at_level(logging.ERROR, logger="bot.core"):
         reply = await say(bot, "hello")
     assert reply.kind is ReplyKind.ERROR

@@ -25,6 +25,7 @@ from adapters.discord import DiscordAdapter, create
 from adapters.discord_settings import DiscordSettings
 from adapters.discord_text import split_message
 from bot.config import ConfigError
+from bot.errors import GENERIC
 from tests.fakes.discord_server import BOT_USER, FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support.discord import (
@@ -48,6 +49,7 @@ from tests.support.discord import (
     eventually,
     thread,
 )
+from tests.support.faults import WHERES, Where, inject_bug
 from tests.support.parts import BotParts, make_config
 
 
@@ -386,6 +388,36 @@ async def test_a_model_error_shows_a_friendly_line_and_keeps_history(
     assert await running.parts.store.read_items(session) == before
     await running.say(CHANNEL, "again", mention=True)
     assert running.last(CHANNEL) == "You said: [Ann] again. Before that: [Ann] first."
+
+
+@pytest.mark.parametrize("where", WHERES)
+async def test_an_unexpected_fault_shows_the_friendly_line(
+    running: Harness, monkeypatch: pytest.MonkeyPatch, where: Where
+) -> None:
+    await running.say(CHANNEL, "first", mention=True)
+    inject_bug(monkeypatch, where)
+    await running.say(CHANNEL, "this hits a bug", mention=True)
+    assert running.shown(CHANNEL)[-1] == GENERIC
+    assert len(running.shown(CHANNEL)) == 2  # a partial answer is replaced, not left behind
+    assert await running.parts.store.count_items(f"discord:{GUILD}:{CHANNEL}") == 2
+
+
+async def test_commands_and_slowed_down_messages_show_no_typing(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "m.sqlite3", rate_limit_per_minute=1)
+    harness = await Harness.start(fake_discord, config)
+    fake_openai.latency = 0.2  # room for the indicator before the first text
+    try:
+        await harness.say(CHANNEL, "/help", mention=True)
+        await harness.say(DM, "!history", guild=None)
+        await harness.say(CHANNEL, "one", mention=True)
+        await harness.say(CHANNEL, "two, too soon", mention=True)
+        assert "wait" in harness.last(CHANNEL)
+        typing = fake_discord.calls("POST", "/typing$")
+        assert len(typing) == 1  # only for "one", the message that started a turn
+    finally:
+        await harness.stop()
 
 
 async def test_a_broken_stream_replaces_the_partial_answer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -86,3 +87,61 @@ async def test_sigterm_lets_a_discord_answer_finish_then_stops(
         assert adapter.client.is_closed()
     finally:
         await parts.close()
+
+
+async def test_one_shutdown_deadline_covers_the_core_and_every_adapter(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    from adapters.discord import DiscordAdapter
+    from adapters.discord_settings import DiscordSettings
+    from adapters.slack import SlackAdapter
+
+    fake_openai.latency = 60.0  # answers that would never finish in time
+    grace = 2.0
+    config = dataclasses.replace(
+        discord_config(fake_openai, tmp_path / "memory.sqlite3"), shutdown_grace=grace
+    )
+    async with FakeSlack() as slack:
+        parts = await BotParts(config).start()
+        discord_adapter = DiscordAdapter(
+            parts.core,
+            DiscordSettings.from_config(config),
+            edit_interval=0.05,
+            guild_ready_timeout=0.01,
+        )
+        slack_adapter = SlackAdapter(
+            parts.core, slack_settings(), base_url=slack.api_url, update_interval=0.01
+        )
+        serving = asyncio.create_task(
+            run_until_stopped(parts.core, [discord_adapter, slack_adapter], parts.store, config)
+        )
+        try:
+            await fake_discord.ready()
+            await asyncio.wait_for(slack.connected.wait(), 10)
+            for _ in range(500):
+                if discord_adapter.client.is_ready():
+                    break
+                await asyncio.sleep(0.01)
+            payload = fake_discord.user_message(DM, "a question", author=ANN)
+            await fake_discord.dispatch("MESSAGE_CREATE", payload)
+            await SlackHarness(slack, config).mention("another question")
+            for _ in range(1000):
+                if len(fake_openai.requests) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(fake_openai.requests) == 2
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            os.kill(os.getpid(), signal.SIGTERM)
+            async with asyncio.timeout(grace + 10):
+                await serving
+            took = loop.time() - started
+            # Before, the core waited 30 s whatever the setting, then each adapter its own.
+            assert took < grace + 1.0, f"shutdown took {took:.1f}s with a {grace}s grace"
+            assert discord_adapter.client.is_closed()
+            assert not slack.sockets
+            assert await parts.store.count_items(f"discord:dm:{DM}") == 0  # nothing half-stored
+        finally:
+            if not serving.done():
+                serving.cancel()
+            await parts.close()

@@ -15,9 +15,11 @@ import pytest
 from adapters.slack import SlackAdapter, create
 from adapters.slack_text import to_mrkdwn
 from bot.config import ConfigError
+from bot.errors import GENERIC
 from bot.messages import IncomingMessage
-from tests.fakes.openai_server import FakeOpenAI, Fault
+from tests.fakes.openai_server import FakeOpenAI, Fault, user_texts
 from tests.fakes.slack_server import BOT_USER, TEAM, ApiFault, FakeSlack
+from tests.support.faults import WHERES, Where, inject_bug
 from tests.support.parts import BotParts, make_config
 from tests.support.slack import (
     ANN,
@@ -506,3 +508,55 @@ async def test_a_file_without_text_gets_a_clear_answer(
         assert "empty message" in answer
         assert await bot.parts.store.count_items(session(DM, "dm")) == 0
         assert fake_openai.requests == []
+
+
+# ----- one owner per decision ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", WHERES)
+async def test_an_unexpected_fault_shows_the_friendly_line_and_clears_the_status(
+    slack: FakeSlack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, where: Where
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("remember this")
+        await bot.answer(CHANNEL, ts)
+        inject_bug(monkeypatch, where)
+        await bot.say("and this?", thread_ts=ts)
+        friendly = f":warning: {GENERIC}"
+        await slack.wait_for(lambda: slack.bot_messages(CHANNEL, ts)[-1].text == friendly)
+        assert len(slack.bot_messages(CHANNEL, ts)) == 2
+        assert slack.statuses == {}  # "is thinking…" is not left up
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+
+
+async def test_commands_and_slowed_down_messages_show_no_thinking_status(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        ts = await bot.mention("hello")
+        await bot.answer(CHANNEL, ts)
+        before = len(slack.called("assistant.threads.setStatus"))
+        await bot.say("!history", thread_ts=ts)
+        await bot.ephemerals(1)
+        await bot.mention("help", thread_ts=ts)
+        await bot.ephemerals(2)
+        assert len(slack.called("assistant.threads.setStatus")) == before
+
+
+async def test_what_people_type_reaches_the_model_and_memory_decoded(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        # Slack's own encoding of `is 3 < 5 && 7 > 2? see <link> #general`.
+        ts = await bot.mention(
+            "is 3 &lt; 5 &amp;&amp; 7 &gt; 2? see <https://example.com/?a=1&amp;b=2|the docs> "
+            "in <#C0GENERAL|general>"
+        )
+        answer = await bot.answer(CHANNEL, ts)
+        typed = "is 3 < 5 && 7 > 2? see the docs (https://example.com/?a=1&b=2) in #general"
+        assert user_texts(fake_openai.requests[-1].messages) == [f"[Ann] {typed}"]
+        assert answer == f"You said: [Ann] {typed}. Before that: nothing."  # streamed Markdown
+        await bot.say("!history", thread_ts=ts)
+        history = (await bot.ephemerals(1))[0]["text"]
+        assert "is 3 &lt; 5 &amp;&amp; 7 &gt; 2?" in history  # shown as typed, escaped once
+        assert "&amp;lt;" not in history

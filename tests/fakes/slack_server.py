@@ -69,6 +69,8 @@ class FakeSlack:
         self.messages: list[Posted] = []
         self._by_channel: dict[str, list[Posted]] = {}  # keeps lookups cheap in benchmarks
         self.responses: list[dict[str, Any]] = []
+        self.statuses: dict[tuple[str, str], str] = {}
+        """The assistant status shown under each thread; Slack clears it when the app replies."""
         self.acks: dict[str, dict[str, Any]] = {}
         self.sockets: list[web.WebSocketResponse] = []
         self.connected = asyncio.Event()
@@ -267,6 +269,8 @@ class FakeSlack:
         return posted
 
     def _add(self, posted: Posted) -> None:
+        if posted.thread_ts is not None and posted.user == BOT_USER:
+            self.statuses.pop((posted.channel, posted.thread_ts), None)
         self.messages.append(posted)
         self._by_channel.setdefault(posted.channel, []).append(posted)
 
@@ -314,6 +318,11 @@ class FakeSlack:
         return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
 
     def _assistant_threads_setStatus(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["channel_id"], body["thread_ts"])
+        if body.get("status"):
+            self.statuses[key] = body["status"]
+        else:
+            self.statuses.pop(key, None)
         return {}
 
     def _conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,42 @@
+"""The seam between the core and the platforms, enforced: each side imports only what it may."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import bot.adapter
+
+ROOT = Path(__file__).resolve().parent.parent
+ADAPTERS = sorted((ROOT / "adapters").glob("*.py"))
+CORE = sorted((ROOT / "bot").rglob("*.py"))
+PLATFORM_LIBRARIES = ("adapters", "discord", "slack_bolt", "slack_sdk", "aiohttp")
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=lambda p: p.name)
+def test_adapters_use_the_core_only_through_bot_adapter(path: Path) -> None:
+    from_core = {m for m in imported_modules(path) if m == "bot" or m.startswith("bot.")}
+    assert from_core <= {"bot.adapter"}, f"{path.name} reaches past the seam: {from_core}"
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_core_never_imports_a_platform(path: Path) -> None:
+    platform = {m for m in imported_modules(path) if m.split(".")[0] in PLATFORM_LIBRARIES}
+    assert not platform, f"{path.relative_to(ROOT)} imports {platform}"
+
+
+def test_the_seam_exports_what_it_names() -> None:
+    missing = [name for name in bot.adapter.__all__ if not hasattr(bot.adapter, name)]
+    assert not missing
