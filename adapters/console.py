@@ -20,6 +20,8 @@ from bot.adapter import (
     Surface,
 )
 
+from .text import reconcile
+
 PROMPT = "you> "
 BOT_PROMPT = "bot> "
 SURFACE = Surface(max_chars=None, command_prefix="/")
@@ -122,10 +124,11 @@ class ConsoleAdapter:
             self._finish(reply, shown.text)
 
     def _finish(self, reply: Reply, streamed: str) -> None:
+        rest = reconcile(streamed, reply.text) if reply.kind is ReplyKind.ANSWER else None
         if not streamed:
             self._write(f"{BOT_PROMPT}{_label(reply)}{reply.text}\n")
-        elif reply.kind is ReplyKind.ANSWER and reply.text.startswith(streamed):
-            self._write(reply.text[len(streamed) :] + "\n")
+        elif rest is not None:
+            self._write(rest + "\n")
         else:
             # The stream broke off or the final text differs: show the outcome in full.
             self._write(f"\n{BOT_PROMPT}{_label(reply)}{reply.text}\n")

@@ -17,6 +17,8 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+from cachetools import LRUCache
+
 with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` for voice, which this bot never uses.
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
@@ -34,18 +36,13 @@ from bot.adapter import (
     Surface,
 )
 
-from .discord_rules import ActiveThreads, MessageFacts, Place, decide
+from .discord_rules import MessageFacts, Place, decide
 from .discord_settings import SECRET_KEYS, DiscordSettings, configured
-from .discord_stream import CannotPost, StreamedReply
-from .discord_text import (
-    MAX_MESSAGE_CHARS,
-    ChannelThrottle,
-    session_key,
-    split_message,
-    strip_mentions,
-    thread_title,
-)
+from .discord_stream import AnswerSink, DiscordPoster
+from .discord_text import MAX_MESSAGE_CHARS, session_key, strip_mentions, thread_title
 from .inflight import InFlight
+from .streaming import ChannelThrottle, StreamedReply
+from .text import split_message
 
 logger = logging.getLogger(__name__)
 
@@ -73,66 +70,6 @@ INVITE_PERMISSIONS = discord.Permissions(
 )
 
 CommandRunner = Callable[["discord.Interaction[Any]", str, str], Awaitable[None]]
-
-
-class _MessagePoster:
-    """Writes a reply into one channel, thread or DM (see `discord_stream.Poster`)."""
-
-    def __init__(self, channel: discord.abc.Messageable, reference: discord.Message | None) -> None:
-        self._channel = channel
-        self._reference = reference
-
-    def move_to(self, thread: discord.Thread) -> None:
-        """Answer in `thread` instead (opened on the message, so no reply reference)."""
-        self._channel, self._reference = thread, None
-
-    async def send(self, text: str, *, first: bool) -> discord.Message:
-        reference = (
-            self._reference.to_reference(fail_if_not_exists=False)
-            if first and self._reference is not None
-            else None
-        )
-        try:
-            return await self._channel.send(text, reference=reference)  # type: ignore[arg-type]
-        except (discord.Forbidden, discord.NotFound) as exc:
-            raise CannotPost(str(exc)) from exc
-
-    async def edit(self, handle: discord.Message, text: str) -> discord.Message:
-        try:
-            return await handle.edit(content=text)
-        except (discord.Forbidden, discord.NotFound) as exc:
-            raise CannotPost(str(exc)) from exc
-
-    async def delete(self, handle: discord.Message) -> None:
-        try:
-            await handle.delete()
-        except discord.NotFound:
-            pass  # already gone is what we wanted
-        except discord.Forbidden as exc:
-            raise CannotPost(str(exc)) from exc
-
-    async def typing(self) -> None:
-        await self._channel.typing()
-
-
-class _AnswerSink:
-    """The core's view of one streamed answer: open the thread if asked, show typing, stream."""
-
-    def __init__(
-        self,
-        stream: StreamedReply[discord.Message],
-        open_thread: Callable[[], Awaitable[None]] | None,
-    ) -> None:
-        self._stream = stream
-        self._open_thread = open_thread
-
-    async def started(self) -> None:
-        if self._open_thread is not None:
-            await self._open_thread()
-        self._stream.start_typing()
-
-    async def delta(self, text: str) -> None:
-        await self._stream.add(text)
 
 
 class _Client(discord.Client):
@@ -183,8 +120,8 @@ class DiscordAdapter:
         self._throttle = ChannelThrottle(edit_interval)
         self._typing_interval = typing_interval
         self._defer_after = defer_after
-        self._threads = ActiveThreads()
-        self._quiet_threads = ActiveThreads()
+        # Threads the bot follows (True), or looked up after a restart and found empty (False).
+        self._threads: LRUCache[int, bool] = LRUCache(maxsize=10_000)
         self._inflight = InFlight("Discord")
         # The bot never joins voice, so the library's start-up warnings about missing voice
         # codecs would only confuse whoever reads the log.
@@ -299,14 +236,12 @@ class DiscordAdapter:
             or facts.thread_active
             or facts.is_self
             or (facts.author_is_bot and not self._settings.reply_to_bots)
-            or place.channel_id in self._quiet_threads
+            or self._threads.get(place.channel_id) is False
         ):
             return False
-        if await self._core.remembers(session_key(place.guild_id, place.channel_id)):
-            self._threads.add(place.channel_id)
-            return True
-        self._quiet_threads.add(place.channel_id)
-        return False
+        remembered = await self._core.remembers(session_key(place.guild_id, place.channel_id))
+        self._threads[place.channel_id] = remembered
+        return remembered
 
     def _facts(self, message: discord.Message, my_id: int, role_mentioned: bool) -> MessageFacts:
         channel = message.channel
@@ -324,7 +259,7 @@ class DiscordAdapter:
             role_ids=_role_ids(author),
             in_thread=thread is not None,
             thread_owned_by_bot=thread is not None and thread.owner_id == my_id,
-            thread_active=channel.id in self._threads,
+            thread_active=self._threads.get(channel.id, False),
             is_chat=message.type in CHAT_TYPES,
         )
 
@@ -335,7 +270,7 @@ class DiscordAdapter:
         # before the thread exists; the thread is only opened once the core starts a turn.
         target_id = message.id if open_thread else facts.place.channel_id
         if facts.in_thread:
-            self._threads.add(target_id)
+            self._threads[target_id] = True
         incoming = IncomingMessage(
             platform="discord",
             session_id=session_key(facts.place.guild_id, target_id),
@@ -345,11 +280,16 @@ class DiscordAdapter:
             message_id=str(message.id),
             mentioned=facts.mentioned,
         )
-        poster = _MessagePoster(message.channel, message)
+        poster = DiscordPoster(message.channel, message)
         stream: StreamedReply[discord.Message] = StreamedReply(
-            poster, self._throttle, target_id, typing_interval=self._typing_interval
+            poster,
+            self._throttle,
+            target_id,
+            limit=MAX_MESSAGE_CHARS,
+            indicator=poster.typing,
+            typing_interval=self._typing_interval,
         )
-        sink = _AnswerSink(
+        sink = AnswerSink(
             stream,
             functools.partial(self._open_thread, message, text, poster) if open_thread else None,
         )
@@ -372,7 +312,7 @@ class DiscordAdapter:
             )
 
     async def _open_thread(
-        self, message: discord.Message, text: str, poster: _MessagePoster
+        self, message: discord.Message, text: str, poster: DiscordPoster
     ) -> None:
         """Move the answer into a new thread on `message`; stay in the channel if that fails."""
         try:
@@ -385,7 +325,7 @@ class DiscordAdapter:
             )
             return
         poster.move_to(thread)
-        self._threads.add(thread.id)
+        self._threads[thread.id] = True
 
     # ----- slash commands -------------------------------------------------------------------
 
@@ -410,7 +350,7 @@ class DiscordAdapter:
                 # A turn still running in this thread holds it; tell Discord we're on it.
                 await interaction.response.defer(ephemeral=True, thinking=True)
             reply = await work
-            parts = split_message(reply.text) or ["Done."]
+            parts = split_message(reply.text, MAX_MESSAGE_CHARS) or ["Done."]
             if interaction.response.is_done():
                 await interaction.edit_original_response(content=parts[0])
             else:

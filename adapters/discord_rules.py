@@ -6,7 +6,6 @@ with it lives here, free of discord.py, so each rule has a direct unit test.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -116,20 +115,3 @@ def decide(
         return Decision(False, reason="outside the allow-lists")
     opens = open_threads and facts.place.guild_id is not None and not facts.in_thread
     return Decision(True, open_thread=opens)
-
-
-class ActiveThreads:
-    """A bounded set of thread IDs, most recent kept (threads the bot follows, or does not)."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._ids: OrderedDict[int, None] = OrderedDict()
-        self._capacity = capacity
-
-    def add(self, thread_id: int) -> None:
-        self._ids[thread_id] = None
-        self._ids.move_to_end(thread_id)
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-
-    def __contains__(self, thread_id: object) -> bool:
-        return thread_id in self._ids

@@ -4,9 +4,7 @@ Which messages the bot answers and which memory each belongs to is decided in `s
 answers are shown by `slack_stream`. Commands work in a conversation as ``!forget``,
 ``!undo``, ``!history [page]`` or ``!help`` (or ``@bot forget`` after a mention), as message
 shortcuts, and as slash commands outside threads.
-
-Socket Mode is used when an app token is set (no public URL needed); otherwise Bolt's aiohttp
-server listens for signed HTTP requests, which Bolt verifies.
+How it connects (Socket Mode or HTTP) is `slack_connection`'s.
 """
 
 from __future__ import annotations
@@ -14,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
-from aiohttp import web
 from cachetools import LRUCache
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.app.async_server import AsyncSlackAppServer
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
@@ -36,11 +32,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapter import AdapterPlugin, Config, ConfigError, Core, IncomingMessage, Surface
 
 from .inflight import InFlight
+from .slack_connection import SlackConnection
 from .slack_rules import (
     PLATFORM,
-    EventFacts,
     decide,
-    is_dm,
+    facts_from_event,
     mentions,
     message_id,
     needs_thread_check,
@@ -49,15 +45,14 @@ from .slack_rules import (
     slash_command_session,
 )
 from .slack_settings import SECRET_KEYS, SlackSettings, configured
-from .slack_stream import AnswerWriter, Destination, error_code
+from .slack_stream import AnswerWriter, Destination, StatusSink, error_code
 from .slack_text import to_mrkdwn
+from .streaming import ChannelThrottle
 
 logger = logging.getLogger(__name__)
 
 MAX_CHARS = 3_900
 """Longest message we post: well under Slack's limits, and still readable."""
-THINKING = "is thinking…"
-EVENTS_PATH = "/slack/events"
 SHORTCUTS: Mapping[str, str] = {
     "forget_thread": "forget",
     "undo_last": "undo",
@@ -100,12 +95,9 @@ class SlackAdapter:
         """
         self._core = core
         self._settings = settings
-        self._host = host
-        self._port = settings.port
         self._streaming = settings.streaming
         self._update_interval = update_interval
         self._max_chars = max_chars
-        self._ping_interval = ping_interval
         self._surface = Surface(max_chars=max_chars, command_prefix="!")
         self._slash_surface = Surface(max_chars=max_chars, command_prefix="/")
         self.client = AsyncWebClient(
@@ -128,12 +120,21 @@ class SlackAdapter:
         self._threads: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=10_000)
         self._names: LRUCache[str, str] = LRUCache(maxsize=10_000)
         self._inflight = InFlight("Slack")
+        self._throttle = ChannelThrottle(update_interval)
         self._stopped = asyncio.Event()
-        self._socket: AsyncSocketModeHandler | None = None
-        self._runner: web.AppRunner | None = None
-        self.http_port: int | None = None
-        """The port the HTTP mode server listens on, once it does."""
+        self._connection = SlackConnection(
+            self.app,
+            app_token=settings.app_token,
+            host=host,
+            port=settings.port,
+            ping_interval=ping_interval,
+        )
         self._register()
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP mode server listens on, once it does."""
+        return self._connection.http_port
 
     @property
     def socket_mode(self) -> bool:
@@ -146,23 +147,16 @@ class SlackAdapter:
         """Connect (Socket Mode) or listen (HTTP mode) until `close()`."""
         await self._check_token()
         try:
-            if self._settings.app_token is not None:
-                self._socket = AsyncSocketModeHandler(
-                    self.app, self._settings.app_token, ping_interval=self._ping_interval
-                )
-                await self._socket.connect_async()  # type: ignore[no-untyped-call]
-                logger.info("Connected to Slack through Socket Mode")
-            else:
-                await self._serve_http()
+            await self._connection.open()
             await self._stopped.wait()
         finally:
-            await self._disconnect()
+            await self._connection.close()
 
     async def close(self, grace: float) -> None:
         """Let answers under way finish (up to `grace` seconds), then disconnect."""
         await self._inflight.finish(grace)
         self._stopped.set()
-        await self._disconnect()
+        await self._connection.close()
 
     async def _check_token(self) -> None:
         """Fail at start-up with one clear line when Slack rejects the bot token."""
@@ -177,38 +171,6 @@ class SlackAdapter:
                 ) from None
             raise
         logger.info("Signed in to Slack as %s in %s", identity.get("user"), identity.get("team"))
-
-    async def _serve_http(self) -> None:
-        server = AsyncSlackAppServer(port=self._port, path=EVENTS_PATH, app=self.app)
-        self._runner = web.AppRunner(server.web_app, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else self._port
-        logger.info(
-            "Listening for Slack on http://%s:%s%s", self._host, self.http_port, EVENTS_PATH
-        )
-
-    async def _disconnect(self) -> None:
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            client = socket.client
-            await socket.close_async()  # type: ignore[no-untyped-call]
-            # close_async cancels its background tasks without waiting; wait so none leaks.
-            tasks = [
-                t
-                for t in (
-                    client.message_processor,
-                    client.message_receiver,
-                    client.current_session_monitor,
-                )
-                if isinstance(t, asyncio.Future)
-            ]
-            await asyncio.gather(*tasks, return_exceptions=True)
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
 
     # ----- listeners -----------------------------------------------------------------------
 
@@ -263,7 +225,12 @@ class SlackAdapter:
     async def _handle_event(
         self, event: dict[str, Any], context: AsyncBoltContext, *, via_mention: bool
     ) -> None:
-        facts = _facts(event, context, via_mention=via_mention)
+        facts = facts_from_event(
+            event,
+            bot_user=context.bot_user_id or "",
+            team=context.team_id or "",
+            via_mention=via_mention,
+        )
         # A repeat costs no look-up below; the core still makes the binding check.
         if self._core.already_handled(PLATFORM, message_id(facts.channel, facts.ts)):
             return
@@ -287,11 +254,12 @@ class SlackAdapter:
         writer = AnswerWriter(
             self.client,
             dest,
+            throttle=self._throttle,
             streaming=self._streaming,
             max_chars=self._max_chars,
             interval=self._update_interval,
         )
-        sink = _StatusSink(self, dest, writer)
+        sink = StatusSink(writer, functools.partial(self.set_status, dest))
         try:
             reply = await self._core.handle(message, self._surface, sink)
             if dest.thread_ts is not None:
@@ -415,38 +383,6 @@ class SlackAdapter:
         if not await self._ephemeral(Destination(channel, reply_thread, team, user), text):
             with contextlib.suppress(Exception):
                 await respond(text=text, response_type="ephemeral")
-
-
-class _StatusSink:
-    """Shows "is thinking…" once the core starts a turn, then streams the answer."""
-
-    def __init__(self, adapter: SlackAdapter, dest: Destination, writer: AnswerWriter) -> None:
-        self._adapter = adapter
-        self._dest = dest
-        self._writer = writer
-        self.status_set = False
-
-    async def started(self) -> None:
-        self.status_set = await self._adapter.set_status(self._dest, THINKING)
-
-    async def delta(self, text: str) -> None:
-        await self._writer.add(text)
-
-
-def _facts(event: dict[str, Any], context: AsyncBoltContext, *, via_mention: bool) -> EventFacts:
-    text = str(event.get("text") or "")
-    channel = str(event.get("channel") or "")
-    return EventFacts(
-        channel=channel,
-        ts=str(event.get("ts") or ""),
-        author=str(event.get("user") or event.get("bot_id") or ""),
-        team=context.team_id or event.get("team") or "",
-        thread_ts=event.get("thread_ts"),
-        subtype=event.get("subtype"),
-        from_bot=bool(event.get("bot_id")) or event.get("subtype") == "bot_message",
-        dm=is_dm(channel, event.get("channel_type")),
-        mentioned=via_mention or mentions(text, context.bot_user_id or ""),
-    )
 
 
 def create(core: Core, config: Config, options: Mapping[str, str]) -> SlackAdapter:

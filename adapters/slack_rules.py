@@ -17,7 +17,9 @@ The bot's own messages never get here: bolt's `IgnoringSelfEvents` middleware dr
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 PLATFORM = "slack"
 DM_THREAD = "dm"
@@ -93,6 +95,32 @@ def message_id(channel: str, ts: str) -> str:
     """One ID for a message however it arrives: `app_mention` and `message` events for one
     mention, and Slack's redeliveries of either, all share it."""
     return f"{channel}:{ts}"
+
+
+def facts_from_event(
+    event: Mapping[str, Any], *, bot_user: str, team: str, via_mention: bool
+) -> EventFacts:
+    """The facts of a `message` or `app_mention` event's payload.
+
+    Args:
+        event: The event as Slack sends it.
+        bot_user: The bot's user ID, to spot mentions of it.
+        team: The workspace the app is installed in (the event's own when empty).
+        via_mention: The event is an `app_mention`.
+    """
+    text = str(event.get("text") or "")
+    channel = str(event.get("channel") or "")
+    return EventFacts(
+        channel=channel,
+        ts=str(event.get("ts") or ""),
+        author=str(event.get("user") or event.get("bot_id") or ""),
+        team=team or str(event.get("team") or ""),
+        thread_ts=event.get("thread_ts"),
+        subtype=event.get("subtype"),
+        from_bot=bool(event.get("bot_id")) or event.get("subtype") == "bot_message",
+        dm=is_dm(channel, event.get("channel_type")),
+        mentioned=via_mention or mentions(text, bot_user),
+    )
 
 
 def needs_thread_check(facts: EventFacts) -> bool:

@@ -2,18 +2,18 @@
 
 Slack's native chat streaming (chat.startStream/appendStream/stopStream, through slack_sdk's
 `chat_stream` helper) is used where it works: it renders Markdown itself. Where it does not
-(streaming switched off, a top-level DM message, which has no thread to stream into, or Slack
-refusing the stream) the answer is posted once and then edited with `chat.update`, converted
-to mrkdwn, at most once per `interval`.
+(streaming switched off, a top-level DM message, which has no thread to stream into, Slack
+refusing or dropping the stream, or an answer too long for one message) the shared
+`StreamedReply` posts and edits instead, with the text converted to mrkdwn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
@@ -21,14 +21,34 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import Reply, ReplyKind
 
-from .slack_text import split_message, to_mrkdwn
+from .slack_text import to_mrkdwn
+from .streaming import CannotPost, ChannelThrottle, StreamedReply
+from .text import reconcile
 
 logger = logging.getLogger(__name__)
 
+THINKING = "is thinking…"
+"""The assistant status shown under a thread while a turn runs, until the answer shows."""
 WRITING = " …"
-"""Shown after a partial answer in the post-and-update mode, so people see it is not done."""
+"""Shown after a partial answer when posting and editing, so people see it is not done."""
 DELIVERY_FAILED = "Sorry, Slack did not accept my answer. Please try again in a moment."
 ERROR_PREFIX = ":warning: "
+PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "restricted_action",
+        "cant_update_message",
+        "message_not_found",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "missing_scope",
+    }
+)
+"""Errors after which posting in that conversation will keep failing."""
 
 
 @dataclass(frozen=True)
@@ -43,21 +63,70 @@ class Destination:
     """The person being answered (streaming to a channel needs the recipient)."""
 
 
-class _Mode(Enum):
-    STREAM = "stream"
-    UPDATE = "update"
-    HELD = "held"
-    """Nothing more is shown until the end (too long to stream, or Slack failed mid-way)."""
+class SlackPoster:
+    """Posts, edits and deletes messages in one conversation (a `streaming.Poster`)."""
+
+    def __init__(self, client: AsyncWebClient, destination: Destination) -> None:
+        self._client = client
+        self._dest = destination
+
+    async def send(self, text: str, *, first: bool) -> str:
+        with _permanent_failures():
+            response = await self._client.chat_postMessage(
+                channel=self._dest.channel, thread_ts=self._dest.thread_ts, text=text
+            )
+        return str(response["ts"])
+
+    async def edit(self, handle: str, text: str) -> str:
+        with _permanent_failures():
+            await self._client.chat_update(channel=self._dest.channel, ts=handle, text=text)
+        return handle
+
+    async def delete(self, handle: str) -> None:
+        with _permanent_failures():
+            await self._client.chat_delete(channel=self._dest.channel, ts=handle)
+
+
+@contextlib.contextmanager
+def _permanent_failures() -> Iterator[None]:
+    """Raise `CannotPost` for errors that will not go away by trying again."""
+    try:
+        yield
+    except SlackApiError as exc:
+        if error_code(exc) in PERMANENT:
+            raise CannotPost(error_code(exc)) from exc
+        raise
+
+
+class StatusSink:
+    """The core's `ReplySink` for one message: "is thinking…" once a turn starts, then text."""
+
+    def __init__(self, writer: AnswerWriter, set_status: Callable[[str], Awaitable[bool]]) -> None:
+        self._writer = writer
+        self._set_status = set_status
+        self.status_set = False
+
+    async def started(self) -> None:
+        self.status_set = await self._set_status(THINKING)
+
+    async def delta(self, text: str) -> None:
+        await self._writer.add(text)
+
+
+def render(markdown: str, final: bool) -> str:
+    """What a posted (not natively streamed) answer shows: mrkdwn, marked while unfinished."""
+    return to_mrkdwn(markdown) if final else to_mrkdwn(markdown) + WRITING
 
 
 class AnswerWriter:
-    """Streams one answer into Slack; `add` is the core's text sink, `finish` the last step."""
+    """Streams one answer into Slack; `add` takes the core's deltas, `finish` the reply."""
 
     def __init__(
         self,
         client: AsyncWebClient,
         destination: Destination,
         *,
+        throttle: ChannelThrottle,
         streaming: bool,
         max_chars: int,
         interval: float,
@@ -68,11 +137,17 @@ class AnswerWriter:
         self._max_chars = max_chars
         self._interval = interval
         self._clock = clock
-        self._mode = _Mode.STREAM if streaming and destination.thread_ts else _Mode.UPDATE
+        self._posted: StreamedReply[str] = StreamedReply(
+            SlackPoster(client, destination),
+            throttle,
+            destination.channel,
+            limit=max_chars,
+            render=render,
+        )
+        self._native = streaming and destination.thread_ts is not None
         self._stream: AsyncChatStream | None = None
-        self._ts: str | None = None
         self._text = ""
-        self._shown = 0
+        self._streamed = 0  # characters of `_text` sent through the native stream
         self._last_flush: float | None = None
         self.stream_refused: str | None = None
         """Slack's error code when it refused to start a stream, for the adapter to learn from."""
@@ -80,46 +155,38 @@ class AnswerWriter:
     @property
     def posted(self) -> bool:
         """Whether a visible message exists (which also clears Slack's thinking status)."""
-        return self._ts is not None
-
-    @property
-    def streamed(self) -> bool:
-        """Whether the answer is going out through native streaming."""
-        return self._stream is not None and self._mode is _Mode.STREAM
+        return (self._stream is not None and self._stream.ts is not None) or self._posted.writes > 0
 
     async def add(self, delta: str) -> None:
         """Take one text delta; show what has gathered when the throttle allows."""
         self._text += delta
+        if not self._native:
+            await self._posted.add(delta)
+            return
         now = self._clock()
         if self._last_flush is None or now - self._last_flush >= self._interval:
             self._last_flush = now
-            await self._flush()
+            await self._flush_stream()
 
     async def finish(self, reply: Reply) -> None:
         """Show the final reply, replacing whatever was streamed if it differs."""
-        try:
-            if reply.kind is ReplyKind.ANSWER:
-                await self._finish_answer(reply.text)
-            else:
-                text = (ERROR_PREFIX if reply.kind is ReplyKind.ERROR else "") + reply.text
-                await self._replace_with([to_mrkdwn(text)])
-        except SlackApiError as exc:
-            logger.error("Slack refused the answer in %s: %s", self._dest.channel, error_code(exc))
+        if reply.kind is ReplyKind.ANSWER:
+            text = reply.text
+            if await self._stop_stream_with(text):
+                return
+        else:
+            text = (ERROR_PREFIX if reply.kind is ReplyKind.ERROR else "") + reply.text
+        await self._leave_stream()
+        if not await self._posted.finish(text):
             await self._post_quietly(DELIVERY_FAILED)
 
-    async def _flush(self) -> None:
-        if self._mode is _Mode.STREAM:
-            await self._flush_stream()
-        elif self._mode is _Mode.UPDATE:
-            await self._flush_update()
-
     async def _flush_stream(self) -> None:
-        pending = self._text[self._shown :]
+        pending = self._text[self._streamed :]
         if not pending:
             return
         if len(self._text) > self._max_chars:
-            # One streamed message must stay readable; the rest is split up at the end.
-            self._mode = _Mode.HELD
+            # One streamed message must stay readable; the rest goes on in split messages.
+            await self._leave_stream()
             return
         try:
             if self._stream is None:
@@ -138,89 +205,50 @@ class AnswerWriter:
                 "Streaming to %s failed (%s); %s",
                 self._dest.channel,
                 error_code(exc),
-                "finishing with chat.update" if started else "posting and updating instead",
+                "going on with chat.update" if started else "posting and updating instead",
             )
-            if started:
-                assert self._stream is not None
-                self._ts = self._stream.ts
-                self._mode = _Mode.HELD
-            else:
+            if not started:
                 self._stream = None
                 self.stream_refused = error_code(exc)
-                self._mode = _Mode.UPDATE
-                await self._flush_update()
+            await self._leave_stream()
             return
-        self._shown = len(self._text)
-        self._ts = self._stream.ts
+        self._streamed = len(self._text)
 
-    async def _flush_update(self) -> None:
-        preview = to_mrkdwn(self._text[: self._max_chars - len(WRITING) - 16]) + WRITING
+    async def _stop_stream_with(self, text: str) -> bool:
+        """Finish the native stream with the rest of `text`; False if it cannot end that way."""
+        stream = self._stream
+        if not self._native or stream is None or len(text) > self._max_chars:
+            return False
+        tail = reconcile(self._text[: self._streamed], text)
+        if tail is None:
+            return False
         try:
-            if self._ts is None:
-                response = await self._client.chat_postMessage(
-                    channel=self._dest.channel, thread_ts=self._dest.thread_ts, text=preview
-                )
-                self._ts = str(response["ts"])
-            else:
-                await self._client.chat_update(
-                    channel=self._dest.channel, ts=self._ts, text=preview
-                )
+            await stream.stop(markdown_text=tail)
         except SlackApiError as exc:
             logger.warning(
-                "Showing a partial answer in %s failed (%s); it will be sent whole",
+                "Finishing the stream in %s failed (%s); replacing it with chat.update",
                 self._dest.channel,
                 error_code(exc),
             )
-            self._mode = _Mode.HELD
-            return
-        self._shown = len(self._text)
+            return False
+        return True
 
-    async def _finish_answer(self, text: str) -> None:
-        stream = self._stream
-        if (
-            self._mode is _Mode.STREAM
-            and stream is not None
-            and len(text) <= self._max_chars
-            and text.startswith(self._text[: self._shown])
-        ):
+    async def _leave_stream(self) -> None:
+        """Go on by posting and editing, in the streamed message if there is one."""
+        if not self._native:
+            return
+        self._native = False
+        stream, self._stream = self._stream, None
+        if stream is not None and stream.ts is not None:
             try:
-                await stream.stop(markdown_text=text[self._shown :])
-                return
+                await stream.stop()
             except SlackApiError as exc:
-                logger.warning(
-                    "Finishing the stream in %s failed (%s); replacing it with chat.update",
-                    self._dest.channel,
-                    error_code(exc),
+                # The message stays as streamed so far and is edited from here on.
+                logger.info(
+                    "Stopping the stream in %s failed: %s", self._dest.channel, error_code(exc)
                 )
-                self._ts = self._ts or stream.ts
-                self._stream = None
-        await self._replace_with(split_message(to_mrkdwn(text), self._max_chars))
-
-    async def _replace_with(self, chunks: list[str]) -> None:
-        """Put `chunks` in place of anything shown so far: edit the first, post the rest."""
-        if self._stream is not None:
-            await self._stop_stream_quietly(self._stream)
-        rest = list(chunks)
-        if self._ts is not None and rest:
-            await self._client.chat_update(
-                channel=self._dest.channel, ts=self._ts, text=rest.pop(0)
-            )
-        for chunk in rest:
-            response = await self._client.chat_postMessage(
-                channel=self._dest.channel, thread_ts=self._dest.thread_ts, text=chunk
-            )
-            self._ts = self._ts or str(response["ts"])
-
-    async def _stop_stream_quietly(self, stream: AsyncChatStream) -> None:
-        self._ts = self._ts or stream.ts
-        self._stream = None
-        if stream.ts is None:
-            return
-        try:
-            await stream.stop()
-        except SlackApiError as exc:
-            # The message stays as streamed so far and is replaced with chat.update next.
-            logger.info("Stopping the stream in %s failed: %s", self._dest.channel, error_code(exc))
+            self._posted.adopt(stream.ts)
+        await self._posted.add(self._text)
 
     async def _post_quietly(self, text: str) -> None:
         try:

@@ -32,9 +32,12 @@ from typing import Any
 from agents import SQLiteSession
 from agents.extensions.memory.async_sqlite_session import AsyncSQLiteSession
 
-from bot.storage import SQLiteStore
+from bot.storage import Author, SQLiteStore
+from bot.turn import TurnSession
 
 TurnFn = Callable[[str, int], Awaitable[None]]
+
+AUTHOR = Author("u1", "Ann")
 
 
 def exchange(thread: str, turn: int) -> list[Any]:
@@ -65,6 +68,8 @@ async def drive(turn_fn: TurnFn, threads: int, turns: int, concurrency: int) -> 
 
 
 class OurStore:
+    """What the bot runs per message: a `TurnSession` reads the window, commits the turn."""
+
     name = "memorybot SQLiteStore"
 
     def __init__(self, path: Path, window: int) -> None:
@@ -74,9 +79,10 @@ class OurStore:
         self.store = await SQLiteStore.open(self.path)
 
         async def turn(thread: str, n: int) -> None:
-            session = self.store.session(thread)  # per message, as the bot does
-            await session.get_items(self.window)
+            session = TurnSession(self.store, thread, author=AUTHOR, window=self.window)
+            await session.get_items()
             await session.add_items(exchange(thread, n))
+            await session.commit()
 
         return turn
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.agent import build_model
 from bot.errors import GENERIC
 from bot.messages import IncomingMessage, Reply, ReplyKind, Surface
 from bot.storage import Author
@@ -383,3 +384,26 @@ async def test_people_sending_too_fast_are_asked_to_slow_down(
     assert "wait" in replies[2].text
     assert other.kind is ReplyKind.ANSWER
     assert len(fake_openai.requests) == 3
+
+
+async def test_your_own_sdk_code_can_use_a_thread_s_memory(
+    bot: BotParts, fake_openai: FakeOpenAI
+) -> None:
+    """`store.session(id)` is the SDK `Session` the README offers for scripts and notebooks."""
+    from agents import Agent, RunConfig, Runner
+
+    await say(bot, "the launch code is 4711", thread="slack:T:C:1.0")
+    agent = Agent(name="helper", model=build_model(bot.config, bot.client))
+    session = bot.store.session("slack:T:C:1.0")
+    result = await Runner.run(
+        agent,
+        "what was the launch code?",
+        session=session,
+        run_config=RunConfig(tracing_disabled=True),
+    )
+    sent = fake_openai.requests[-1].messages
+    assert any("4711" in message_text(m) for m in sent)  # the bot's memory reached the model
+    assert result.final_output.startswith("You said: what was the launch code?")
+    assert await bot.store.count_items("slack:T:C:1.0") == 4  # and the exchange was kept
+    history = await bot.core.run_command("slack:T:C:1.0", "history")
+    assert "what was the launch code?" in history.text

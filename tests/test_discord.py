@@ -23,7 +23,8 @@ from discord.gateway import DiscordWebSocket
 
 from adapters.discord import DiscordAdapter, create
 from adapters.discord_settings import DiscordSettings
-from adapters.discord_text import split_message
+from adapters.discord_text import MAX_MESSAGE_CHARS
+from adapters.text import split_message
 from bot.config import ConfigError
 from bot.errors import GENERIC
 from tests.fakes.discord_server import BOT_USER, FakeDiscord
@@ -304,7 +305,7 @@ async def test_a_long_streamed_answer_is_throttled_split_and_exact(
     elapsed = asyncio.get_running_loop().time() - started
 
     parts = running.shown(CHANNEL)
-    assert parts == split_message(answer)
+    assert parts == split_message(answer, MAX_MESSAGE_CHARS)
     assert len(parts) == 3
     assert all(len(p) <= 2000 for p in parts)
     assert all(p.count("```") % 2 == 0 for p in parts)

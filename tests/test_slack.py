@@ -422,9 +422,8 @@ async def test_an_answer_slack_will_not_take_gets_a_friendly_line(
     slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     slack.disable("chat.startStream")
-    slack.fail_next(
-        "chat.postMessage", ApiFault(error="msg_too_long"), ApiFault(error="msg_too_long")
-    )
+    for method in ("chat.postMessage", "chat.update"):  # every try at the answer, not a notice
+        slack.refuse(method, "msg_too_long", when=lambda body: "You said" in body.get("text", ""))
     async with running(slack, fake_openai) as bot:
         ts = await bot.mention("hi")
         answer = await bot.answer(CHANNEL, ts)

@@ -16,6 +16,7 @@ import itertools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -66,6 +67,7 @@ class FakeSlack:
         self.calls: list[ApiCall] = []
         self.faults: dict[str, deque[ApiFault]] = {}
         self.disabled: dict[str, str] = {}
+        self.refusals: dict[str, list[tuple[Callable[[dict[str, Any]], bool], str]]] = {}
         self.messages: list[Posted] = []
         self._by_channel: dict[str, list[Posted]] = {}  # keeps lookups cheap in benchmarks
         self.responses: list[dict[str, Any]] = []
@@ -116,6 +118,10 @@ class FakeSlack:
     def disable(self, method: str, error: str = "unknown_method") -> None:
         """Make every call of `method` fail, like a workspace without the feature."""
         self.disabled[method] = error
+
+    def refuse(self, method: str, error: str, when: Callable[[dict[str, Any]], bool]) -> None:
+        """Make every call of `method` whose body matches `when` fail with `error`."""
+        self.refusals.setdefault(method, []).append((when, error))
 
     def new_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
@@ -230,9 +236,11 @@ class FakeSlack:
                 self.changed.notify_all()
                 payload = {"ok": False, "error": fault.error or "ratelimited"}
                 return web.json_response(payload, status=fault.status, headers=fault.headers)
-            if method in self.disabled:
+            refused = next((e for when, e in self.refusals.get(method, []) if when(body)), None)
+            if method in self.disabled or refused is not None:
                 self.changed.notify_all()
-                return web.json_response({"ok": False, "error": self.disabled[method]})
+                error = refused or self.disabled[method]
+                return web.json_response({"ok": False, "error": error})
             handler = getattr(self, "_" + method.replace(".", "_"), None)
             result = handler(body) if handler else {}
             self.changed.notify_all()

@@ -1,0 +1,86 @@
+"""The Slack adapter's connection: Socket Mode, or an HTTP server for signed requests.
+
+Socket Mode is used when an app token is set (no public URL needed); otherwise Bolt's aiohttp
+server listens for Slack's signed HTTP requests, which Bolt verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.app.async_server import AsyncSlackAppServer
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+
+
+class SlackConnection:
+    """Brings Slack's events to one bolt app, and takes them away again on `close()`."""
+
+    def __init__(
+        self,
+        app: AsyncApp,
+        *,
+        app_token: str | None,
+        host: str,
+        port: int,
+        ping_interval: float,
+    ) -> None:
+        self._app = app
+        self._app_token = app_token
+        self._host = host
+        self._port = port
+        self._ping_interval = ping_interval
+        self._socket: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+        """The port the HTTP mode server listens on, once it does."""
+
+    async def open(self) -> None:
+        """Connect through Socket Mode, or start listening for HTTP requests."""
+        if self._app_token is not None:
+            self._socket = AsyncSocketModeHandler(
+                self._app, self._app_token, ping_interval=self._ping_interval
+            )
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            logger.info("Connected to Slack through Socket Mode")
+        else:
+            await self._serve_http()
+
+    async def _serve_http(self) -> None:
+        server = AsyncSlackAppServer(port=self._port, path=EVENTS_PATH, app=self._app)
+        self._runner = web.AppRunner(server.web_app, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else self._port
+        logger.info(
+            "Listening for Slack on http://%s:%s%s", self._host, self.http_port, EVENTS_PATH
+        )
+
+    async def close(self) -> None:
+        """Disconnect, or stop listening; safe to call more than once."""
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            client = socket.client
+            await socket.close_async()  # type: ignore[no-untyped-call]
+            # close_async cancels its background tasks without waiting; wait so none leaks.
+            tasks = [
+                t
+                for t in (
+                    client.message_processor,
+                    client.message_receiver,
+                    client.current_session_monitor,
+                )
+                if isinstance(t, asyncio.Future)
+            ]
+            await asyncio.gather(*tasks, return_exceptions=True)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
