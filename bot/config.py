@@ -86,12 +86,9 @@ def _retention(raw: str) -> float | None:
     if raw.lower() in {"off", "none", "0"}:
         return None
     try:
-        value = float(raw)
+        return positive_float(raw, "days")
     except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ValueError("must be a number of days above 0, or 'off'")
-    return value
+        raise ValueError("must be a number of days above 0, or 'off'") from None
 
 
 def _model_api(raw: str) -> ModelApi:

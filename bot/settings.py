@@ -69,13 +69,13 @@ def port(raw: str) -> int:
     return int(raw)
 
 
-def positive_float(raw: str) -> float:
+def positive_float(raw: str, unit: str = "seconds") -> float:
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ValueError("must be a number of seconds above 0")
+        raise ValueError(f"must be a number of {unit} above 0")
     return value
 
 

@@ -65,19 +65,25 @@ class Console:
         return await self.process.wait(), stderr
 
 
-async def start_console(cwd: Path, env: dict[str, str], *args: str) -> Console:
-    process = await asyncio.create_subprocess_exec(
+async def spawn(
+    cwd: Path, env: dict[str, str], *args: str, stdin: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """`python -m bot ARGS` as a child process, its output piped back."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bot",
         *args,
         cwd=cwd,
         env=env,
-        stdin=asyncio.subprocess.PIPE,
+        stdin=stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    console = Console(process)
+
+
+async def start_console(cwd: Path, env: dict[str, str], *args: str) -> Console:
+    console = Console(await spawn(cwd, env, *args))
     banner = await console.read_until(PROMPT)
     assert "Type /help for commands" in banner, banner
     return console
@@ -89,17 +95,7 @@ class CliResult:
 
 
 async def run_cli(cwd: Path, env: dict[str, str], *args: str) -> CliResult:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn(cwd, env, *args, stdin=asyncio.subprocess.DEVNULL)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return CliResult(process.returncode, out.decode(), err.decode())
