@@ -14,8 +14,7 @@ from typing import Protocol
 
 from .commands import Command, CommandArgument
 from .config import Config
-from .core import SHUTTING_DOWN, Core
-from .errors import GENERIC
+from .core import Core
 from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
 from .settings import (
     ConfigError,
@@ -27,6 +26,7 @@ from .settings import (
     snowflake,
 )
 from .settings import read as read_setting
+from .texts import GENERIC, SHUTTING_DOWN
 
 __all__ = [
     "GENERIC",

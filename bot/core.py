@@ -21,11 +21,12 @@ from agents.stream_events import RawResponsesStreamEvent
 from openai.types.responses import ResponseTextDeltaEvent
 
 from .commands import CommandContext, CommandRegistry, Invocation
-from .errors import GENERIC, EmptyAnswerError, friendly_error
+from .errors import EmptyAnswerError, friendly_error
 from .guards import RateLimiter, RecentIds
 from .locks import KeyedLock
 from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
 from .storage import Author, SQLiteStore
+from .texts import EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN, SLOW_DOWN
 from .transcript import user_item
 from .turn import TurnSession
 
@@ -45,9 +46,6 @@ class CoreSettings:
 
 PLAIN: Final = Surface()
 REPEAT: Final = Reply("", ReplyKind.REPEAT)
-EMPTY_MESSAGE = "I got an empty message. Say something, or try {prefix}help."
-SHUTTING_DOWN = "I'm restarting right now. Please send that again in a moment."
-SLOW_DOWN = "You're sending messages faster than I can answer. Please wait {seconds}s."
 
 
 class Core:

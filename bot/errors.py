@@ -17,8 +17,7 @@ from agents import (
 )
 
 from .storage import StoreClosedError
-
-GENERIC = "Sorry, something went wrong while I was answering. Please try again."
+from .texts import GENERIC, SHUTTING_DOWN
 
 
 class EmptyAnswerError(RuntimeError):
@@ -60,7 +59,7 @@ def friendly_error(exc: BaseException, prefix: str = "/") -> str:
     if isinstance(exc, sqlite3.Error):
         return _storage_problem(exc)
     if isinstance(exc, StoreClosedError):
-        return "I'm restarting right now. Please send that again in a moment."
+        return SHUTTING_DOWN
     return GENERIC
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from bot.agent import build_model
-from bot.errors import GENERIC
 from bot.messages import IncomingMessage, Reply, ReplyKind, Surface
 from bot.storage import Author
+from bot.texts import GENERIC
 from tests.fakes.openai_server import FakeOpenAI, Fault, message_text, user_texts
 from tests.support.faults import WHERES, Where, inject_bug
 from tests.support.items import msg, tool_call, tool_output

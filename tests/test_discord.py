@@ -26,7 +26,7 @@ from adapters.discord_settings import DiscordSettings
 from adapters.discord_text import MAX_MESSAGE_CHARS
 from adapters.text import split_message
 from bot.config import ConfigError
-from bot.errors import GENERIC
+from bot.texts import GENERIC
 from tests.fakes.discord_server import BOT_USER, FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support.discord import (

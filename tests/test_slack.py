@@ -15,8 +15,8 @@ import pytest
 from adapters.slack import SlackAdapter, create
 from adapters.slack_text import to_mrkdwn
 from bot.config import ConfigError
-from bot.errors import GENERIC
 from bot.messages import IncomingMessage
+from bot.texts import GENERIC
 from tests.fakes.openai_server import FakeOpenAI, Fault, user_texts
 from tests.fakes.slack_server import BOT_USER, TEAM, ApiFault, FakeSlack
 from tests.support.faults import WHERES, Where, inject_bug

@@ -1,0 +1,8 @@
+"""The short lines the bot itself says, written once for the core and every adapter."""
+
+from __future__ import annotations
+
+GENERIC = "Sorry, something went wrong while I was answering. Please try again."
+SHUTTING_DOWN = "I'm restarting right now. Please send that again in a moment."
+EMPTY_MESSAGE = "I got an empty message. Say something, or try {prefix}help."
+SLOW_DOWN = "You're sending messages faster than I can answer. Please wait {seconds}s."
