@@ -35,12 +35,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CoreSettings:
-    """The knobs the core needs from configuration."""
+    """The knobs the core needs from configuration (defaults live in `Config` alone)."""
 
-    history_limit: int = 50
-    max_concurrency: int = 8
-    max_input_chars: int = 16_000
-    rate_limit_per_minute: int = 20
+    history_limit: int
+    max_concurrency: int
+    max_input_chars: int
+    rate_limit_per_minute: int
     """Turns one person may start per minute across all threads; 0 for no limit."""
 
 

@@ -40,3 +40,11 @@ def test_the_core_never_imports_a_platform(path: Path) -> None:
 def test_the_seam_exports_what_it_names() -> None:
     missing = [name for name in bot.adapter.__all__ if not hasattr(bot.adapter, name)]
     assert not missing
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "tests").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_test_modules_share_helpers_through_tests_support_only(path: Path) -> None:
+    others = {m for m in imported_modules(path) if m.startswith(("tests.test_", "tests.conftest"))}
+    assert not others, f"{path.relative_to(ROOT)} imports {others}: move it to tests/support/"
