@@ -137,8 +137,9 @@ class AnswerWriter:
         self._max_chars = max_chars
         self._interval = interval
         self._clock = clock
+        self._poster = SlackPoster(client, destination)
         self._posted: StreamedReply[str] = StreamedReply(
-            SlackPoster(client, destination),
+            self._poster,
             throttle,
             destination.channel,
             limit=max_chars,
@@ -252,13 +253,10 @@ class AnswerWriter:
 
     async def _post_quietly(self, text: str) -> None:
         try:
-            await self._client.chat_postMessage(
-                channel=self._dest.channel, thread_ts=self._dest.thread_ts, text=text
-            )
-        except SlackApiError as exc:
-            logger.error(
-                "Could not tell %s about it either: %s", self._dest.channel, error_code(exc)
-            )
+            await self._poster.send(text, first=False)
+        except (SlackApiError, CannotPost) as exc:
+            code = error_code(exc) if isinstance(exc, SlackApiError) else str(exc)
+            logger.error("Could not tell %s about it either: %s", self._dest.channel, code)
 
 
 def error_code(exc: SlackApiError) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -266,22 +265,25 @@ def _guarded(sink: ReplySink | None) -> ReplySink | None:
 
 
 class _GuardedSink:
+    # Checked before each call, so a failed sink costs nothing more per delta (the hot path).
     def __init__(self, sink: ReplySink) -> None:
         self._sink = sink
         self._failed = False
 
     async def started(self) -> None:
-        await self._call(self._sink.started())
+        if not self._failed:
+            try:
+                await self._sink.started()
+            except Exception as exc:
+                self._give_up(exc)
 
     async def delta(self, text: str) -> None:
-        await self._call(self._sink.delta(text))
+        if not self._failed:
+            try:
+                await self._sink.delta(text)
+            except Exception as exc:
+                self._give_up(exc)
 
-    async def _call(self, step: Coroutine[Any, Any, None]) -> None:
-        if self._failed:
-            step.close()
-            return
-        try:
-            await step
-        except Exception:
-            self._failed = True
-            logger.warning("Showing a reply live failed; it will be delivered whole", exc_info=True)
+    def _give_up(self, exc: Exception) -> None:
+        self._failed = True
+        logger.warning("Showing a reply live failed; it will be delivered whole", exc_info=exc)
