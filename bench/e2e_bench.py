@@ -97,8 +97,7 @@ class Bot:
     async def __aenter__(self) -> Send:
         self.client = build_client(self.config)
         self.store = await SQLiteStore.open(self.config.db_path)
-        agent = build_agent(self.config, build_model(self.config, self.client))
-        self.core: Core = build_core(self.config, self.store, agent)
+        self.core: Core = build_core(self.config, self.store, self.client)
         surface = Surface(max_chars=2000)
 
         async def send(thread: str, turn: int) -> None:
@@ -136,7 +135,7 @@ class BareLoop:
 
     async def __aenter__(self) -> Send:
         self.client = build_client(self.config)
-        agent = build_agent(self.config, build_model(self.config, self.client))
+        agent = build_agent(self.config, build_model(self.config, self.client), [])
         run_config = build_run_config(self.config)
         path = self.config.db_path
 

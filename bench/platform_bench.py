@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.e2e_bench import BareLoop, bench_config, drive, model_server
-from bot.agent import build_agent, build_client, build_model
+from bot.agent import build_client
 from bot.app import build_core
 from bot.config import Config
 from bot.storage import SQLiteStore
@@ -42,7 +42,7 @@ async def bot_parts(config: Config) -> AsyncIterator[Any]:
     client = build_client(config)
     store = await SQLiteStore.open(config.db_path)
     try:
-        yield build_core(config, store, build_agent(config, build_model(config, client)))
+        yield build_core(config, store, client)
     finally:
         await store.close()
         await client.close()

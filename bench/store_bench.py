@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.store_bench [--threads 200] [--turns 2000] [--concurrency 1 32]
 
 Each turn is what the bot does per message: create a session object for the thread, load the
-newest `--window` items, append one exchange (user + assistant) with a durable commit. Threads
+newest `--window` items, append one exchange (user + assistant) with a durable commit. For
+our store that is the bot's own turn planning (summary, measured density and a token-budget
+window sized to hold about `--window` items) and a commit that records the turn's usage. Threads
 are interleaved; turns of one thread never overlap (the bot serializes them), but with
 `--concurrency N` up to N threads have a turn in flight at once.
 
@@ -32,12 +34,16 @@ from typing import Any
 from agents import SQLiteSession
 from agents.extensions.memory.async_sqlite_session import AsyncSQLiteSession
 
-from bot.storage import Author, SQLiteStore
+from bot.app import build_memory
+from bot.config import Config
+from bot.storage import Author, SQLiteStore, Usage
 from bot.turn import TurnSession
 
 TurnFn = Callable[[str, int], Awaitable[None]]
 
 AUTHOR = Author("u1", "Ann")
+DENSITY = 0.25
+"""Tokens per stored character the bench's turns report, as English text measures."""
 
 
 def exchange(thread: str, turn: int) -> list[Any]:
@@ -74,15 +80,29 @@ class OurStore:
 
     def __init__(self, path: Path, window: int) -> None:
         self.path, self.window = path, window
+        self.windows: list[int] = []
 
     async def __aenter__(self) -> TurnFn:
         self.store = await SQLiteStore.open(self.path)
+        items = exchange("bench:0", 0)
+        chars = sum(len(json.dumps(item)) for item in items) // len(items)
+        config = Config()
+        # A budget whose history part holds about `window` items at the measured density.
+        tokens = int(self.window * chars * DENSITY * 1.1) + 600
+        memory = build_memory(
+            Config(context_tokens=tokens + config.output_reserve + config.summary_tokens),
+            self.store,
+        )
 
         async def turn(thread: str, n: int) -> None:
-            session = TurnSession(self.store, thread, author=AUTHOR, window=self.window)
+            plan = await memory.plan(thread, AUTHOR, "next")
+            self.windows.append(len(plan.window))
+            session = TurnSession(self.store, thread, author=AUTHOR, window=plan.window)
             await session.get_items()
-            await session.add_items(exchange(thread, n))
-            await session.commit()
+            new = exchange(thread, n)
+            await session.add_items(new)
+            sent = sum(stored.chars for stored in plan.window) + len(json.dumps(new[0]))
+            await session.commit(Usage("bench", 1, int(sent * DENSITY), 0, 60, sent))
 
         return turn
 

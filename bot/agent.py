@@ -6,7 +6,9 @@ from typing import Any
 
 from agents import (
     Agent,
+    FunctionTool,
     Model,
+    ModelSettings,
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     RunConfig,
@@ -15,6 +17,8 @@ from agents.models import get_default_model
 from openai import AsyncOpenAI
 
 from .config import Config
+from .search import SEARCH_NOTE
+from .summary import SUMMARY_INSTRUCTIONS
 from .transcript import SPEAKER_NOTE
 
 # A custom endpoint that ignores keys still makes the openai client demand one.
@@ -35,20 +39,43 @@ def build_client(config: Config) -> AsyncOpenAI:
     )
 
 
-def build_model(config: Config, client: AsyncOpenAI) -> Model:
-    """The configured model on the configured API."""
-    name = config.model or get_default_model()
+def model_name(config: Config) -> str:
+    """The name of the model answering turns."""
+    return config.model or get_default_model()
+
+
+def build_model(config: Config, client: AsyncOpenAI, name: str | None = None) -> Model:
+    """The configured model (or the one named) on the configured API."""
+    name = name or model_name(config)
     if config.model_api == "chat_completions":
         return OpenAIChatCompletionsModel(model=name, openai_client=client)
     return OpenAIResponsesModel(model=name, openai_client=client)
 
 
-def build_agent(config: Config, model: Model) -> Agent[Any]:
-    """The bot's agent: the configured instructions plus how to read speaker names."""
+def agent_instructions(config: Config) -> str:
+    """The configured instructions plus how to read speaker names and when to search."""
+    return f"{config.instructions.strip()}\n\n{SPEAKER_NOTE}\n\n{SEARCH_NOTE}"
+
+
+def build_agent(config: Config, model: Model, tools: list[FunctionTool]) -> Agent[Any]:
+    """The bot's agent. Each turn runs a copy whose instructions carry the thread's summary."""
     return Agent(
         name=config.name,
-        instructions=f"{config.instructions.strip()}\n\n{SPEAKER_NOTE}",
+        instructions=agent_instructions(config),
         model=model,
+        tools=list(tools),
+        # Compatible servers send streamed usage only when asked; budgets are measured from it.
+        model_settings=ModelSettings(include_usage=True, max_tokens=config.max_output_tokens),
+    )
+
+
+def build_summary_agent(config: Config, model: Model) -> Agent[Any]:
+    """The agent that writes rolling summaries, capped at `BOT_SUMMARY_TOKENS`."""
+    return Agent(
+        name=f"{config.name} summarizer",
+        instructions=SUMMARY_INSTRUCTIONS.format(words=int(config.summary_tokens * 0.6)),
+        model=model,
+        model_settings=ModelSettings(include_usage=True, max_tokens=config.summary_tokens),
     )
 
 

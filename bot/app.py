@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
 
-from agents import Agent
+from agents import FunctionTool
+from openai import AsyncOpenAI
 
 from .adapter import Adapter
-from .agent import build_agent, build_client, build_model, build_run_config
+from .agent import (
+    agent_instructions,
+    build_agent,
+    build_client,
+    build_model,
+    build_run_config,
+    build_summary_agent,
+    model_name,
+)
 from .commands import default_commands
 from .config import Config
 from .core import Core, CoreSettings
+from .memory import Memory, MemorySettings
 from .plugins import load_adapter
+from .search import search_thread_tool
 from .storage import SQLiteStore
+from .summary import Summarizer, SummaryKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -38,24 +50,53 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
         stack.push_async_callback(client.close)
         store = await SQLiteStore.open(config.db_path)
         stack.push_async_callback(store.close)
-        core = build_core(config, store, build_agent(config, build_model(config, client)))
+        core = build_core(config, store, client)
         adapters = [factory(core, config, options) for factory in factories]
         logger.info("Serving %s with memory in %s", ", ".join(platforms), config.db_path)
         await run_until_stopped(core, adapters, store, config)
 
 
-def build_core(config: Config, store: SQLiteStore, agent: Agent[Any]) -> Core:
-    """The core with the standard commands, from configuration."""
+def build_core(config: Config, store: SQLiteStore, client: AsyncOpenAI) -> Core:
+    """The core with its agent, memory and the standard commands, from configuration."""
+    tools = [search_thread_tool(store, bot_name=config.name)]
+    agent = build_agent(config, build_model(config, client), tools)
+    run_config = build_run_config(config)
+    memory = build_memory(config, store, tools)
+    summary_model = config.summary_model or model_name(config)
+    summarizer = Summarizer(
+        build_summary_agent(config, build_model(config, client, summary_model)),
+        run_config,
+        bot_name=config.name,
+        model=summary_model,
+    )
     return Core(
         agent=agent,
         store=store,
-        commands=default_commands(store, config.name),
-        run_config=build_run_config(config),
+        memory=memory,
+        summaries=SummaryKeeper(store, memory, summarizer),
+        commands=default_commands(store, memory, config.name),
+        run_config=run_config,
         settings=CoreSettings(
-            history_limit=config.history_limit,
             max_concurrency=config.max_concurrency,
-            max_input_chars=config.max_input_chars,
             rate_limit_per_minute=config.rate_limit_per_minute,
+            model_name=model_name(config),
+        ),
+    )
+
+
+def build_memory(config: Config, store: SQLiteStore, tools: Sequence[FunctionTool] = ()) -> Memory:
+    """The turn planner for the configured budget and the agent's instructions and tools."""
+    return Memory(
+        store,
+        MemorySettings(
+            context_tokens=config.context_tokens,
+            output_reserve=config.output_reserve,
+            summary_tokens=config.summary_tokens,
+            max_input_chars=config.max_input_chars,
+        ),
+        instructions=agent_instructions(config),
+        fixed_chars=sum(
+            len(tool.description) + len(json.dumps(tool.params_json_schema)) for tool in tools
         ),
     )
 

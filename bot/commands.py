@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from .memory import Memory
 from .storage import SQLiteStore
-from .transcript import render_history, summarize_removed
+from .transcript import quote_block, render_history, summarize_removed
 
 PREFIXES = ("/", "!")
 _COMMAND = re.compile(r"^[/!]([A-Za-z][\w-]*)(?:\s+(.*))?$", re.DOTALL)
@@ -190,6 +191,35 @@ class HistoryCommand:
         )
 
 
+class MemoryCommand:
+    name = "memory"
+    description = "Show what I carry of this thread beyond its newest messages (the summary)."
+    argument: CommandArgument | None = None
+
+    def __init__(self, memory: Memory) -> None:
+        self._memory = memory
+
+    async def run(self, ctx: CommandContext) -> str:
+        view = await self._memory.view(ctx.session_id)
+        if view.summary is None and view.verbatim_messages == 0:
+            return "I have no memory of this thread yet."
+        if view.summary is None:
+            return (
+                f"I read all {_messages(view.verbatim_messages)} of this thread word for word "
+                f"(about {view.verbatim_tokens:,} tokens of my {view.budget_tokens:,}-token "
+                "budget). When it outgrows that, I'll keep a summary of the older part, "
+                f"and {ctx.prefix}memory will show it."
+            )
+        head = (
+            f"I read the newest {_messages(view.verbatim_messages)} word for word. The "
+            f"{_messages(view.summarized_messages)} before them (up to "
+            f"{view.summary.created_at:%Y-%m-%d %H:%M} UTC) I carry as this summary:"
+        )
+        foot = "I can still search the whole thread for exact words."
+        room = None if ctx.max_chars is None else ctx.max_chars - len(head) - len(foot) - 4
+        return f"{head}\n{quote_block(view.summary.text, room)}\n{foot}"
+
+
 class HelpCommand:
     name = "help"
     description = "List the commands."
@@ -206,11 +236,16 @@ class HelpCommand:
         return "\n".join(lines)
 
 
-def default_commands(store: SQLiteStore, bot_name: str) -> CommandRegistry:
-    """The registry with the four standard commands."""
+def default_commands(store: SQLiteStore, memory: Memory, bot_name: str) -> CommandRegistry:
+    """The registry with the standard commands."""
     registry = CommandRegistry()
     registry.register(ForgetCommand(store))
     registry.register(UndoCommand(store, bot_name))
     registry.register(HistoryCommand(store, bot_name))
+    registry.register(MemoryCommand(memory))
     registry.register(HelpCommand(registry))
     return registry
+
+
+def _messages(count: int) -> str:
+    return f"{count} message{'s' * (count != 1)}"

@@ -27,6 +27,12 @@ from .settings import (
 __all__ = ["Config", "ConfigError", "load_config"]
 
 ModelApi = Literal["responses", "chat_completions"]
+MemoryScope = Literal["thread", "channel", "user"]
+
+OUTPUT_RESERVE = 4_096
+"""Tokens kept free for the answer when `BOT_MAX_OUTPUT_TOKENS` does not say."""
+MIN_HISTORY_TOKENS = 1_000
+"""The least a request must have left for history and the new message to be worth making."""
 
 DEFAULT_INSTRUCTIONS = (
     "You are a friendly, concise assistant taking part in a chat conversation. "
@@ -51,7 +57,14 @@ class Config:
     instructions: str = DEFAULT_INSTRUCTIONS
     name: str = "bot"
     db_path: str = "memory.sqlite3"
-    history_limit: int = 50
+    context_tokens: int = 32_000
+    """What one model request may carry in all: instructions, summary, history, the new
+    message and room for the answer. Set it below the model's context window."""
+    max_output_tokens: int | None = None
+    """The longest answer, sent to the model as its limit; None keeps `OUTPUT_RESERVE` free."""
+    summary_model: str | None = None
+    summary_tokens: int = 1_000
+    memory_scope: MemoryScope = "thread"
     max_concurrency: int = 8
     retention_days: float | None = None
     tracing: bool = False
@@ -63,6 +76,11 @@ class Config:
     """Seconds a stop may take in all: turns finish, replies are delivered, adapters disconnect."""
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """Every setting as read (blank values dropped), for adapters to parse their own."""
+
+    @property
+    def output_reserve(self) -> int:
+        """Tokens of each request's budget kept free for the answer."""
+        return self.max_output_tokens or OUTPUT_RESERVE
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -100,6 +118,17 @@ def _model_api(raw: str) -> ModelApi:
     raise ValueError("must be 'responses' or 'chat_completions'")
 
 
+def _memory_scope(raw: str) -> MemoryScope:
+    lowered = raw.lower()
+    if lowered == "thread":
+        return "thread"
+    if lowered == "channel":
+        return "channel"
+    if lowered == "user":
+        return "user"
+    raise ValueError("must be 'thread', 'channel' or 'user'")
+
+
 def _log_level(raw: str) -> str | None:
     upper = raw.upper()
     if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -118,7 +147,11 @@ _VARIABLES: dict[str, tuple[str, Any]] = {
     "instructions": ("BOT_INSTRUCTIONS", lambda raw: raw.replace("\\n", "\n")),
     "name": ("BOT_NAME", text),
     "db_path": ("BOT_DB_PATH", text),
-    "history_limit": ("BOT_HISTORY_LIMIT", positive_int),
+    "context_tokens": ("BOT_CONTEXT_TOKENS", positive_int),
+    "max_output_tokens": ("BOT_MAX_OUTPUT_TOKENS", positive_int),
+    "summary_model": ("BOT_SUMMARY_MODEL", text),
+    "summary_tokens": ("BOT_SUMMARY_TOKENS", positive_int),
+    "memory_scope": ("BOT_MEMORY_SCOPE", _memory_scope),
     "max_concurrency": ("BOT_MAX_CONCURRENCY", positive_int),
     "retention_days": ("BOT_RETENTION_DAYS", _retention),
     "tracing": ("BOT_TRACING", boolean),
@@ -155,4 +188,12 @@ def config_from_mapping(env: Mapping[str, str]) -> Config:
     if "BOT_MODEL_API" not in values and parsed["openai_base_url"]:
         # Compatible servers rarely speak the Responses API, so pick the API that will work.
         parsed["model_api"] = "chat_completions"
-    return Config(**parsed, environment=values)
+    config = Config(**parsed, environment=values)
+    fixed = config.output_reserve + config.summary_tokens + MIN_HISTORY_TOKENS
+    if config.context_tokens < fixed:
+        raise ConfigError(
+            f"BOT_CONTEXT_TOKENS must be at least {fixed:,}: the answer "
+            f"({config.output_reserve:,}), the summary ({config.summary_tokens:,}) and "
+            f"{MIN_HISTORY_TOKENS:,} for the conversation itself."
+        )
+    return config

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, replace
+from typing import Any, Final, cast
 
 import openai
 from agents import Agent, RunConfig, Runner, TResponseInputItem
@@ -20,14 +20,17 @@ from agents.stream_events import RawResponsesStreamEvent
 from openai.types.responses import ResponseTextDeltaEvent
 
 from .commands import CommandContext, CommandRegistry, Invocation
-from .errors import EmptyAnswerError, friendly_error
+from .errors import EmptyAnswerError, friendly_error, is_context_overflow
 from .guards import RateLimiter, RecentIds
 from .locks import KeyedLock
+from .memory import Memory, Plan
 from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
+from .search import TurnContext
 from .storage import Author, SQLiteStore
+from .summary import SummaryKeeper
 from .texts import EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN, SLOW_DOWN
-from .transcript import user_item
 from .turn import TurnSession
+from .usage import UsageMeter
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +39,11 @@ logger = logging.getLogger(__name__)
 class CoreSettings:
     """The knobs the core needs from configuration (defaults live in `Config` alone)."""
 
-    history_limit: int
     max_concurrency: int
-    max_input_chars: int
     rate_limit_per_minute: int
     """Turns one person may start per minute across all threads; 0 for no limit."""
+    model_name: str | None
+    """Recorded with each turn's usage."""
 
 
 PLAIN: Final = Surface()
@@ -55,12 +58,16 @@ class Core:
         *,
         agent: Agent[Any],
         store: SQLiteStore,
+        memory: Memory,
+        summaries: SummaryKeeper,
         commands: CommandRegistry,
         run_config: RunConfig,
         settings: CoreSettings,
     ) -> None:
         self._agent = agent
         self._store = store
+        self._memory = memory
+        self._summaries = summaries
         self._commands = commands
         self._run_config = run_config
         self._settings = settings
@@ -153,12 +160,17 @@ class Core:
         invocation = Invocation(name, args, self._commands.get(name))
         return await self._run_command(session_id, invocation, surface)
 
+    async def idle(self) -> None:
+        """Wait until no background work (summaries) is under way, for tests and benchmarks."""
+        await self._summaries.settle()
+
     async def drain(self, grace: float) -> None:
         """Stop taking new turns and give running ones `grace` seconds to finish.
 
         Turns still running after that are cancelled, which stores nothing of them.
         """
         self._closing = True
+        await self._summaries.close()
         pending = set(self._active)
         if not pending:
             return
@@ -187,27 +199,17 @@ class Core:
                 text = await invocation.command.run(ctx)
         except Exception as exc:
             logger.exception("Command %s failed in %s", invocation.name, session_id)
-            return Reply(friendly_error(exc, surface.command_prefix), ReplyKind.ERROR)
+            return Reply(friendly_error(exc), ReplyKind.ERROR)
         return Reply(text, ReplyKind.COMMAND)
 
     async def _run_turn(
         self, message: IncomingMessage, text: str, surface: Surface, sink: ReplySink | None
     ) -> Reply:
-        limit = self._settings.max_input_chars
-        notice = ""
-        if len(text) > limit:
-            text = text[:limit]
-            notice = f"\n\n(Your message was cut to its first {limit:,} characters.)"
+        session_id = message.session_id
         author = Author(message.author_id, message.author_name)
-        async with self._threads.hold(message.session_id), self._model_slots:
-            turn = TurnSession(
-                self._store, message.session_id, author=author, window=self._settings.history_limit
-            )
+        async with self._threads.hold(session_id), self._model_slots:
             try:
-                answer = await self._stream_answer(turn, user_item(author, text), sink)
-                if not answer.strip():
-                    raise EmptyAnswerError("the model returned no text")
-                await turn.commit()
+                answer, plan = await self._answer(session_id, author, text, sink)
             except Exception as exc:
                 # Model and disk failures are routine and their message says it all; anything
                 # else is a bug worth a traceback.
@@ -215,22 +217,53 @@ class Core:
                 logger.log(
                     logging.WARNING if routine else logging.ERROR,
                     "Turn failed in %s, nothing stored: %s: %s",
-                    message.session_id,
+                    session_id,
                     type(exc).__name__,
                     exc,
                     exc_info=None if routine else exc,
                 )
-                return Reply(friendly_error(exc, surface.command_prefix), ReplyKind.ERROR)
+                return Reply(friendly_error(exc), ReplyKind.ERROR)
+        if plan.needs_summary:
+            self._summaries.request(session_id)
+        notice = ""
+        if plan.kept_chars is not None:
+            notice = f"\n\n(Your message was cut to its first {plan.kept_chars:,} characters.)"
         return Reply(answer + notice, ReplyKind.ANSWER)
 
-    async def _stream_answer(
-        self, turn: TurnSession, item: TResponseInputItem, sink: ReplySink | None
+    async def _answer(
+        self, session_id: str, author: Author, text: str, sink: ReplySink | None
+    ) -> tuple[str, Plan]:
+        plan = await self._memory.plan(session_id, author, text)
+        try:
+            return await self._attempt(session_id, author, plan, sink), plan
+        except openai.BadRequestError as exc:
+            if not is_context_overflow(exc):
+                raise
+            # The budget is above the model's context, or the estimate was low for this text:
+            # learn a smaller budget, retry once with less, and catch the summary up meanwhile.
+            self._memory.model_refused(plan.estimated_tokens, str(exc))
+        self._summaries.request(session_id)
+        plan = await self._memory.plan(session_id, author, text)
+        answer = await self._attempt(session_id, author, plan, sink)
+        return answer, replace(plan, needs_summary=True)
+
+    async def _attempt(
+        self, session_id: str, author: Author, plan: Plan, sink: ReplySink | None
     ) -> str:
+        turn = TurnSession(self._store, session_id, author=author, window=plan.window)
+        meter = UsageMeter()
         # A shallow copy per turn, as the SDK itself advises for concurrent runs: it checks every
         # run of one Agent object against all the others running, which made 1,000 concurrent
         # turns spend ~30% of their CPU in that check (quadratic in the number of turns).
-        agent = self._agent.clone()
-        result = Runner.run_streamed(agent, [item], session=turn, run_config=self._run_config)
+        agent = self._agent.clone(instructions=plan.instructions)
+        result = Runner.run_streamed(
+            agent,
+            [cast("TResponseInputItem", plan.item)],
+            session=turn,
+            run_config=self._run_config,
+            context=TurnContext(session_id),
+            hooks=meter,
+        )
         try:
             async for event in result.stream_events():
                 if (
@@ -244,7 +277,12 @@ class Core:
             if not result.is_complete:
                 result.cancel()
         output = result.final_output
-        return output if isinstance(output, str) else str(output or "")
+        answer = output if isinstance(output, str) else str(output or "")
+        if not answer.strip():
+            raise EmptyAnswerError("the model returned no text")
+        usage = meter.usage(result.context_wrapper.usage, self._settings.model_name)
+        await turn.commit(usage)
+        return answer
 
 
 def _clean(text: str) -> str:

@@ -24,12 +24,11 @@ class EmptyAnswerError(RuntimeError):
     """The model finished without any text: nothing worth storing or showing."""
 
 
-def friendly_error(exc: BaseException, prefix: str = "/") -> str:
+def friendly_error(exc: BaseException) -> str:
     """The line to show in the chat for a turn that failed with `exc`.
 
     Args:
         exc: What went wrong.
-        prefix: How commands are typed where the line will be shown.
     """
     if isinstance(exc, openai.RateLimitError):
         return "The AI model is rate-limiting me right now. Please try again in a minute."
@@ -41,10 +40,10 @@ def friendly_error(exc: BaseException, prefix: str = "/") -> str:
         return "The AI model refused my credentials; the bot's owner needs to check its API key."
     if isinstance(exc, openai.NotFoundError):
         return "The configured AI model wasn't found; the bot's owner needs to check BOT_MODEL."
-    if isinstance(exc, openai.BadRequestError) and _is_context_overflow(exc):
+    if isinstance(exc, openai.BadRequestError) and is_context_overflow(exc):
         return (
-            f"This thread is now too long for the model. Use {prefix}undo or {prefix}forget "
-            "to make room."
+            "That was too much for the AI model even after I trimmed what it sees. Please try "
+            "a shorter message; the bot's owner may need to lower BOT_CONTEXT_TOKENS."
         )
     if isinstance(exc, openai.InternalServerError):
         return "The AI model had a problem on its side. Please try again shortly."
@@ -73,6 +72,7 @@ def _storage_problem(exc: sqlite3.Error) -> str:
     )
 
 
-def _is_context_overflow(exc: openai.BadRequestError) -> bool:
+def is_context_overflow(exc: openai.BadRequestError) -> bool:
+    """Whether the model refused a request for being longer than its context window."""
     code = getattr(exc, "code", None) or ""
     return "context_length" in str(code) or "context length" in str(exc.message).lower()

@@ -84,6 +84,13 @@ def render_history(
     return _clip("\n".join([header, *note(), *lines, footer]).strip(), max_chars)
 
 
+def quote_block(text: str, limit: int | None) -> str:
+    """`text` as a block quote (`> ` lines), clipped to about `limit` characters."""
+    if limit is not None:
+        text = _clip(text, max(40, limit - text.count("\n") * 2 - 2))
+    return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+
+
 def quote(text: str, limit: int = 80) -> str:
     """A short, single-line quotation of `text`."""
     return f"“{_clip(' '.join(text.split()), limit)}”"
@@ -120,3 +127,27 @@ def _line(stored: StoredItem, speaker: str, text: str) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def summary_input(
+    previous: str | None, items: Iterable[Item], *, bot_name: str, item_chars: int
+) -> str:
+    """What a summarising call reads: the summary so far, then the conversation to fold in.
+
+    User messages already start with their speaker (`[Alice] ...`); the bot's get its name.
+    Tool outputs are left out (their gist is in the answers), each message is clipped to
+    `item_chars` so one giant paste cannot crowd out the rest.
+    """
+    lines: list[str] = []
+    for item in items:
+        role = item.get("role")
+        if role == "user":
+            lines.append(_clip(item_text(item), item_chars))
+        elif role == "assistant":
+            lines.append(f"{_prefix(bot_name)}{_clip(item_text(item), item_chars)}")
+        elif item.get("type") == "function_call":
+            lines.append(f"{_prefix(bot_name)}(used the tool {item.get('name', '?')})")
+    return (
+        f"Current summary:\n{previous or '(none yet)'}\n\n"
+        "Conversation to fold in:\n" + "\n\n".join(lines)
+    )

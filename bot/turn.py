@@ -13,29 +13,35 @@ from typing import TYPE_CHECKING, Any, cast
 
 from agents.memory import SessionSettings
 
-from .storage import Author, Item, SQLiteStore
+from .storage import Author, Item, SQLiteStore, Usage, WindowItem
 
 if TYPE_CHECKING:
     from agents import TResponseInputItem
 
 
 class TurnSession:
-    """An SDK `Session` that buffers one turn's writes until `commit()`.
+    """An SDK `Session` that shows the model a chosen window and buffers writes until `commit()`.
 
-    Reads see the stored history plus this turn's pending items. The history window handed to
-    the model is bounded by `window` items and starts at a user message, so it never opens
-    with a tool output whose call was cut off, nor with half of an earlier exchange.
+    The window (whole exchanges, chosen by the memory planner before the turn) is read once;
+    reads see it plus this turn's pending items, so the SDK's repeated reads during a run
+    cost nothing and always agree.
     """
 
     def __init__(
-        self, store: SQLiteStore, session_id: str, *, author: Author, window: int | None
+        self,
+        store: SQLiteStore,
+        session_id: str,
+        *,
+        author: Author,
+        window: Sequence[WindowItem] = (),
     ) -> None:
         self._store = store
         self.session_id = session_id
-        self.session_settings: SessionSettings | None = SessionSettings(limit=window)
+        self.session_settings: SessionSettings | None = SessionSettings()
         self._author = author
+        self._window = list(window)
         self._pending: list[Item] = []
-        self._hidden_tail = 0  # stored items popped by the SDK; deleted for real on commit
+        self._replace_from: int | None = None  # stored items popped by the SDK go from here on
         self._committed = False
 
     @property
@@ -44,21 +50,10 @@ class TurnSession:
         return tuple(self._pending)
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
-        if limit is None and self.session_settings is not None:
-            limit = self.session_settings.limit
-        if limit is not None and limit < 0:
-            limit = None  # the SDK's convention: a negative limit means everything
-        if limit == 0:
-            return []
-        fetch = None if limit is None else limit + self._hidden_tail
-        raw = await self._store.read_items(self.session_id, fetch)
-        items = raw[: max(0, len(raw) - self._hidden_tail)] + self._pending
-        if limit is None:
-            return cast("list[TResponseInputItem]", items)
-        window = items[-limit:]
-        if len(raw) == fetch or len(items) > limit:  # older items exist beyond the window
-            window = align_to_exchange(window)
-        return cast("list[TResponseInputItem]", window)
+        items = [stored.item for stored in self._window] + self._pending
+        if limit is not None and limit >= 0:  # the SDK's convention: negative means everything
+            items = items[-limit:] if limit else []
+        return cast("list[TResponseInputItem]", items)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         self._check_open()
@@ -68,28 +63,30 @@ class TurnSession:
         self._check_open()
         if self._pending:
             return cast("TResponseInputItem", self._pending.pop())
-        stored = await self._store.read_items(self.session_id, self._hidden_tail + 1)
-        if len(stored) <= self._hidden_tail:
+        if not self._window:
             return None
-        self._hidden_tail += 1
-        return cast("TResponseInputItem", stored[0])
+        popped = self._window.pop()
+        self._replace_from = popped.id
+        return cast("TResponseInputItem", popped.item)
 
     async def clear_session(self) -> None:
         # The runner never clears a session mid-run; supported for completeness, applied at commit.
         self._check_open()
         self._pending.clear()
-        self._hidden_tail = await self._store.count_items(self.session_id)
+        self._window.clear()
+        self._replace_from = 0
 
-    async def commit(self) -> None:
-        """Store the whole turn durably in one transaction."""
+    async def commit(self, usage: Usage | None = None) -> None:
+        """Store the whole turn, and what it cost, durably in one transaction."""
         self._check_open()
         self._committed = True
-        if self._pending or self._hidden_tail:
+        if self._pending or self._replace_from is not None or usage is not None:
             await self._store.append(
                 self.session_id,
                 self._pending,
                 author=self._author,
-                drop_tail=self._hidden_tail,
+                usage=usage,
+                replace_from=self._replace_from,
             )
 
     def _check_open(self) -> None:
@@ -97,18 +94,18 @@ class TurnSession:
             raise RuntimeError("this turn is already committed")
 
 
-def align_to_exchange(items: list[Item]) -> list[Item]:
+def align_to_exchange(items: list[Any]) -> list[Any]:
     """Drop a cut-off window's leading items up to its first user message.
 
     A window that starts mid-exchange would show the model answers without their question or
     tool outputs without their call. If the window has no user message at all (one very long
     exchange), it is returned whole and the SDK drops any orphaned tool output.
     """
-    for index, item in enumerate(items):
-        if _is_user_message(item):
+    for index, entry in enumerate(items):
+        if is_user_message(entry.item if isinstance(entry, WindowItem) else entry):
             return items[index:]
     return items
 
 
-def _is_user_message(item: Any) -> bool:
+def is_user_message(item: Any) -> bool:
     return isinstance(item, dict) and item.get("role") == "user"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bot.agent import build_agent, build_client, build_model
+from bot.agent import build_client
 from bot.app import build_core
 from bot.config import Config
 from bot.messages import IncomingMessage, ReplyKind, Surface
@@ -32,7 +32,7 @@ async def main(db_path: str, base_url: str, conversations: int) -> None:
     )
     client = build_client(config)
     store = await SQLiteStore.open(db_path)
-    core = build_core(config, store, build_agent(config, build_model(config, client)))
+    core = build_core(config, store, client)
 
     async def converse(n: int) -> None:
         session = f"crash:{n}"

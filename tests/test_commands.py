@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from bot.app import build_memory
 from bot.commands import default_commands
+from bot.config import Config
 from bot.storage import SQLiteStore
 
 
 @pytest.fixture
 async def registry():
     store = await SQLiteStore.open()
-    yield default_commands(store, "bot")
+    yield default_commands(store, build_memory(Config(), store), "bot")
     await store.close()
 
 

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_defaults_are_safe_and_offline() -> None:
     config = config_from_mapping({})
     assert config.db_path == "memory.sqlite3"
-    assert config.history_limit == 50
+    assert config.context_tokens == 32_000
+    assert config.output_reserve == 4_096
+    assert config.memory_scope == "thread"
     assert config.tracing is False
     assert config.model_api == "responses"
     assert configured_platforms(config.environment) == []
@@ -41,7 +43,7 @@ def test_missing_key_is_one_clear_line() -> None:
 @pytest.mark.parametrize(
     ("key", "raw"),
     [
-        ("BOT_HISTORY_LIMIT", "lots"),
+        ("BOT_CONTEXT_TOKENS", "lots"),
         ("BOT_MAX_CONCURRENCY", "0"),
         ("BOT_MODEL_API", "completions"),
         ("BOT_TRACING", "maybe"),
@@ -95,10 +97,10 @@ def test_lists_and_platforms() -> None:
 
 def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("BOT_NAME=from-file\nBOT_HISTORY_LIMIT=7\n")
+    env_file.write_text("BOT_NAME=from-file\nBOT_CONTEXT_TOKENS=9000\n")
     config = load_config({"BOT_NAME": "from-env"}, env_file)
     assert config.name == "from-env"
-    assert config.history_limit == 7
+    assert config.context_tokens == 9000
 
 
 def test_env_example_documents_every_setting() -> None:
@@ -108,3 +110,14 @@ def test_env_example_documents_every_setting() -> None:
     read = set(re.findall(r'"((?:OPENAI|BOT|DISCORD|SLACK)_[A-Z_]+)"', source))
     assert read <= documented, f"undocumented: {sorted(read - documented)}"
     assert config_from_mapping({}) == Config()
+
+
+def test_a_budget_too_small_for_answer_and_summary_is_refused() -> None:
+    with pytest.raises(ConfigError, match="BOT_CONTEXT_TOKENS must be at least 6,096"):
+        config_from_mapping({"BOT_CONTEXT_TOKENS": "5000"})
+    with pytest.raises(ConfigError, match="BOT_MEMORY_SCOPE"):
+        config_from_mapping({"BOT_MEMORY_SCOPE": "galaxy"})
+    small = config_from_mapping(
+        {"BOT_CONTEXT_TOKENS": "3000", "BOT_MAX_OUTPUT_TOKENS": "500", "BOT_SUMMARY_TOKENS": "300"}
+    )
+    assert small.output_reserve == 500

@@ -103,10 +103,10 @@ async def test_missing_api_key_is_one_clear_line(fake_openai: FakeOpenAI, tmp_pa
 
 
 async def test_bad_setting_is_one_clear_line(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
-    env = bot_env(fake_openai, tmp_path / "m.sqlite3", BOT_HISTORY_LIMIT="lots")
+    env = bot_env(fake_openai, tmp_path / "m.sqlite3", BOT_CONTEXT_TOKENS="lots")
     result = await run_cli(tmp_path, env, "console")
     assert result.returncode == 2
-    assert "BOT_HISTORY_LIMIT must be a whole number" in result.stderr
+    assert "BOT_CONTEXT_TOKENS must be a whole number" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -127,18 +127,19 @@ async def test_an_unexpected_fault_is_a_friendly_error_reply(
     [
         Fault(status=500),
         Fault(status=429, headers={"Retry-After": "0"}),
-        Fault(status=400, error_code="context_length_exceeded"),
+        # Refused as too long twice: the turn's own retry with less, too.
+        [Fault(status=400, error_code="context_length_exceeded")] * 2,
         Fault(body="{this is not json"),
         Fault(break_after=2),
     ],
     ids=["500", "429", "context", "bad-json", "broken-stream"],
 )
 async def test_a_failed_turn_leaves_history_exactly_as_it_was(
-    bot: BotParts, fake_openai: FakeOpenAI, fault: Fault
+    bot: BotParts, fake_openai: FakeOpenAI, fault: Fault | list[Fault]
 ) -> None:
     await say(bot, "first")
     before = await bot.store.read_items("console:t")
-    fake_openai.fail_next(fault)
+    fake_openai.fail_next(*(fault if isinstance(fault, list) else [fault]))
     reply = await say(bot, "this one fails")
     assert reply.kind is ReplyKind.ERROR
     assert "Traceback" not in reply.text
@@ -150,12 +151,15 @@ async def test_a_failed_turn_leaves_history_exactly_as_it_was(
     assert after.kind is ReplyKind.ANSWER
 
 
-async def test_context_overflow_suggests_the_commands(
+async def test_a_context_overflow_is_retried_once_with_less(
     bot: BotParts, fake_openai: FakeOpenAI
 ) -> None:
+    await say(bot, "remember 7")
     fake_openai.fail_next(Fault(status=400, error_code="context_length_exceeded"))
-    reply = await say(bot, "x", surface=Surface(command_prefix="!"))
-    assert "!forget" in reply.text
+    reply = await say(bot, "and now?")
+    assert reply.kind is ReplyKind.ANSWER
+    assert len(fake_openai.requests) == 3
+    assert await bot.store.count_items("console:t") == 4  # the retried turn is stored once
 
 
 async def test_rate_limit_is_retried_by_the_client(fake_openai: FakeOpenAI) -> None:
@@ -228,13 +232,14 @@ async def test_the_model_knows_who_said_what(bot: BotParts, fake_openai: FakeOpe
 async def test_history_window_is_bounded_without_splitting_tool_calls(
     fake_openai: FakeOpenAI,
 ) -> None:
-    parts = await BotParts(make_config(fake_openai, history_limit=5)).start()
+    parts = await BotParts(make_config(fake_openai)).start()
     try:
         await parts.store.append(
             "console:t",
             [
                 msg("user", "[Ann] old question"),
-                msg("assistant", "old answer"),
+                # Far more than the default budget holds, so the window must start after it.
+                msg("assistant", "old answer " + "z " * 40_000),
                 msg("user", "[Ann] look it up"),
                 tool_call("call_1"),
                 tool_output("call_1"),
@@ -244,8 +249,8 @@ async def test_history_window_is_bounded_without_splitting_tool_calls(
         )
         await say(parts, "thanks")
         sent = fake_openai.requests[-1].messages
-        # 5 newest stored items would begin at the tool call's *user* question; the window
-        # starts at a user message and keeps the call with its output.
+        # The window holds whole exchanges only: it starts at a user message and keeps the
+        # call with its output.
         roles = [m["role"] for m in sent]
         assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
         call = sent[2]["tool_calls"][0]

@@ -12,7 +12,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from bot.agent import build_agent, build_client, build_model
+from bot.agent import build_client
 from bot.app import build_core
 from bot.core import Core
 from bot.messages import IncomingMessage, ReplyKind, Surface
@@ -40,7 +40,7 @@ async def parts(fake_openai: FakeOpenAI, tmp_path: Path) -> AsyncIterator[Parts]
     client = build_client(config)
     # A short busy timeout keeps the locked-database test quick; production waits 5 s.
     store = await SQLiteStore.open(config.db_path, busy_timeout=0.3)
-    core = build_core(config, store, build_agent(config, build_model(config, client)))
+    core = build_core(config, store, client)
     yield Parts(core, store)
     await store.close()
     await client.close()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage import Author, SQLiteStore
+from bot.storage import Author, SQLiteStore, WindowItem
 from bot.turn import TurnSession, align_to_exchange
-from tests.support.items import msg, tool_call, tool_output
+from tests.support.items import msg, tool_output
 
 ANN = Author("u1", "Ann")
 
@@ -19,9 +19,15 @@ async def store(tmp_path: Path):
         yield opened
 
 
+async def everything(store: SQLiteStore, session_id: str = "t") -> list[WindowItem]:
+    window, complete = await store.read_window(session_id, max_chars=10**9)
+    assert complete
+    return window
+
+
 async def test_nothing_is_stored_until_commit(store: SQLiteStore) -> None:
     await store.append("t", [msg("user", "old"), msg("assistant", "old answer")])
-    turn = TurnSession(store, "t", author=ANN, window=None)
+    turn = TurnSession(store, "t", author=ANN, window=await everything(store))
     await turn.add_items([msg("user", "new")])  # type: ignore[list-item]
     assert await turn.get_items() == [
         msg("user", "old"),
@@ -38,7 +44,7 @@ async def test_nothing_is_stored_until_commit(store: SQLiteStore) -> None:
 
 
 async def test_a_committed_turn_cannot_be_written_again(store: SQLiteStore) -> None:
-    turn = TurnSession(store, "t", author=ANN, window=None)
+    turn = TurnSession(store, "t", author=ANN, window=await everything(store))
     await turn.commit()
     with pytest.raises(RuntimeError):
         await turn.add_items([msg("user", "late")])  # type: ignore[list-item]
@@ -48,7 +54,7 @@ async def test_pop_takes_pending_first_then_stored_and_applies_on_commit(
     store: SQLiteStore,
 ) -> None:
     await store.append("t", [msg("user", "a"), msg("assistant", "b")])
-    turn = TurnSession(store, "t", author=ANN, window=None)
+    turn = TurnSession(store, "t", author=ANN, window=await everything(store))
     await turn.add_items([msg("user", "c")])  # type: ignore[list-item]
     assert await turn.pop_item() == msg("user", "c")
     assert await turn.pop_item() == msg("assistant", "b")
@@ -61,23 +67,12 @@ async def test_pop_takes_pending_first_then_stored_and_applies_on_commit(
 
 async def test_clear_inside_a_turn_applies_on_commit(store: SQLiteStore) -> None:
     await store.append("t", [msg("user", "a"), msg("assistant", "b")])
-    turn = TurnSession(store, "t", author=ANN, window=None)
+    turn = TurnSession(store, "t", author=ANN, window=await everything(store))
     await turn.clear_session()
     assert await turn.get_items() == []
     await turn.add_items([msg("user", "fresh")])  # type: ignore[list-item]
     await turn.commit()
     assert await store.read_items("t") == [msg("user", "fresh")]
-
-
-async def test_window_is_bounded_and_starts_at_a_user_message(store: SQLiteStore) -> None:
-    exchange_1 = [msg("user", "q1"), tool_call("c1"), tool_output("c1"), msg("assistant", "a1")]
-    exchange_2 = [msg("user", "q2"), msg("assistant", "a2")]
-    await store.append("t", exchange_1 + exchange_2)
-    turn = TurnSession(store, "t", author=ANN, window=4)
-    # The newest 4 items would start with the tool output of exchange 1: cut at "q2" instead.
-    assert await turn.get_items() == exchange_2
-    wide = TurnSession(store, "t", author=ANN, window=6)
-    assert await wide.get_items() == exchange_1 + exchange_2
 
 
 def test_align_keeps_a_window_without_any_user_message() -> None:

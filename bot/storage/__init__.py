@@ -1,6 +1,15 @@
 """Conversation memory on SQLite, compatible with the Agents SDK's `SQLiteSession` files."""
 
-from .records import Author, ClearResult, Item, SessionSummary, StoredItem
+from .records import (
+    Author,
+    ClearResult,
+    Item,
+    SessionInfo,
+    StoredItem,
+    Summary,
+    Usage,
+    WindowItem,
+)
 from .session import StoreSession
 from .store import MEMORY, SQLiteStore, StoreClosedError, StoreReadOnlyError
 
@@ -10,9 +19,12 @@ __all__ = [
     "ClearResult",
     "Item",
     "SQLiteStore",
-    "SessionSummary",
+    "SessionInfo",
     "StoreClosedError",
     "StoreReadOnlyError",
     "StoreSession",
     "StoredItem",
+    "Summary",
+    "Usage",
+    "WindowItem",
 ]

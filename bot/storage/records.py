@@ -34,7 +34,38 @@ class StoredItem:
 
 
 @dataclass(frozen=True)
-class SessionSummary:
+class WindowItem:
+    """A stored item read for a history window, with its size as stored (JSON characters)."""
+
+    id: int
+    item: Item
+    chars: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A thread's rolling summary: what every message up to `covers_id` said, in brief."""
+
+    text: str
+    covers_id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What model calls cost, as the provider reported it, and how much text they carried."""
+
+    model: str | None = None
+    requests: int = 0
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    input_chars: int = 0
+    """Characters of instructions and items sent, measured the way windows are estimated."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
     """One row of the session list."""
 
     session_id: str

@@ -1,7 +1,8 @@
 """The database layout, shared with the SDK's `SQLiteSession`.
 
 The two tables, their columns and the index are exactly the SDK's, so either side can open a
-file the other wrote. The bot adds nullable columns only, which the SDK's inserts leave empty.
+file the other wrote. The bot adds nullable columns and tables of its own only, which the
+SDK never reads and whose triggers keep them right whoever writes the messages.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import aiosqlite
 
 SESSIONS = "agent_sessions"
 MESSAGES = "agent_messages"
+SUMMARIES = "bot_summaries"
+USAGE = "bot_usage"
+SEARCH = "bot_search"
 
 _SDK_TABLES = (
     f"""
@@ -36,6 +40,24 @@ _SDK_TABLES = (
 
 _BOT_COLUMNS = {"author_id": "TEXT", "author_name": "TEXT"}
 
+
+def searchable_text(row: str) -> str:
+    """SQL for the words of a user or assistant message in `row` (NULL for anything else).
+
+    Tool calls and outputs are left out: a search must find what people and the bot said, not
+    the echo of an earlier search. A row that is not valid JSON has no words.
+    """
+    data = f"{row}.message_data"
+    return f"""CASE WHEN json_valid({data})
+        AND json_extract({data}, '$.role') IN ('user', 'assistant') THEN
+        CASE json_type({data}, '$.content')
+            WHEN 'text' THEN json_extract({data}, '$.content')
+            WHEN 'array' THEN (SELECT group_concat(json_extract(part.value, '$.text'), ' ')
+                               FROM json_each({data}, '$.content') AS part)
+        END
+    END"""
+
+
 _BOT_OBJECTS = (
     # Retention sweeps find idle threads without scanning every session.
     f"CREATE INDEX IF NOT EXISTS idx_{SESSIONS}_updated_at ON {SESSIONS} (updated_at)",
@@ -50,11 +72,79 @@ _BOT_OBJECTS = (
         ON CONFLICT(session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP;
     END
     """,
+    # A thread's rolling summaries, newest last. Each covers every message up to `covers_id`;
+    # a few older ones are kept so an /undo that reaches into summarised messages falls back
+    # to the summary before them instead of to nothing.
+    f"""
+    CREATE TABLE IF NOT EXISTS {SUMMARIES} (
+        session_id TEXT NOT NULL,
+        covers_id INTEGER NOT NULL,
+        summary TEXT NOT NULL,
+        created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+        PRIMARY KEY (session_id, covers_id)
+    ) WITHOUT ROWID
+    """,
+    # Whoever deletes messages (/undo, /forget, retention, the SDK's pop_item or
+    # clear_session), no summary may go on covering a message that is gone.
+    f"""
+    CREATE TRIGGER IF NOT EXISTS {MESSAGES}_drop_summaries AFTER DELETE ON {MESSAGES}
+    BEGIN
+        DELETE FROM {SUMMARIES} WHERE session_id = OLD.session_id AND covers_id >= OLD.id;
+    END
+    """,
+    # What each model call cost, as the provider reported it. Kept after /forget: it is
+    # accounting and holds no words of the conversation.
+    f"""
+    CREATE TABLE IF NOT EXISTS {USAGE} (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        author_id TEXT,
+        kind TEXT NOT NULL,
+        model TEXT,
+        requests INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        input_chars INTEGER NOT NULL,
+        created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_session_id ON {USAGE} (session_id, id)",
+)
+
+# Contentless: the words live once, in agent_messages; the index holds only what FTS5 needs to
+# find and rank them. Removing a row from it means re-deriving the same words, which is exact
+# because stored messages are never changed in place.
+_SEARCH_TABLE = (
+    f"CREATE VIRTUAL TABLE {SEARCH} USING fts5(body, content='', "
+    "tokenize='unicode61 remove_diacritics 2')"
+)
+_SEARCH_TRIGGERS = (
+    f"""
+    CREATE TRIGGER IF NOT EXISTS {MESSAGES}_index AFTER INSERT ON {MESSAGES}
+    BEGIN
+        INSERT INTO {SEARCH} (rowid, body)
+        SELECT NEW.id, words FROM (SELECT {searchable_text("NEW")} AS words)
+        WHERE words IS NOT NULL;
+    END
+    """,
+    f"""
+    CREATE TRIGGER IF NOT EXISTS {MESSAGES}_unindex AFTER DELETE ON {MESSAGES}
+    BEGIN
+        INSERT INTO {SEARCH} ({SEARCH}, rowid, body)
+        SELECT 'delete', OLD.id, words FROM (SELECT {searchable_text("OLD")} AS words)
+        WHERE words IS NOT NULL;
+    END
+    """,
 )
 
 
 async def ensure_schema(conn: aiosqlite.Connection) -> None:
-    """Create or extend the schema in place; safe to run on every start and on SDK files."""
+    """Create or extend the schema in place; safe to run on every start and on SDK files.
+
+    A file from before the search index existed gets it built from every stored message,
+    once, in the same transaction that creates it.
+    """
     await conn.execute("BEGIN IMMEDIATE")
     for statement in _SDK_TABLES:
         await conn.execute(statement)
@@ -64,5 +154,16 @@ async def ensure_schema(conn: aiosqlite.Connection) -> None:
         if column not in present:
             await conn.execute(f"ALTER TABLE {MESSAGES} ADD COLUMN {column} {kind}")
     for statement in _BOT_OBJECTS:
+        await conn.execute(statement)
+    found = await conn.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SEARCH,)
+    )
+    if not list(found):
+        await conn.execute(_SEARCH_TABLE)
+        await conn.execute(
+            f"INSERT INTO {SEARCH} (rowid, body) SELECT m.id, {searchable_text('m')} "
+            f"FROM {MESSAGES} AS m WHERE {searchable_text('m')} IS NOT NULL"
+        )
+    for statement in _SEARCH_TRIGGERS:
         await conn.execute(statement)
     await conn.commit()

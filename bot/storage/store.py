@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -27,14 +28,17 @@ from .records import (
     Author,
     ClearResult,
     Item,
-    SessionSummary,
+    SessionInfo,
     StoredItem,
+    Summary,
+    Usage,
+    WindowItem,
     format_timestamp,
     parse_timestamp,
 )
-from .schema import MESSAGES, SESSIONS, ensure_schema
+from .schema import MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, ensure_schema
 from .session import StoreSession
-from .writer import Row, StoreClosedError, Writer, insert_rows
+from .writer import Row, StoreClosedError, UsageRow, Writer, insert_rows, insert_usage
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,14 @@ MEMORY = ":memory:"
 _ROLE = "CASE WHEN json_valid(message_data) THEN json_extract(message_data, '$.role') END"
 
 _COLUMNS = "id, message_data, author_id, author_name, created_at"
+
+_PAGE = 64
+"""Rows fetched per step when walking a thread back from its newest message."""
+_KEPT_SUMMARIES = 4
+"""Summaries kept per thread: the one in use and a few to fall back on after /undo."""
+_MEASURED_TURNS = 20
+"""Recent model calls a thread's tokens-per-character figure is averaged over."""
+_WORD = re.compile(r"\w+")
 
 
 class StoreReadOnlyError(RuntimeError):
@@ -142,7 +154,8 @@ class SQLiteStore:
     async def read_items(self, session_id: str, limit: int | None = None) -> list[Item]:
         """A thread's items, oldest first; with `limit`, only the newest `limit` of them.
 
-        Mirrors `SQLiteSession.get_items`: `limit=0` gives nothing, a negative limit gives all.
+        Mirrors `SQLiteSession.get_items`: `limit=0` gives nothing, a negative limit gives all,
+        and rows that cannot be decoded are skipped while older ones still fill the limit.
         """
         if limit is None or limit < 0:
             rows = await self._reader.execute_fetchall(
@@ -150,13 +163,93 @@ class SQLiteStore:
                 (session_id,),
             )
             return _decode_items(rows)
-        if limit == 0:
-            return []
+        items: list[Item] = []
+        if limit > 0:
+            async for stored in self._walk_back(session_id, page=limit + 1):
+                items.append(stored.item)
+                if len(items) == limit:
+                    break
+        items.reverse()
+        return items
+
+    async def read_window(
+        self, session_id: str, *, after_id: int = 0, max_chars: int
+    ) -> tuple[list[WindowItem], bool]:
+        """The newest readable items after `after_id`, oldest first, as far back as `max_chars`.
+
+        Reading stops at the first item that takes the total past `max_chars`; that item is
+        included, so the caller can tell the window is full. The flag says whether every item
+        after `after_id` was read. Cost follows the window, never the thread's length.
+        """
+        items: list[WindowItem] = []
+        total = 0
+        async for stored in self._walk_back(session_id, after_id=after_id):
+            items.append(stored)
+            total += stored.chars
+            if total > max_chars:
+                items.reverse()
+                return items, False
+        items.reverse()
+        return items, True
+
+    async def read_range(
+        self, session_id: str, *, after_id: int, before_id: int, max_chars: int
+    ) -> list[WindowItem]:
+        """Readable items between two IDs (exclusive), oldest first, as far as `max_chars`.
+
+        The item that takes the total past `max_chars` is included, as in `read_window`.
+        """
+        items: list[WindowItem] = []
+        total = 0
+        while total <= max_chars:
+            rows = list(
+                await self._reader.execute_fetchall(
+                    f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = ? AND id > ? "
+                    "AND id < ? ORDER BY id LIMIT ?",
+                    (session_id, after_id, before_id, _PAGE),
+                )
+            )
+            for row_id, data in rows:
+                item = _decode(data)
+                if item is not None:
+                    items.append(WindowItem(int(row_id), item, len(data)))
+                    total += len(data)
+                    if total > max_chars:
+                        break
+            if len(rows) < _PAGE:
+                break
+            after_id = int(rows[-1][0])
+        return items
+
+    async def count_messages(self, session_id: str, *, up_to: int) -> int:
+        """How many people's and the bot's messages a thread holds up to an item ID."""
         rows = await self._reader.execute_fetchall(
-            f"SELECT message_data FROM {MESSAGES} WHERE session_id = ? ORDER BY id DESC LIMIT ?",
-            (session_id, limit),
+            f"SELECT count(*) FROM {MESSAGES} WHERE session_id = ? AND id <= ? "
+            f"AND {_ROLE} IN ('user', 'assistant')",
+            (session_id, up_to),
         )
-        return _decode_items(reversed(list(rows)))
+        return int(next(iter(rows))[0])
+
+    async def _walk_back(
+        self, session_id: str, *, after_id: int = 0, page: int = _PAGE
+    ) -> AsyncIterator[WindowItem]:
+        """A thread's readable items, newest first, fetched a page at a time."""
+        before: int | None = None
+        while True:
+            rows = list(
+                await self._reader.execute_fetchall(
+                    f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = ? AND id > ? "
+                    "AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?",
+                    (session_id, after_id, before, page),
+                )
+            )
+            for row_id, data in rows:
+                item = _decode(data)
+                if item is not None:
+                    yield WindowItem(int(row_id), item, len(data))
+            if len(rows) < page:
+                return
+            before = int(rows[-1][0])
 
     async def history(self, session_id: str, *, limit: int, offset: int = 0) -> list[StoredItem]:
         """Up to `limit` stored items, skipping the newest `offset`; oldest first."""
@@ -181,7 +274,7 @@ class SQLiteStore:
         )
         return bool(next(iter(rows))[0])
 
-    async def list_sessions(self) -> list[SessionSummary]:
+    async def list_sessions(self) -> list[SessionInfo]:
         """Every thread with stored memory, most recently active first."""
         rows = await self._reader.execute_fetchall(
             f"SELECT s.session_id, count(m.id), s.created_at, s.updated_at FROM {SESSIONS} s "
@@ -189,7 +282,7 @@ class SQLiteStore:
             "GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id"
         )
         return [
-            SessionSummary(sid, int(count), parse_timestamp(created), parse_timestamp(updated))
+            SessionInfo(sid, int(count), parse_timestamp(created), parse_timestamp(updated))
             for sid, count, created, updated in rows
         ]
 
@@ -201,7 +294,8 @@ class SQLiteStore:
         items: Sequence[Item],
         *,
         author: Author | None = None,
-        drop_tail: int = 0,
+        usage: Usage | None = None,
+        replace_from: int | None = None,
     ) -> None:
         """Add items to a thread in one durable transaction.
 
@@ -209,24 +303,116 @@ class SQLiteStore:
             session_id: The thread.
             items: SDK input items, in order.
             author: Recorded beside each user message, for `/history`.
-            drop_tail: Remove this many of the thread's newest items first, in the same
+            usage: What producing the items cost, recorded in the same transaction.
+            replace_from: First delete the thread's items from this ID on, in the same
                 transaction (a turn that popped stored items before it committed).
         """
         rows = _rows(session_id, items, author)
+        costs = [_usage_row(session_id, author, "turn", usage)] if usage else []
         writer = self._require_writer()
-        if drop_tail <= 0:
-            await writer.append(rows)
+        if replace_from is None:
+            await writer.append(rows, costs)
             return
 
         async def replace_tail(conn: aiosqlite.Connection) -> None:
             await conn.execute(
-                f"DELETE FROM {MESSAGES} WHERE id IN (SELECT id FROM {MESSAGES} "
-                "WHERE session_id = ? ORDER BY id DESC LIMIT ?)",
-                (session_id, drop_tail),
+                f"DELETE FROM {MESSAGES} WHERE session_id = ? AND id >= ?",
+                (session_id, replace_from),
             )
             await insert_rows(conn, rows)
+            await insert_usage(conn, costs)
 
         await writer.run(replace_tail)
+
+    async def record_usage(
+        self, session_id: str, usage: Usage, *, kind: str, author: Author | None = None
+    ) -> None:
+        """Record a model call made outside a turn (a summary), for cost accounting."""
+        await self._require_writer().append((), [_usage_row(session_id, author, kind, usage)])
+
+    async def tokens_per_char(self, session_id: str) -> float | None:
+        """The thread's measured tokens per stored character over its recent turns, if any."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT sum(input_tokens), sum(input_chars) FROM (SELECT input_tokens, input_chars "
+            f"FROM {USAGE} WHERE session_id = ? AND kind = 'turn' AND input_chars > 0 "
+            "AND input_tokens > 0 ORDER BY id DESC LIMIT ?)",
+            (session_id, _MEASURED_TURNS),
+        )
+        tokens, chars = next(iter(rows))
+        return float(tokens) / float(chars) if tokens and chars else None
+
+    # ----- summaries and search --------------------------------------------------------------
+
+    async def summary(self, session_id: str) -> Summary | None:
+        """The thread's newest rolling summary, if it has one."""
+        rows = list(
+            await self._reader.execute_fetchall(
+                f"SELECT summary, covers_id, created_at FROM {SUMMARIES} WHERE session_id = ? "
+                "ORDER BY covers_id DESC LIMIT 1",
+                (session_id,),
+            )
+        )
+        if not rows:
+            return None
+        text, covers_id, created_at = rows[0]
+        return Summary(text, int(covers_id), parse_timestamp(created_at))
+
+    async def save_summary(
+        self, session_id: str, text: str, *, covers_id: int, replaces: int | None
+    ) -> bool:
+        """Store a new summary, unless the thread changed under it; says whether it was stored.
+
+        It is stored only if the summary it was built on (`replaces`, a `covers_id`, or None
+        for none) is still the newest and the last message it covers still exists: a /forget
+        or /undo while it was being written makes it void.
+        """
+
+        async def save(conn: aiosqlite.Connection) -> bool:
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT (SELECT max(covers_id) FROM {SUMMARIES} WHERE session_id = ?1), "
+                    f"EXISTS (SELECT 1 FROM {MESSAGES} WHERE session_id = ?1 AND id = ?2)",
+                    (session_id, covers_id),
+                )
+            )
+            newest, exists = rows[0]
+            if newest != replaces or not exists:
+                return False
+            await conn.execute(
+                f"INSERT INTO {SUMMARIES} (session_id, covers_id, summary) VALUES (?, ?, ?)",
+                (session_id, covers_id, text),
+            )
+            await conn.execute(
+                f"DELETE FROM {SUMMARIES} WHERE session_id = ?1 AND covers_id NOT IN ("
+                f"SELECT covers_id FROM {SUMMARIES} WHERE session_id = ?1 "
+                "ORDER BY covers_id DESC LIMIT ?2)",
+                (session_id, _KEPT_SUMMARIES),
+            )
+            return True
+
+        return await self._require_writer().run(save)
+
+    async def search(self, session_id: str, query: str, *, limit: int) -> list[StoredItem]:
+        """This thread's messages that best match the words of `query`, best first.
+
+        Messages with every word (or word prefix) come first, then those with some of them.
+        Any text is a valid query: its words are matched, never parsed as FTS5 syntax. Only
+        `session_id`'s messages can ever be returned.
+        """
+        words = [f'"{word}"*' for word in _WORD.findall(query)[:32]]
+        found: list[StoredItem] = []
+        for joiner in (" AND ", " OR ") if len(words) > 1 else (" ",):
+            if len(found) >= limit or not words:
+                break
+            rows = await self._reader.execute_fetchall(
+                f"SELECT m.id, m.message_data, m.author_id, m.author_name, m.created_at "
+                f"FROM {SEARCH} JOIN {MESSAGES} AS m ON m.id = {SEARCH}.rowid "
+                f"WHERE {SEARCH} MATCH ? AND m.session_id = ? ORDER BY {SEARCH}.rank LIMIT ?",
+                (joiner.join(words), session_id, limit),
+            )
+            seen = {stored.id for stored in found}
+            found += [stored for stored in _decode_stored(rows) if stored.id not in seen]
+        return found[:limit]
 
     async def pop_item(self, session_id: str) -> Item | None:
         """Remove and return a thread's newest item (skipping unreadable rows, as the SDK does)."""
@@ -317,14 +503,31 @@ def _rows(session_id: str, items: Iterable[Item], author: Author | None) -> list
     return rows
 
 
+def _usage_row(session_id: str, author: Author | None, kind: str, usage: Usage) -> UsageRow:
+    return (
+        session_id,
+        author.id if author else None,
+        kind,
+        usage.model,
+        usage.requests,
+        usage.input_tokens,
+        usage.cached_tokens,
+        usage.output_tokens,
+        usage.input_chars,
+    )
+
+
+def _decode(data: Any) -> Item | None:
+    try:
+        item = json.loads(data)
+    except (json.JSONDecodeError, TypeError):
+        logger.warning("Skipping an unreadable stored item")
+        return None
+    return item if isinstance(item, dict) else None
+
+
 def _decode_items(rows: Iterable[Any]) -> list[Item]:
-    items: list[Item] = []
-    for row in rows:
-        try:
-            items.append(json.loads(row[0]))
-        except (json.JSONDecodeError, TypeError):
-            logger.warning("Skipping an unreadable stored item")
-    return items
+    return [item for row in rows if (item := _decode(row[0])) is not None]
 
 
 def _decode_stored(rows: Iterable[Any]) -> list[StoredItem]:

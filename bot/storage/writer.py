@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .schema import MESSAGES
+from .schema import MESSAGES, USAGE
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,14 @@ T = TypeVar("T")
 
 Row = tuple[str, str, str | None, str | None]
 """(session_id, message_data, author_id, author_name) for one new message row."""
+
+UsageRow = tuple[str, str | None, str, str | None, int, int, int, int, int]
+"""(session_id, author_id, kind, model, requests, input, cached, output tokens, input chars)."""
+
+_INSERT_USAGE = (
+    f"INSERT INTO {USAGE} (session_id, author_id, kind, model, requests, input_tokens, "
+    "cached_tokens, output_tokens, input_chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 _INSERT_MESSAGES = (
     f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name) VALUES "
@@ -42,6 +50,7 @@ class StoreClosedError(RuntimeError):
 @dataclass
 class _Append:
     rows: Sequence[Row]
+    usage: Sequence[UsageRow]
     future: asyncio.Future[None]
 
 
@@ -61,12 +70,12 @@ class Writer:
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def append(self, rows: Sequence[Row]) -> None:
-        """Insert rows in one transaction (possibly shared with other appends)."""
-        if not rows:
+    async def append(self, rows: Sequence[Row], usage: Sequence[UsageRow] = ()) -> None:
+        """Insert rows (and what they cost) in one transaction, possibly shared with others."""
+        if not rows and not usage:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._submit(_Append(rows, future))
+        self._submit(_Append(rows, usage, future))
         await future
 
     async def run(self, operation: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
@@ -113,7 +122,10 @@ class Writer:
 
     async def _commit_appends(self, batch: list[_Append]) -> None:
         try:
-            await self._insert([row for job in batch for row in job.rows])
+            await self._insert(
+                [row for job in batch for row in job.rows],
+                [row for job in batch for row in job.usage],
+            )
         except Exception as exc:
             if len(batch) == 1:
                 _fail(batch[0].future, exc)
@@ -124,7 +136,7 @@ class Writer:
             )
             for job in batch:
                 try:
-                    await self._insert(job.rows)
+                    await self._insert(job.rows, job.usage)
                 except Exception as single_exc:
                     _fail(job.future, single_exc)
                 else:
@@ -133,8 +145,8 @@ class Writer:
             for job in batch:
                 _succeed(job.future, None)
 
-    async def _insert(self, rows: Sequence[Row]) -> None:
-        if len(rows) <= _MAX_ROWS_PER_STATEMENT:
+    async def _insert(self, rows: Sequence[Row], usage: Sequence[UsageRow]) -> None:
+        if not usage and len(rows) <= _MAX_ROWS_PER_STATEMENT:
             # The connection is in autocommit mode, so one statement is one atomic, durable
             # transaction and costs a single hop to the connection's thread (BEGIN, INSERT and
             # COMMIT issued separately would cost three). The schema's trigger touches the thread.
@@ -143,6 +155,7 @@ class Writer:
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
             await insert_rows(self._conn, rows)
+            await insert_usage(self._conn, usage)
             await self._conn.commit()
         except BaseException:
             await self._rollback()
@@ -181,7 +194,14 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 async def insert_rows(conn: aiosqlite.Connection, rows: Sequence[Row]) -> None:
     """Insert message rows (their threads are touched by trigger), in the caller's transaction."""
-    await conn.executemany(_insert_statement(1), rows)
+    if rows:
+        await conn.executemany(_insert_statement(1), rows)
+
+
+async def insert_usage(conn: aiosqlite.Connection, usage: Sequence[UsageRow]) -> None:
+    """Record what model calls cost, in the caller's transaction."""
+    if usage:
+        await conn.executemany(_INSERT_USAGE, usage)
 
 
 def _insert_statement(count: int) -> str:

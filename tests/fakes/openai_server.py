@@ -4,6 +4,15 @@ It speaks Chat Completions and the Responses API, streaming and not. By default 
 *from the messages it receives* (`reply_from_history`), so a test can prove what history reached
 the model. Faults are queued per request: an HTTP status with headers, a delay, a stream that
 stalls or breaks mid-answer, malformed JSON, a dropped connection.
+
+Like OpenAI's API it reports usage on every response (streamed too, when the request sets
+`stream_options.include_usage`), counting tokens the way BPE tokenizers roughly do (about four
+ASCII characters, or one other character, per token), including prompt-cache hits: the longest
+prefix shared with a recent request, from 1,024 tokens on, in steps of 128. With a
+`context_window` it refuses over-long requests with OpenAI's `context_length_exceeded` error,
+and it stops answers at the request's `max_tokens` with `finish_reason: "length"`. A responder
+may return a `ToolCall` to call one of the request's tools instead of answering, or a `Fault`
+to fail that kind of request.
 """
 
 from __future__ import annotations
@@ -24,7 +33,29 @@ from aiohttp import web
 
 from tests.fakes.loopback import serve_on_loopback
 
-Responder = Callable[[list[dict[str, Any]]], str]
+CACHE_MINIMUM = 1024
+CACHE_STEP = 128
+CACHE_RETENTION = 16
+"""Recent requests whose prefixes are still cached (OpenAI keeps them for minutes)."""
+MESSAGE_OVERHEAD = 4
+"""Tokens each chat message costs beyond its content (role and separators)."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What a responder returns to have the model call a tool."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+Responder = Callable[[list[dict[str, Any]]], "str | ToolCall | Fault"]
+
+
+def count_tokens(text: str) -> int:
+    """Tokens as BPE tokenizers roughly count them: ~4 ASCII characters, or 1 other, each."""
+    ascii_chars = sum(1 for char in text if ord(char) < 128)
+    return -(-ascii_chars // 4) + (len(text) - ascii_chars)
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -66,6 +97,7 @@ class Fault:
     break_after: int | None = None
     """Streaming: send this many chunks, then drop the connection."""
     error_code: str | None = None
+    error_type: str | None = None
 
 
 @dataclass
@@ -77,6 +109,82 @@ class RequestRecord:
     finished: float | None = None
     first_chunk: float | None = None
     """When the first streamed text left the server (time.monotonic), for latency benchmarks."""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass
+class Answer:
+    """One response's content and what it cost."""
+
+    content: str | ToolCall
+    finish: str
+    record: RequestRecord
+    call_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else ""
+
+    @property
+    def call(self) -> ToolCall | None:
+        return self.content if isinstance(self.content, ToolCall) else None
+
+    @property
+    def arguments(self) -> str:
+        return json.dumps(self.call.arguments) if self.call else ""
+
+    @property
+    def output_tokens(self) -> int:
+        return count_tokens(self.text or self.arguments)
+
+    def chat_usage(self) -> dict[str, Any]:
+        prompt = self.record.prompt_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": prompt + self.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.record.cached_tokens},
+        }
+
+    def responses_usage(self) -> dict[str, Any]:
+        prompt = self.record.prompt_tokens
+        return {
+            "input_tokens": prompt,
+            "output_tokens": self.output_tokens,
+            "total_tokens": prompt + self.output_tokens,
+            "input_tokens_details": {"cached_tokens": self.record.cached_tokens},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+
+
+def _prompt_text(body: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+    """The request as the model reads it, in order: tool definitions, then the messages."""
+    return json.dumps(body.get("tools") or []) + json.dumps(messages, ensure_ascii=False)
+
+
+def _cut_to_tokens(text: str, tokens: int) -> str:
+    ascii_chars = other = 0
+    for index, char in enumerate(text):
+        if ord(char) < 128:
+            ascii_chars += 1
+        else:
+            other += 1
+        if -(-ascii_chars // 4) + other > tokens:
+            return text[:index]
+    return text
+
+
+def _shared_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix, by binary search over C-speed slice compares."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 class FakeOpenAI:
@@ -89,8 +197,11 @@ class FakeOpenAI:
         chunk_chars: int = 8,
         chunk_delay: float = 0.0,
         latency: float = 0.0,
+        context_window: int | None = None,
     ) -> None:
         self.responder = responder
+        self.context_window = context_window
+        self._recent_prompts: deque[str] = deque(maxlen=CACHE_RETENTION)
         self.chunk_chars = chunk_chars
         self.chunk_delay = chunk_delay
         self.latency = latency
@@ -163,78 +274,141 @@ class FakeOpenAI:
                 return self._error(fault)
             if fault.body is not None:
                 return web.Response(text=fault.body, content_type="application/json")
-            text = self.responder(messages)
+            prompt = _prompt_text(body, messages)
+            record.prompt_tokens = count_tokens(prompt) + MESSAGE_OVERHEAD * len(messages)
+            limit = body.get("max_tokens") or body.get("max_completion_tokens")
+            limit = limit or body.get("max_output_tokens")
+            if self.context_window and record.prompt_tokens + (limit or 0) > self.context_window:
+                return self._too_long(record.prompt_tokens + (limit or 0))
+            record.cached_tokens = self._cached_tokens(prompt)
+            answer = self.responder(messages)
+            if isinstance(answer, Fault):
+                return self._error(answer)
+            finish = "tool_calls" if isinstance(answer, ToolCall) else "stop"
+            if isinstance(answer, str) and limit and count_tokens(answer) > limit:
+                answer, finish = _cut_to_tokens(answer, int(limit)), "length"
+            reply = Answer(answer, finish, record)
             if body.get("stream"):
                 if api == "chat":
-                    return await self._stream_chat(request, body, text, fault, record)
-                return await self._stream_responses(request, body, text, fault)
+                    return await self._stream_chat(request, body, reply, fault)
+                return await self._stream_responses(request, body, reply, fault)
             if api == "chat":
-                return web.json_response(self._chat_completion(body, text))
-            return web.json_response(self._response_object(body, text))
+                return web.json_response(self._chat_completion(body, reply))
+            return web.json_response(self._response_object(body, reply))
         finally:
             self.in_flight -= 1
             record.finished = time.monotonic()
 
+    def _cached_tokens(self, prompt: str) -> int:
+        shared = max(
+            (_shared_prefix(prompt, earlier) for earlier in self._recent_prompts),
+            default=0,
+        )
+        self._recent_prompts.append(prompt)
+        tokens = count_tokens(prompt[:shared])
+        return tokens // CACHE_STEP * CACHE_STEP if tokens >= CACHE_MINIMUM else 0
+
+    def _too_long(self, tokens: int) -> web.Response:
+        # OpenAI's own wording and codes for this refusal.
+        message = (
+            f"This model's maximum context length is {self.context_window} tokens. However, "
+            f"your messages resulted in {tokens} tokens. Please reduce the length of the "
+            "messages."
+        )
+        payload = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        }
+        return web.json_response(payload, status=400)
+
     def _error(self, fault: Fault) -> web.Response:
         code = fault.error_code or {429: "rate_limit_exceeded"}.get(fault.status or 0, "error")
         message = fault.body or f"fake error {fault.status}"
-        payload = {"error": {"message": message, "type": code, "code": code}}
+        payload = {"error": {"message": message, "type": fault.error_type or code, "code": code}}
         return web.json_response(payload, status=fault.status or 500, headers=fault.headers)
 
     def _chunks(self, text: str) -> list[str]:
         size = max(1, self.chunk_chars)
         return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
-    def _chat_completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+    def _call_id(self) -> str:
+        return f"call_{next(self._ids)}"
+
+    # ----- Chat Completions ----------------------------------------------------------------
+
+    def _chat_completion(self, body: dict[str, Any], reply: Answer) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.call is not None:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": self._call_id(),
+                        "type": "function",
+                        "function": {"name": reply.call.name, "arguments": reply.arguments},
+                    }
+                ],
+            }
         return {
             "id": f"chatcmpl-{next(self._ids)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish}],
+            "usage": reply.chat_usage(),
         }
 
     async def _stream_chat(
-        self,
-        request: web.Request,
-        body: dict[str, Any],
-        text: str,
-        fault: Fault,
-        record: RequestRecord,
+        self, request: web.Request, body: dict[str, Any], reply: Answer, fault: Fault
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         chunk_id = f"chatcmpl-{next(self._ids)}"
 
-        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             payload = {
                 "id": chunk_id,
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": body.get("model", "fake"),
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": choices,
+                **extra,
             }
             return f"data: {json.dumps(payload)}\n\n".encode()
 
-        for index, piece in enumerate(self._chunks(text)):
-            if await self._interrupt(request, fault, index):
-                return response
-            delta = {"content": piece}
-            if index == 0:
-                delta["role"] = "assistant"
-            await response.write(event(delta))
-            if index == 0:
-                record.first_chunk = time.monotonic()
-            if self.chunk_delay:
-                await asyncio.sleep(self.chunk_delay)
-        await response.write(event({}, "stop"))
+        def delta(content: dict[str, Any], finish: str | None = None) -> bytes:
+            return event([{"index": 0, "delta": content, "finish_reason": finish}])
+
+        if reply.call is not None:
+            call = {"index": 0, "id": self._call_id(), "type": "function"}
+            first = {**call, "function": {"name": reply.call.name, "arguments": ""}}
+            await response.write(
+                delta({"role": "assistant", "content": None, "tool_calls": [first]})
+            )
+            for piece in self._chunks(reply.arguments):
+                more = {"index": 0, "function": {"arguments": piece}}
+                await response.write(delta({"tool_calls": [more]}))
+        else:
+            for index, piece in enumerate(self._chunks(reply.text)):
+                if await self._interrupt(request, fault, index):
+                    return response
+                content: dict[str, Any] = {"content": piece}
+                if index == 0:
+                    content["role"] = "assistant"
+                await response.write(delta(content))
+                if index == 0:
+                    reply.record.first_chunk = time.monotonic()
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+        await response.write(delta({}, reply.finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            # As OpenAI documents: one last chunk with no choices and the whole request's usage.
+            await response.write(event([], usage=reply.chat_usage()))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -242,26 +416,33 @@ class FakeOpenAI:
     # ----- Responses API -------------------------------------------------------------------
 
     def _response_object(
-        self, body: dict[str, Any], text: str, status: str = "completed"
+        self, body: dict[str, Any], reply: Answer | None, status: str = "completed"
     ) -> dict[str, Any]:
+        output = [] if reply is None else [self._output_item(reply)]
         return {
             "id": f"resp_{next(self._ids)}",
             "object": "response",
             "created_at": int(time.time()),
             "status": status,
             "model": body.get("model", "fake"),
-            "output": [self._output_message(text)] if status == "completed" else [],
+            "output": output,
             "parallel_tool_calls": False,
             "tool_choice": "auto",
             "tools": [],
-            "usage": {
-                "input_tokens": 1,
-                "output_tokens": 1,
-                "total_tokens": 2,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens_details": {"reasoning_tokens": 0},
-            },
+            "usage": None if reply is None else reply.responses_usage(),
         }
+
+    def _output_item(self, reply: Answer) -> dict[str, Any]:
+        if reply.call is not None:
+            return {
+                "id": "fc_fake",
+                "type": "function_call",
+                "call_id": reply.call_id or self._call_id(),
+                "name": reply.call.name,
+                "arguments": reply.arguments,
+                "status": "completed",
+            }
+        return self._output_message(reply.text)
 
     @staticmethod
     def _output_message(text: str) -> dict[str, Any]:
@@ -274,7 +455,7 @@ class FakeOpenAI:
         }
 
     async def _stream_responses(
-        self, request: web.Request, body: dict[str, Any], text: str, fault: Fault
+        self, request: web.Request, body: dict[str, Any], reply: Answer, fault: Fault
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -284,8 +465,35 @@ class FakeOpenAI:
             payload = {"type": kind, "sequence_number": next(sequence), **fields}
             await response.write(f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode())
 
-        started = self._response_object(body, "", status="in_progress")
+        started = self._response_object(body, None, status="in_progress")
         await send("response.created", response=started)
+        if reply.call is not None:
+            reply.call_id = self._call_id()
+            item = self._output_item(reply)
+            await send(
+                "response.output_item.added",
+                output_index=0,
+                item={**item, "arguments": "", "status": "in_progress"},
+            )
+            await send(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=0,
+                arguments=reply.arguments,
+            )
+            await send("response.output_item.done", output_index=0, item=item)
+        else:
+            await self._stream_response_text(send, request, reply, fault)
+        final = self._response_object(body, reply)
+        final["id"] = started["id"]
+        await send("response.completed", response=final)
+        await response.write_eof()
+        return response
+
+    async def _stream_response_text(
+        self, send: Callable[..., Any], request: web.Request, reply: Answer, fault: Fault
+    ) -> None:
+        text = reply.text
         empty = {**self._output_message(""), "status": "in_progress", "content": []}
         await send("response.output_item.added", output_index=0, item=empty)
         part = {"type": "output_text", "text": "", "annotations": []}
@@ -298,7 +506,7 @@ class FakeOpenAI:
         )
         for index, piece in enumerate(self._chunks(text)):
             if await self._interrupt(request, fault, index):
-                return response
+                return
             await send(
                 "response.output_text.delta",
                 item_id="msg_fake",
@@ -318,11 +526,6 @@ class FakeOpenAI:
             logprobs=[],
         )
         await send("response.output_item.done", output_index=0, item=self._output_message(text))
-        final = self._response_object(body, text)
-        final["id"] = started["id"]
-        await send("response.completed", response=final)
-        await response.write_eof()
-        return response
 
     async def _interrupt(self, request: web.Request, fault: Fault, index: int) -> bool:
         if fault.stall_after is not None and index >= fault.stall_after:

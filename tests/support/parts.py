@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.agent import build_agent, build_client, build_model
+from bot.agent import build_client
 from bot.app import build_core
 from bot.config import Config
 from bot.core import Core
@@ -50,8 +50,7 @@ class BotParts:
 
     async def start(self) -> BotParts:
         self.store = await SQLiteStore.open(self.config.db_path)
-        model = build_model(self.config, self.client)
-        self.core = build_core(self.config, self.store, build_agent(self.config, model))
+        self.core = build_core(self.config, self.store, self.client)
         return self
 
     async def close(self) -> None:

@@ -1,0 +1,243 @@
+"""What the model sees of a thread: a token budget, a rolling summary, a window moving in steps.
+
+A request carries the instructions, the thread's summary (what scrolled out of view), the
+window (the newest whole exchanges, verbatim) and the new message, with room left for the
+answer. Tokens are never counted with a tokenizer (they need files from the internet, and
+every model counts differently): each thread's past requests say how many tokens its stored
+characters turned out to be, and before the first measurement a cautious figure is used.
+
+The window starts right after what the summary covers and only grows, so each request repeats
+the previous one byte for byte and adds to its end: providers bill such a repeated prefix at a
+fraction of the price. When the window passes a high-water mark, a new summary folds its older
+part in, in the background; the window then starts later in one step, down to a low-water
+mark, and grows again for many turns. Only if the window outgrows the whole budget before that
+(the summary is slow or failing) is it cut to the newest exchanges that fit, for that turn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from .config import MIN_HISTORY_TOKENS
+from .storage import Author, Item, SQLiteStore, Summary, WindowItem
+from .transcript import user_item
+from .turn import align_to_exchange
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOKENS_PER_CHAR: Final = 0.4
+"""Before a thread has been measured: cautious for code and non-Latin text (stored as JSON,
+English runs near 0.25)."""
+SAFETY: Final = 1.1
+"""Measured figures are averages; a request a little denser than average must still fit."""
+HIGH_WATER: Final = 0.7
+"""Share of the history budget at which the window's older part is summarised."""
+LOW_WATER: Final = 0.25
+"""Share of the history budget the window keeps verbatim after a summary step."""
+MESSAGE_SHARE: Final = 0.5
+"""The most of the history budget one new message may take; longer ones are cut."""
+SHRINK: Final = 0.75
+"""What the budget is multiplied by when the model refuses a request without saying its limit."""
+_STATED_LIMIT = re.compile(r"maximum context length is (\d+)")
+SUMMARY_HEADING: Final = (
+    "Summary of the earlier conversation (older messages are not shown above; "
+    "search_thread finds their exact words):"
+)
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """The budget, from configuration."""
+
+    context_tokens: int
+    output_reserve: int
+    summary_tokens: int
+    max_input_chars: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One turn's request, decided before the model is called."""
+
+    window: list[WindowItem]
+    summary: Summary | None
+    instructions: str
+    item: Item
+    """The new message as the model will get it (cut to fit, if it had to be)."""
+    kept_chars: int | None
+    """How much of the message was kept when it was cut; None when it was not."""
+    estimated_tokens: int
+    needs_summary: bool
+
+
+@dataclass(frozen=True)
+class MemoryView:
+    """What the model currently carries of a thread, for people to see (`/memory`)."""
+
+    summary: Summary | None
+    summarized_messages: int
+    verbatim_messages: int
+    verbatim_tokens: int
+    """Estimated tokens of the verbatim part."""
+    budget_tokens: int
+
+
+class Memory:
+    """Plans each turn's request for a thread and knows when its summary is due."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        settings: MemorySettings,
+        *,
+        instructions: str,
+        fixed_chars: int = 0,
+    ) -> None:
+        """
+        Args:
+            store: The threads' memory.
+            settings: The budget.
+            instructions: The agent's instructions, to which the summary is added.
+            fixed_chars: What every request carries besides the instructions (tool schemas).
+        """
+        self._store = store
+        self._settings = settings
+        self._context_tokens = settings.context_tokens  # lowered if the model says otherwise
+        self._instructions = instructions
+        self._fixed_chars = fixed_chars + len(instructions) + len(SUMMARY_HEADING) + 4
+
+    async def tokens_per_char(self, session_id: str) -> float:
+        """The thread's measured density, with a margin; the cautious default before any."""
+        measured = await self._store.tokens_per_char(session_id)
+        return measured * SAFETY if measured else DEFAULT_TOKENS_PER_CHAR
+
+    def history_chars(self, tokens_per_char: float) -> int:
+        """Characters of summary-free history plus new message one request can carry."""
+        tokens = (
+            self._context_tokens - self._settings.output_reserve - self._settings.summary_tokens
+        )
+        return max(0, int(tokens / tokens_per_char) - self._fixed_chars)
+
+    @property
+    def context_tokens(self) -> int:
+        """The budget in use: the configured one, or less if the model refused it."""
+        return self._context_tokens
+
+    def model_refused(self, estimated_tokens: int, error: str) -> None:
+        """Learn from a request the model refused as too long, so the next ones fit.
+
+        The model's stated limit is used when the error gives one and it is below the budget
+        (the budget was set above the model's context); otherwise the estimate was off for
+        this kind of text, and the budget shrinks by a quarter. Later turns keep the lower
+        budget until the bot restarts, so one refusal costs one retry, not one per turn.
+        """
+        stated = _STATED_LIMIT.search(error)
+        limit = int(stated.group(1)) if stated else 0
+        lowered = limit if 0 < limit < self._context_tokens else int(self._context_tokens * SHRINK)
+        floor = self._settings.output_reserve + self._settings.summary_tokens + MIN_HISTORY_TOKENS
+        self._context_tokens = max(floor, lowered)
+        logger.warning(
+            "The model refused a request of about %d tokens as too long; using a budget of %d "
+            "tokens from now on (set BOT_CONTEXT_TOKENS to at most the model's context)",
+            estimated_tokens,
+            self._context_tokens,
+        )
+
+    def instructions_with(self, summary: Summary | None) -> str:
+        """The instructions for a request, with the summary where there is one.
+
+        Exactly the same text for as long as the summary stays the same, so the prompt's
+        prefix does too.
+        """
+        if summary is None:
+            return self._instructions
+        return f"{self._instructions}\n\n{SUMMARY_HEADING}\n{summary.text}"
+
+    async def plan(self, session_id: str, author: Author, text: str) -> Plan:
+        """Choose what the model sees for one new message.
+
+        Args:
+            session_id: The thread.
+            author: Who wrote the message.
+            text: The message.
+        """
+        ratio = await self.tokens_per_char(session_id)
+        summary = await self._store.summary(session_id)
+        budget = self.history_chars(ratio)
+        item, kept = self._fit_message(author, text, int(budget * MESSAGE_SHARE))
+        message_chars = _chars(item)
+        summary_room = int(self._settings.summary_tokens / ratio) - _summary_chars(summary)
+        capacity = max(0, budget + summary_room - message_chars)
+        after = summary.covers_id if summary else 0
+        read, complete = await self._store.read_window(
+            session_id, after_id=after, max_chars=capacity
+        )
+        total = sum(stored.chars for stored in read)
+        window = read if complete and after == 0 else fit_exchanges(read, capacity)
+        estimate = self._fixed_chars + _summary_chars(summary) + message_chars
+        estimate += sum(stored.chars for stored in window)
+        return Plan(
+            window=window,
+            summary=summary,
+            instructions=self.instructions_with(summary),
+            item=item,
+            kept_chars=kept,
+            estimated_tokens=int(estimate * ratio),
+            needs_summary=not complete or total > HIGH_WATER * budget,
+        )
+
+    async def view(self, session_id: str) -> MemoryView:
+        """The thread's summary and the size of its verbatim window, as the next turn sees them."""
+        ratio = await self.tokens_per_char(session_id)
+        summary = await self._store.summary(session_id)
+        after = summary.covers_id if summary else 0
+        budget = self.history_chars(ratio)
+        read, complete = await self._store.read_window(session_id, after_id=after, max_chars=budget)
+        window = read if complete else fit_exchanges(read, budget)
+        said = [stored for stored in window if stored.item.get("role") in ("user", "assistant")]
+        return MemoryView(
+            summary=summary,
+            summarized_messages=(
+                await self._store.count_messages(session_id, up_to=after) if summary else 0
+            ),
+            verbatim_messages=len(said),
+            verbatim_tokens=int(sum(stored.chars for stored in window) * ratio),
+            budget_tokens=self._context_tokens,
+        )
+
+    def _fit_message(self, author: Author, text: str, limit: int) -> tuple[Item, int | None]:
+        keep = min(len(text), self._settings.max_input_chars)
+        item = dict(user_item(author, text[:keep]))
+        size = _chars(item)
+        if size > limit:
+            # JSON escapes make the stored form longer than the text; cut in proportion.
+            overhead = _chars(dict(user_item(author, "")))
+            keep = max(0, int(keep * (limit - overhead) / (size - overhead)))
+            item = dict(user_item(author, text[:keep]))
+        return item, (keep if keep < len(text) else None)
+
+
+def fit_exchanges(items: Sequence[WindowItem], max_chars: int) -> list[WindowItem]:
+    """The newest whole exchanges of `items` whose sizes add up to at most `max_chars`."""
+    total = 0
+    start = len(items)
+    for index in range(len(items) - 1, -1, -1):
+        total += items[index].chars
+        if total > max_chars:
+            break
+        start = index
+    return align_to_exchange(list(items[start:]))
+
+
+def _chars(item: Item) -> int:
+    """An item's size as stored (the same measure the window and the meter use)."""
+    return len(json.dumps(item))
+
+
+def _summary_chars(summary: Summary | None) -> int:
+    return len(summary.text) if summary else 0
