@@ -39,7 +39,12 @@ from bot.adapter import (
 from .discord_rules import MessageFacts, Place, decide
 from .discord_settings import SECRET_KEYS, DiscordSettings, configured
 from .discord_stream import AnswerSink, DiscordPoster
-from .discord_text import MAX_MESSAGE_CHARS, session_key, strip_mentions, thread_title
+from .discord_text import (
+    MAX_MESSAGE_CHARS,
+    session_key,
+    strip_mentions,
+    thread_title,
+)
 from .inflight import InFlight
 from .streaming import ChannelThrottle, StreamedReply
 from .text import split_message
@@ -271,6 +276,7 @@ class DiscordAdapter:
         target_id = message.id if open_thread else facts.place.channel_id
         if facts.in_thread:
             self._threads[target_id] = True
+        channel_id = facts.place.channel_id if open_thread else facts.place.parent_id
         incoming = IncomingMessage(
             platform="discord",
             session_id=session_key(facts.place.guild_id, target_id),
@@ -279,6 +285,9 @@ class DiscordAdapter:
             text=text,
             message_id=str(message.id),
             mentioned=facts.mentioned,
+            channel_id=None
+            if channel_id is None
+            else session_key(facts.place.guild_id, channel_id),
         )
         poster = DiscordPoster(message.channel, message)
         stream: StreamedReply[discord.Message] = StreamedReply(
@@ -343,8 +352,17 @@ class DiscordAdapter:
             if not self._settings.policy.permits(place, user.id, _role_ids(user)):
                 await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
                 return
-            session = session_key(interaction.guild_id, channel_id)
-            work = asyncio.create_task(self._core.run_command(session, name, args, SURFACE))
+            used = IncomingMessage(
+                platform="discord",
+                session_id=session_key(interaction.guild_id, channel_id),
+                author_id=str(user.id),
+                author_name=user.display_name,
+                text="",
+                channel_id=None
+                if parent_id is None
+                else session_key(interaction.guild_id, parent_id),
+            )
+            work = asyncio.create_task(self._core.run_command(used, name, args, SURFACE))
             done, _ = await asyncio.wait({work}, timeout=self._defer_after)
             if not done:
                 # A turn still running in this thread holds it; tell Discord we're on it.

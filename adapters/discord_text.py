@@ -28,6 +28,11 @@ def session_key(guild_id: int | None, channel_id: int) -> str:
     return f"discord:{'dm' if guild_id is None else guild_id}:{channel_id}"
 
 
+def parent_key(guild_id: int | None, parent_id: int | None) -> str | None:
+    """The memory key of the channel a thread belongs to; None outside threads."""
+    return None if parent_id is None else session_key(guild_id, parent_id)
+
+
 def strip_mentions(content: str, user_id: int, role_ids: Iterable[int] = ()) -> str:
     """The message text without mentions of the bot (as a user or by its managed role)."""
     patterns = [rf"<@!?{user_id}>", *(rf"<@&{role}>" for role in role_ids)]

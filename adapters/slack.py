@@ -35,8 +35,10 @@ from .inflight import InFlight
 from .slack_connection import SlackConnection
 from .slack_rules import (
     PLATFORM,
+    channel_key,
     decide,
     facts_from_event,
+    is_dm,
     mentions,
     message_id,
     needs_thread_check,
@@ -250,6 +252,7 @@ class SlackAdapter:
             text=readable_text(str(event.get("text") or ""), context.bot_user_id or ""),
             message_id=route.message_id,
             mentioned=facts.mentioned,
+            channel_id=channel_key(facts.team, facts.channel, dm=facts.dm),
         )
         writer = AnswerWriter(
             self.client,
@@ -363,7 +366,10 @@ class SlackAdapter:
         )
         name = str(command.get("command") or "").lstrip("/")
         args = str(command.get("text") or "").strip()
-        reply = await self._core.run_command(session, name, args, self._slash_surface)
+        used = IncomingMessage(
+            PLATFORM, session, user, str(command.get("user_name") or user), text=""
+        )
+        reply = await self._core.run_command(used, name, args, self._slash_surface)
         await respond(text=to_mrkdwn(reply.text), response_type="ephemeral")
 
     async def _shortcut(self, shortcut: dict[str, Any], respond: AsyncRespond) -> None:
@@ -378,7 +384,15 @@ class SlackAdapter:
             team, channel, target.get("ts"), target.get("thread_ts")
         )
         name = SHORTCUTS[str(shortcut.get("callback_id"))]
-        reply = await self._core.run_command(session, name, "", self._surface)
+        used = IncomingMessage(
+            PLATFORM,
+            session,
+            user,
+            str((shortcut.get("user") or {}).get("name") or user),
+            text="",
+            channel_id=channel_key(team, channel, dm=is_dm(channel)),
+        )
+        reply = await self._core.run_command(used, name, "", self._surface)
         text = to_mrkdwn(reply.text)
         if not await self._ephemeral(Destination(channel, reply_thread, team, user), text):
             with contextlib.suppress(Exception):

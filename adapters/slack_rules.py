@@ -161,7 +161,11 @@ def decide(facts: EventFacts, policy: AccessPolicy, *, reply_to_bots: bool) -> R
 
 def slash_command_session(team: str, channel: str, channel_name: str | None) -> str:
     """The memory a slash command acts on: the channel's own, or the DM's."""
-    dm = channel_name == "directmessage" or is_dm(channel)
+    return channel_key(team, channel, dm=channel_name == "directmessage" or is_dm(channel))
+
+
+def channel_key(team: str, channel: str, *, dm: bool) -> str:
+    """The memory key of a channel's (or DM's) own conversation, outside any thread."""
     return session_key(team, channel, DM_THREAD if dm else CHANNEL_THREAD)
 
 

@@ -80,6 +80,7 @@ def build_core(config: Config, store: SQLiteStore, client: AsyncOpenAI) -> Core:
             max_concurrency=config.max_concurrency,
             rate_limit_per_minute=config.rate_limit_per_minute,
             model_name=model_name(config),
+            memory_scope=config.memory_scope,
         ),
     )
 

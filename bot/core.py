@@ -44,6 +44,8 @@ class CoreSettings:
     """Turns one person may start per minute across all threads; 0 for no limit."""
     model_name: str | None
     """Recorded with each turn's usage."""
+    memory_scope: str = "thread"
+    """Whose memory a message joins: its thread's, its channel's or its author's."""
 
 
 PLAIN: Final = Surface()
@@ -128,7 +130,7 @@ class Core:
         text = _clean(message.text)
         invocation = self._commands.parse(text, bare=message.mentioned)
         if invocation is not None:
-            return await self._run_command(message.session_id, invocation, surface)
+            return await self._run_command(self._memory_key(message), invocation, surface)
         if not text:
             return Reply(EMPTY_MESSAGE.format(prefix=surface.command_prefix), ReplyKind.NOTICE)
         if self._closing:
@@ -154,11 +156,17 @@ class Core:
         return await self._store.has_items(session_id)
 
     async def run_command(
-        self, session_id: str, name: str, args: str = "", surface: Surface = PLAIN
+        self, message: IncomingMessage, name: str, args: str = "", surface: Surface = PLAIN
     ) -> Reply:
-        """Run a command by name, for platforms that deliver commands as structured events."""
+        """Run a command by name, for platforms that deliver commands as structured events.
+
+        `message` says where and by whom it was used (its text is not read).
+        """
         invocation = Invocation(name, args, self._commands.get(name))
-        return await self._run_command(session_id, invocation, surface)
+        return await self._run_command(self._memory_key(message), invocation, surface)
+
+    def _memory_key(self, message: IncomingMessage) -> str:
+        return message.memory_key(self._settings.memory_scope)
 
     async def idle(self) -> None:
         """Wait until no background work (summaries) is under way, for tests and benchmarks."""
@@ -205,7 +213,7 @@ class Core:
     async def _run_turn(
         self, message: IncomingMessage, text: str, surface: Surface, sink: ReplySink | None
     ) -> Reply:
-        session_id = message.session_id
+        session_id = self._memory_key(message)
         author = Author(message.author_id, message.author_name)
         async with self._threads.hold(session_id), self._model_slots:
             try:

@@ -25,6 +25,9 @@ class IncomingMessage:
             message with the same ID (a redelivered event) is answered only once.
         mentioned: The person addressed the bot by name, so a bare command word
             (``@bot forget``) counts as the command.
+        channel_id: The memory key of the channel the thread is in, for
+            ``BOT_MEMORY_SCOPE=channel``; None when the thread is the channel itself (a
+            channel's main conversation, a DM).
     """
 
     platform: str
@@ -34,6 +37,15 @@ class IncomingMessage:
     text: str
     message_id: str | None = None
     mentioned: bool = False
+    channel_id: str | None = None
+
+    def memory_key(self, scope: str) -> str:
+        """Whose memory this message joins under a memory scope (`thread`, `channel`, `user`)."""
+        if scope == "channel":
+            return self.channel_id or self.session_id
+        if scope == "user":
+            return f"{self.platform}:user:{self.author_id}"
+        return self.session_id
 
 
 class ReplyKind(enum.Enum):

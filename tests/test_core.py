@@ -410,5 +410,23 @@ async def test_your_own_sdk_code_can_use_a_thread_s_memory(
     assert any("4711" in message_text(m) for m in sent)  # the bot's memory reached the model
     assert result.final_output.startswith("You said: what was the launch code?")
     assert await bot.store.count_items("slack:T:C:1.0") == 4  # and the exchange was kept
-    history = await bot.core.run_command("slack:T:C:1.0", "history")
+    used = IncomingMessage("slack", "slack:T:C:1.0", "U1", "Ann", "")
+    history = await bot.core.run_command(used, "history")
     assert "what was the launch code?" in history.text
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ("thread", ["slack:T:C:1.0", "slack:T:C:2.0", "slack:T:D:dm"]),
+        ("channel", ["slack:T:C:channel", "slack:T:C:channel", "slack:T:D:dm"]),
+        ("user", ["slack:user:U1", "slack:user:U1", "slack:user:U1"]),
+    ],
+)
+def test_memory_scopes_map_messages_to_the_right_memory(scope: str, expected: list[str]) -> None:
+    messages = [
+        IncomingMessage("slack", "slack:T:C:1.0", "U1", "Ann", "", channel_id="slack:T:C:channel"),
+        IncomingMessage("slack", "slack:T:C:2.0", "U1", "Ann", "", channel_id="slack:T:C:channel"),
+        IncomingMessage("slack", "slack:T:D:dm", "U1", "Ann", ""),  # a DM is its own channel
+    ]
+    assert [m.memory_key(scope) for m in messages] == expected

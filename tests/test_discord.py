@@ -89,6 +89,23 @@ async def test_a_dm_and_a_channel_keep_separate_memories(running: Harness) -> No
     assert await running.parts.store.count_items(f"discord:dm:{DM}") == 4
 
 
+@pytest.mark.parametrize(
+    ("scope", "key"), [("channel", f"discord:{GUILD}:{CHANNEL}"), ("user", "discord:user:101")]
+)
+async def test_wider_memory_scopes_share_a_channel_s_threads(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path, scope: str, key: str
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "scope.sqlite3", memory_scope=scope)
+    harness = await Harness.start(fake_discord, config)
+    try:
+        await harness.say(CHANNEL, "I like coffee", mention=True)
+        await harness.say(THREAD_A, "what do I like?", mention=True)
+        assert "I like coffee" in harness.last(THREAD_A)
+        assert await harness.parts.store.count_items(key) == 4
+    finally:
+        await harness.stop()
+
+
 async def test_memory_survives_a_restart(
     fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -107,6 +107,29 @@ async def test_dms_share_one_memory_and_a_dm_thread_has_its_own(
         assert await bot.parts.store.count_items(session(DM, second)) == 2
 
 
+async def test_channel_scope_shares_one_memory_across_a_channel_s_threads(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai, settings={"memory_scope": "channel"}) as bot:
+        first = await bot.mention("apples")
+        await bot.answer(CHANNEL, first)
+        second = await bot.mention("and bananas")
+        answer = await bot.answer(CHANNEL, second)
+        assert "apples" in answer  # another thread of the same channel, one memory
+        assert await bot.parts.store.count_items(session(CHANNEL, "channel")) == 4
+
+
+async def test_user_scope_follows_a_person_from_a_dm_into_a_channel(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai, settings={"memory_scope": "user"}) as bot:
+        await bot.say("I like tea", channel=DM)
+        await bot.answer(DM, None)
+        ts = await bot.mention("what do I like?")
+        assert "I like tea" in await bot.answer(CHANNEL, ts)
+        assert await bot.parts.store.count_items(f"slack:user:{ANN}") == 4
+
+
 async def test_memory_survives_a_restart(
     slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -8,6 +8,10 @@ import pytest
 
 from adapters.slack import SHORTCUTS
 from adapters.slack_text import to_mrkdwn
+from bot.app import build_memory
+from bot.commands import default_commands
+from bot.config import Config
+from bot.storage import SQLiteStore
 
 
 @pytest.mark.parametrize(
@@ -35,12 +39,14 @@ def test_code_blocks_are_left_alone_but_lose_their_language() -> None:
     assert to_mrkdwn(text) == "Look:\n```\nx = a**2 if a &lt; 3 else [b](c)\n```\n*done*"
 
 
-def test_the_manifest_declares_what_the_adapter_uses() -> None:
+async def test_the_manifest_declares_what_the_adapter_uses() -> None:
     manifest = (Path(__file__).parent.parent / "slack-manifest.yml").read_text()
     for callback_id in SHORTCUTS:
         assert f"callback_id: {callback_id}" in manifest
-    for name in ("forget", "undo", "history", "help"):
-        assert f"command: /{name}" in manifest
+    async with await SQLiteStore.open() as store:
+        registry = default_commands(store, build_memory(Config(), store), "bot")
+    for command in registry:  # every command the adapter registers as a slash command
+        assert f"command: /{command.name}" in manifest
     for event in ("app_mention", "message.channels", "message.groups", "message.im"):
         assert f"- {event}\n" in manifest
     assert "socket_mode_enabled: true" in manifest

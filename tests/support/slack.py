@@ -188,9 +188,15 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running(
-    slack: FakeSlack, fake_openai: FakeOpenAI, db: Path | str = ":memory:", **options: Any
+    slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    db: Path | str = ":memory:",
+    *,
+    settings: dict[str, Any] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Harness]:
-    config = make_config(fake_openai, db)
+    """The Slack adapter on a real core; `settings` override core settings (`Config` fields)."""
+    config = make_config(fake_openai, db, **(settings or {}))
     async with Harness(slack, config, **options) as harness:
         yield harness
 
