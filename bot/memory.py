@@ -111,10 +111,10 @@ class Memory:
         self._instructions = instructions
         self._fixed_chars = fixed_chars + len(instructions) + len(SUMMARY_HEADING) + 4
 
-    async def tokens_per_char(self, session_id: str) -> float:
-        """The thread's measured density, with a margin; the cautious default before any."""
-        measured = await self._store.tokens_per_char(session_id)
-        return measured * SAFETY if measured else DEFAULT_TOKENS_PER_CHAR
+    async def state(self, session_id: str) -> tuple[Summary | None, float]:
+        """The thread's summary and its density: measured with a margin, or the cautious default."""
+        summary, measured = await self._store.memory_state(session_id)
+        return summary, (measured * SAFETY if measured else DEFAULT_TOKENS_PER_CHAR)
 
     def history_chars(self, tokens_per_char: float) -> int:
         """Characters of summary-free history plus new message one request can carry."""
@@ -166,8 +166,7 @@ class Memory:
             author: Who wrote the message.
             text: The message.
         """
-        ratio = await self.tokens_per_char(session_id)
-        summary = await self._store.summary(session_id)
+        summary, ratio = await self.state(session_id)
         budget = self.history_chars(ratio)
         item, kept = self._fit_message(author, text, int(budget * MESSAGE_SHARE))
         message_chars = _chars(item)
@@ -193,8 +192,7 @@ class Memory:
 
     async def view(self, session_id: str) -> MemoryView:
         """The thread's summary and the size of its verbatim window, as the next turn sees them."""
-        ratio = await self.tokens_per_char(session_id)
-        summary = await self._store.summary(session_id)
+        summary, ratio = await self.state(session_id)
         after = summary.covers_id if summary else 0
         budget = self.history_chars(ratio)
         read, complete = await self._store.read_window(session_id, after_id=after, max_chars=budget)

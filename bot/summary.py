@@ -135,9 +135,9 @@ class SummaryKeeper:
         Everything after the summary except the newest exchanges (up to the low-water mark) is
         folded, oldest first, as much as one call can read; the caller repeats for the rest.
         """
-        summary = await self._store.summary(session_id)
+        summary, ratio = await self._memory.state(session_id)
         after = summary.covers_id if summary else 0
-        budget = self._memory.history_chars(await self._memory.tokens_per_char(session_id))
+        budget = self._memory.history_chars(ratio)
         recent, complete = await self._store.read_window(
             session_id, after_id=after, max_chars=int(HIGH_WATER * budget)
         )

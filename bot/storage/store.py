@@ -233,7 +233,10 @@ class SQLiteStore:
     async def _walk_back(
         self, session_id: str, *, after_id: int = 0, page: int = _PAGE
     ) -> AsyncIterator[WindowItem]:
-        """A thread's readable items, newest first, fetched a page at a time."""
+        """A thread's readable items, newest first, fetched a page at a time.
+
+        Pages double in size: a short read costs one small query, a long window few hops.
+        """
         before: int | None = None
         while True:
             rows = list(
@@ -250,6 +253,7 @@ class SQLiteStore:
             if len(rows) < page:
                 return
             before = int(rows[-1][0])
+            page *= 2
 
     async def history(self, session_id: str, *, limit: int, offset: int = 0) -> list[StoredItem]:
         """Up to `limit` stored items, skipping the newest `offset`; oldest first."""
@@ -330,32 +334,35 @@ class SQLiteStore:
         """Record a model call made outside a turn (a summary), for cost accounting."""
         await self._require_writer().append((), [_usage_row(session_id, author, kind, usage)])
 
+    async def memory_state(self, session_id: str) -> tuple[Summary | None, float | None]:
+        """The thread's newest summary and measured tokens per character, in one read."""
+        rows = list(
+            await self._reader.execute_fetchall(
+                f"SELECT s.summary, s.covers_id, s.created_at, u.tokens, u.chars FROM "
+                f"(SELECT sum(input_tokens) AS tokens, sum(input_chars) AS chars FROM "
+                f"(SELECT input_tokens, input_chars FROM {USAGE} WHERE session_id = ?1 "
+                "AND kind = 'turn' AND input_chars > 0 AND input_tokens > 0 "
+                "ORDER BY id DESC LIMIT ?2)) AS u "
+                f"LEFT JOIN (SELECT summary, covers_id, created_at FROM {SUMMARIES} "
+                "WHERE session_id = ?1 ORDER BY covers_id DESC LIMIT 1) AS s ON 1",
+                (session_id, _MEASURED_TURNS),
+            )
+        )
+        text, covers_id, created_at, tokens, chars = rows[0]
+        summary = (
+            None if text is None else Summary(text, int(covers_id), parse_timestamp(created_at))
+        )
+        return summary, (float(tokens) / float(chars) if tokens and chars else None)
+
     async def tokens_per_char(self, session_id: str) -> float | None:
         """The thread's measured tokens per stored character over its recent turns, if any."""
-        rows = await self._reader.execute_fetchall(
-            f"SELECT sum(input_tokens), sum(input_chars) FROM (SELECT input_tokens, input_chars "
-            f"FROM {USAGE} WHERE session_id = ? AND kind = 'turn' AND input_chars > 0 "
-            "AND input_tokens > 0 ORDER BY id DESC LIMIT ?)",
-            (session_id, _MEASURED_TURNS),
-        )
-        tokens, chars = next(iter(rows))
-        return float(tokens) / float(chars) if tokens and chars else None
+        return (await self.memory_state(session_id))[1]
 
     # ----- summaries and search --------------------------------------------------------------
 
     async def summary(self, session_id: str) -> Summary | None:
         """The thread's newest rolling summary, if it has one."""
-        rows = list(
-            await self._reader.execute_fetchall(
-                f"SELECT summary, covers_id, created_at FROM {SUMMARIES} WHERE session_id = ? "
-                "ORDER BY covers_id DESC LIMIT 1",
-                (session_id,),
-            )
-        )
-        if not rows:
-            return None
-        text, covers_id, created_at = rows[0]
-        return Summary(text, int(covers_id), parse_timestamp(created_at))
+        return (await self.memory_state(session_id))[0]
 
     async def save_summary(
         self, session_id: str, text: str, *, covers_id: int, replaces: int | None
