@@ -166,18 +166,25 @@ class Memory:
             author: Who wrote the message.
             text: The message.
         """
-        summary, ratio = await self.state(session_id)
+        read = await self._store.read_memory(session_id)
+        summary = read.summary
+        ratio = read.tokens_per_char * SAFETY if read.tokens_per_char else DEFAULT_TOKENS_PER_CHAR
         budget = self.history_chars(ratio)
         item, kept = self._fit_message(author, text, int(budget * MESSAGE_SHARE))
         message_chars = _chars(item)
         summary_room = int(self._settings.summary_tokens / ratio) - _summary_chars(summary)
         capacity = max(0, budget + summary_room - message_chars)
-        after = summary.covers_id if summary else 0
-        read, complete = await self._store.read_window(
-            session_id, after_id=after, max_chars=capacity
-        )
-        total = sum(stored.chars for stored in read)
-        window = read if complete and after == 0 else fit_exchanges(read, capacity)
+        items, full = _newest(read.newest, capacity)
+        if not full and read.continue_below is not None:
+            older, complete = await self._store.read_window(
+                session_id,
+                after_id=summary.covers_id if summary else 0,
+                before_id=read.continue_below,
+                max_chars=capacity - sum(stored.chars for stored in items),
+            )
+            items, full = older + items, not complete
+        total = sum(stored.chars for stored in items)
+        window = items if not full and summary is None else fit_exchanges(items, capacity)
         estimate = self._fixed_chars + _summary_chars(summary) + message_chars
         estimate += sum(stored.chars for stored in window)
         return Plan(
@@ -187,7 +194,7 @@ class Memory:
             item=item,
             kept_chars=kept,
             estimated_tokens=int(estimate * ratio),
-            needs_summary=not complete or total > HIGH_WATER * budget,
+            needs_summary=full or total > HIGH_WATER * budget,
         )
 
     async def view(self, session_id: str) -> MemoryView:
@@ -230,6 +237,17 @@ def fit_exchanges(items: Sequence[WindowItem], max_chars: int) -> list[WindowIte
             break
         start = index
     return align_to_exchange(list(items[start:]))
+
+
+def _newest(items: Sequence[WindowItem], max_chars: int) -> tuple[list[WindowItem], bool]:
+    """The newest of `items` up to the first that takes the total past `max_chars` (included),
+    and whether that limit was reached."""
+    total = 0
+    for index in range(len(items) - 1, -1, -1):
+        total += items[index].chars
+        if total > max_chars:
+            return list(items[index:]), True
+    return list(items), False
 
 
 def _chars(item: Item) -> int:

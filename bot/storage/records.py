@@ -52,6 +52,19 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class MemoryRead:
+    """What planning a turn reads in one go: the summary, the density, the newest items."""
+
+    summary: Summary | None
+    tokens_per_char: float | None
+    newest: list[WindowItem]
+    """The newest readable items after the summary, oldest first (one page of them)."""
+    continue_below: int | None
+    """When the page was full: the item ID below which older items after the summary may be
+    (`read_window(before_id=...)`); None when `newest` is all of them."""
+
+
+@dataclass(frozen=True)
 class Usage:
     """What model calls cost, as the provider reported it, and how much text they carried."""
 

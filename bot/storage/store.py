@@ -28,6 +28,7 @@ from .records import (
     Author,
     ClearResult,
     Item,
+    MemoryRead,
     SessionInfo,
     StoredItem,
     Summary,
@@ -57,6 +58,23 @@ _KEPT_SUMMARIES = 4
 _MEASURED_TURNS = 20
 """Recent model calls a thread's tokens-per-character figure is averaged over."""
 _WORD = re.compile(r"\w+")
+
+# The state row (kind 0: summary, its coverage, usage sums), then the newest page of the
+# thread's items after that summary (kind 1), in one statement.
+_MEMORY_READ = f"""
+SELECT 0, s.summary, s.covers_id, s.created_at, u.tokens, u.chars
+FROM (SELECT sum(input_tokens) AS tokens, sum(input_chars) AS chars FROM (
+        SELECT input_tokens, input_chars FROM {USAGE} WHERE session_id = ?1 AND kind = 'turn'
+        AND input_chars > 0 AND input_tokens > 0 ORDER BY id DESC LIMIT ?2)) AS u
+LEFT JOIN (SELECT summary, covers_id, created_at FROM {SUMMARIES} WHERE session_id = ?1
+           ORDER BY covers_id DESC LIMIT 1) AS s ON 1
+UNION ALL
+SELECT * FROM (
+    SELECT 1, id, message_data, NULL, NULL, NULL FROM {MESSAGES}
+    WHERE session_id = ?1
+      AND id > coalesce((SELECT max(covers_id) FROM {SUMMARIES} WHERE session_id = ?1), 0)
+    ORDER BY id DESC LIMIT ?3)
+"""
 
 
 class StoreReadOnlyError(RuntimeError):
@@ -172,18 +190,48 @@ class SQLiteStore:
         items.reverse()
         return items
 
+    async def read_memory(self, session_id: str) -> MemoryRead:
+        """The thread's summary, measured density and newest items after the summary.
+
+        One query, so planning a turn costs one trip to the database however the thread is
+        kept; a window longer than the first page continues with `read_window`.
+        """
+        rows = list(
+            await self._reader.execute_fetchall(_MEMORY_READ, (session_id, _MEASURED_TURNS, _PAGE))
+        )
+        state = next(row for row in rows if row[0] == 0)
+        _, text, covers_id, created_at, tokens, chars = state
+        summary = (
+            None if text is None else Summary(text, int(covers_id), parse_timestamp(created_at))
+        )
+        page = sorted((row[1], row[2]) for row in rows if row[0] == 1)
+        newest = [
+            WindowItem(int(row_id), item, len(data))
+            for row_id, data in page
+            if (item := _decode(data)) is not None
+        ]
+        measured = float(tokens) / float(chars) if tokens and chars else None
+        below = int(page[0][0]) if len(page) == _PAGE else None
+        return MemoryRead(summary, measured, newest, continue_below=below)
+
     async def read_window(
-        self, session_id: str, *, after_id: int = 0, max_chars: int
+        self,
+        session_id: str,
+        *,
+        after_id: int = 0,
+        before_id: int | None = None,
+        max_chars: int,
     ) -> tuple[list[WindowItem], bool]:
         """The newest readable items after `after_id`, oldest first, as far back as `max_chars`.
 
         Reading stops at the first item that takes the total past `max_chars`; that item is
         included, so the caller can tell the window is full. The flag says whether every item
-        after `after_id` was read. Cost follows the window, never the thread's length.
+        after `after_id` was read. Cost follows the window, never the thread's length. With
+        `before_id`, reading starts below that item (to continue a read).
         """
         items: list[WindowItem] = []
         total = 0
-        async for stored in self._walk_back(session_id, after_id=after_id):
+        async for stored in self._walk_back(session_id, after_id=after_id, before_id=before_id):
             items.append(stored)
             total += stored.chars
             if total > max_chars:
@@ -231,13 +279,18 @@ class SQLiteStore:
         return int(next(iter(rows))[0])
 
     async def _walk_back(
-        self, session_id: str, *, after_id: int = 0, page: int = _PAGE
+        self,
+        session_id: str,
+        *,
+        after_id: int = 0,
+        before_id: int | None = None,
+        page: int = _PAGE,
     ) -> AsyncIterator[WindowItem]:
         """A thread's readable items, newest first, fetched a page at a time.
 
         Pages double in size: a short read costs one small query, a long window few hops.
         """
-        before: int | None = None
+        before = before_id
         while True:
             rows = list(
                 await self._reader.execute_fetchall(

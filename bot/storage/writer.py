@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .schema import MESSAGES, USAGE
+from .schema import MESSAGES, TURN_ROWS, USAGE
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,15 @@ Row = tuple[str, str, str | None, str | None]
 
 UsageRow = tuple[str, str | None, str, str | None, int, int, int, int, int]
 """(session_id, author_id, kind, model, requests, input, cached, output tokens, input chars)."""
+
+_INSERT_TURN_ROWS = (
+    f"INSERT INTO {TURN_ROWS} (session_id, message_data, author_id, author_name, kind, model, "
+    "requests, input_tokens, cached_tokens, output_tokens, input_chars) VALUES "
+)
+_TURN_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_MAX_TURN_ROWS_PER_STATEMENT = 80
+"""Rows one insert through the turn view may carry (11 parameters each, under 999)."""
+_NO_USAGE = (None,) * 7
 
 _INSERT_USAGE = (
     f"INSERT INTO {USAGE} (session_id, author_id, kind, model, requests, input_tokens, "
@@ -146,11 +155,14 @@ class Writer:
                 _succeed(job.future, None)
 
     async def _insert(self, rows: Sequence[Row], usage: Sequence[UsageRow]) -> None:
+        # The connection is in autocommit mode, so one statement is one atomic, durable
+        # transaction and costs a single hop to the connection's thread (BEGIN, INSERT and
+        # COMMIT issued separately would cost three). The schema's trigger touches the thread.
         if not usage and len(rows) <= _MAX_ROWS_PER_STATEMENT:
-            # The connection is in autocommit mode, so one statement is one atomic, durable
-            # transaction and costs a single hop to the connection's thread (BEGIN, INSERT and
-            # COMMIT issued separately would cost three). The schema's trigger touches the thread.
             await self._conn.execute(_insert_statement(len(rows)), _flatten(rows))
+            return
+        if len(rows) + len(usage) <= _MAX_TURN_ROWS_PER_STATEMENT:
+            await self._conn.execute(*_turn_rows_statement(rows, usage))
             return
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
@@ -202,6 +214,19 @@ async def insert_usage(conn: aiosqlite.Connection, usage: Sequence[UsageRow]) ->
     """Record what model calls cost, in the caller's transaction."""
     if usage:
         await conn.executemany(_INSERT_USAGE, usage)
+
+
+def _turn_rows_statement(
+    rows: Sequence[Row], usage: Sequence[UsageRow]
+) -> tuple[str, list[str | int | None]]:
+    """One insert of messages and usage rows through the schema's turn view, in order."""
+    values: list[str | int | None] = []
+    for row in rows:
+        values += [*row, *_NO_USAGE]
+    for session_id, author_id, *costs in usage:
+        values += [session_id, None, author_id, None, *costs]
+    count = len(rows) + len(usage)
+    return _INSERT_TURN_ROWS + ", ".join([_TURN_ROW_PLACEHOLDERS] * count), values
 
 
 def _insert_statement(count: int) -> str:
