@@ -44,6 +44,7 @@ TurnFn = Callable[[str, int], Awaitable[None]]
 AUTHOR = Author("u1", "Ann")
 DENSITY = 0.25
 """Tokens per stored character the bench's turns report, as English text measures."""
+COST = Usage("bench", input_tokens=2_500, cached_tokens=0, output_tokens=60, input_chars=10_000)
 
 
 def exchange(thread: str, turn: int) -> list[Any]:
@@ -99,10 +100,8 @@ class OurStore:
             self.windows.append(len(plan.window))
             session = TurnSession(self.store, thread, author=AUTHOR, window=plan.window)
             await session.get_items()
-            new = exchange(thread, n)
-            await session.add_items(new)
-            sent = sum(stored.chars for stored in plan.window) + len(json.dumps(new[0]))
-            await session.commit(Usage("bench", 1, int(sent * DENSITY), 0, 60, sent))
+            await session.add_items(exchange(thread, n))
+            await session.commit(COST)
 
         return turn
 

@@ -170,8 +170,7 @@ class Memory:
         summary = read.summary
         ratio = read.tokens_per_char * SAFETY if read.tokens_per_char else DEFAULT_TOKENS_PER_CHAR
         budget = self.history_chars(ratio)
-        item, kept = self._fit_message(author, text, int(budget * MESSAGE_SHARE))
-        message_chars = _chars(item)
+        item, message_chars, kept = self._fit_message(author, text, int(budget * MESSAGE_SHARE))
         summary_room = int(self._settings.summary_tokens / ratio) - _summary_chars(summary)
         capacity = max(0, budget + summary_room - message_chars)
         items, full = _newest(read.newest, capacity)
@@ -215,7 +214,9 @@ class Memory:
             budget_tokens=self._context_tokens,
         )
 
-    def _fit_message(self, author: Author, text: str, limit: int) -> tuple[Item, int | None]:
+    def _fit_message(self, author: Author, text: str, limit: int) -> tuple[Item, int, int | None]:
+        """The message as an item within `limit` stored characters, its size, and how much
+        of the text was kept when it had to be cut."""
         keep = min(len(text), self._settings.max_input_chars)
         item = dict(user_item(author, text[:keep]))
         size = _chars(item)
@@ -224,7 +225,8 @@ class Memory:
             overhead = _chars(dict(user_item(author, "")))
             keep = max(0, int(keep * (limit - overhead) / (size - overhead)))
             item = dict(user_item(author, text[:keep]))
-        return item, (keep if keep < len(text) else None)
+            size = _chars(item)
+        return item, size, (keep if keep < len(text) else None)
 
 
 def fit_exchanges(items: Sequence[WindowItem], max_chars: int) -> list[WindowItem]:

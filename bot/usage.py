@@ -35,7 +35,6 @@ class UsageMeter(RunHooks[Any]):
         """The run's usage as the store records it."""
         return Usage(
             model=model,
-            requests=reported.requests,
             input_tokens=reported.input_tokens,
             cached_tokens=reported.input_tokens_details.cached_tokens or 0,
             output_tokens=reported.output_tokens,

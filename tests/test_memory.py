@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from agents import SQLiteSession
+from aiosqlite import connect as aiosqlite_connect
 
 from bot.app import build_memory
 from bot.config import Config
@@ -147,7 +148,7 @@ async def test_usage_is_stored_with_the_turn_and_measures_the_thread(store: SQLi
         "t",
         [msg("user", "hi"), msg("assistant", "hello")],
         author=ANN,
-        usage=Usage("m", 1, input_tokens=300, cached_tokens=0, output_tokens=5, input_chars=1_000),
+        usage=Usage("m", input_tokens=300, cached_tokens=0, output_tokens=5, input_chars=1_000),
     )
     assert await store.tokens_per_char("t") == pytest.approx(0.3)
     assert await store.tokens_per_char("other") is None
@@ -177,3 +178,52 @@ async def test_a_message_larger_than_the_budget_is_cut_to_fit(store: SQLiteStore
     plan = await memory.plan("t", ANN, "é" * 50_000)
     assert plan.kept_chars is not None
     assert len(json.dumps(plan.item)) <= memory.history_chars(0.4) // 2
+
+
+async def test_a_window_longer_than_one_page_skips_corrupt_rows_and_fills(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "long.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append(
+            "t", [msg("user" if n % 2 == 0 else "assistant", f"m{n}") for n in range(300)]
+        )
+    plant_corrupt_rows(path, "t", 70)  # more than a whole page of the newest rows
+    async with await SQLiteStore.open(path) as store:
+        memory = build_memory(Config(), store)
+        plan = await memory.plan("t", ANN, "next")
+        assert [stored.item["content"] for stored in plan.window] == [f"m{n}" for n in range(300)]
+        assert not plan.needs_summary
+
+
+async def test_deleting_a_turn_keeps_what_it_cost_in_the_ledger(store: SQLiteStore) -> None:
+    cost = Usage("m", input_tokens=300, cached_tokens=100, output_tokens=5, input_chars=1_000)
+    await store.append("t", [msg("user", "hi"), msg("assistant", "hello")], author=ANN, usage=cost)
+    await store.undo_last_exchange("t")
+    async with aiosqlite_connect(store.path) as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT session_id, kind, model, input_tokens, cached_tokens, output_tokens "
+            "FROM bot_usage"
+        )
+    assert list(rows) == [("t", "turn", "m", 300, 100, 5)]
+
+
+async def test_the_index_stays_exact_through_deletes_before_and_after_indexing(
+    store: SQLiteStore,
+) -> None:
+    await store.append("t", [msg("user", "[Ann] walrus one"), msg("assistant", "walrus two")])
+    await store.undo_last_exchange("t")  # deleted before it was ever indexed
+    await store.append("t", [msg("user", "[Ann] walrus three"), msg("assistant", "ok")])
+    assert [s.item["content"] for s in await store.search("t", "walrus", limit=5)] == [
+        "[Ann] walrus three"
+    ]
+    await store.undo_last_exchange("t")  # deleted after it was indexed
+    assert await store.search("t", "walrus", limit=5) == []
+    await store.append("t", [msg("user", "[Ann] walrus four")])
+    await store.clear("t")
+    assert await store.search("t", "walrus", limit=5) == []
+    async with aiosqlite_connect(store.path) as conn:
+        # FTS5's own consistency check of a contentless index; raises if it is corrupt.
+        await conn.execute(
+            "INSERT INTO bot_search (bot_search, rank) VALUES ('integrity-check', 0)"
+        )

@@ -265,14 +265,16 @@ async def test_one_bad_append_does_not_sink_the_batch_it_shared(tmp_path: Path) 
             "CREATE TABLE agent_messages (id INTEGER PRIMARY KEY, "
             "session_id TEXT NOT NULL, message_data TEXT NOT NULL, "
             "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, author_id TEXT, "
-            "author_name TEXT)"
+            "author_name TEXT, model TEXT, input_tokens INTEGER, cached_tokens INTEGER, "
+            "output_tokens INTEGER, input_chars INTEGER)"
         )
         writer = Writer(conn)
-        bad_row = ("t", None, None, None)  # violates NOT NULL on message_data
+        no_cost = (None, None, None, None, None)
+        bad_row = ("t", None, None, None, *no_cost)  # violates NOT NULL on message_data
         results = await asyncio.gather(
-            writer.append([("t", '"a"', None, None)]),
+            writer.append([("t", '"a"', None, None, *no_cost)]),
             writer.append([bad_row]),  # type: ignore[list-item]
-            writer.append([("t", '"b"', None, None)]),
+            writer.append([("t", '"b"', None, None, *no_cost)]),
             return_exceptions=True,
         )
         assert results[0] is None

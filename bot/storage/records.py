@@ -69,7 +69,6 @@ class Usage:
     """What model calls cost, as the provider reported it, and how much text they carried."""
 
     model: str | None = None
-    requests: int = 0
     input_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0

@@ -14,7 +14,7 @@ MESSAGES = "agent_messages"
 SUMMARIES = "bot_summaries"
 USAGE = "bot_usage"
 SEARCH = "bot_search"
-TURN_ROWS = "bot_turn_rows"
+SEARCH_STATE = "bot_search_state"
 
 _SDK_TABLES = (
     f"""
@@ -39,7 +39,18 @@ _SDK_TABLES = (
     f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_session_id ON {MESSAGES} (session_id, id)",
 )
 
-_BOT_COLUMNS = {"author_id": "TEXT", "author_name": "TEXT"}
+_BOT_COLUMNS = {
+    "author_id": "TEXT",
+    "author_name": "TEXT",
+    # What a turn cost, on the last row the turn stored: the provider's reported usage and the
+    # characters the requests carried. On the row, so recording it costs a turn nothing extra.
+    "model": "TEXT",
+    "input_tokens": "INTEGER",
+    "cached_tokens": "INTEGER",
+    "output_tokens": "INTEGER",
+    "input_chars": "INTEGER",
+}
+USAGE_COLUMNS = ("model", "input_tokens", "cached_tokens", "output_tokens", "input_chars")
 
 
 def searchable_text(row: str) -> str:
@@ -93,8 +104,9 @@ _BOT_OBJECTS = (
         DELETE FROM {SUMMARIES} WHERE session_id = OLD.session_id AND covers_id >= OLD.id;
     END
     """,
-    # What each model call cost, as the provider reported it. Kept after /forget: it is
-    # accounting and holds no words of the conversation.
+    # The usage ledger: what summaries cost, and what deleted turns had cost (copied here by
+    # the trigger below when /undo, /forget or retention removes them). Accounting holds no
+    # words of the conversation, so it outlives them.
     f"""
     CREATE TABLE IF NOT EXISTS {USAGE} (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -102,7 +114,6 @@ _BOT_OBJECTS = (
         author_id TEXT,
         kind TEXT NOT NULL,
         model TEXT,
-        requests INTEGER NOT NULL,
         input_tokens INTEGER NOT NULL,
         cached_tokens INTEGER NOT NULL,
         output_tokens INTEGER NOT NULL,
@@ -111,50 +122,38 @@ _BOT_OBJECTS = (
     )
     """,
     f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_session_id ON {USAGE} (session_id, id)",
-    # A turn's messages and its usage row in ONE insert statement: in autocommit mode that is
-    # one atomic transaction and one hop to the connection's thread, where separate inserts
-    # inside BEGIN/COMMIT cost four (measured: 1.7x the turn's write time one turn at a time).
-    # Rows with message_data go to the conversation, rows with a kind to the accounting.
     f"""
-    CREATE VIEW IF NOT EXISTS {TURN_ROWS} AS SELECT
-        NULL AS session_id, NULL AS message_data, NULL AS author_id, NULL AS author_name,
-        NULL AS kind, NULL AS model, NULL AS requests, NULL AS input_tokens,
-        NULL AS cached_tokens, NULL AS output_tokens, NULL AS input_chars
-    WHERE 0
-    """,
-    f"""
-    CREATE TRIGGER IF NOT EXISTS {TURN_ROWS}_insert INSTEAD OF INSERT ON {TURN_ROWS}
+    CREATE TRIGGER IF NOT EXISTS {MESSAGES}_keep_usage AFTER DELETE ON {MESSAGES}
+    WHEN OLD.input_tokens IS NOT NULL
     BEGIN
-        INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name)
-        SELECT NEW.session_id, NEW.message_data, NEW.author_id, NEW.author_name
-        WHERE NEW.message_data IS NOT NULL;
-        INSERT INTO {USAGE} (session_id, author_id, kind, model, requests, input_tokens,
-            cached_tokens, output_tokens, input_chars)
-        SELECT NEW.session_id, NEW.author_id, NEW.kind, NEW.model, NEW.requests,
-            NEW.input_tokens, NEW.cached_tokens, NEW.output_tokens, NEW.input_chars
-        WHERE NEW.kind IS NOT NULL;
+        INSERT INTO {USAGE} (session_id, author_id, kind, model, input_tokens, cached_tokens,
+            output_tokens, input_chars, created_at)
+        VALUES (OLD.session_id, NULL, 'turn', OLD.model, OLD.input_tokens,
+            coalesce(OLD.cached_tokens, 0), coalesce(OLD.output_tokens, 0),
+            coalesce(OLD.input_chars, 0), OLD.created_at);
     END
     """,
 )
 
 # Contentless: the words live once, in agent_messages; the index holds only what FTS5 needs to
-# find and rank them. Removing a row from it means re-deriving the same words, which is exact
-# because stored messages are never changed in place.
-_SEARCH_TABLE = (
-    f"CREATE VIRTUAL TABLE {SEARCH} USING fts5(body, content='', "
-    "tokenize='unicode61 remove_diacritics 2')"
-)
-_SEARCH_TRIGGERS = (
+# find and rank them. It is brought up to date when it is about to be searched (and at start-up)
+# rather than by an insert trigger: indexing inside every turn's transaction made the store's
+# turn 15-20% slower (bench.store_bench), while searches are rare. `indexed_through` is the
+# last message ID indexed; only rows up to it have words in the index to remove on delete,
+# which re-derives the same words, exact because stored messages are never changed in place.
+_SEARCH_OBJECTS = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH} USING fts5(body, content='', "
+    "tokenize='unicode61 remove_diacritics 2')",
     f"""
-    CREATE TRIGGER IF NOT EXISTS {MESSAGES}_index AFTER INSERT ON {MESSAGES}
-    BEGIN
-        INSERT INTO {SEARCH} (rowid, body)
-        SELECT NEW.id, words FROM (SELECT {searchable_text("NEW")} AS words)
-        WHERE words IS NOT NULL;
-    END
+    CREATE TABLE IF NOT EXISTS {SEARCH_STATE} (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        indexed_through INTEGER NOT NULL
+    )
     """,
+    f"INSERT OR IGNORE INTO {SEARCH_STATE} (id, indexed_through) VALUES (1, 0)",
     f"""
     CREATE TRIGGER IF NOT EXISTS {MESSAGES}_unindex AFTER DELETE ON {MESSAGES}
+    WHEN OLD.id <= (SELECT indexed_through FROM {SEARCH_STATE})
     BEGIN
         INSERT INTO {SEARCH} ({SEARCH}, rowid, body)
         SELECT 'delete', OLD.id, words FROM (SELECT {searchable_text("OLD")} AS words)
@@ -162,14 +161,34 @@ _SEARCH_TRIGGERS = (
     END
     """,
 )
+INDEX_BATCH = 5_000
+"""Messages indexed per transaction when the search index catches up."""
+
+
+async def index_new_messages(conn: aiosqlite.Connection) -> tuple[int, bool]:
+    """Index the next batch of messages stored since the last catch-up, in the caller's
+    transaction; returns the new high-water ID and whether the index is now current."""
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT (SELECT indexed_through FROM {SEARCH_STATE}), "
+            f"(SELECT coalesce(max(id), 0) FROM {MESSAGES})"
+        )
+    )
+    done, newest = int(rows[0][0]), int(rows[0][1])
+    through = min(newest, done + INDEX_BATCH)
+    if through > done:
+        await conn.execute(
+            f"INSERT INTO {SEARCH} (rowid, body) SELECT m.id, {searchable_text('m')} "
+            f"FROM {MESSAGES} AS m WHERE m.id > ? AND m.id <= ? "
+            f"AND {searchable_text('m')} IS NOT NULL",
+            (done, through),
+        )
+        await conn.execute(f"UPDATE {SEARCH_STATE} SET indexed_through = ?", (through,))
+    return through, through >= newest
 
 
 async def ensure_schema(conn: aiosqlite.Connection) -> None:
-    """Create or extend the schema in place; safe to run on every start and on SDK files.
-
-    A file from before the search index existed gets it built from every stored message,
-    once, in the same transaction that creates it.
-    """
+    """Create or extend the schema in place; safe to run on every start and on SDK files."""
     await conn.execute("BEGIN IMMEDIATE")
     for statement in _SDK_TABLES:
         await conn.execute(statement)
@@ -180,15 +199,6 @@ async def ensure_schema(conn: aiosqlite.Connection) -> None:
             await conn.execute(f"ALTER TABLE {MESSAGES} ADD COLUMN {column} {kind}")
     for statement in _BOT_OBJECTS:
         await conn.execute(statement)
-    found = await conn.execute_fetchall(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SEARCH,)
-    )
-    if not list(found):
-        await conn.execute(_SEARCH_TABLE)
-        await conn.execute(
-            f"INSERT INTO {SEARCH} (rowid, body) SELECT m.id, {searchable_text('m')} "
-            f"FROM {MESSAGES} AS m WHERE {searchable_text('m')} IS NOT NULL"
-        )
-    for statement in _SEARCH_TRIGGERS:
+    for statement in _SEARCH_OBJECTS:
         await conn.execute(statement)
     await conn.commit()

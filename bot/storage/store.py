@@ -37,9 +37,17 @@ from .records import (
     format_timestamp,
     parse_timestamp,
 )
-from .schema import MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, ensure_schema
+from .schema import (
+    MESSAGES,
+    SEARCH,
+    SESSIONS,
+    SUMMARIES,
+    USAGE,
+    ensure_schema,
+    index_new_messages,
+)
 from .session import StoreSession
-from .writer import Row, StoreClosedError, UsageRow, Writer, insert_rows, insert_usage
+from .writer import Row, StoreClosedError, Writer, insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +63,23 @@ _PAGE = 64
 """Rows fetched per step when walking a thread back from its newest message."""
 _KEPT_SUMMARIES = 4
 """Summaries kept per thread: the one in use and a few to fall back on after /undo."""
-_MEASURED_TURNS = 20
-"""Recent model calls a thread's tokens-per-character figure is averaged over."""
+_MEASURED_ROWS = 60
+"""Newest rows whose recorded usage a thread's tokens-per-character figure averages (a turn
+records it on one row, so about the last 20-30 turns)."""
 _WORD = re.compile(r"\w+")
 
 # The state row (kind 0: summary, its coverage, usage sums), then the newest page of the
 # thread's items after that summary (kind 1), in one statement.
+_DENSITY = f"""
+SELECT sum(input_tokens) AS tokens, sum(input_chars) AS chars FROM (
+    SELECT input_tokens, input_chars FROM {MESSAGES} WHERE session_id = ?1
+    ORDER BY id DESC LIMIT ?2)
+WHERE input_tokens > 0 AND input_chars > 0
+"""
+
 _MEMORY_READ = f"""
 SELECT 0, s.summary, s.covers_id, s.created_at, u.tokens, u.chars
-FROM (SELECT sum(input_tokens) AS tokens, sum(input_chars) AS chars FROM (
-        SELECT input_tokens, input_chars FROM {USAGE} WHERE session_id = ?1 AND kind = 'turn'
-        AND input_chars > 0 AND input_tokens > 0 ORDER BY id DESC LIMIT ?2)) AS u
+FROM ({_DENSITY}) AS u
 LEFT JOIN (SELECT summary, covers_id, created_at FROM {SUMMARIES} WHERE session_id = ?1
            ORDER BY covers_id DESC LIMIT 1) AS s ON 1
 UNION ALL
@@ -141,7 +155,15 @@ class SQLiteStore:
             for conn in opened:
                 await conn.close()
             raise
-        return cls(path, reader, Writer(write_conn), opened)
+        store = cls(path, reader, Writer(write_conn), opened)
+        try:
+            # Messages written while the bot was away (or before the index existed) become
+            # searchable now, not at the first search.
+            await store.index_for_search()
+        except BaseException:
+            await store.close()
+            raise
+        return store
 
     async def close(self) -> None:
         """Finish queued writes, then close every connection."""
@@ -197,7 +219,7 @@ class SQLiteStore:
         kept; a window longer than the first page continues with `read_window`.
         """
         rows = list(
-            await self._reader.execute_fetchall(_MEMORY_READ, (session_id, _MEASURED_TURNS, _PAGE))
+            await self._reader.execute_fetchall(_MEMORY_READ, (session_id, _MEASURED_ROWS, _PAGE))
         )
         state = next(row for row in rows if row[0] == 0)
         _, text, covers_id, created_at, tokens, chars = state
@@ -364,11 +386,10 @@ class SQLiteStore:
             replace_from: First delete the thread's items from this ID on, in the same
                 transaction (a turn that popped stored items before it committed).
         """
-        rows = _rows(session_id, items, author)
-        costs = [_usage_row(session_id, author, "turn", usage)] if usage else []
+        rows = _rows(session_id, items, author, usage)
         writer = self._require_writer()
         if replace_from is None:
-            await writer.append(rows, costs)
+            await writer.append(rows)
             return
 
         async def replace_tail(conn: aiosqlite.Connection) -> None:
@@ -377,7 +398,6 @@ class SQLiteStore:
                 (session_id, replace_from),
             )
             await insert_rows(conn, rows)
-            await insert_usage(conn, costs)
 
         await writer.run(replace_tail)
 
@@ -385,27 +405,29 @@ class SQLiteStore:
         self, session_id: str, usage: Usage, *, kind: str, author: Author | None = None
     ) -> None:
         """Record a model call made outside a turn (a summary), for cost accounting."""
-        await self._require_writer().append((), [_usage_row(session_id, author, kind, usage)])
+
+        async def record(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                f"INSERT INTO {USAGE} (session_id, author_id, kind, model, input_tokens, "
+                "cached_tokens, output_tokens, input_chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    author.id if author else None,
+                    kind,
+                    usage.model,
+                    usage.input_tokens,
+                    usage.cached_tokens,
+                    usage.output_tokens,
+                    usage.input_chars,
+                ),
+            )
+
+        await self._require_writer().run(record)
 
     async def memory_state(self, session_id: str) -> tuple[Summary | None, float | None]:
         """The thread's newest summary and measured tokens per character, in one read."""
-        rows = list(
-            await self._reader.execute_fetchall(
-                f"SELECT s.summary, s.covers_id, s.created_at, u.tokens, u.chars FROM "
-                f"(SELECT sum(input_tokens) AS tokens, sum(input_chars) AS chars FROM "
-                f"(SELECT input_tokens, input_chars FROM {USAGE} WHERE session_id = ?1 "
-                "AND kind = 'turn' AND input_chars > 0 AND input_tokens > 0 "
-                "ORDER BY id DESC LIMIT ?2)) AS u "
-                f"LEFT JOIN (SELECT summary, covers_id, created_at FROM {SUMMARIES} "
-                "WHERE session_id = ?1 ORDER BY covers_id DESC LIMIT 1) AS s ON 1",
-                (session_id, _MEASURED_TURNS),
-            )
-        )
-        text, covers_id, created_at, tokens, chars = rows[0]
-        summary = (
-            None if text is None else Summary(text, int(covers_id), parse_timestamp(created_at))
-        )
-        return summary, (float(tokens) / float(chars) if tokens and chars else None)
+        read = await self.read_memory(session_id)
+        return read.summary, read.tokens_per_char
 
     async def tokens_per_char(self, session_id: str) -> float | None:
         """The thread's measured tokens per stored character over its recent turns, if any."""
@@ -460,6 +482,8 @@ class SQLiteStore:
         `session_id`'s messages can ever be returned.
         """
         words = [f'"{word}"*' for word in _WORD.findall(query)[:32]]
+        if words:
+            await self.index_for_search()
         found: list[StoredItem] = []
         for joiner in (" AND ", " OR ") if len(words) > 1 else (" ",):
             if len(found) >= limit or not words:
@@ -473,6 +497,19 @@ class SQLiteStore:
             seen = {stored.id for stored in found}
             found += [stored for stored in _decode_stored(rows) if stored.id not in seen]
         return found[:limit]
+
+    async def index_for_search(self) -> None:
+        """Bring the search index up to date with every stored message.
+
+        Runs in batches, each its own transaction queued between turns' writes, so a large
+        backlog (a file from before the index existed) never holds a turn up for long.
+        """
+        writer = self._require_writer()
+        while True:
+            through, current = await writer.run(index_new_messages)
+            if current:
+                return
+            logger.info("Indexed messages up to #%d for search; continuing", through)
 
     async def pop_item(self, session_id: str) -> Item | None:
         """Remove and return a thread's newest item (skipping unreadable rows, as the SDK does)."""
@@ -551,30 +588,29 @@ class SQLiteStore:
         return self._writer
 
 
-def _rows(session_id: str, items: Iterable[Item], author: Author | None) -> list[Row]:
+def _rows(
+    session_id: str, items: Sequence[Item], author: Author | None, usage: Usage | None
+) -> list[Row]:
     rows: list[Row] = []
-    for item in items:
+    for index, item in enumerate(items):
         # ensure_ascii keeps lone surrogates as escapes instead of failing to encode as UTF-8.
         data = json.dumps(item)
-        if author is not None and item.get("role") == "user":
-            rows.append((session_id, data, author.id, author.name))
-        else:
-            rows.append((session_id, data, None, None))
+        writer = author if author is not None and item.get("role") == "user" else None
+        cost = usage if usage is not None and index == len(items) - 1 else None
+        rows.append(
+            (
+                session_id,
+                data,
+                writer.id if writer else None,
+                writer.name if writer else None,
+                cost.model if cost else None,
+                cost.input_tokens if cost else None,
+                cost.cached_tokens if cost else None,
+                cost.output_tokens if cost else None,
+                cost.input_chars if cost else None,
+            )
+        )
     return rows
-
-
-def _usage_row(session_id: str, author: Author | None, kind: str, usage: Usage) -> UsageRow:
-    return (
-        session_id,
-        author.id if author else None,
-        kind,
-        usage.model,
-        usage.requests,
-        usage.input_tokens,
-        usage.cached_tokens,
-        usage.output_tokens,
-        usage.input_chars,
-    )
 
 
 def _decode(data: Any) -> Item | None:

@@ -18,38 +18,26 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .schema import MESSAGES, TURN_ROWS, USAGE
+from .schema import MESSAGES
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-Row = tuple[str, str, str | None, str | None]
-"""(session_id, message_data, author_id, author_name) for one new message row."""
-
-UsageRow = tuple[str, str | None, str, str | None, int, int, int, int, int]
-"""(session_id, author_id, kind, model, requests, input, cached, output tokens, input chars)."""
-
-_INSERT_TURN_ROWS = (
-    f"INSERT INTO {TURN_ROWS} (session_id, message_data, author_id, author_name, kind, model, "
-    "requests, input_tokens, cached_tokens, output_tokens, input_chars) VALUES "
-)
-_TURN_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_MAX_TURN_ROWS_PER_STATEMENT = 80
-"""Rows one insert through the turn view may carry (11 parameters each, under 999)."""
-_NO_USAGE = (None,) * 7
-
-_INSERT_USAGE = (
-    f"INSERT INTO {USAGE} (session_id, author_id, kind, model, requests, input_tokens, "
-    "cached_tokens, output_tokens, input_chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+Row = tuple[
+    str, str, str | None, str | None, str | None, int | None, int | None, int | None, int | None
+]
+"""One new message row: (session_id, message_data, author_id, author_name) and, on the row a
+model call produced last, what producing the turn cost: (model, input_tokens, cached_tokens,
+output_tokens, input_chars); None for those on every other row."""
 
 _INSERT_MESSAGES = (
-    f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name) VALUES "
+    f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, model, "
+    "input_tokens, cached_tokens, output_tokens, input_chars) VALUES "
 )
-_ROW_PLACEHOLDERS = "(?, ?, ?, ?)"
-_MAX_ROWS_PER_STATEMENT = 200
-"""Rows one multi-row INSERT may carry (4 parameters each, under SQLite's oldest 999 limit)."""
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_MAX_ROWS_PER_STATEMENT = 100
+"""Rows one multi-row INSERT may carry (9 parameters each, under SQLite's oldest 999 limit)."""
 
 
 class StoreClosedError(RuntimeError):
@@ -59,7 +47,6 @@ class StoreClosedError(RuntimeError):
 @dataclass
 class _Append:
     rows: Sequence[Row]
-    usage: Sequence[UsageRow]
     future: asyncio.Future[None]
 
 
@@ -79,12 +66,12 @@ class Writer:
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def append(self, rows: Sequence[Row], usage: Sequence[UsageRow] = ()) -> None:
-        """Insert rows (and what they cost) in one transaction, possibly shared with others."""
-        if not rows and not usage:
+    async def append(self, rows: Sequence[Row]) -> None:
+        """Insert rows in one transaction (possibly shared with other appends)."""
+        if not rows:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._submit(_Append(rows, usage, future))
+        self._submit(_Append(rows, future))
         await future
 
     async def run(self, operation: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
@@ -131,10 +118,7 @@ class Writer:
 
     async def _commit_appends(self, batch: list[_Append]) -> None:
         try:
-            await self._insert(
-                [row for job in batch for row in job.rows],
-                [row for job in batch for row in job.usage],
-            )
+            await self._insert([row for job in batch for row in job.rows])
         except Exception as exc:
             if len(batch) == 1:
                 _fail(batch[0].future, exc)
@@ -145,7 +129,7 @@ class Writer:
             )
             for job in batch:
                 try:
-                    await self._insert(job.rows, job.usage)
+                    await self._insert(job.rows)
                 except Exception as single_exc:
                     _fail(job.future, single_exc)
                 else:
@@ -154,20 +138,16 @@ class Writer:
             for job in batch:
                 _succeed(job.future, None)
 
-    async def _insert(self, rows: Sequence[Row], usage: Sequence[UsageRow]) -> None:
-        # The connection is in autocommit mode, so one statement is one atomic, durable
-        # transaction and costs a single hop to the connection's thread (BEGIN, INSERT and
-        # COMMIT issued separately would cost three). The schema's trigger touches the thread.
-        if not usage and len(rows) <= _MAX_ROWS_PER_STATEMENT:
+    async def _insert(self, rows: Sequence[Row]) -> None:
+        if len(rows) <= _MAX_ROWS_PER_STATEMENT:
+            # The connection is in autocommit mode, so one statement is one atomic, durable
+            # transaction and costs a single hop to the connection's thread (BEGIN, INSERT and
+            # COMMIT issued separately would cost three). The schema's trigger touches the thread.
             await self._conn.execute(_insert_statement(len(rows)), _flatten(rows))
-            return
-        if len(rows) + len(usage) <= _MAX_TURN_ROWS_PER_STATEMENT:
-            await self._conn.execute(*_turn_rows_statement(rows, usage))
             return
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
             await insert_rows(self._conn, rows)
-            await insert_usage(self._conn, usage)
             await self._conn.commit()
         except BaseException:
             await self._rollback()
@@ -210,28 +190,9 @@ async def insert_rows(conn: aiosqlite.Connection, rows: Sequence[Row]) -> None:
         await conn.executemany(_insert_statement(1), rows)
 
 
-async def insert_usage(conn: aiosqlite.Connection, usage: Sequence[UsageRow]) -> None:
-    """Record what model calls cost, in the caller's transaction."""
-    if usage:
-        await conn.executemany(_INSERT_USAGE, usage)
-
-
-def _turn_rows_statement(
-    rows: Sequence[Row], usage: Sequence[UsageRow]
-) -> tuple[str, list[str | int | None]]:
-    """One insert of messages and usage rows through the schema's turn view, in order."""
-    values: list[str | int | None] = []
-    for row in rows:
-        values += [*row, *_NO_USAGE]
-    for session_id, author_id, *costs in usage:
-        values += [session_id, None, author_id, None, *costs]
-    count = len(rows) + len(usage)
-    return _INSERT_TURN_ROWS + ", ".join([_TURN_ROW_PLACEHOLDERS] * count), values
-
-
 def _insert_statement(count: int) -> str:
     return _INSERT_MESSAGES + ", ".join([_ROW_PLACEHOLDERS] * count)
 
 
-def _flatten(rows: Sequence[Row]) -> list[str | None]:
+def _flatten(rows: Sequence[Row]) -> list[str | int | None]:
     return [value for row in rows for value in row]
