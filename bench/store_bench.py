@@ -36,6 +36,7 @@ from agents.extensions.memory.async_sqlite_session import AsyncSQLiteSession
 
 from bot.app import build_memory
 from bot.config import Config
+from bot.memory import SAFETY
 from bot.storage import Author, SQLiteStore, Usage
 from bot.turn import TurnSession
 
@@ -87,13 +88,15 @@ class OurStore:
         self.store = await SQLiteStore.open(self.path)
         items = exchange("bench:0", 0)
         chars = sum(len(json.dumps(item)) for item in items) // len(items)
-        config = Config()
-        # A budget whose history part holds about `window` items at the measured density.
-        tokens = int(self.window * chars * DENSITY * 1.1) + 600
-        memory = build_memory(
-            Config(context_tokens=tokens + config.output_reserve + config.summary_tokens),
-            self.store,
-        )
+        # A budget whose window holds `window` items at the density the turns report (with
+        # the planner's margin): what the request carries besides the window, plus them.
+        density = DENSITY * SAFETY
+        probe = Config()
+        fixed = (
+            probe.context_tokens - probe.output_reserve - probe.summary_tokens
+        ) / density - build_memory(probe, self.store).history_chars(density)
+        tokens = (self.window * chars + fixed + len(json.dumps({"role": "user"})) + 12) * density
+        memory = build_memory(Config(context_tokens=int(tokens) + probe.output_reserve), self.store)
 
         async def turn(thread: str, n: int) -> None:
             plan = await memory.plan(thread, AUTHOR, "next")

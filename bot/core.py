@@ -290,6 +290,7 @@ class Core:
             raise EmptyAnswerError("the model returned no text")
         usage = meter.usage(result.context_wrapper.usage, self._settings.model_name)
         await turn.commit(usage)
+        self._memory.measured(session_id, usage)
         return answer
 
 

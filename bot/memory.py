@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from cachetools import LRUCache
+
 from .config import MIN_HISTORY_TOKENS
-from .storage import Author, Item, SQLiteStore, Summary, WindowItem
+from .storage import Author, Item, SQLiteStore, Summary, Usage, WindowItem
 from .transcript import user_item
 from .turn import align_to_exchange
 
@@ -41,6 +43,10 @@ LOW_WATER: Final = 0.25
 """Share of the history budget the window keeps verbatim after a summary step."""
 MESSAGE_SHARE: Final = 0.5
 """The most of the history budget one new message may take; longer ones are cut."""
+DENSITY_WEIGHT: Final = 0.2
+"""How much one finished turn moves a thread's remembered tokens-per-character figure."""
+REMEMBERED_THREADS: Final = 10_000
+"""Threads whose figure is kept in memory; others read it back from their stored usage."""
 SHRINK: Final = 0.75
 """What the budget is multiplied by when the model refuses a request without saying its limit."""
 _STATED_LIMIT = re.compile(r"maximum context length is (\d+)")
@@ -108,6 +114,10 @@ class Memory:
         self._store = store
         self._settings = settings
         self._context_tokens = settings.context_tokens  # lowered if the model says otherwise
+        # Each thread's tokens per character, kept up to date from the turns this process
+        # runs: an estimate, so a figure another process would refine is still good enough,
+        # and reading it back from the stored usage on every turn cost the store's reads ~2x.
+        self._density: LRUCache[str, float] = LRUCache(maxsize=REMEMBERED_THREADS)
         self._instructions = instructions
         self._fixed_chars = fixed_chars + len(instructions) + len(SUMMARY_HEADING) + 4
 
@@ -166,9 +176,13 @@ class Memory:
             author: Who wrote the message.
             text: The message.
         """
-        read = await self._store.read_memory(session_id)
+        known = self._density.get(session_id)
+        read = await self._store.read_memory(session_id, density=known is None)
+        measured = known if known is not None else read.tokens_per_char
+        if known is None and measured is not None:
+            self._density[session_id] = measured
         summary = read.summary
-        ratio = read.tokens_per_char * SAFETY if read.tokens_per_char else DEFAULT_TOKENS_PER_CHAR
+        ratio = measured * SAFETY if measured else DEFAULT_TOKENS_PER_CHAR
         budget = self.history_chars(ratio)
         item, message_chars, kept = self._fit_message(author, text, int(budget * MESSAGE_SHARE))
         summary_room = int(self._settings.summary_tokens / ratio) - _summary_chars(summary)
@@ -194,6 +208,16 @@ class Memory:
             kept_chars=kept,
             estimated_tokens=int(estimate * ratio),
             needs_summary=full or total > HIGH_WATER * budget,
+        )
+
+    def measured(self, session_id: str, usage: Usage) -> None:
+        """Fold a finished turn's reported usage into the thread's tokens-per-character figure."""
+        if usage.input_tokens <= 0 or usage.input_chars <= 0:
+            return
+        figure = usage.input_tokens / usage.input_chars
+        known = self._density.get(session_id)
+        self._density[session_id] = (
+            figure if known is None else known + (figure - known) * DENSITY_WEIGHT
         )
 
     async def view(self, session_id: str) -> MemoryView:

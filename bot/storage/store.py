@@ -89,6 +89,9 @@ SELECT * FROM (
       AND id > coalesce((SELECT max(covers_id) FROM {SUMMARIES} WHERE session_id = ?1), 0)
     ORDER BY id DESC LIMIT ?3)
 """
+_MEMORY_READ_NO_DENSITY = _MEMORY_READ.replace(
+    f"FROM ({_DENSITY}) AS u", "FROM (SELECT NULL AS tokens, NULL AS chars) AS u"
+)
 
 
 class StoreReadOnlyError(RuntimeError):
@@ -212,26 +215,30 @@ class SQLiteStore:
         items.reverse()
         return items
 
-    async def read_memory(self, session_id: str) -> MemoryRead:
+    async def read_memory(self, session_id: str, *, density: bool = True) -> MemoryRead:
         """The thread's summary, measured density and newest items after the summary.
 
         One query, so planning a turn costs one trip to the database however the thread is
-        kept; a window longer than the first page continues with `read_window`.
+        kept; a window longer than the first page continues with `read_window`. Without
+        `density` (the caller has a recent figure) the usage is not read.
         """
-        rows = list(
-            await self._reader.execute_fetchall(_MEMORY_READ, (session_id, _MEASURED_ROWS, _PAGE))
-        )
+        query = _MEMORY_READ if density else _MEMORY_READ_NO_DENSITY
+        rows = list(await self._reader.execute_fetchall(query, (session_id, _MEASURED_ROWS, _PAGE)))
         state = next(row for row in rows if row[0] == 0)
         _, text, covers_id, created_at, tokens, chars = state
         summary = (
             None if text is None else Summary(text, int(covers_id), parse_timestamp(created_at))
         )
         page = sorted((row[1], row[2]) for row in rows if row[0] == 1)
-        newest = [
-            WindowItem(int(row_id), item, len(data))
-            for row_id, data in page
-            if (item := _decode(data)) is not None
-        ]
+        newest = []
+        for row_id, data in page:
+            try:
+                item = json.loads(data)
+            except (json.JSONDecodeError, TypeError):
+                logger.warning("Skipping an unreadable stored item")
+                continue
+            if isinstance(item, dict):
+                newest.append(WindowItem(row_id, item, len(data)))
         measured = float(tokens) / float(chars) if tokens and chars else None
         below = int(page[0][0]) if len(page) == _PAGE else None
         return MemoryRead(summary, measured, newest, continue_below=below)
