@@ -230,6 +230,10 @@ async def test_slash_commands_act_on_their_own_thread_and_are_ephemeral(
     await running.say(THREAD_A, "pears")
     await running.say(THREAD_B, "bananas", mention=True)
 
+    memory = await running.command("memory", thread(THREAD_A, 101))
+    assert memory["data"]["flags"] == 64
+    assert "word for word" in memory["data"]["content"]
+
     shown = await running.command("history", thread(THREAD_A, 101))
     assert shown["type"] == 4
     assert shown["data"]["flags"] == 64

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agents import SQLiteSession
 
 from bot.messages import IncomingMessage, Reply, ReplyKind, Surface
 from tests.fakes.openai_server import (
@@ -236,6 +237,14 @@ async def test_summary_and_index_survive_a_restart(tmp_path: Path) -> None:
             assert "ZX-4471" in message_text(fake.requests[-1].messages[0])
         finally:
             await restarted.close()
+        # The SDK's own session still reads the bot's file, summaries and index beside it.
+        sdk = SQLiteSession("console:long", tmp_path / "r.sqlite3")
+        try:
+            items = await sdk.get_items()
+            assert message_text(items[0]) == f"[Ann] {FACT}"  # type: ignore[arg-type]
+            assert len(items) == 82
+        finally:
+            sdk.close()
 
 
 async def test_every_turn_stores_the_usage_the_model_reported(

@@ -168,8 +168,12 @@ async def test_commands_typed_in_a_thread_are_ephemeral(
         assert undo["text"].startswith("Undone")
         assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
 
+        await bot.say("!memory", thread_ts=ts)
+        memory = (await bot.ephemerals(3))[2]
+        assert "word for word" in memory["text"]
+
         await bot.mention("forget", thread_ts=ts)
-        forget = (await bot.ephemerals(3))[2]
+        forget = (await bot.ephemerals(4))[3]
         assert forget["text"].startswith("Done: I forgot")
         assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 0
         assert len(slack.bot_messages(CHANNEL, ts)) == 2  # commands posted nothing public
