@@ -42,7 +42,9 @@ from tests.fakes.openai_server import (
     MESSAGE_OVERHEAD,
     FakeOpenAI,
     RequestRecord,
+    cached_tokens,
     count_tokens,
+    shared_prefix_share,
     user_texts,
 )
 
@@ -97,17 +99,6 @@ def prompt_of(record: RequestRecord) -> str:
     )
 
 
-def shared_prefix(a: str, b: str) -> int:
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
 class TimedMemory(Memory):
     """The bot's planner, timing itself."""
 
@@ -138,12 +129,6 @@ async def old_policy(store: SQLiteStore, instructions: str, turns: int) -> list[
         sizes.append((tokens, cached_tokens(prompt, previous)))
         previous = prompt
     return sizes
-
-
-def cached_tokens(prompt: str, previous: str) -> int:
-    """OpenAI's prompt-cache rule: the shared prefix, from 1,024 tokens on, in 128s."""
-    tokens = count_tokens(prompt[: shared_prefix(prompt, previous)])
-    return tokens // 128 * 128 if tokens >= 1024 else 0
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> None:
@@ -191,7 +176,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
     shares = []
     for index in range(first_summary + 1, len(turns)):
         previous, current = prompt_of(turns[index - 1]), prompt_of(turns[index])
-        shares.append(shared_prefix(previous, current) / len(current))
+        shares.append(shared_prefix_share(current, previous))
     after = turns[first_summary + 1 :]
     cached = sum(r.cached_tokens for r in after) / max(1, sum(r.prompt_tokens for r in after))
     sent = [r.prompt_tokens for r in turns]

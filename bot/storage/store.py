@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -230,15 +230,7 @@ class SQLiteStore:
             None if text is None else Summary(text, int(covers_id), parse_timestamp(created_at))
         )
         page = sorted((row[1], row[2]) for row in rows if row[0] == 1)
-        newest = []
-        for row_id, data in page:
-            try:
-                item = json.loads(data)
-            except (json.JSONDecodeError, TypeError):
-                logger.warning("Skipping an unreadable stored item")
-                continue
-            if isinstance(item, dict):
-                newest.append(WindowItem(row_id, item, len(data)))
+        newest = list(_window_items(page))
         measured = float(tokens) / float(chars) if tokens and chars else None
         below = int(page[0][0]) if len(page) == _PAGE else None
         return MemoryRead(summary, measured, newest, continue_below=below)
@@ -286,13 +278,11 @@ class SQLiteStore:
                     (session_id, after_id, before_id, _PAGE),
                 )
             )
-            for row_id, data in rows:
-                item = _decode(data)
-                if item is not None:
-                    items.append(WindowItem(int(row_id), item, len(data)))
-                    total += len(data)
-                    if total > max_chars:
-                        break
+            for stored in _window_items(rows):
+                items.append(stored)
+                total += stored.chars
+                if total > max_chars:
+                    break
             if len(rows) < _PAGE:
                 break
             after_id = int(rows[-1][0])
@@ -328,10 +318,8 @@ class SQLiteStore:
                     (session_id, after_id, before, page),
                 )
             )
-            for row_id, data in rows:
-                item = _decode(data)
-                if item is not None:
-                    yield WindowItem(int(row_id), item, len(data))
+            for stored in _window_items(rows):
+                yield stored
             if len(rows) < page:
                 return
             before = int(rows[-1][0])
@@ -627,6 +615,14 @@ def _decode(data: Any) -> Item | None:
         logger.warning("Skipping an unreadable stored item")
         return None
     return item if isinstance(item, dict) else None
+
+
+def _window_items(rows: Iterable[Any]) -> Iterator[WindowItem]:
+    """(id, message_data) rows as window items, in order, skipping unreadable ones."""
+    for row_id, data in rows:
+        item = _decode(data)
+        if item is not None:
+            yield WindowItem(row_id, item, len(data))
 
 
 def _decode_items(rows: Iterable[Any]) -> list[Item]:

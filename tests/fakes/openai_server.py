@@ -175,6 +175,18 @@ def _cut_to_tokens(text: str, tokens: int) -> str:
     return text
 
 
+def cached_tokens(prompt: str, earlier: str) -> int:
+    """Tokens of `prompt` a provider would bill as cached after `earlier`: their shared prefix,
+    counted from 1,024 tokens on and in steps of 128, as OpenAI's prompt caching does."""
+    tokens = count_tokens(prompt[: _shared_prefix(prompt, earlier)])
+    return tokens // CACHE_STEP * CACHE_STEP if tokens >= CACHE_MINIMUM else 0
+
+
+def shared_prefix_share(prompt: str, earlier: str) -> float:
+    """The share of `prompt` that repeats `earlier` from its first character."""
+    return _shared_prefix(prompt, earlier) / max(1, len(prompt))
+
+
 def _shared_prefix(a: str, b: str) -> int:
     """Length of the longest common prefix, by binary search over C-speed slice compares."""
     low, high = 0, min(len(a), len(b))
@@ -300,13 +312,11 @@ class FakeOpenAI:
             record.finished = time.monotonic()
 
     def _cached_tokens(self, prompt: str) -> int:
-        shared = max(
-            (_shared_prefix(prompt, earlier) for earlier in self._recent_prompts),
-            default=0,
+        cached = max(
+            (cached_tokens(prompt, earlier) for earlier in self._recent_prompts), default=0
         )
         self._recent_prompts.append(prompt)
-        tokens = count_tokens(prompt[:shared])
-        return tokens // CACHE_STEP * CACHE_STEP if tokens >= CACHE_MINIMUM else 0
+        return cached
 
     def _too_long(self, tokens: int) -> web.Response:
         # OpenAI's own wording and codes for this refusal.
