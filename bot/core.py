@@ -44,7 +44,7 @@ class CoreSettings:
     """Turns one person may start per minute across all threads; 0 for no limit."""
     model_name: str | None
     """Recorded with each turn's usage."""
-    memory_scope: str = "thread"
+    memory_scope: str
     """Whose memory a message joins: its thread's, its channel's or its author's."""
 
 
