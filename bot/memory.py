@@ -123,8 +123,9 @@ class Memory:
 
     async def state(self, session_id: str) -> tuple[Summary | None, float]:
         """The thread's summary and its density: measured with a margin, or the cautious default."""
-        summary, measured = await self._store.memory_state(session_id)
-        return summary, (measured * SAFETY if measured else DEFAULT_TOKENS_PER_CHAR)
+        read = await self._store.read_memory(session_id)
+        measured = read.tokens_per_char
+        return read.summary, (measured * SAFETY if measured else DEFAULT_TOKENS_PER_CHAR)
 
     def history_chars(self, tokens_per_char: float) -> int:
         """Characters of summary-free history plus new message one request can carry."""

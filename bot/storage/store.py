@@ -208,7 +208,7 @@ class SQLiteStore:
             return _decode_items(rows)
         items: list[Item] = []
         if limit > 0:
-            async for stored in self._walk_back(session_id, page=limit + 1):
+            async for stored in self._walk(session_id, page=limit + 1):
                 items.append(stored.item)
                 if len(items) == limit:
                     break
@@ -250,16 +250,11 @@ class SQLiteStore:
         after `after_id` was read. Cost follows the window, never the thread's length. With
         `before_id`, reading starts below that item (to continue a read).
         """
-        items: list[WindowItem] = []
-        total = 0
-        async for stored in self._walk_back(session_id, after_id=after_id, before_id=before_id):
-            items.append(stored)
-            total += stored.chars
-            if total > max_chars:
-                items.reverse()
-                return items, False
+        items, complete = await _up_to_chars(
+            self._walk(session_id, after_id=after_id, before_id=before_id), max_chars
+        )
         items.reverse()
-        return items, True
+        return items, complete
 
     async def read_range(
         self, session_id: str, *, after_id: int, before_id: int, max_chars: int
@@ -268,24 +263,10 @@ class SQLiteStore:
 
         The item that takes the total past `max_chars` is included, as in `read_window`.
         """
-        items: list[WindowItem] = []
-        total = 0
-        while total <= max_chars:
-            rows = list(
-                await self._reader.execute_fetchall(
-                    f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = ? AND id > ? "
-                    "AND id < ? ORDER BY id LIMIT ?",
-                    (session_id, after_id, before_id, _PAGE),
-                )
-            )
-            for stored in _window_items(rows):
-                items.append(stored)
-                total += stored.chars
-                if total > max_chars:
-                    break
-            if len(rows) < _PAGE:
-                break
-            after_id = int(rows[-1][0])
+        items, _ = await _up_to_chars(
+            self._walk(session_id, after_id=after_id, before_id=before_id, newest_first=False),
+            max_chars,
+        )
         return items
 
     async def count_messages(self, session_id: str, *, up_to: int) -> int:
@@ -297,32 +278,36 @@ class SQLiteStore:
         )
         return int(next(iter(rows))[0])
 
-    async def _walk_back(
+    async def _walk(
         self,
         session_id: str,
         *,
         after_id: int = 0,
         before_id: int | None = None,
         page: int = _PAGE,
+        newest_first: bool = True,
     ) -> AsyncIterator[WindowItem]:
-        """A thread's readable items, newest first, fetched a page at a time.
+        """A thread's readable items between two IDs (exclusive), a page at a time.
 
         Pages double in size: a short read costs one small query, a long window few hops.
         """
-        before = before_id
+        order = "DESC" if newest_first else ""
         while True:
             rows = list(
                 await self._reader.execute_fetchall(
                     f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = ? AND id > ? "
-                    "AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?",
-                    (session_id, after_id, before, page),
+                    f"AND (?3 IS NULL OR id < ?3) ORDER BY id {order} LIMIT ?",
+                    (session_id, after_id, before_id, page),
                 )
             )
             for stored in _window_items(rows):
                 yield stored
             if len(rows) < page:
                 return
-            before = int(rows[-1][0])
+            if newest_first:
+                before_id = int(rows[-1][0])
+            else:
+                after_id = int(rows[-1][0])
             page *= 2
 
     async def history(self, session_id: str, *, limit: int, offset: int = 0) -> list[StoredItem]:
@@ -419,20 +404,15 @@ class SQLiteStore:
 
         await self._require_writer().run(record)
 
-    async def memory_state(self, session_id: str) -> tuple[Summary | None, float | None]:
-        """The thread's newest summary and measured tokens per character, in one read."""
-        read = await self.read_memory(session_id)
-        return read.summary, read.tokens_per_char
-
     async def tokens_per_char(self, session_id: str) -> float | None:
         """The thread's measured tokens per stored character over its recent turns, if any."""
-        return (await self.memory_state(session_id))[1]
+        return (await self.read_memory(session_id)).tokens_per_char
 
     # ----- summaries and search --------------------------------------------------------------
 
     async def summary(self, session_id: str) -> Summary | None:
         """The thread's newest rolling summary, if it has one."""
-        return (await self.memory_state(session_id))[0]
+        return (await self.read_memory(session_id)).summary
 
     async def save_summary(
         self, session_id: str, text: str, *, covers_id: int, replaces: int | None
@@ -615,6 +595,21 @@ def _decode(data: Any) -> Item | None:
         logger.warning("Skipping an unreadable stored item")
         return None
     return item if isinstance(item, dict) else None
+
+
+async def _up_to_chars(
+    items: AsyncIterator[WindowItem], max_chars: int
+) -> tuple[list[WindowItem], bool]:
+    """Items in the order walked, up to the first that takes the total past `max_chars`
+    (included); and whether the walk ended before that."""
+    taken: list[WindowItem] = []
+    total = 0
+    async for stored in items:
+        taken.append(stored)
+        total += stored.chars
+        if total > max_chars:
+            return taken, False
+    return taken, True
 
 
 def _window_items(rows: Iterable[Any]) -> Iterator[WindowItem]:
