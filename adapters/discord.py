@@ -1,7 +1,7 @@
 """The Discord adapter: channels, threads and DMs, slash commands, streamed replies.
 
-discord.py owns the connection (gateway, resume, HTTP rate limits); this module turns its
-events into neutral messages for the core and shows the replies. The rules deciding when to
+discord.py owns the connection (gateway, resume, sharding, HTTP rate limits); this module turns
+its events into neutral messages for the core and shows the replies. The rules deciding when to
 answer live in `discord_rules`, text splitting and throttling in `discord_text`, and the
 growing reply in `discord_stream`, all testable without a connection.
 """
@@ -95,6 +95,18 @@ class _Client(discord.Client):
         await self.adapter.on_message(message)
 
 
+class _ShardedClient(_Client, discord.AutoShardedClient):
+    """The same client on discord.py's own sharding: one gateway connection per shard."""
+
+
+def _client(adapter: DiscordAdapter, settings: DiscordSettings, **options: Any) -> _Client:
+    """The client for `settings`: unsharded unless `DISCORD_SHARD_COUNT` is set."""
+    if not settings.sharded:
+        return _Client(adapter, **options)
+    shard_ids = None if settings.shard_ids is None else list(settings.shard_ids)
+    return _ShardedClient(adapter, shard_count=settings.shard_count, shard_ids=shard_ids, **options)
+
+
 class DiscordAdapter:
     """Serves Discord: answers mentions, DMs and bot threads, and runs slash commands.
 
@@ -134,8 +146,9 @@ class DiscordAdapter:
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True
-        self.client = _Client(
+        self.client = _client(
             self,
+            settings,
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=guild_ready_timeout,
@@ -160,15 +173,24 @@ class DiscordAdapter:
     # ----- start-up -------------------------------------------------------------------------
 
     async def register_commands(self) -> None:
-        """Add the core's commands as slash commands and sync them with Discord."""
+        """Add the core's commands as slash commands and sync them with Discord.
+
+        Every worker adds them, since a command's interaction arrives on the shard of its
+        guild; only one syncs them (`DiscordSettings.syncs_commands`), as each sync replaces
+        the application's whole command list.
+        """
         tree = self.client.tree
         for command in self._core.commands:
             tree.add_command(slash_command(command, self.on_command))
+        dev_guild = self._settings.dev_guild
+        guild = None if dev_guild is None else discord.Object(id=dev_guild)
+        if guild is not None:
+            tree.copy_global_to(guild=guild)
+        if not self._settings.syncs_commands:
+            logger.info("Not registering slash commands: %s", self._why_no_sync())
+            return
         try:
-            dev_guild = self._settings.dev_guild
-            if dev_guild is not None:
-                guild = discord.Object(id=dev_guild)
-                tree.copy_global_to(guild=guild)
+            if guild is not None:
                 synced = await tree.sync(guild=guild)
                 where = f"to guild {dev_guild}"
             else:
@@ -183,15 +205,32 @@ class DiscordAdapter:
                 exc,
             )
 
+    def _why_no_sync(self) -> str:
+        settings = self._settings
+        if settings.register_commands == "off":
+            return "DISCORD_REGISTER_COMMANDS is off"
+        return (
+            f"this worker serves shards {_shard_list(settings.shard_ids)} of "
+            f"{settings.shard_count}, and the worker serving shard 0 registers them"
+        )
+
     def announce(self) -> None:
-        """Log who the bot is and the URL that invites it to a server."""
+        """Log who the bot is, which shards it serves, and the URL that invites it."""
         user, app_id = self.client.user, self.client.application_id
         if user is None or app_id is None:
             return
         url = discord.utils.oauth_url(
             app_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
         )
-        logger.info("Connected to Discord as %s (ID %s). Invite me with: %s", user, user.id, url)
+        settings = self._settings
+        shards = (
+            f", serving shards {_shard_list(settings.shard_ids)} of {settings.shard_count}"
+            if settings.sharded
+            else ""
+        )
+        logger.info(
+            "Connected to Discord as %s (ID %s)%s. Invite me with: %s", user, user.id, shards, url
+        )
 
     # ----- messages -------------------------------------------------------------------------
 
@@ -407,6 +446,10 @@ def slash_command(command: Command, run: CommandRunner) -> app_commands.Command[
     app_commands.rename(value=argument.name)(with_value)
     app_commands.describe(value=argument.description[:100])(with_value)
     return app_commands.Command(name=name, description=description, callback=with_value)
+
+
+def _shard_list(shard_ids: tuple[int, ...] | None) -> str:
+    return "all" if shard_ids is None else ", ".join(map(str, shard_ids))
 
 
 def _role_ids(user: discord.User | discord.Member) -> tuple[int, ...]:

@@ -130,6 +130,7 @@ class SlackAdapter:
             host=host,
             port=settings.port,
             ping_interval=ping_interval,
+            socket_connections=settings.socket_connections,
         )
         self._register()
 

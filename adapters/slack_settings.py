@@ -11,6 +11,18 @@ from bot.adapter import port as port_number
 from .slack_rules import AccessPolicy
 
 SECRET_KEYS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+MAX_SOCKET_CONNECTIONS = 10
+"""Slack lets one app keep at most this many Socket Mode connections open at once."""
+
+
+def connection_count(raw: str) -> int:
+    """`SLACK_SOCKET_CONNECTIONS`: a whole number from 1 to Slack's limit of 10."""
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_SOCKET_CONNECTIONS:
+        raise ValueError(
+            f"must be a whole number from 1 to {MAX_SOCKET_CONNECTIONS} "
+            "(Slack's limit of Socket Mode connections per app)"
+        )
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,8 @@ class SlackSettings:
     port: int = 3000
     streaming: bool = True
     """`SLACK_STREAMING`: Slack's native chat streaming; false posts and edits instead."""
+    socket_connections: int = 1
+    """`SLACK_SOCKET_CONNECTIONS`: Socket Mode connections kept open at once (HTTP mode: unused)."""
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     """`SLACK_ALLOWED_CHANNELS` and `SLACK_ALLOWED_USERS`."""
     reply_to_bots: bool = False
@@ -69,6 +83,9 @@ class SlackSettings:
             signing_secret=signing_secret,
             port=read_setting(env, "SLACK_PORT", port_number, cls.port),
             streaming=read_setting(env, "SLACK_STREAMING", boolean, cls.streaming),
+            socket_connections=read_setting(
+                env, "SLACK_SOCKET_CONNECTIONS", connection_count, cls.socket_connections
+            ),
             policy=AccessPolicy(
                 channels=read_setting(env, "SLACK_ALLOWED_CHANNELS", name_set, frozenset()),
                 users=read_setting(env, "SLACK_ALLOWED_USERS", name_set, frozenset()),

@@ -29,7 +29,7 @@ from .core import Core, CoreSettings
 from .memory import Memory, MemorySettings
 from .plugins import load_adapter
 from .search import search_thread_tool
-from .storage import SQLiteStore
+from .storage import Store, open_store
 from .summary import Summarizer, SummaryKeeper
 
 logger = logging.getLogger(__name__)
@@ -48,15 +48,15 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
     async with contextlib.AsyncExitStack() as stack:
         client = build_client(config)
         stack.push_async_callback(client.close)
-        store = await SQLiteStore.open(config.db_path)
+        store = await open_store(config.memory_location, pool_size=config.pool_size)
         stack.push_async_callback(store.close)
         core = build_core(config, store, client)
         adapters = [factory(core, config, options) for factory in factories]
-        logger.info("Serving %s with memory in %s", ", ".join(platforms), config.db_path)
+        logger.info("Serving %s with memory in %s", ", ".join(platforms), store.location)
         await run_until_stopped(core, adapters, store, config)
 
 
-def build_core(config: Config, store: SQLiteStore, client: AsyncOpenAI) -> Core:
+def build_core(config: Config, store: Store, client: AsyncOpenAI) -> Core:
     """The core with its agent, memory and the standard commands, from configuration."""
     tools = [search_thread_tool(store, bot_name=config.name)]
     agent = build_agent(config, build_model(config, client), tools)
@@ -81,11 +81,12 @@ def build_core(config: Config, store: SQLiteStore, client: AsyncOpenAI) -> Core:
             rate_limit_per_minute=config.rate_limit_per_minute,
             model_name=model_name(config),
             memory_scope=config.memory_scope,
+            thread_wait=config.thread_wait,
         ),
     )
 
 
-def build_memory(config: Config, store: SQLiteStore, tools: Sequence[FunctionTool] = ()) -> Memory:
+def build_memory(config: Config, store: Store, tools: Sequence[FunctionTool] = ()) -> Memory:
     """The turn planner for the configured budget and the agent's instructions and tools."""
     return Memory(
         store,
@@ -103,7 +104,7 @@ def build_memory(config: Config, store: SQLiteStore, tools: Sequence[FunctionToo
 
 
 async def run_until_stopped(
-    core: Core, adapters: Sequence[Adapter], store: SQLiteStore, config: Config
+    core: Core, adapters: Sequence[Adapter], store: Store, config: Config
 ) -> None:
     """Run adapters until one ends or a stop signal; then drain turns and close adapters."""
     stop = asyncio.Event()
@@ -161,7 +162,7 @@ async def _shut_down(core: Core, adapters: Sequence[Adapter], grace: float) -> N
     await asyncio.gather(*(close(adapter) for adapter in adapters))
 
 
-async def _sweep_idle(store: SQLiteStore, retention_days: float) -> None:
+async def _sweep_idle(store: Store, retention_days: float) -> None:
     idle_for = timedelta(days=retention_days)
     while True:
         try:

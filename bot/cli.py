@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +13,7 @@ from .app import serve
 from .config import ConfigError, load_config
 from .logs import configure_logging
 from .plugins import available_adapters, configured_platforms, secrets
+from .storage import failure
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="print one conversation's memory (read-only)")
     history.add_argument("session_id", help="as listed by `sessions`, e.g. console:default")
     history.add_argument("--limit", type=int, default=100, help="newest items to show")
+    migrate = sub.add_parser(
+        "migrate",
+        help="copy every thread from one memory database to another (safe to repeat)",
+        description=(
+            "Copy every thread (items, authors, times, summaries, usage) from one database to "
+            "another, e.g. --from sqlite:///memory.sqlite3 --to postgresql://bot@db/memorybot. "
+            "Threads the target already has are left alone, so running it twice copies nothing "
+            "twice."
+        ),
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="URL")
+    migrate.add_argument("--to", dest="target", required=True, metavar="URL")
     return parser
 
 
@@ -56,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin.list_sessions(config, sys.stdout)
         elif command == "history":
             admin.print_history(config, args.session_id, args.limit, sys.stdout)
+        elif command == "migrate":
+            admin.migrate(args.source, args.target, sys.stdout)
         else:
             platforms = configured if command == "auto" else [command]
             options = {
@@ -66,8 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve(config, platforms, options))
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
-    except (sqlite3.Error, OSError) as exc:
-        parser.exit(1, f"error: cannot use the memory database: {exc} (check BOT_DB_PATH)\n")
+    except Exception as exc:
+        if failure(exc) is None and not isinstance(exc, OSError):
+            raise
+        parser.exit(
+            1,
+            f"error: cannot use the memory database: {exc} "
+            "(check BOT_DB_PATH or BOT_DATABASE_URL)\n",
+        )
     except KeyboardInterrupt:
         return 130
     return 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .memory import Memory
-from .storage import SQLiteStore
+from .storage import Store
 from .transcript import quote_block, render_history, summarize_removed
 
 PREFIXES = ("/", "!")
@@ -129,7 +129,7 @@ class ForgetCommand:
     description = "Forget this thread's conversation and start fresh."
     argument: CommandArgument | None = None
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def run(self, ctx: CommandContext) -> str:
@@ -147,7 +147,7 @@ class UndoCommand:
     description = "Remove the last exchange (your last message and my answer) from memory."
     argument: CommandArgument | None = None
 
-    def __init__(self, store: SQLiteStore, bot_name: str) -> None:
+    def __init__(self, store: Store, bot_name: str) -> None:
         self._store = store
         self._bot_name = bot_name
 
@@ -165,7 +165,7 @@ class HistoryCommand:
         "page", "Which page, counting back from the newest (1 = newest)"
     )
 
-    def __init__(self, store: SQLiteStore, bot_name: str, *, page_size: int = 20) -> None:
+    def __init__(self, store: Store, bot_name: str, *, page_size: int = 20) -> None:
         self._store = store
         self._bot_name = bot_name
         self._page_size = page_size
@@ -236,7 +236,7 @@ class HelpCommand:
         return "\n".join(lines)
 
 
-def default_commands(store: SQLiteStore, memory: Memory, bot_name: str) -> CommandRegistry:
+def default_commands(store: Store, memory: Memory, bot_name: str) -> CommandRegistry:
     """The registry with the standard commands."""
     registry = CommandRegistry()
     registry.register(ForgetCommand(store))

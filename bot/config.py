@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -57,6 +58,12 @@ class Config:
     instructions: str = DEFAULT_INSTRUCTIONS
     name: str = "bot"
     db_path: str = "memory.sqlite3"
+    database_url: str | None = field(default=None, repr=False)
+    """A PostgreSQL URL; when set, memory lives there instead of in `db_path`."""
+    database_pool: int | None = None
+    """Connections per worker to PostgreSQL; None sizes the pool from `max_concurrency`."""
+    thread_wait: float = 120.0
+    """Seconds a message waits for its thread's earlier turn before the bot says it is busy."""
     context_tokens: int = 32_000
     """What one model request may carry in all: instructions, summary, history, the new
     message and room for the answer. Set it below the model's context window."""
@@ -83,9 +90,24 @@ class Config:
         return self.max_output_tokens or OUTPUT_RESERVE
 
     @property
+    def pool_size(self) -> int:
+        """Each running turn holds a connection for its thread lock; a few more serve
+        commands, summaries and reads between turns."""
+        return self.database_pool or self.max_concurrency + 4
+
+    @property
+    def memory_location(self) -> str:
+        """What to open: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.database_url or self.db_path
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """The core's values that must never be shown in logs or messages."""
-        return (self.openai_api_key,) if self.openai_api_key else ()
+        found = [self.openai_api_key] if self.openai_api_key else []
+        password = urlsplit(self.database_url).password if self.database_url else None
+        if password:
+            found.append(password)
+        return tuple(found)
 
     def require_model_credentials(self) -> None:
         """Fail with one clear line when the model cannot possibly be reached.
@@ -129,6 +151,12 @@ def _memory_scope(raw: str) -> MemoryScope:
     raise ValueError("must be 'thread', 'channel' or 'user'")
 
 
+def _database_url(raw: str) -> str:
+    if urlsplit(raw).scheme.split("+")[0] not in {"postgresql", "postgres"}:
+        raise ValueError("must be a postgresql://user@host/database URL")
+    return raw
+
+
 def _log_level(raw: str) -> str | None:
     upper = raw.upper()
     if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -147,6 +175,9 @@ _VARIABLES: dict[str, tuple[str, Any]] = {
     "instructions": ("BOT_INSTRUCTIONS", lambda raw: raw.replace("\\n", "\n")),
     "name": ("BOT_NAME", text),
     "db_path": ("BOT_DB_PATH", text),
+    "database_url": ("BOT_DATABASE_URL", _database_url),
+    "database_pool": ("BOT_DATABASE_POOL", positive_int),
+    "thread_wait": ("BOT_THREAD_WAIT", positive_float),
     "context_tokens": ("BOT_CONTEXT_TOKENS", positive_int),
     "max_output_tokens": ("BOT_MAX_OUTPUT_TOKENS", positive_int),
     "summary_model": ("BOT_SUMMARY_MODEL", text),

@@ -9,8 +9,9 @@ turn is stored in one transaction before the reply is returned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import sqlite3
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 
@@ -20,15 +21,15 @@ from agents.stream_events import RawResponsesStreamEvent
 from openai.types.responses import ResponseTextDeltaEvent
 
 from .commands import CommandContext, CommandRegistry, Invocation
-from .errors import EmptyAnswerError, friendly_error, is_context_overflow
-from .guards import RateLimiter, RecentIds
+from .errors import EmptyAnswerError, friendly_error, is_context_overflow, is_routine
+from .guards import RateLimiter
 from .locks import KeyedLock
 from .memory import Memory, Plan
 from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
 from .search import TurnContext
-from .storage import Author, SQLiteStore
+from .storage import Author, Lease, Store, ThreadBusyError
 from .summary import SummaryKeeper
-from .texts import EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN, SLOW_DOWN
+from .texts import BUSY, EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN, SLOW_DOWN
 from .turn import TurnSession
 from .usage import UsageMeter
 
@@ -46,9 +47,12 @@ class CoreSettings:
     """Recorded with each turn's usage."""
     memory_scope: str
     """Whose memory a message joins: its thread's, its channel's or its author's."""
+    thread_wait: float
+    """Seconds a message waits for its thread's earlier turn before the bot says it is busy."""
 
 
 PLAIN: Final = Surface()
+_NO_SLOT: Final = contextlib.nullcontext()
 REPEAT: Final = Reply("", ReplyKind.REPEAT)
 
 
@@ -59,7 +63,7 @@ class Core:
         self,
         *,
         agent: Agent[Any],
-        store: SQLiteStore,
+        store: Store,
         memory: Memory,
         summaries: SummaryKeeper,
         commands: CommandRegistry,
@@ -77,7 +81,6 @@ class Core:
         self._model_slots = asyncio.Semaphore(settings.max_concurrency)
         self._active: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._seen = RecentIds()
         self._rate = RateLimiter(settings.rate_limit_per_minute)
 
     @property
@@ -117,12 +120,13 @@ class Core:
         Adapters ask this before platform work a repeat would waste (look-ups, indicators);
         `handle()` makes the binding check itself, so asking is optional.
         """
-        return self._seen.seen(_message_key(platform, message_id))
+        return self._store.delivered(_message_key(platform, message_id))
 
     async def _handle(
         self, message: IncomingMessage, surface: Surface, sink: ReplySink | None
     ) -> Reply:
-        if message.message_id is not None and not self._seen.first_time(
+        # The store owns the decision: in process on SQLite, across workers on PostgreSQL.
+        if message.message_id is not None and not await self._store.first_delivery(
             _message_key(message.platform, message.message_id)
         ):
             logger.info("Ignored a redelivered message %s", message.message_id)
@@ -203,8 +207,10 @@ class Core:
             prefix=surface.command_prefix,
         )
         try:
-            async with self._threads.hold(session_id):
+            async with self._hold(session_id) as _lease:
                 text = await invocation.command.run(ctx)
+        except ThreadBusyError:
+            return Reply(BUSY, ReplyKind.NOTICE)
         except Exception as exc:
             logger.exception("Command %s failed in %s", invocation.name, session_id)
             return Reply(friendly_error(exc), ReplyKind.ERROR)
@@ -215,22 +221,25 @@ class Core:
     ) -> Reply:
         session_id = self._memory_key(message)
         author = Author(message.author_id, message.author_name)
-        async with self._threads.hold(session_id), self._model_slots:
-            try:
-                answer, plan = await self._answer(session_id, author, text, sink)
-            except Exception as exc:
-                # Model and disk failures are routine and their message says it all; anything
-                # else is a bug worth a traceback.
-                routine = isinstance(exc, openai.APIError | sqlite3.OperationalError)
-                logger.log(
-                    logging.WARNING if routine else logging.ERROR,
-                    "Turn failed in %s, nothing stored: %s: %s",
-                    session_id,
-                    type(exc).__name__,
-                    exc,
-                    exc_info=None if routine else exc,
-                )
-                return Reply(friendly_error(exc), ReplyKind.ERROR)
+        try:
+            async with self._hold(session_id, model_slot=True) as lease:
+                answer, plan = await self._answer(session_id, author, text, sink, lease)
+        except ThreadBusyError:
+            logger.info("Thread %s stayed busy; told the person to try again", session_id)
+            return Reply(BUSY, ReplyKind.NOTICE)
+        except Exception as exc:
+            # Model and database failures are routine and their message says it all; anything
+            # else is a bug worth a traceback.
+            routine = is_routine(exc)
+            logger.log(
+                logging.WARNING if routine else logging.ERROR,
+                "Turn failed in %s, nothing stored: %s: %s",
+                session_id,
+                type(exc).__name__,
+                exc,
+                exc_info=None if routine else exc,
+            )
+            return Reply(friendly_error(exc), ReplyKind.ERROR)
         if plan.needs_summary:
             self._summaries.request(session_id)
         notice = ""
@@ -238,12 +247,35 @@ class Core:
             notice = f"\n\n(Your message was cut to its first {plan.kept_chars:,} characters.)"
         return Reply(answer + notice, ReplyKind.ANSWER)
 
+    @contextlib.asynccontextmanager
+    async def _hold(
+        self, session_id: str, *, model_slot: bool = False
+    ) -> AsyncIterator[Lease | None]:
+        """Hold a thread for a turn or a command, waiting at most `thread_wait` in all.
+
+        This worker's own turns queue on an in-process lock first, so only the one about to
+        run holds a model slot and, on PostgreSQL, a connection for the cross-worker lock.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.thread_wait
+        async with (
+            self._threads.hold(session_id, until=deadline),
+            self._model_slots if model_slot else _NO_SLOT,
+            self._store.hold_thread(session_id, wait=max(0.0, deadline - loop.time())) as lease,
+        ):
+            yield lease
+
     async def _answer(
-        self, session_id: str, author: Author, text: str, sink: ReplySink | None
+        self,
+        session_id: str,
+        author: Author,
+        text: str,
+        sink: ReplySink | None,
+        lease: Lease | None,
     ) -> tuple[str, Plan]:
         plan = await self._memory.plan(session_id, author, text)
         try:
-            return await self._attempt(session_id, author, plan, sink), plan
+            return await self._attempt(session_id, author, plan, sink, lease), plan
         except openai.BadRequestError as exc:
             if not is_context_overflow(exc):
                 raise
@@ -252,13 +284,18 @@ class Core:
             self._memory.model_refused(plan.estimated_tokens, str(exc))
         self._summaries.request(session_id)
         plan = await self._memory.plan(session_id, author, text)
-        answer = await self._attempt(session_id, author, plan, sink)
+        answer = await self._attempt(session_id, author, plan, sink, lease)
         return answer, replace(plan, needs_summary=True)
 
     async def _attempt(
-        self, session_id: str, author: Author, plan: Plan, sink: ReplySink | None
+        self,
+        session_id: str,
+        author: Author,
+        plan: Plan,
+        sink: ReplySink | None,
+        lease: Lease | None,
     ) -> str:
-        turn = TurnSession(self._store, session_id, author=author, window=plan.window)
+        turn = TurnSession(self._store, session_id, author=author, window=plan.window, lease=lease)
         meter = UsageMeter()
         # A shallow copy per turn, as the SDK itself advises for concurrent runs: it checks every
         # run of one Agent object against all the others running, which made 1,000 concurrent

@@ -6,8 +6,6 @@ request details, internal URLs or fragments of configuration.
 
 from __future__ import annotations
 
-import sqlite3
-
 import openai
 from agents import (
     MaxTurnsExceeded,
@@ -16,7 +14,7 @@ from agents import (
     ModelTimeoutError,
 )
 
-from .storage import StoreClosedError
+from .storage import Failure, StoreClosedError, failure
 from .texts import GENERIC, SHUTTING_DOWN
 
 
@@ -55,21 +53,27 @@ def friendly_error(exc: BaseException) -> str:
         return "The AI model sent back an empty answer. Please try again."
     if isinstance(exc, ModelBehaviorError | openai.APIResponseValidationError):
         return "The AI model sent an answer I couldn't read. Please try again."
-    if isinstance(exc, sqlite3.Error):
-        return _storage_problem(exc)
     if isinstance(exc, StoreClosedError):
         return SHUTTING_DOWN
+    kind = failure(exc)
+    if kind is Failure.BUSY:
+        return "My memory is busy right now, so I didn't answer. Please try again in a moment."
+    if kind is Failure.UNAVAILABLE:
+        return (
+            "I lost touch with my memory database, so this exchange was not kept. "
+            "Please try again in a moment."
+        )
+    if kind is Failure.BROKEN:
+        return (
+            "I couldn't save to my memory, so this exchange was not kept. The bot's owner needs "
+            "to check its database (full or read-only disk)."
+        )
     return GENERIC
 
 
-def _storage_problem(exc: sqlite3.Error) -> str:
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return "My memory is busy right now, so I didn't answer. Please try again in a moment."
-    return (
-        "I couldn't save to my memory, so this exchange was not kept. The bot's owner needs to "
-        "check its database (full or read-only disk)."
-    )
+def is_routine(exc: BaseException) -> bool:
+    """Whether a failure is the world's doing (model or database), not a bug worth a traceback."""
+    return isinstance(exc, openai.APIError) or failure(exc) is not None
 
 
 def is_context_overflow(exc: openai.BadRequestError) -> bool:

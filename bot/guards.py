@@ -1,4 +1,4 @@
-"""Cheap checks run before a turn: redelivered events and people sending too fast."""
+"""Cheap checks run before a turn: people sending too fast."""
 
 from __future__ import annotations
 
@@ -7,29 +7,6 @@ from collections import deque
 from collections.abc import Callable
 
 from cachetools import LRUCache
-
-
-class RecentIds:
-    """Remembers the last `capacity` message IDs, to drop events a platform delivers twice.
-
-    Platforms redeliver within minutes (Slack retries after 1s, 1m and 5m), so a bounded
-    in-memory window is enough and costs nothing per message.
-    """
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._seen: LRUCache[str, None] = LRUCache(maxsize=capacity)
-
-    def seen(self, key: str) -> bool:
-        """Whether `key` was taken already (nothing is recorded)."""
-        return key in self._seen
-
-    def first_time(self, key: str) -> bool:
-        """True the first time `key` is seen, False for a repeat."""
-        if key in self._seen:
-            self._seen[key] = None  # a key redelivered again stays remembered longest
-            return False
-        self._seen[key] = None
-        return True
 
 
 class RateLimiter:

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from .storage import ThreadBusyError
+
 
 class KeyedLock:
     """A lock per key, created on first use and dropped when nobody holds or waits for it.
@@ -17,15 +19,25 @@ class KeyedLock:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Wait for `key`'s turn, run the block, then let the next waiter in (FIFO)."""
+    async def hold(self, key: str, *, until: float | None = None) -> AsyncIterator[None]:
+        """Wait for `key`'s turn, run the block, then let the next waiter in (FIFO).
+
+        With `until` (an event-loop time), give up waiting then with `ThreadBusyError`.
+        """
         lock, users = self._locks.get(key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
         self._locks[key] = (lock, users + 1)
         try:
-            async with lock:
+            try:
+                async with asyncio.timeout_at(until):
+                    await lock.acquire()
+            except TimeoutError:
+                raise ThreadBusyError(f"{key} stayed busy") from None
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             lock, users = self._locks[key]
             if users == 1:

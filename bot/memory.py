@@ -26,7 +26,7 @@ from typing import Final
 from cachetools import LRUCache
 
 from .config import MIN_HISTORY_TOKENS
-from .storage import Author, Item, SQLiteStore, Summary, Usage, WindowItem
+from .storage import Author, Item, Store, Summary, Usage, WindowItem
 from .transcript import user_item
 from .turn import align_to_exchange
 
@@ -98,7 +98,7 @@ class Memory:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         settings: MemorySettings,
         *,
         instructions: str,

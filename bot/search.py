@@ -12,7 +12,7 @@ from typing import Final
 
 from agents import FunctionTool, RunContextWrapper, function_tool
 
-from .storage import SQLiteStore
+from .storage import Store
 from .transcript import describe
 
 SEARCH_NOTE: Final = (
@@ -30,7 +30,7 @@ class TurnContext:
 
 
 def search_thread_tool(
-    store: SQLiteStore, *, bot_name: str, results: int = 8, result_chars: int = 600
+    store: Store, *, bot_name: str, results: int = 8, result_chars: int = 600
 ) -> FunctionTool:
     """The `search_thread` tool over `store`."""
 

@@ -17,7 +17,7 @@ from agents import Agent, RunConfig, Runner
 
 from .errors import EmptyAnswerError
 from .memory import HIGH_WATER, LOW_WATER, Memory, fit_exchanges
-from .storage import SQLiteStore, Usage, WindowItem
+from .storage import Store, Usage, WindowItem
 from .transcript import summary_input
 from .turn import is_user_message
 from .usage import UsageMeter
@@ -73,7 +73,7 @@ class SummaryKeeper:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         memory: Memory,
         summarizer: Summarizer,
         *,

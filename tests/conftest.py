@@ -13,6 +13,7 @@ import pytest
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.discord import fake_discord  # noqa: F401 (a fixture for every module)
 from tests.support.parts import BotParts, make_config
+from tests.support.postgres import postgres  # noqa: F401 (a fixture for every module)
 from tests.support.slack import slack  # noqa: F401 (a fixture for every module)
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.guards import RateLimiter, RecentIds
+import pytest
+
+from bot.guards import RateLimiter
 from bot.locks import KeyedLock
+from bot.storage import ThreadBusyError
+from bot.storage.deliveries import RecentKeys
 
 
 def test_recent_ids_drop_repeats_and_forget_the_oldest() -> None:
-    ids = RecentIds(capacity=2)
+    ids = RecentKeys(capacity=2)
     assert ids.first_time("a")
     assert not ids.first_time("a")
     assert ids.first_time("b")
@@ -49,3 +53,14 @@ async def test_keyed_lock_serializes_one_key_and_cleans_up() -> None:
     assert order.index("a-") < order.index("b+")
     assert order.index("c+") < order.index("a-")  # another key ran alongside
     assert len(lock) == 0
+
+
+async def test_keyed_lock_gives_up_waiting_at_the_deadline() -> None:
+    locks = KeyedLock()
+    loop = asyncio.get_running_loop()
+    async with locks.hold("t"):
+        with pytest.raises(ThreadBusyError):
+            async with locks.hold("t", until=loop.time() + 0.05):
+                pass
+        assert locks.busy("t")
+    assert not locks.busy("t")  # the waiter that gave up left nothing behind

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from adapters.slack import SlackAdapter, create
+from adapters.slack_settings import SlackSettings
 from adapters.slack_text import to_mrkdwn
 from bot.config import ConfigError
 from bot.messages import IncomingMessage
@@ -340,6 +341,105 @@ async def test_ignores_itself_other_bots_and_people_not_allowed(
         await bot.say("hello", channel=DM, user=ANN)
         await bot.answer(DM, None, count=2)  # the first is the bot's own "echo"
         assert len(fake_openai.requests) == 1
+
+
+# ----- several Socket Mode connections ------------------------------------------------------
+
+
+async def answered_once(
+    bot: Harness, fake_openai: FakeOpenAI, threads: list[str], *, settle: float = 0.2
+) -> None:
+    """Every thread got exactly one answer, from one model call each, and nothing else came."""
+    for ts in threads:
+        await bot.answer(CHANNEL, ts)
+    await asyncio.sleep(settle)  # room for a second answer, were one coming
+    assert [len(bot.slack.bot_messages(CHANNEL, ts)) for ts in threads] == [1] * len(threads)
+    assert len(fake_openai.requests) == len(threads)
+    for ts in threads:
+        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+
+
+async def test_events_spread_over_two_connections_are_each_answered_once(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai, socket_connections=2) as bot:
+        opened = [c for c in slack.calls if c.method == "apps.connections.open"]
+        assert [c.token for c in opened] == ["xapp-test", "xapp-test"]
+        assert sorted(c.number for c in slack.connections) == [1, 2]  # two URLs, two sockets
+        threads = [await bot.mention(f"question {i}") for i in range(6)]
+        await answered_once(bot, fake_openai, threads)
+        assert sorted(slack.delivered_on.values()) == [1, 1, 1, 2, 2, 2]
+        assert slack.acked_on == slack.delivered_on  # each acked on the connection it came on
+    await slack.wait_for(lambda: not slack.connections, within=2)  # shutdown closed both
+
+
+async def test_a_retry_landing_on_the_other_connection_is_answered_once(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    async with running(slack, fake_openai, socket_connections=2) as bot:
+        ts = slack.new_ts()
+        text = f"<@{BOT_USER}> only once"
+        slack.record_user_message(CHANNEL, text, ANN, ts)
+        event = {"type": "app_mention", "user": ANN, "text": text, "ts": ts, "channel": CHANNEL}
+        body = bot.event_body(event, event_id="EvRETRIED")
+        # The retry goes out before the first delivery is acked: both are under way at once.
+        first = await slack.deliver("events_api", body, via=1)
+        retry = await slack.deliver(
+            "events_api", body, retry_attempt=1, retry_reason="timeout", via=2
+        )
+        await slack.wait_ack(first)
+        await slack.wait_ack(retry)
+        await answered_once(bot, fake_openai, [ts])
+        late = await slack.deliver("events_api", body, retry_attempt=2, via=1)
+        await slack.wait_ack(late)
+        await answered_once(bot, fake_openai, [ts])
+        assert slack.acked_on == {first: 1, retry: 2, late: 1}
+        assert len(slack.called("chat.startStream")) == 1
+
+
+@pytest.mark.parametrize("reason", ["refresh_requested", "warning"])
+async def test_a_refreshed_connection_loses_no_event_sent_meanwhile(
+    slack: FakeSlack, fake_openai: FakeOpenAI, reason: str
+) -> None:
+    async with running(slack, fake_openai, socket_connections=2) as bot:
+        reopened = slack.hold("apps.connections.open")  # the new connection takes its time
+        await slack.disconnect(1, reason)
+        during = [await bot.mention(f"during the refresh {i}") for i in range(4)]
+        assert [c.number for c in slack.live()] == [2]  # 1 is draining
+        reopened.set()
+        await slack.wait_connections(2)  # slack_sdk reconnected by itself, on a new URL
+        await slack.wait_for(lambda: sorted(c.number for c in slack.connections) == [2, 3])
+        after = [await bot.mention(f"after the refresh {i}") for i in range(4)]
+        await answered_once(bot, fake_openai, during + after)
+        envelopes = list(slack.delivered_on)
+        assert [slack.delivered_on[e] for e in envelopes[:4]] == [2, 2, 2, 2]
+        assert sorted(slack.delivered_on[e] for e in envelopes[4:]) == [2, 2, 3, 3]
+        assert slack.acked_on == slack.delivered_on
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 1), ("1", 1), ("4", 4), (" 10 ", 10)])
+def test_socket_connections_setting(fake_openai: FakeOpenAI, raw: str, expected: int) -> None:
+    environment = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
+    if raw:
+        environment["SLACK_SOCKET_CONNECTIONS"] = raw
+    config = make_config(fake_openai, environment=environment)
+    assert SlackSettings.from_config(config).socket_connections == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "11", "two", "-1", "2.5"])
+def test_socket_connections_outside_1_to_10_give_one_clear_line(
+    fake_openai: FakeOpenAI, raw: str
+) -> None:
+    environment = {
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_APP_TOKEN": "xapp-1",
+        "SLACK_SOCKET_CONNECTIONS": raw,
+    }
+    with pytest.raises(ConfigError) as raised:
+        SlackSettings.from_config(make_config(fake_openai, environment=environment))
+    message = str(raised.value)
+    assert message.startswith("SLACK_SOCKET_CONNECTIONS must be a whole number from 1 to 10")
+    assert "\n" not in message
 
 
 # ----- HTTP mode ---------------------------------------------------------------------------

@@ -1,8 +1,13 @@
-"""The SQLite store, checked against the SDK's own `SQLiteSession` on the same files."""
+"""The store contract, on both back ends, and the SQLite store beside the SDK's `SQLiteSession`.
+
+Tests taking `store` run against SQLite and PostgreSQL alike (the same functions,
+parametrised); the ones taking a path are about SQLite files.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
@@ -13,9 +18,18 @@ import pytest
 from agents import SQLiteSession
 from agents.memory import Session
 
-from bot.storage import Author, SQLiteStore, StoreReadOnlyError
+from bot.storage import (
+    Author,
+    PostgresStore,
+    SQLiteStore,
+    Store,
+    StoreReadOnlyError,
+    ThreadBusyError,
+    Usage,
+)
 from bot.storage.writer import Writer
 from tests.support.items import msg, tool_call, tool_output
+from tests.support.postgres import fresh_schema
 
 TRICKY = [
     msg("user", "héllo wörld — 你好 — 🎉🚀 — مرحبا — \u202eRTL\u202c"),
@@ -25,17 +39,22 @@ TRICKY = [
 ]
 
 
-@pytest.fixture
-async def store(tmp_path: Path):
-    async with await SQLiteStore.open(tmp_path / "memory.sqlite3") as opened:
-        yield opened
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each back end in turn, freshly created."""
+    if request.param == "sqlite":
+        async with await SQLiteStore.open(tmp_path / "memory.sqlite3") as opened:
+            yield opened
+    else:
+        async with fresh_schema() as schema, await PostgresStore.open(schema.url) as opened:
+            yield opened
 
 
-async def test_store_session_satisfies_the_sdk_protocol(store: SQLiteStore) -> None:
+async def test_store_session_satisfies_the_sdk_protocol(store: Store) -> None:
     assert isinstance(store.session("t"), Session)
 
 
-async def test_round_trip_keeps_order_unicode_and_sql_looking_text(store: SQLiteStore) -> None:
+async def test_round_trip_keeps_order_unicode_and_sql_looking_text(store: Store) -> None:
     session = store.session("thread-1")
     await session.add_items(TRICKY)  # type: ignore[arg-type]
     assert await session.get_items() == TRICKY
@@ -45,9 +64,7 @@ async def test_round_trip_keeps_order_unicode_and_sql_looking_text(store: SQLite
     "session_id",
     ["a'b", 'x"; DROP TABLE agent_sessions; --', "../../etc/passwd", "slack:T1:C1:1700.01", "🧵"],
 )
-async def test_session_ids_with_sql_and_path_characters(
-    store: SQLiteStore, session_id: str
-) -> None:
+async def test_session_ids_with_sql_and_path_characters(store: Store, session_id: str) -> None:
     session = store.session(session_id)
     await session.add_items([msg("user", "hi")])  # type: ignore[list-item]
     assert await session.get_items() == [msg("user", "hi")]
@@ -112,13 +129,13 @@ async def test_get_items_limit_matches_sqlite_session(tmp_path: Path, limit: int
         assert expected == items[-limit:]
 
 
-async def test_session_settings_limit_applies_when_no_limit_is_passed(store: SQLiteStore) -> None:
+async def test_session_settings_limit_applies_when_no_limit_is_passed(store: Store) -> None:
     items = [msg("user", str(i)) for i in range(5)]
     await store.session("t").add_items(items)  # type: ignore[arg-type]
     assert await store.session("t", limit=2).get_items() == items[-2:]
 
 
-async def test_pop_item_matches_sqlite_session(store: SQLiteStore) -> None:
+async def test_pop_item_matches_sqlite_session(store: Store) -> None:
     session = store.session("t")
     assert await session.pop_item() is None
     await session.add_items([msg("user", "a"), msg("assistant", "b")])  # type: ignore[list-item]
@@ -128,7 +145,7 @@ async def test_pop_item_matches_sqlite_session(store: SQLiteStore) -> None:
     assert await session.pop_item() is None
 
 
-async def test_clear_session_only_touches_its_thread(store: SQLiteStore) -> None:
+async def test_clear_session_only_touches_its_thread(store: Store) -> None:
     await store.session("a").add_items([msg("user", "a")])  # type: ignore[list-item]
     await store.session("b").add_items([msg("user", "b")])  # type: ignore[list-item]
     await store.session("a").clear_session()
@@ -137,7 +154,7 @@ async def test_clear_session_only_touches_its_thread(store: SQLiteStore) -> None
     assert [s.session_id for s in await store.list_sessions()] == ["b"]
 
 
-async def test_undo_removes_the_last_exchange_with_its_tool_steps(store: SQLiteStore) -> None:
+async def test_undo_removes_the_last_exchange_with_its_tool_steps(store: Store) -> None:
     first = [msg("user", "[A] one"), msg("assistant", "first answer")]
     last = [msg("user", "[A] two"), tool_call("c1"), tool_output("c1"), msg("assistant", "done")]
     await store.append("t", first, author=Author("a", "A"))
@@ -164,7 +181,7 @@ async def test_undo_does_not_trip_over_a_corrupt_row(tmp_path: Path) -> None:
         assert await store.count_items("t") == 0
 
 
-async def test_history_has_authors_and_times(store: SQLiteStore) -> None:
+async def test_history_has_authors_and_times(store: Store) -> None:
     before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     await store.append(
         "t", [msg("user", "[Ann] hi"), msg("assistant", "hello")], author=Author("u1", "Ann")
@@ -178,7 +195,7 @@ async def test_history_has_authors_and_times(store: SQLiteStore) -> None:
     ]
 
 
-async def test_list_sessions_counts_items_newest_first(store: SQLiteStore) -> None:
+async def test_list_sessions_counts_items_newest_first(store: Store) -> None:
     await store.append("old", [msg("user", "a")])
     await store.append("new", [msg("user", "a"), msg("assistant", "b")])
     listed = {s.session_id: s.items for s in await store.list_sessions()}
@@ -187,7 +204,7 @@ async def test_list_sessions_counts_items_newest_first(store: SQLiteStore) -> No
     assert not await store.has_items("never")
 
 
-async def test_delete_idle_is_the_only_way_sessions_expire(store: SQLiteStore) -> None:
+async def test_delete_idle_is_the_only_way_sessions_expire(store: Store) -> None:
     await store.append("a", [msg("user", "a")])
     await store.append("b", [msg("user", "b")])
     assert await store.delete_idle(timedelta(days=1)) == 0
@@ -231,7 +248,12 @@ async def test_in_memory_store_works_and_is_private() -> None:
         assert await fresh.session("t").get_items() == []
 
 
-async def test_sessions_cost_no_connection_and_no_thread(store: SQLiteStore) -> None:
+async def test_sessions_cost_no_connection_and_no_thread(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path / "memory.sqlite3") as store:
+        await _sessions_cost_nothing(store)
+
+
+async def _sessions_cost_nothing(store: Store) -> None:
     await store.session("warm").get_items()
     threads = threading.active_count()
     for i in range(500):
@@ -242,7 +264,7 @@ async def test_sessions_cost_no_connection_and_no_thread(store: SQLiteStore) -> 
     assert await store.count_items("t0") == len(range(0, 500, 7))
 
 
-async def test_concurrent_appends_all_land_in_order(store: SQLiteStore) -> None:
+async def test_concurrent_appends_all_land_in_order(store: Store) -> None:
     async def thread_writer(name: str) -> None:
         for i in range(20):
             await store.append(name, [msg("user", f"{name}-{i}"), msg("assistant", f"ok {i}")])
@@ -304,3 +326,131 @@ async def test_writes_after_close_fail_clearly(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StoreClosedError):
         await store.append("t", [msg("user", "late")])
+
+
+# ----- the rest of the contract: turns, summaries, search, usage, coordination, dumps ------
+
+
+async def test_a_turn_replacing_its_tail_is_one_transaction(store: Store) -> None:
+    await store.append("t", [msg("user", "a"), msg("assistant", "old answer")])
+    old = (await store.history("t", limit=1))[0]
+    await store.append("t", [msg("assistant", "new answer")], replace_from=old.id)
+    assert await store.read_items("t") == [msg("user", "a"), msg("assistant", "new answer")]
+    # A failing write leaves the thread exactly as it was: nothing deleted, nothing added.
+    with pytest.raises(TypeError):
+        await store.append("t", [{"role": "user", "content": object()}], replace_from=1)
+    assert await store.read_items("t") == [msg("user", "a"), msg("assistant", "new answer")]
+
+
+async def test_windows_read_newest_first_up_to_a_budget(store: Store) -> None:
+    items = [msg("user" if i % 2 == 0 else "assistant", f"m{i:03}") for i in range(200)]
+    await store.append("t", items)
+    size = len(json.dumps(items[0]))  # a user item; an assistant item is longer
+    window, complete = await store.read_window("t", max_chars=10 * size)
+    assert not complete
+    assert sum(w.chars for w in window[1:]) <= 10 * size < sum(w.chars for w in window)
+    assert [w.item for w in window] == items[-len(window) :]
+    read = await store.read_memory("t")
+    assert read.summary is None
+    assert [w.item for w in read.newest] == items[-64:]
+    assert read.continue_below == read.newest[0].id
+    older, _ = await store.read_window("t", before_id=read.continue_below, max_chars=size)
+    assert [w.item for w in older] == items[-65:-64]  # one item already overflows
+    first, last = read.newest[0].id, read.newest[-1].id
+    middle = await store.read_range("t", after_id=first, before_id=last, max_chars=size)
+    assert [w.item for w in middle] == items[-63:-62]  # oldest first
+    assert await store.count_messages("t", up_to=first) == 200 - 63
+
+
+async def test_summaries_are_compare_and_set_and_die_with_their_messages(store: Store) -> None:
+    await store.append("t", [msg("user", "one"), msg("assistant", "two")])
+    await store.append("t", [msg("user", "three"), msg("assistant", "four")])
+    rows = await store.history("t", limit=10)
+    assert await store.save_summary("t", "S1", covers_id=rows[1].id, replaces=None)
+    assert not await store.save_summary("t", "stale", covers_id=rows[3].id, replaces=None)
+    assert await store.save_summary("t", "S2", covers_id=rows[3].id, replaces=rows[1].id)
+    summary = await store.summary("t")
+    assert summary is not None
+    assert (summary.text, summary.covers_id) == ("S2", rows[3].id)
+    read = await store.read_memory("t")
+    assert read.summary == summary
+    assert read.newest == []  # everything is covered
+    await store.undo_last_exchange("t")  # deletes what S2 covered: back to S1
+    fallback = await store.summary("t")
+    assert fallback is not None
+    assert fallback.text == "S1"
+    assert not await store.save_summary("t", "gone", covers_id=rows[3].id, replaces=rows[1].id)
+    await store.clear("t")
+    assert await store.summary("t") is None
+
+
+async def test_search_finds_words_and_prefixes_in_this_thread_only(store: Store) -> None:
+    await store.append(
+        "t", [msg("user", "the deploy key is purple-falcon"), msg("assistant", "ok")]
+    )
+    await store.append("t", [msg("user", "Café opening hours?"), tool_call("c1", "secret")])
+    await store.append("other", [msg("user", "purple elsewhere")])
+    found = await store.search("t", "PURPLE falc", limit=5)
+    assert [f.item["content"] for f in found] == ["the deploy key is purple-falcon"]
+    assert [f.item["content"] for f in await store.search("t", "café", limit=5)] == [
+        "Café opening hours?"
+    ]
+    # Some words match: the OR fallback; query syntax is just words.
+    either = await store.search("t", 'purple OR "hours" AND) NOT(', limit=5)
+    assert {f.item["content"] for f in either} >= {"the deploy key is purple-falcon"}
+    assert await store.search("t", "secret", limit=5) == []  # tool calls are not searched
+    assert await store.search("t", "   ", limit=5) == []
+    await store.undo_last_exchange("t")
+    assert await store.search("t", "café", limit=5) == []
+
+
+async def test_usage_is_kept_with_the_turn_and_outlives_it_in_the_ledger(store: Store) -> None:
+    cost = Usage("m", input_tokens=100, cached_tokens=40, output_tokens=7, input_chars=300)
+    await store.append("t", [msg("user", "hi"), msg("assistant", "yo")], usage=cost)
+    await store.record_usage("t", Usage("s", 50, 0, 5, 120), kind="summary")
+    assert await store.read_memory("t") == await store.read_memory("t")
+    assert (await store.read_memory("t")).tokens_per_char == pytest.approx(100 / 300)
+    dumped = await store.dump_thread("t")
+    assert dumped.messages[-1].usage == cost
+    assert [e.kind for e in dumped.ledger] == ["summary"]
+    await store.undo_last_exchange("t")
+    ledger = (await store.dump_thread("t")).ledger
+    assert [(e.kind, e.usage.input_tokens) for e in ledger] == [("summary", 50), ("turn", 100)]
+
+
+async def test_deliveries_are_claimed_once(store: Store) -> None:
+    assert not store.delivered("slack:Ev1")
+    assert await store.first_delivery("slack:Ev1")
+    assert store.delivered("slack:Ev1")
+    assert not await store.first_delivery("slack:Ev1")
+    assert await store.first_delivery("discord:Ev1")
+
+
+async def test_holding_a_thread_serialises_and_gives_up_when_busy(store: Store) -> None:
+    async with store.hold_thread("t", wait=1.0) as lease:
+        await store.append("t", [msg("user", "a")], lease=lease)
+        if isinstance(store, PostgresStore):  # one process has nothing to hold across workers
+            with pytest.raises(ThreadBusyError):
+                async with store.hold_thread("t", wait=0.1):
+                    pass
+        async with store.hold_thread("another thread", wait=0.1):
+            pass
+    async with store.hold_thread("t", wait=0.1):
+        pass
+    assert await store.read_items("t") == [msg("user", "a")]
+
+
+async def test_a_dumped_thread_loads_identically_once(store: Store, tmp_path: Path) -> None:
+    await store.append("t", TRICKY[:2], author=Author("u1", "Ann"))
+    await store.append("t", TRICKY[2:], usage=Usage("m", 10, 0, 2, 40))
+    rows = await store.history("t", limit=10)
+    await store.save_summary("t", "summary", covers_id=rows[1].id, replaces=None)
+    await store.record_usage("t", Usage("s", 5, 0, 1, 9), kind="summary")
+    dump = await store.dump_thread("t")
+    async with await SQLiteStore.open(tmp_path / "copy.sqlite3") as copy:
+        assert await copy.load_thread(dump)
+        assert not await copy.load_thread(dump)
+        again = await copy.dump_thread("t")
+        assert again.same_memory(dump)
+        assert await copy.read_items("t") == TRICKY
+        assert len(again.messages) == len(dump.messages)

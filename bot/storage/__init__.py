@@ -1,5 +1,13 @@
-"""Conversation memory on SQLite, compatible with the Agents SDK's `SQLiteSession` files."""
+"""Conversation memory behind one contract (`Store`), on SQLite or PostgreSQL.
 
+Both back ends keep the Agents SDK's own tables, so the SDK's `SQLiteSession` and
+`SQLAlchemySession` read and write the bot's memory too.
+"""
+
+from .contract import Lease, Store, ThreadBusyError
+from .failures import Failure, StoreUnavailableError, failure
+from .opening import open_store, redact
+from .postgres import PostgresStore
 from .records import (
     Author,
     ClearResult,
@@ -8,6 +16,7 @@ from .records import (
     SessionInfo,
     StoredItem,
     Summary,
+    ThreadDump,
     Usage,
     WindowItem,
 )
@@ -18,15 +27,25 @@ __all__ = [
     "MEMORY",
     "Author",
     "ClearResult",
+    "Failure",
     "Item",
+    "Lease",
     "MemoryRead",
+    "PostgresStore",
     "SQLiteStore",
     "SessionInfo",
+    "Store",
     "StoreClosedError",
     "StoreReadOnlyError",
     "StoreSession",
+    "StoreUnavailableError",
     "StoredItem",
     "Summary",
+    "ThreadBusyError",
+    "ThreadDump",
     "Usage",
     "WindowItem",
+    "failure",
+    "open_store",
+    "redact",
 ]

@@ -97,6 +97,69 @@ class ClearResult:
     messages: int
 
 
+@dataclass(frozen=True)
+class DumpedMessage:
+    """One stored row exactly as kept: its JSON text (not re-encoded), author, time, usage."""
+
+    id: int
+    data: str
+    author: Author | None
+    created_at: datetime
+    usage: Usage | None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One row of the usage ledger (a summary's cost, or a deleted turn's)."""
+
+    kind: str
+    author_id: str | None
+    usage: Usage
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DumpedSummary:
+    covers_id: int
+    """The ID, in the dump's own numbering, of the last message the summary covers."""
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ThreadDump:
+    """A thread's whole memory, independent of the database it came from."""
+
+    session_id: str
+    created_at: datetime
+    updated_at: datetime
+    messages: tuple[DumpedMessage, ...]
+    summaries: tuple[DumpedSummary, ...]
+    ledger: tuple[LedgerEntry, ...]
+
+    def same_memory(self, other: ThreadDump) -> bool:
+        """Whether two dumps hold the same conversation, whatever IDs each database gave it.
+
+        Times compare to the second, the finest SQLite's `CURRENT_TIMESTAMP` keeps.
+        """
+        mine = [(m.data, m.author, _second(m.created_at), m.usage) for m in self.messages]
+        theirs = [(m.data, m.author, _second(m.created_at), m.usage) for m in other.messages]
+        return (
+            mine == theirs
+            and [(s.text, self._position(s)) for s in self.summaries]
+            == [(s.text, other._position(s)) for s in other.summaries]
+            and [(e.kind, e.author_id, e.usage, _second(e.created_at)) for e in self.ledger]
+            == [(e.kind, e.author_id, e.usage, _second(e.created_at)) for e in other.ledger]
+        )
+
+    def _position(self, summary: DumpedSummary) -> int:
+        return next((i for i, m in enumerate(self.messages) if m.id == summary.covers_id), -1)
+
+
+def _second(value: datetime) -> datetime:
+    return value.replace(microsecond=0)
+
+
 def parse_timestamp(value: str | None) -> datetime:
     """Read SQLite's `CURRENT_TIMESTAMP` text (UTC, no zone) as an aware datetime."""
     if not value:

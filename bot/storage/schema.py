@@ -187,9 +187,13 @@ async def index_new_messages(conn: aiosqlite.Connection) -> tuple[int, bool]:
     return through, through >= newest
 
 
-async def ensure_schema(conn: aiosqlite.Connection) -> None:
-    """Create or extend the schema in place; safe to run on every start and on SDK files."""
-    await conn.execute("BEGIN IMMEDIATE")
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer release of the bot than this one."""
+
+
+async def _version_1(conn: aiosqlite.Connection) -> None:
+    # Also what a file from before versioning (or one the SDK created) needs: every statement
+    # is idempotent, and columns are added only where missing.
     for statement in _SDK_TABLES:
         await conn.execute(statement)
     rows = await conn.execute_fetchall(f"PRAGMA table_info({MESSAGES})")
@@ -197,8 +201,36 @@ async def ensure_schema(conn: aiosqlite.Connection) -> None:
     for column, kind in _BOT_COLUMNS.items():
         if column not in present:
             await conn.execute(f"ALTER TABLE {MESSAGES} ADD COLUMN {column} {kind}")
-    for statement in _BOT_OBJECTS:
+    for statement in (*_BOT_OBJECTS, *_SEARCH_OBJECTS):
         await conn.execute(statement)
-    for statement in _SEARCH_OBJECTS:
-        await conn.execute(statement)
-    await conn.commit()
+
+
+MIGRATIONS = (_version_1,)
+"""Schema versions in order; the file's `PRAGMA user_version` says how many have run.
+Append to this, never edit a released step."""
+
+
+async def ensure_schema(conn: aiosqlite.Connection) -> None:
+    """Bring the file's schema to this release's version, each step in its own transaction.
+
+    Safe on every start, on a file from an earlier release and on a file the SDK created.
+    """
+    while True:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+            version = int(rows[0][0])
+            if version > len(MIGRATIONS):
+                raise SchemaTooNewError(
+                    f"the memory file is at schema version {version}, newer than this bot "
+                    f"knows ({len(MIGRATIONS)}); upgrade the bot"
+                )
+            if version == len(MIGRATIONS):
+                await conn.rollback()
+                return
+            await MIGRATIONS[version](conn)
+            await conn.execute(f"PRAGMA user_version = {version + 1}")
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise

@@ -9,7 +9,7 @@ from agents.memory import SessionSettings
 if TYPE_CHECKING:
     from agents import TResponseInputItem
 
-    from .store import SQLiteStore
+    from .contract import Store
 
 
 class StoreSession:
@@ -20,7 +20,7 @@ class StoreSession:
     SDK's `SQLiteSession`.
     """
 
-    def __init__(self, store: SQLiteStore, session_id: str, *, limit: int | None = None) -> None:
+    def __init__(self, store: Store, session_id: str, *, limit: int | None = None) -> None:
         self._store = store
         self.session_id = session_id
         self.session_settings: SessionSettings | None = SessionSettings(limit=limit)

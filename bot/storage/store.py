@@ -12,26 +12,41 @@ message costs no connection and no thread.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 from urllib.parse import quote
 
 import aiosqlite
 
+from .codec import (
+    decode_items,
+    decode_stored,
+    encode_rows,
+    up_to_chars,
+    usage_of,
+    usage_values,
+    window_items,
+)
+from .contract import Lease
+from .deliveries import RecentKeys
 from .records import (
     Author,
     ClearResult,
+    DumpedMessage,
+    DumpedSummary,
     Item,
+    LedgerEntry,
     MemoryRead,
     SessionInfo,
     StoredItem,
     Summary,
+    ThreadDump,
     Usage,
     WindowItem,
     format_timestamp,
@@ -43,11 +58,12 @@ from .schema import (
     SESSIONS,
     SUMMARIES,
     USAGE,
+    USAGE_COLUMNS,
     ensure_schema,
     index_new_messages,
 )
 from .session import StoreSession
-from .writer import Row, StoreClosedError, Writer, insert_rows
+from .writer import StoreClosedError, Writer, insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +75,7 @@ _ROLE = "CASE WHEN json_valid(message_data) THEN json_extract(message_data, '$.r
 
 _COLUMNS = "id, message_data, author_id, author_name, created_at"
 
+_USAGE = ", ".join(USAGE_COLUMNS)
 _PAGE = 64
 """Rows fetched per step when walking a thread back from its newest message."""
 _KEPT_SUMMARIES = 4
@@ -117,6 +134,8 @@ class SQLiteStore:
         self._reader = reader
         self._writer = writer
         self._connections = tuple(connections)
+        # One process owns the file, so the events it has taken are all there is to know.
+        self._deliveries = RecentKeys()
 
     @classmethod
     async def open(
@@ -188,9 +207,28 @@ class SQLiteStore:
     ) -> None:
         await self.close()
 
+    @property
+    def location(self) -> str:
+        return self.path
+
     def session(self, session_id: str, *, limit: int | None = None) -> StoreSession:
         """An SDK `Session` for one thread. Cheap: no I/O, no connection, no thread."""
         return StoreSession(self, session_id, limit=limit)
+
+    # ----- coordination ------------------------------------------------------------------
+
+    def hold_thread(
+        self, session_id: str, *, wait: float
+    ) -> AbstractAsyncContextManager[Lease | None]:
+        """Nothing to hold: one process serves a SQLite file, and the core's own per-thread
+        lock already serialises its turns."""
+        return nullcontext()
+
+    async def first_delivery(self, key: str) -> bool:
+        return self._deliveries.first_time(key)
+
+    def delivered(self, key: str) -> bool:
+        return key in self._deliveries
 
     # ----- reads -------------------------------------------------------------------------
 
@@ -205,7 +243,7 @@ class SQLiteStore:
                 f"SELECT message_data FROM {MESSAGES} WHERE session_id = ? ORDER BY id",
                 (session_id,),
             )
-            return _decode_items(rows)
+            return decode_items(rows)
         items: list[Item] = []
         if limit > 0:
             async for stored in self._walk(session_id, page=limit + 1):
@@ -230,7 +268,7 @@ class SQLiteStore:
             None if text is None else Summary(text, int(covers_id), parse_timestamp(created_at))
         )
         page = sorted((row[1], row[2]) for row in rows if row[0] == 1)
-        newest = list(_window_items(page))
+        newest = list(window_items(page))
         measured = float(tokens) / float(chars) if tokens and chars else None
         below = int(page[0][0]) if len(page) == _PAGE else None
         return MemoryRead(summary, measured, newest, continue_below=below)
@@ -250,7 +288,7 @@ class SQLiteStore:
         after `after_id` was read. Cost follows the window, never the thread's length. With
         `before_id`, reading starts below that item (to continue a read).
         """
-        items, complete = await _up_to_chars(
+        items, complete = await up_to_chars(
             self._walk(session_id, after_id=after_id, before_id=before_id), max_chars
         )
         items.reverse()
@@ -263,7 +301,7 @@ class SQLiteStore:
 
         The item that takes the total past `max_chars` is included, as in `read_window`.
         """
-        items, _ = await _up_to_chars(
+        items, _ = await up_to_chars(
             self._walk(session_id, after_id=after_id, before_id=before_id, newest_first=False),
             max_chars,
         )
@@ -300,7 +338,7 @@ class SQLiteStore:
                     (session_id, after_id, before_id, page),
                 )
             )
-            for stored in _window_items(rows):
+            for stored in window_items(rows):
                 yield stored
             if len(rows) < page:
                 return
@@ -317,7 +355,7 @@ class SQLiteStore:
             "ORDER BY id DESC LIMIT ? OFFSET ?",
             (session_id, limit, offset),
         )
-        return _decode_stored(reversed(list(rows)))
+        return decode_stored(reversed(list(rows)), parse_timestamp)
 
     async def count_items(self, session_id: str) -> int:
         """How many items a thread holds."""
@@ -355,6 +393,7 @@ class SQLiteStore:
         author: Author | None = None,
         usage: Usage | None = None,
         replace_from: int | None = None,
+        lease: Lease | None = None,
     ) -> None:
         """Add items to a thread in one durable transaction.
 
@@ -365,8 +404,9 @@ class SQLiteStore:
             usage: What producing the items cost, recorded in the same transaction.
             replace_from: First delete the thread's items from this ID on, in the same
                 transaction (a turn that popped stored items before it committed).
+            lease: The thread's lock, when the caller holds it (not needed by one process).
         """
-        rows = _rows(session_id, items, author, usage)
+        rows = encode_rows(session_id, items, author, usage)
         writer = self._require_writer()
         if replace_from is None:
             await writer.append(rows)
@@ -470,7 +510,9 @@ class SQLiteStore:
                 (joiner.join(words), session_id, limit),
             )
             seen = {stored.id for stored in found}
-            found += [stored for stored in _decode_stored(rows) if stored.id not in seen]
+            found += [
+                stored for stored in decode_stored(rows, parse_timestamp) if stored.id not in seen
+            ]
         return found[:limit]
 
     async def index_for_search(self) -> None:
@@ -500,7 +542,7 @@ class SQLiteStore:
                 )
                 if not rows:
                     return None
-                decoded = _decode_items(rows)
+                decoded = decode_items(rows)
                 if decoded:
                     return decoded[0]
 
@@ -538,7 +580,7 @@ class SQLiteStore:
                 f"ORDER BY id DESC LIMIT 1) RETURNING {_COLUMNS}",
                 (session_id,),
             )
-            return sorted(_decode_stored(rows), key=lambda stored: stored.id)
+            return sorted(decode_stored(rows, parse_timestamp), key=lambda stored: stored.id)
 
         return await self._require_writer().run(undo)
 
@@ -557,83 +599,135 @@ class SQLiteStore:
 
         return await self._require_writer().run(sweep)
 
+    # ----- moving memory ---------------------------------------------------------------
+
+    async def dump_thread(self, session_id: str) -> ThreadDump:
+        """Everything stored for a thread, exactly as stored."""
+        reader = self._reader
+        sessions = list(
+            await reader.execute_fetchall(
+                f"SELECT created_at, updated_at FROM {SESSIONS} WHERE session_id = ?",
+                (session_id,),
+            )
+        )
+        created, updated = sessions[0] if sessions else (None, None)
+        rows = await reader.execute_fetchall(
+            f"SELECT id, message_data, author_id, author_name, created_at, {_USAGE} "
+            f"FROM {MESSAGES} WHERE session_id = ? ORDER BY id",
+            (session_id,),
+        )
+        summaries = await reader.execute_fetchall(
+            f"SELECT covers_id, summary, created_at FROM {SUMMARIES} WHERE session_id = ? "
+            "ORDER BY covers_id",
+            (session_id,),
+        )
+        ledger = await reader.execute_fetchall(
+            f"SELECT kind, author_id, {_USAGE}, created_at FROM {USAGE} "
+            "WHERE session_id = ? ORDER BY id",
+            (session_id,),
+        )
+        return ThreadDump(
+            session_id=session_id,
+            created_at=parse_timestamp(created),
+            updated_at=parse_timestamp(updated),
+            messages=tuple(
+                DumpedMessage(
+                    int(row[0]),
+                    str(row[1]),
+                    Author(row[2], row[3] or row[2]) if row[2] else None,
+                    parse_timestamp(row[4]),
+                    usage_of(*row[5:10]),
+                )
+                for row in rows
+            ),
+            summaries=tuple(
+                DumpedSummary(int(covers), text, parse_timestamp(when))
+                for covers, text, when in summaries
+            ),
+            ledger=tuple(
+                LedgerEntry(
+                    kind,
+                    author_id,
+                    usage_of(model, tokens, cached, output, chars) or Usage(model),
+                    parse_timestamp(when),
+                )
+                for kind, author_id, model, tokens, cached, output, chars, when in ledger
+            ),
+        )
+
+    async def load_thread(self, dump: ThreadDump) -> bool:
+        """Store a dumped thread under its own ID, in one transaction, unless it is here."""
+
+        async def load(conn: aiosqlite.Connection) -> bool:
+            present = list(
+                await conn.execute_fetchall(
+                    f"SELECT EXISTS (SELECT 1 FROM {SESSIONS} WHERE session_id = ?1) "
+                    f"OR EXISTS (SELECT 1 FROM {USAGE} WHERE session_id = ?1)",
+                    (dump.session_id,),
+                )
+            )
+            if present[0][0]:
+                return False
+            await conn.execute(
+                f"INSERT INTO {SESSIONS} (session_id, created_at, updated_at) VALUES (?, ?, ?)",
+                (
+                    dump.session_id,
+                    format_timestamp(dump.created_at),
+                    format_timestamp(dump.updated_at),
+                ),
+            )
+            new_ids: dict[int, int] = {}
+            for message in dump.messages:
+                usage = message.usage
+                cursor = await conn.execute(
+                    f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, "
+                    f"created_at, {_USAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        dump.session_id,
+                        message.data,
+                        message.author.id if message.author else None,
+                        message.author.name if message.author else None,
+                        format_timestamp(message.created_at),
+                        *usage_values(usage),
+                    ),
+                )
+                new_ids[message.id] = int(cursor.lastrowid or 0)
+            # The trigger touched the thread as each row went in; put its times back.
+            await conn.execute(
+                f"UPDATE {SESSIONS} SET updated_at = ? WHERE session_id = ?",
+                (format_timestamp(dump.updated_at), dump.session_id),
+            )
+            await conn.executemany(
+                f"INSERT INTO {SUMMARIES} (session_id, covers_id, summary, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (dump.session_id, new_ids[s.covers_id], s.text, format_timestamp(s.created_at))
+                    for s in dump.summaries
+                    if s.covers_id in new_ids
+                ],
+            )
+            await conn.executemany(
+                f"INSERT INTO {USAGE} (session_id, author_id, kind, {_USAGE}, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        dump.session_id,
+                        entry.author_id,
+                        entry.kind,
+                        *usage_values(entry.usage),
+                        format_timestamp(entry.created_at),
+                    )
+                    for entry in dump.ledger
+                ],
+            )
+            return True
+
+        return await self._require_writer().run(load)
+
     def _require_writer(self) -> Writer:
         if self._writer is None:
             raise StoreReadOnlyError(f"{self.path} was opened read-only")
         return self._writer
-
-
-def _rows(
-    session_id: str, items: Sequence[Item], author: Author | None, usage: Usage | None
-) -> list[Row]:
-    rows: list[Row] = []
-    for index, item in enumerate(items):
-        # ensure_ascii keeps lone surrogates as escapes instead of failing to encode as UTF-8.
-        data = json.dumps(item)
-        writer = author if author is not None and item.get("role") == "user" else None
-        cost = usage if usage is not None and index == len(items) - 1 else None
-        rows.append(
-            (
-                session_id,
-                data,
-                writer.id if writer else None,
-                writer.name if writer else None,
-                cost.model if cost else None,
-                cost.input_tokens if cost else None,
-                cost.cached_tokens if cost else None,
-                cost.output_tokens if cost else None,
-                cost.input_chars if cost else None,
-            )
-        )
-    return rows
-
-
-def _decode(data: Any) -> Item | None:
-    try:
-        item = json.loads(data)
-    except (json.JSONDecodeError, TypeError):
-        logger.warning("Skipping an unreadable stored item")
-        return None
-    return item if isinstance(item, dict) else None
-
-
-async def _up_to_chars(
-    items: AsyncIterator[WindowItem], max_chars: int
-) -> tuple[list[WindowItem], bool]:
-    """Items in the order walked, up to the first that takes the total past `max_chars`
-    (included); and whether the walk ended before that."""
-    taken: list[WindowItem] = []
-    total = 0
-    async for stored in items:
-        taken.append(stored)
-        total += stored.chars
-        if total > max_chars:
-            return taken, False
-    return taken, True
-
-
-def _window_items(rows: Iterable[Any]) -> Iterator[WindowItem]:
-    """(id, message_data) rows as window items, in order, skipping unreadable ones."""
-    for row_id, data in rows:
-        item = _decode(data)
-        if item is not None:
-            yield WindowItem(row_id, item, len(data))
-
-
-def _decode_items(rows: Iterable[Any]) -> list[Item]:
-    return [item for row in rows if (item := _decode(row[0])) is not None]
-
-
-def _decode_stored(rows: Iterable[Any]) -> list[StoredItem]:
-    decoded: list[StoredItem] = []
-    for row_id, data, author_id, author_name, created_at in rows:
-        try:
-            item = json.loads(data)
-        except (json.JSONDecodeError, TypeError):
-            continue
-        author = Author(author_id, author_name or author_id) if author_id else None
-        decoded.append(StoredItem(int(row_id), item, author, parse_timestamp(created_at)))
-    return decoded
 
 
 __all__ = ["MEMORY", "SQLiteStore", "StoreClosedError", "StoreReadOnlyError"]

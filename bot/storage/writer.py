@@ -18,18 +18,12 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from .codec import Row
 from .schema import MESSAGES
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-Row = tuple[
-    str, str, str | None, str | None, str | None, int | None, int | None, int | None, int | None
-]
-"""One new message row: (session_id, message_data, author_id, author_name) and, on the row a
-model call produced last, what producing the turn cost: (model, input_tokens, cached_tokens,
-output_tokens, input_chars); None for those on every other row."""
 
 _INSERT_MESSAGES = (
     f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, model, "

@@ -7,6 +7,13 @@ expects), 403 or 5xx a number of times. Gateway: HELLO, IDENTIFY -> READY (with 
 `resume_gateway_url` back to the fake), heartbeat ACKs, RESUME -> RESUMED, dispatching events,
 dropping the connection, and refusing the Message Content intent with close code 4014.
 
+Sharding as Discord documents it (developer docs, "Gateway: Sharding"): any number of
+connections at once; one that IDENTIFYs with `shard: [shard_id, num_shards]` gets that array
+back in READY, only the guilds where `(guild_id >> 22) % num_shards == shard_id` (in READY and
+as GUILD_CREATE), and only those guilds' events; events without a guild (DMs) go to shard 0
+only. An invalid `shard` array is closed with 4010 (Invalid shard). `GET /gateway/bot` answers
+`url`, the recommended `shards` and `session_start_limit`.
+
 Point discord.py at it by setting `discord.http.Route.BASE = fake.api_base` and
 `discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)`.
 """
@@ -93,11 +100,48 @@ class GatewayLog:
     heartbeats: int = 0
 
 
+Shard = tuple[int, int]
+"""`(shard_id, num_shards)`, as sent in IDENTIFY's `shard` array."""
+
+
+def shard_of(guild_id: int, num_shards: int) -> int:
+    """The shard that receives a guild's events: Discord's documented formula."""
+    return (guild_id >> 22) % num_shards
+
+
+@dataclass
+class _Session:
+    """What one IDENTIFY started; a RESUME on a new socket carries it on."""
+
+    session_id: str
+    shard: Shard | None
+    seq: int = 0
+
+    def receives(self, guild_id: int | None) -> bool:
+        if self.shard is None:
+            return True
+        shard_id, num_shards = self.shard
+        if guild_id is None:
+            return shard_id == 0  # DMs and other events without a guild go to shard 0 only
+        return shard_of(guild_id, num_shards) == shard_id
+
+
+@dataclass
+class _Connection:
+    ws: web.WebSocketResponse
+    session: _Session | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.session is not None and not self.ws.closed
+
+
 class FakeDiscord:
     """`async with FakeDiscord() as fake:`; then start the bot and `await fake.ready()`."""
 
-    def __init__(self, *, deny_message_content: bool = False) -> None:
+    def __init__(self, *, deny_message_content: bool = False, recommended_shards: int = 1) -> None:
         self.deny_message_content = deny_message_content
+        self.recommended_shards = recommended_shards
         self.requests: list[Recorded] = []
         self.failures: list[Failure] = []
         self.gateway = GatewayLog()
@@ -110,9 +154,8 @@ class FakeDiscord:
         self.port = 0
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self._runner: web.AppRunner | None = None
-        self._ws: web.WebSocketResponse | None = None
-        self._seq = 0
-        self._session_id = "fake-session"
+        self._connections: list[_Connection] = []
+        self._sessions: dict[str, _Session] = {}
         self._ready = asyncio.Event()
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -152,8 +195,9 @@ class FakeDiscord:
         return self
 
     async def close(self) -> None:
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close()
+        for connection in self._connections:
+            if not connection.ws.closed:
+                await connection.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -205,18 +249,38 @@ class FakeDiscord:
         self.guilds[guild_id] = guild
         return guild
 
-    async def dispatch(self, event: str, data: Json) -> None:
-        """Send a gateway event to the connected bot."""
-        assert self._ws is not None, "the bot never connected"
-        assert not self._ws.closed, "the bot is not connected"
-        self._seq += 1
-        await self._ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
+    async def dispatch(self, event: str, data: Json) -> list[Shard | None]:
+        """Send a gateway event to the connections that receive it, as Discord routes it.
 
-    async def drop_connection(self, code: int = 4000) -> None:
-        """Close the gateway socket as Discord does on a hiccup; the bot should RESUME."""
-        assert self._ws is not None
+        Returns:
+            The shard of each connection it was sent to (None for an unsharded one).
+        """
+        assert self._connections, "the bot never connected"
+        receivers = self._receivers(event, data)
+        guild = _event_guild(event, data)
+        assert receivers, f"no connected shard receives {event} (guild {guild})"
+        for connection in receivers:
+            await self._send(connection, event, data)
+        return [c.session.shard for c in receivers if c.session is not None]
+
+    async def drop_connection(self, code: int = 4000, *, shard_id: int | None = None) -> None:
+        """Close gateway sockets as Discord does on a hiccup (all, or the one serving
+        `shard_id`); the bot should RESUME."""
+        dropping = [
+            c
+            for c in self._connections
+            if c.live
+            and c.session is not None
+            and (shard_id is None or (c.session.shard or (0, 1))[0] == shard_id)
+        ]
+        assert dropping, "no connection to drop"
         self._ready.clear()
-        await self._ws.close(code=code)
+        for connection in dropping:
+            await connection.ws.close(code=code)
+
+    def shards_connected(self) -> list[Shard | None]:
+        """The shard of each live, identified connection, in the order they connected."""
+        return [c.session.shard for c in self._connections if c.live and c.session is not None]
 
     def calls(self, method: str, pattern: str = "") -> list[Recorded]:
         """Successful requests matching `method` and regex `pattern`."""
@@ -312,7 +376,7 @@ class FakeDiscord:
         return _json(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.recommended_shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,
@@ -402,8 +466,9 @@ class FakeDiscord:
             owner_id=BOT_ID,
             name=payload.get("name", "thread"),
         )
-        if self._ws is not None and not self._ws.closed:
-            await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        created = {**thread, "newly_created": True}
+        if self._receivers("THREAD_CREATE", created):
+            await self.dispatch("THREAD_CREATE", created)
         return _json(thread)
 
     async def _interaction_callback(self, request: web.Request) -> web.Response:
@@ -547,48 +612,106 @@ class FakeDiscord:
 
     # ----- gateway --------------------------------------------------------------------------
 
+    def _receivers(self, event: str, data: Json) -> list[_Connection]:
+        guild = _event_guild(event, data)
+        return [
+            c
+            for c in self._connections
+            if c.live and c.session is not None and c.session.receives(guild)
+        ]
+
+    async def _send(self, connection: _Connection, event: str, data: Json) -> None:
+        session = connection.session
+        assert session is not None
+        session.seq += 1
+        frame = {"op": 0, "t": event, "s": session.seq, "d": data}
+        await connection.ws.send_str(json.dumps(frame))
+
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        self._ws = ws
+        connection = _Connection(ws)
+        self._connections.append(connection)
         self.gateway.connect_paths.append(request.path)
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": _HEARTBEAT_MS}}))
         async for frame in ws:
             if frame.type is not WSMsgType.TEXT:
                 continue
             message = json.loads(frame.data)
-            await self._on_gateway(ws, message)
+            await self._on_gateway(connection, message)
         self.closed_sockets += 1
         return ws
 
-    async def _on_gateway(self, ws: web.WebSocketResponse, message: Json) -> None:
+    async def _on_gateway(self, connection: _Connection, message: Json) -> None:
+        ws = connection.ws
         op, data = message.get("op"), message.get("d") or {}
         if op == 1:
             self.gateway.heartbeats += 1
             await ws.send_str(json.dumps({"op": 11}))
         elif op == 2:
-            self.gateway.identifies.append(data)
-            if self.deny_message_content and int(data.get("intents", 0)) & MESSAGE_CONTENT_INTENT:
-                await ws.close(code=4014, message=b"Disallowed intent(s).")
-                return
-            self._seq = 0
-            await self.dispatch(
-                "READY",
-                {
-                    "v": 10,
-                    "user": BOT_USER,
-                    "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
-                    "session_id": self._session_id,
-                    "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume",
-                    "application": {"id": str(APP_ID), "flags": MESSAGE_CONTENT_INTENT},
-                    "private_channels": [],
-                    "relationships": [],
-                },
-            )
-            for guild in self.guilds.values():
-                await self.dispatch("GUILD_CREATE", guild)
-            self._ready.set()
+            await self._identify(connection, data)
         elif op == 6:
             self.gateway.resumes.append(data)
-            await self.dispatch("RESUMED", {})
+            session = self._sessions.get(data.get("session_id", ""))
+            if session is None:
+                await ws.send_str(json.dumps({"op": 9, "d": False}))  # Invalid Session
+                return
+            connection.session = session
+            await self._send(connection, "RESUMED", {})
             self._ready.set()
+
+    async def _identify(self, connection: _Connection, data: Json) -> None:
+        ws = connection.ws
+        self.gateway.identifies.append(data)
+        if self.deny_message_content and int(data.get("intents", 0)) & MESSAGE_CONTENT_INTENT:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
+        try:
+            shard = _shard(data.get("shard"))
+        except ValueError:
+            await ws.close(code=4010, message=b"Invalid shard.")
+            return
+        session_id = "fake-session" + ("" if shard is None else f"-{shard[0]}-of-{shard[1]}")
+        session = _Session(session_id, shard)
+        self._sessions[session_id] = session
+        connection.session = session
+        guilds = [g for gid, g in self.guilds.items() if session.receives(gid)]
+        ready: Json = {
+            "v": 10,
+            "user": BOT_USER,
+            "guilds": [{"id": g["id"], "unavailable": True} for g in guilds],
+            "session_id": session_id,
+            "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume",
+            "application": {"id": str(APP_ID), "flags": MESSAGE_CONTENT_INTENT},
+            "private_channels": [],
+            "relationships": [],
+        }
+        if shard is not None:
+            ready["shard"] = list(shard)
+        await self._send(connection, "READY", ready)
+        for guild in guilds:
+            await self._send(connection, "GUILD_CREATE", guild)
+        self._ready.set()
+
+
+_GUILD_EVENTS = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
+
+
+def _event_guild(event: str, data: Json) -> int | None:
+    """The guild an event belongs to, which decides its shard; None for DMs and the like."""
+    raw = data.get("id") if event in _GUILD_EVENTS else data.get("guild_id")
+    return None if raw is None else int(raw)
+
+
+def _shard(raw: Any) -> Shard | None:
+    """IDENTIFY's `shard` array, None when absent; ValueError unless `0 <= id < num_shards`."""
+    if raw is None:
+        return None
+    if not (
+        isinstance(raw, list)
+        and len(raw) == 2
+        and all(isinstance(n, int) for n in raw)
+        and 0 <= raw[0] < raw[1]
+    ):
+        raise ValueError(f"invalid shard {raw!r}")
+    return raw[0], raw[1]

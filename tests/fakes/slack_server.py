@@ -5,8 +5,13 @@ its parsed body; messages the bot posts, streams and edits are kept per channel 
 read a thread as a person would see it. Faults are queued per method: an HTTP status with
 headers (429 + Retry-After) or a Slack error code (`{"ok": false, "error": ...}`).
 
-The Socket Mode side sends `hello`, then whatever envelopes a test delivers (events, slash
-commands, shortcuts; redeliveries carry `retry_attempt`) and records the acks it gets back.
+The Socket Mode side behaves as Slack documents it: every `apps.connections.open` returns a new
+URL, an app may keep several connections open at once (Slack allows 10), each gets `hello` (with
+how many are open), and envelopes a test delivers (events, slash commands, shortcuts;
+redeliveries carry `retry_attempt` and `retry_reason`) go to one open connection each, taking
+turns. A test can send one connection `disconnect` (`refresh_requested`, `warning`,
+`link_disabled`) and close it, as Slack does when it refreshes connections. Acks are recorded
+with the connection they came back on.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +34,7 @@ from tests.fakes.loopback import serve_on_loopback
 TEAM = "T0TEAM"
 BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
+APP_ID = "A0APP"
 USERS = {"U0ANN": "Ann", "U0BEN": "Ben"}
 
 
@@ -44,6 +51,17 @@ class ApiFault:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+
+
+@dataclass(eq=False)
+class Connection:
+    """One open Socket Mode connection."""
+
+    number: int
+    """1 for the first URL `apps.connections.open` handed out, 2 for the next, and so on."""
+    ws: web.WebSocketResponse
+    draining: bool = False
+    """Told to disconnect: Slack sends it nothing new."""
 
 
 @dataclass
@@ -68,14 +86,25 @@ class FakeSlack:
         self.faults: dict[str, deque[ApiFault]] = {}
         self.disabled: dict[str, str] = {}
         self.refusals: dict[str, list[tuple[Callable[[dict[str, Any]], bool], str]]] = {}
+        self.holds: dict[str, asyncio.Event] = {}
         self.messages: list[Posted] = []
         self._by_channel: dict[str, list[Posted]] = {}  # keeps lookups cheap in benchmarks
         self.responses: list[dict[str, Any]] = []
         self.statuses: dict[tuple[str, str], str] = {}
         """The assistant status shown under each thread; Slack clears it when the app replies."""
         self.acks: dict[str, dict[str, Any]] = {}
-        self.sockets: list[web.WebSocketResponse] = []
+        self.connections: list[Connection] = []
+        """Open Socket Mode connections, oldest first."""
+        self.tickets: dict[str, int] = {}
+        """Every URL handed out by `apps.connections.open`, by ticket, with its number."""
+        self.delivered_on: dict[str, int] = {}
+        """The connection (its number) each envelope was sent on, by envelope ID."""
+        self.acked_on: dict[str, int] = {}
+        """The connection (its number) each ack came back on, by envelope ID."""
         self.connected = asyncio.Event()
+        """Set while at least one Socket Mode connection is open."""
+        self._turn = itertools.count()
+        self._closers: set[asyncio.Task[None]] = set()
         self.changed = asyncio.Condition()
         self._ts = itertools.count(1)
         self._envelopes = itertools.count(1)
@@ -92,15 +121,23 @@ class FakeSlack:
     def response_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/respond/{next(self._envelopes)}"
 
+    @property
+    def sockets(self) -> list[web.WebSocketResponse]:
+        """The open Socket Mode websockets, oldest first."""
+        return [c.ws for c in self.connections]
+
     async def start(self) -> FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
-        app.router.add_get("/socket", self._socket)
+        app.router.add_get("/link/", self._socket)
         app.router.add_post("/respond/{id}", self._respond)
         self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def close(self) -> None:
+        for closer in list(self._closers):
+            closer.cancel()
+        await asyncio.gather(*self._closers, return_exceptions=True)
         for ws in list(self.sockets):
             await ws.close()
         if self._runner is not None:
@@ -122,6 +159,11 @@ class FakeSlack:
     def refuse(self, method: str, error: str, when: Callable[[dict[str, Any]], bool]) -> None:
         """Make every call of `method` whose body matches `when` fail with `error`."""
         self.refusals.setdefault(method, []).append((when, error))
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Keep calls of `method` waiting until the returned event is set (a slow Slack)."""
+        released = self.holds[method] = asyncio.Event()
+        return released
 
     def new_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
@@ -168,9 +210,33 @@ class FakeSlack:
 
     # ----- Socket Mode ---------------------------------------------------------------------
 
-    async def deliver(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0) -> str:
-        """Send one envelope to the connected app and return its envelope ID."""
-        await asyncio.wait_for(self.connected.wait(), 10)
+    def live(self) -> list[Connection]:
+        """Connections Slack would send an envelope to: open, and not told to disconnect."""
+        return [c for c in self.connections if not c.draining and not c.ws.closed]
+
+    async def wait_connections(self, count: int, within: float = 10.0) -> None:
+        """Wait until `count` connections are open and not draining."""
+        await self.wait_for(lambda: len(self.live()) >= count, within)
+
+    async def deliver(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        retry_attempt: int = 0,
+        retry_reason: str = "timeout",
+        via: int | None = None,
+    ) -> str:
+        """Send one envelope and return its ID.
+
+        It goes to connection number `via`, or else to the open connections in turn.
+        """
+        await self.wait_for(self.live)
+        live = self.live()
+        if via is None:
+            connection = live[next(self._turn) % len(live)]
+        else:
+            connection = next(c for c in live if c.number == via)
         envelope_id = f"env-{next(self._envelopes)}"
         envelope = {
             "envelope_id": envelope_id,
@@ -178,21 +244,56 @@ class FakeSlack:
             "payload": payload,
             "accepts_response_payload": kind != "events_api",
             "retry_attempt": retry_attempt,
-            "retry_reason": "timeout" if retry_attempt else "",
+            "retry_reason": retry_reason if retry_attempt else "",
         }
-        await self.sockets[-1].send_str(json.dumps(envelope))
+        self.delivered_on[envelope_id] = connection.number
+        await connection.ws.send_str(json.dumps(envelope))
         return envelope_id
 
     async def wait_ack(self, envelope_id: str, within: float = 5.0) -> dict[str, Any]:
         await self.wait_for(lambda: envelope_id in self.acks, within)
         return self.acks[envelope_id]
 
+    async def disconnect(
+        self, number: int, reason: str = "refresh_requested", *, close_after: float = 1.0
+    ) -> None:
+        """Tell connection `number` to go (`refresh_requested`, `warning`, `link_disabled`).
+
+        As Slack does when it refreshes a connection, it is sent nothing more, and closed
+        `close_after` seconds later unless the app has closed it first (slack_sdk does, once
+        its new connection is open).
+        """
+        connection = next(c for c in self.connections if c.number == number)
+        connection.draining = True
+        message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-applink"}}
+        await connection.ws.send_str(json.dumps(message))
+        closer = asyncio.create_task(self._close_later(connection.ws, close_after))
+        self._closers.add(closer)
+        closer.add_done_callback(self._closers.discard)
+
+    @staticmethod
+    async def _close_later(ws: web.WebSocketResponse, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await ws.close()
+
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        number = self.tickets.get(request.query.get("ticket", ""))
+        if number is None:
+            raise web.HTTPUnauthorized(text="invalid_ticket")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        self.sockets.append(ws)
-        await ws.send_str(json.dumps({"type": "hello", "num_connections": 1}))
-        self.connected.set()
+        connection = Connection(number, ws)
+        async with self.changed:
+            self.connections.append(connection)
+            self.connected.set()
+            self.changed.notify_all()
+        hello = {
+            "type": "hello",
+            "num_connections": len(self.connections),
+            "debug_info": {"host": "fake-applink", "approximate_connection_time": 18060},
+            "connection_info": {"app_id": APP_ID},
+        }
+        await ws.send_str(json.dumps(hello))
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -200,11 +301,14 @@ class FakeSlack:
                     if "envelope_id" in data:
                         async with self.changed:
                             self.acks[data["envelope_id"]] = data
+                            self.acked_on[data["envelope_id"]] = number
                             self.changed.notify_all()
         finally:
-            self.sockets.remove(ws)
-            if not self.sockets:
-                self.connected.clear()
+            async with self.changed:
+                self.connections.remove(connection)
+                if not self.connections:
+                    self.connected.clear()
+                self.changed.notify_all()
         return ws
 
     # ----- response_url --------------------------------------------------------------------
@@ -228,6 +332,9 @@ class FakeSlack:
         body.update(request.query)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") or body.get("token")
+        held = self.holds.get(method)
+        if held is not None:
+            await held.wait()
         async with self.changed:
             self.calls.append(ApiCall(method, body, token))
             queue = self.faults.get(method)
@@ -258,7 +365,9 @@ class FakeSlack:
         }
 
     def _apps_connections_open(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"url": f"ws://127.0.0.1:{self.port}/socket"}
+        ticket = secrets.token_hex(8)
+        self.tickets[ticket] = len(self.tickets) + 1
+        return {"url": f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}&app_id={APP_ID}"}
 
     def _users_info(self, body: dict[str, Any]) -> dict[str, Any]:
         user = body.get("user", "")

@@ -33,6 +33,9 @@ THREAD_A = 30
 THREAD_B = 31
 BOT_THREAD = 32
 DM = 40
+SHARD_1_GUILD = 336_642_139_381_301_249
+"""A guild on shard 1 of 2, by Discord's `(guild_id >> 22) % num_shards` (GUILD is on shard 0)."""
+SHARD_1_CHANNEL = 336_642_139_381_301_250
 BOT_ROLE = 555
 HELPER_ROLE = 556
 ANN = user(101, "Ann")
@@ -74,15 +77,23 @@ async def eventually(check: Callable[[], Any], within: float = 10.0, what: str =
 class Harness:
     """One running bot: core + store + adapter connected to the fake Discord."""
 
-    def __init__(self, fake: FakeDiscord, parts: BotParts, adapter: ProbedAdapter) -> None:
+    def __init__(
+        self, fake: FakeDiscord, parts: BotParts, adapter: ProbedAdapter, *, owns_parts: bool
+    ) -> None:
         self.fake = fake
         self.parts = parts
         self.adapter = adapter
+        self.owns_parts = owns_parts
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, fake: FakeDiscord, config: Config, **options: Any) -> Harness:
-        parts = await BotParts(config).start()
+    async def start(
+        cls, fake: FakeDiscord, config: Config, *, parts: BotParts | None = None, **options: Any
+    ) -> Harness:
+        """Start a bot on `config`; on `parts` (left open by `stop()`) if given, else its own."""
+        owns_parts = parts is None
+        if parts is None:
+            parts = await BotParts(config).start()
         settings = {
             "edit_interval": INTERVAL,
             "typing_interval": 5.0,
@@ -90,7 +101,7 @@ class Harness:
             **options,
         }
         adapter = ProbedAdapter(parts.core, DiscordSettings.from_config(config), **settings)
-        harness = cls(fake, parts, adapter)
+        harness = cls(fake, parts, adapter, owns_parts=owns_parts)
         harness.task = task = asyncio.create_task(adapter.run())
         try:
             await eventually(lambda: task.done() or adapter.client.is_ready(), what="ready")
@@ -106,7 +117,8 @@ class Harness:
         await self.adapter.close(grace=10.0)
         if self.task is not None:
             await asyncio.wait_for(self.task, 10)
-        await self.parts.close()
+        if self.owns_parts:
+            await self.parts.close()
 
     async def say(
         self,

@@ -9,7 +9,7 @@ from bot.agent import build_client
 from bot.app import build_core
 from bot.config import Config
 from bot.core import Core
-from bot.storage import SQLiteStore
+from bot.storage import Store, open_store
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -45,11 +45,11 @@ class BotParts:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.client = build_client(config)
-        self.store: SQLiteStore
+        self.store: Store
         self.core: Core
 
     async def start(self) -> BotParts:
-        self.store = await SQLiteStore.open(self.config.db_path)
+        self.store = await open_store(self.config.memory_location, pool_size=4)
         self.core = build_core(self.config, self.store, self.client)
         return self
 

@@ -49,10 +49,11 @@ class Harness:
 
     async def start(self) -> Harness:
         await self.parts.start()
-        self.adapter = SlackAdapter(self.parts.core, slack_settings(**self.settings), **self.tuning)
+        settings = slack_settings(**self.settings)
+        self.adapter = SlackAdapter(self.parts.core, settings, **self.tuning)
         self._task = asyncio.create_task(self.adapter.run())
         if self.adapter.socket_mode:
-            await asyncio.wait_for(self.slack.connected.wait(), 10)
+            await self.slack.wait_connections(settings.socket_connections)
         else:
             for _ in range(500):
                 if self.adapter.http_port:
@@ -88,10 +89,17 @@ class Harness:
         }
 
     async def send_event(
-        self, event: dict[str, Any], *, event_id: str | None = None, retry: int = 0
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry: int = 0,
+        via: int | None = None,
     ) -> str:
+        """Deliver an event (on connection `via`, or the next in turn); returns its envelope ID
+        once acked."""
         body = self.event_body(event, event_id)
-        envelope = await self.slack.deliver("events_api", body, retry_attempt=retry)
+        envelope = await self.slack.deliver("events_api", body, retry_attempt=retry, via=via)
         await self.slack.wait_ack(envelope)
         return envelope
 

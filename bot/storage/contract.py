@@ -1,0 +1,149 @@
+"""`Store`: what the core, the commands and the memory planner need from a database.
+
+Two back ends implement it: `SQLiteStore` (one process, one file; the default) and
+`PostgresStore` (any number of worker processes on one server). The core is written against
+this Protocol alone, so it never knows which one it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from .records import (
+    Author,
+    ClearResult,
+    Item,
+    MemoryRead,
+    SessionInfo,
+    StoredItem,
+    Summary,
+    ThreadDump,
+    Usage,
+    WindowItem,
+)
+from .session import StoreSession
+
+
+class ThreadBusyError(RuntimeError):
+    """Another turn held the thread for longer than a new one may wait."""
+
+
+class Lease:
+    """Proof that this worker holds a thread's lock; pass it to `append` so the turn is
+    stored only while the lock is still held (a back end may hang its connection here)."""
+
+
+class Store(Protocol):
+    """Every thread's memory. Each mutation is one transaction: all of it, or none."""
+
+    @property
+    def location(self) -> str:
+        """Where the memory lives, for logs (a file path or a URL without password)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish queued writes and release every connection."""
+        ...
+
+    def session(self, session_id: str, *, limit: int | None = None) -> StoreSession:
+        """An SDK `Session` for one thread. Cheap: no I/O."""
+        ...
+
+    # ----- coordination between turns (and between worker processes) -------------------
+
+    def hold_thread(
+        self, session_id: str, *, wait: float
+    ) -> AbstractAsyncContextManager[Lease | None]:
+        """Hold the thread against every other worker for a block (a turn, a command).
+
+        Raises `ThreadBusyError` when it cannot be had within `wait` seconds. One process on
+        its own (SQLite) has nothing to coordinate and yields None at once.
+        """
+        ...
+
+    async def first_delivery(self, key: str) -> bool:
+        """True the first time a platform event key is claimed, by this worker or any other."""
+        ...
+
+    def delivered(self, key: str) -> bool:
+        """Whether this worker has claimed `key` already: a cheap hint, no I/O."""
+        ...
+
+    # ----- reads ---------------------------------------------------------------------------
+
+    async def read_items(self, session_id: str, limit: int | None = None) -> list[Item]: ...
+
+    async def read_memory(self, session_id: str, *, density: bool = True) -> MemoryRead: ...
+
+    async def read_window(
+        self,
+        session_id: str,
+        *,
+        after_id: int = 0,
+        before_id: int | None = None,
+        max_chars: int,
+    ) -> tuple[list[WindowItem], bool]: ...
+
+    async def read_range(
+        self, session_id: str, *, after_id: int, before_id: int, max_chars: int
+    ) -> list[WindowItem]: ...
+
+    async def count_messages(self, session_id: str, *, up_to: int) -> int: ...
+
+    async def history(
+        self, session_id: str, *, limit: int, offset: int = 0
+    ) -> list[StoredItem]: ...
+
+    async def count_items(self, session_id: str) -> int: ...
+
+    async def has_items(self, session_id: str) -> bool: ...
+
+    async def list_sessions(self) -> list[SessionInfo]: ...
+
+    async def summary(self, session_id: str) -> Summary | None: ...
+
+    async def tokens_per_char(self, session_id: str) -> float | None: ...
+
+    async def search(self, session_id: str, query: str, *, limit: int) -> list[StoredItem]: ...
+
+    # ----- writes --------------------------------------------------------------------------
+
+    async def append(
+        self,
+        session_id: str,
+        items: Sequence[Item],
+        *,
+        author: Author | None = None,
+        usage: Usage | None = None,
+        replace_from: int | None = None,
+        lease: Lease | None = None,
+    ) -> None: ...
+
+    async def record_usage(
+        self, session_id: str, usage: Usage, *, kind: str, author: Author | None = None
+    ) -> None: ...
+
+    async def save_summary(
+        self, session_id: str, text: str, *, covers_id: int, replaces: int | None
+    ) -> bool: ...
+
+    async def pop_item(self, session_id: str) -> Item | None: ...
+
+    async def clear(self, session_id: str) -> ClearResult: ...
+
+    async def undo_last_exchange(self, session_id: str) -> list[StoredItem]: ...
+
+    async def delete_idle(self, idle_for: timedelta, *, now: datetime | None = None) -> int: ...
+
+    # ----- moving memory between databases -------------------------------------------------
+
+    async def dump_thread(self, session_id: str) -> ThreadDump:
+        """Everything stored for a thread, exactly: items, authors, times, usage, summaries."""
+        ...
+
+    async def load_thread(self, dump: ThreadDump) -> bool:
+        """Store a dumped thread as new; False (and nothing written) when it is already here."""
+        ...

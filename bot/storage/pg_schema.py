@@ -1,0 +1,179 @@
+"""The PostgreSQL layout: the SDK's `SQLAlchemySession` tables plus the bot's own.
+
+`agent_sessions` and `agent_messages` have exactly the columns, types and defaults that
+`SQLAlchemySession(create_tables=True)` gives them, so either side can open a database the
+other created; the bot adds nullable columns, its own tables, functions and triggers, which
+keep themselves right whoever writes or deletes the messages.
+
+Versions run in order on start-up, each in one transaction, under an advisory lock so that
+workers starting together migrate once. `bot_schema` records how far a database has come.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from .schema import MESSAGES, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
+
+logger = logging.getLogger(__name__)
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""A connection of one's own or one borrowed from the pool: the same to use."""
+
+DELIVERIES = "bot_deliveries"
+SCHEMA = "bot_schema"
+MIGRATION_LOCK = 0x6D656D6F7279  # "memory": one key for every worker's schema migration
+
+_VERSION_1 = (
+    # The SDK's tables, as SQLAlchemySession creates them (Integer autoincrement is SERIAL on
+    # PostgreSQL; TIMESTAMP without time zone, defaulting to the server's clock, read as UTC).
+    f"""
+    CREATE TABLE IF NOT EXISTS {SESSIONS} (
+        session_id VARCHAR NOT NULL PRIMARY KEY,
+        created_at TIMESTAMP WITHOUT TIME ZONE DEFAULT CURRENT_TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP WITHOUT TIME ZONE DEFAULT CURRENT_TIMESTAMP NOT NULL
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {MESSAGES} (
+        id SERIAL NOT NULL PRIMARY KEY,
+        session_id VARCHAR NOT NULL REFERENCES {SESSIONS} (session_id) ON DELETE CASCADE,
+        message_data TEXT NOT NULL,
+        created_at TIMESTAMP WITHOUT TIME ZONE DEFAULT CURRENT_TIMESTAMP NOT NULL
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_session_time ON {MESSAGES} "
+    "(session_id, created_at)",
+    # The bot reads a thread newest-first by ID: O(window) however long the thread is.
+    f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_session_id ON {MESSAGES} (session_id, id)",
+    f"CREATE INDEX IF NOT EXISTS idx_{SESSIONS}_updated_at ON {SESSIONS} (updated_at)",
+    *(
+        f"ALTER TABLE {MESSAGES} ADD COLUMN IF NOT EXISTS {column} {kind}"
+        for column, kind in (
+            ("author_id", "TEXT"),
+            ("author_name", "TEXT"),
+            ("model", "TEXT"),
+            ("input_tokens", "INTEGER"),
+            ("cached_tokens", "INTEGER"),
+            ("output_tokens", "INTEGER"),
+            ("input_chars", "INTEGER"),
+        )
+    ),
+    # A message's role and its words, from its JSON text. IMMUTABLE so an index can hold the
+    # words; a row that is not JSON has neither (PostgreSQL 15 has no non-raising cast test).
+    """
+    CREATE OR REPLACE FUNCTION bot_item(data TEXT) RETURNS JSONB
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    BEGIN
+        RETURN data::jsonb;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE OR REPLACE FUNCTION bot_role(data TEXT) RETURNS TEXT
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+        SELECT CASE WHEN jsonb_typeof(item) = 'object' THEN item ->> 'role' END
+        FROM bot_item(data) AS item
+    $$
+    """,
+    # Only what people and the bot said is searchable: never tool calls or their outputs.
+    """
+    CREATE OR REPLACE FUNCTION bot_words(data TEXT) RETURNS TSVECTOR
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+        SELECT to_tsvector('simple', coalesce(CASE
+            WHEN jsonb_typeof(item) <> 'object' OR item ->> 'role' NOT IN ('user', 'assistant')
+                THEN NULL
+            WHEN jsonb_typeof(item -> 'content') = 'string' THEN item ->> 'content'
+            WHEN jsonb_typeof(item -> 'content') = 'array' THEN (
+                SELECT string_agg(part ->> 'text', ' ')
+                FROM jsonb_array_elements(item -> 'content') AS part)
+        END, ''))
+        FROM bot_item(data) AS item
+    $$
+    """,
+    # GIN keeps new rows in a pending list and merges them in bulk, so indexing costs a turn's
+    # INSERT little (bench.store_bench); the index needs no catch-up and no delete trigger.
+    f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_words ON {MESSAGES} "
+    "USING gin (bot_words(message_data))",
+    f"""
+    CREATE TABLE IF NOT EXISTS {SUMMARIES} (
+        session_id VARCHAR NOT NULL,
+        covers_id INTEGER NOT NULL,
+        summary TEXT NOT NULL,
+        created_at TIMESTAMP WITHOUT TIME ZONE DEFAULT CURRENT_TIMESTAMP NOT NULL,
+        PRIMARY KEY (session_id, covers_id)
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {USAGE} (
+        id BIGSERIAL PRIMARY KEY,
+        session_id VARCHAR NOT NULL,
+        author_id TEXT,
+        kind TEXT NOT NULL,
+        model TEXT,
+        input_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        input_chars INTEGER NOT NULL,
+        created_at TIMESTAMP WITHOUT TIME ZONE DEFAULT CURRENT_TIMESTAMP NOT NULL
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_session_id ON {USAGE} (session_id, id)",
+    # Whoever deletes messages (/undo, /forget, retention, the SDK's pop_item, clear_session
+    # or its cascade), no summary may go on covering a message that is gone, and what the
+    # deleted turns cost stays in the ledger. Once per statement, over all its deleted rows.
+    f"""
+    CREATE OR REPLACE FUNCTION bot_messages_deleted() RETURNS TRIGGER
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM {SUMMARIES} AS s USING (
+            SELECT session_id, min(id) AS first_id FROM gone GROUP BY session_id) AS g
+        WHERE s.session_id = g.session_id AND s.covers_id >= g.first_id;
+        INSERT INTO {USAGE} (session_id, author_id, kind, model, input_tokens, cached_tokens,
+            output_tokens, input_chars, created_at)
+        SELECT session_id, NULL, 'turn', model, input_tokens, coalesce(cached_tokens, 0),
+            coalesce(output_tokens, 0), coalesce(input_chars, 0), created_at
+        FROM gone WHERE input_tokens IS NOT NULL ORDER BY id;
+        RETURN NULL;
+    END $$
+    """,
+    f"DROP TRIGGER IF EXISTS {MESSAGES}_deleted ON {MESSAGES}",
+    f"""
+    CREATE TRIGGER {MESSAGES}_deleted AFTER DELETE ON {MESSAGES}
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION bot_messages_deleted()
+    """,
+    # Platform events already taken by some worker, so a redelivery is answered once.
+    f"""
+    CREATE TABLE IF NOT EXISTS {DELIVERIES} (
+        key TEXT PRIMARY KEY,
+        taken_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS idx_{DELIVERIES}_taken_at ON {DELIVERIES} (taken_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+"""Schema versions in order. Append to this, never edit a released step."""
+
+
+async def migrate(conn: Connection) -> int:
+    """Bring the database to this release's schema; returns the version it is now at."""
+    async with conn.transaction():
+        # Transaction-scoped, so a worker that dies mid-migration holds nothing afterwards.
+        await conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA} (version INTEGER NOT NULL)")
+        version = await conn.fetchval(f"SELECT max(version) FROM {SCHEMA}") or 0
+        if version > len(MIGRATIONS):
+            raise SchemaTooNewError(
+                f"the memory database is at schema version {version}, newer than this bot "
+                f"knows ({len(MIGRATIONS)}); upgrade the bot"
+            )
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.execute(f"INSERT INTO {SCHEMA} (version) VALUES ($1)", number)
+            logger.info("Memory database schema migrated to version %d", number)
+        return len(MIGRATIONS)

@@ -1,0 +1,657 @@
+"""The PostgreSQL store: the same memory as `SQLiteStore`, shared by any number of workers.
+
+Driver: asyncpg. It speaks PostgreSQL's binary protocol natively on asyncio, prepares and
+caches each statement once per connection, and is the fastest asyncio driver by a wide
+margin in its own and third-party benchmarks; the SDK's `SQLAlchemySession` uses it under
+SQLAlchemy on PostgreSQL too. One pool per process, sized from `BOT_DATABASE_POOL`.
+
+Every mutation is one transaction, most of them one statement (one round trip). Turns are
+serialised per thread across workers with a session-level advisory lock, held on one pooled
+connection for the turn, which the server drops with the connection if the worker dies;
+the turn is stored on that same connection, so a turn whose lock was lost stores nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import asyncpg
+
+from .codec import (
+    decode,
+    decode_items,
+    decode_stored,
+    encode_rows,
+    up_to_chars,
+    usage_of,
+    usage_values,
+    window_items,
+)
+from .contract import Lease, ThreadBusyError
+from .deliveries import RecentKeys
+from .failures import StoreUnavailableError
+from .pg_schema import DELIVERIES, Connection, migrate
+from .records import (
+    Author,
+    ClearResult,
+    DumpedMessage,
+    DumpedSummary,
+    Item,
+    LedgerEntry,
+    MemoryRead,
+    SessionInfo,
+    StoredItem,
+    Summary,
+    ThreadDump,
+    Usage,
+    WindowItem,
+)
+from .schema import MESSAGES, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
+from .session import StoreSession
+
+logger = logging.getLogger(__name__)
+
+_PAGE = 64
+"""Rows fetched per step when walking a thread back from its newest message."""
+_KEPT_SUMMARIES = 4
+_MEASURED_ROWS = 60
+_DELIVERY_DAYS = 1
+"""Platforms redeliver within minutes; a day of event keys is more than enough."""
+_PRUNE_SECONDS = 3600.0
+_WORD = re.compile(r"\w+")
+_USAGE = ", ".join(USAGE_COLUMNS)
+_COLUMNS = "id, message_data, author_id, author_name, created_at"
+
+# Registering the thread and inserting its rows in one statement: one round trip, one
+# implicit transaction. The rows arrive as parallel arrays, kept in order by ordinality.
+_APPEND = f"""
+WITH touched AS (
+    INSERT INTO {SESSIONS} (session_id) VALUES ($1)
+    ON CONFLICT (session_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
+)
+INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, {_USAGE})
+SELECT $1, r.data, r.author_id, r.author_name, r.model, r.input_tokens, r.cached_tokens,
+    r.output_tokens, r.input_chars
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[],
+    $9::int[]) WITH ORDINALITY
+    AS r(data, author_id, author_name, model, input_tokens, cached_tokens, output_tokens,
+         input_chars, n)
+ORDER BY r.n
+"""
+
+# The summary and usage figures (kind 0), then the newest page after the summary (kind 1).
+_MEMORY_READ = f"""
+WITH s AS (
+    SELECT summary, covers_id, created_at FROM {SUMMARIES} WHERE session_id = $1
+    ORDER BY covers_id DESC LIMIT 1
+), u AS (
+    SELECT sum(input_tokens) AS tokens, sum(input_chars) AS chars FROM (
+        SELECT input_tokens, input_chars FROM {MESSAGES} WHERE session_id = $1
+        ORDER BY id DESC LIMIT $2) AS recent
+    WHERE input_tokens > 0 AND input_chars > 0
+)
+SELECT 0 AS kind, s.covers_id::bigint AS id, s.summary AS data, s.created_at,
+    u.tokens::bigint AS tokens, u.chars::bigint AS chars
+FROM u LEFT JOIN s ON true
+UNION ALL
+(SELECT 1, id, message_data, NULL, NULL, NULL FROM {MESSAGES}
+ WHERE session_id = $1 AND id > coalesce((SELECT covers_id FROM s), 0)
+ ORDER BY id DESC LIMIT $3)
+"""
+
+
+class _PgLease(Lease):
+    def __init__(self, session_id: str, conn: Connection) -> None:
+        self.session_id = session_id
+        self.conn = conn
+
+
+def lock_key(session_id: str) -> int:
+    """A thread's advisory-lock key: 64 bits of a stable hash (a collision only serialises
+    two threads' turns, never mixes their memory)."""
+    digest = hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+class PostgresStore:
+    """Conversation memory for every thread, in one PostgreSQL database.
+
+    Use `await PostgresStore.open(url)`, then the same operations as `SQLiteStore`.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, location: str) -> None:
+        """Prefer `open()`; this only assembles an opened, migrated pool."""
+        self._pool = pool
+        self._location = location
+        self._mine = RecentKeys()
+        self._pruned_at = 0.0
+
+    @classmethod
+    async def open(
+        cls, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0
+    ) -> PostgresStore:
+        """Connect a pool to `url` (`postgresql://user@host/db`) and migrate the schema."""
+        from .opening import redact  # the URL helpers live beside open_store
+
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=pool_size,
+                timeout=connect_timeout,
+                # Timestamps are stored without a zone (as the SDK's tables have them) and read
+                # as UTC, so every connection of ours works in UTC.
+                server_settings={"timezone": "UTC", "application_name": "memorybot"},
+            )
+        except (OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"cannot connect to {redact(url)}: {exc}") from exc
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, redact(url))
+
+    @property
+    def location(self) -> str:
+        return self._location
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def session(self, session_id: str, *, limit: int | None = None) -> StoreSession:
+        return StoreSession(self, session_id, limit=limit)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection; failing to get one is the database being unavailable."""
+        try:
+            conn = await self._pool.acquire()
+        except (OSError, TimeoutError, asyncpg.PostgresConnectionError) as exc:
+            raise StoreUnavailableError(f"cannot connect to {self._location}: {exc}") from exc
+        try:
+            yield conn
+        finally:
+            await self._pool.release(conn)
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._connection() as conn:
+            return list(await conn.fetch(query, *args))
+
+    # ----- coordination ------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def hold_thread(self, session_id: str, *, wait: float) -> AsyncIterator[Lease | None]:
+        """Hold the thread's advisory lock on a pooled connection for the block.
+
+        The server gives up the wait itself after `wait` seconds (`lock_timeout`), and drops
+        the lock with the connection: on release (the pool's reset unlocks everything), or
+        when a killed worker's socket closes.
+        """
+        async with self._connection() as conn:
+            timeout_ms = max(1, int(wait * 1000))
+            key = lock_key(session_id)
+            try:
+                # One round trip (simple protocol; both values are integers we made).
+                await conn.execute(
+                    f"SET lock_timeout = {timeout_ms}; SELECT pg_advisory_lock({key})"
+                )
+            except asyncpg.exceptions.LockNotAvailableError:
+                raise ThreadBusyError(f"{session_id} stayed busy for {wait:g}s") from None
+            # Released with the connection: the pool's reset runs pg_advisory_unlock_all().
+            yield _PgLease(session_id, conn)
+
+    async def first_delivery(self, key: str) -> bool:
+        if key in self._mine:
+            return False
+        async with self._connection() as conn:
+            await self._prune_deliveries(conn)
+            taken = await conn.fetchval(
+                f"INSERT INTO {DELIVERIES} (key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+                key,
+            )
+        self._mine.first_time(key)
+        return bool(taken)
+
+    def delivered(self, key: str) -> bool:
+        return key in self._mine
+
+    async def _prune_deliveries(self, conn: Connection) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < _PRUNE_SECONDS:
+            return
+        self._pruned_at = now
+        deleted = await conn.execute(
+            f"DELETE FROM {DELIVERIES} WHERE taken_at < now() - make_interval(days => $1)",
+            _DELIVERY_DAYS,
+        )
+        logger.debug("Pruned old delivery keys: %s", deleted)
+
+    # ----- reads -------------------------------------------------------------------------
+
+    async def read_items(self, session_id: str, limit: int | None = None) -> list[Item]:
+        if limit is None or limit < 0:
+            rows = await self._fetch(
+                f"SELECT message_data FROM {MESSAGES} WHERE session_id = $1 ORDER BY id",
+                session_id,
+            )
+            return decode_items(rows)
+        items: list[Item] = []
+        if limit > 0:
+            async for stored in self._walk(session_id, page=limit + 1):
+                items.append(stored.item)
+                if len(items) == limit:
+                    break
+        items.reverse()
+        return items
+
+    async def read_memory(self, session_id: str, *, density: bool = True) -> MemoryRead:
+        rows = await self._fetch(_MEMORY_READ, session_id, _MEASURED_ROWS if density else 0, _PAGE)
+        state = next(row for row in rows if row["kind"] == 0)
+        summary = (
+            None
+            if state["data"] is None
+            else Summary(state["data"], int(state["id"]), _utc(state["created_at"]))
+        )
+        page = sorted((row["id"], row["data"]) for row in rows if row["kind"] == 1)
+        tokens, chars = state["tokens"], state["chars"]
+        measured = float(tokens) / float(chars) if tokens and chars else None
+        below = int(page[0][0]) if len(page) == _PAGE else None
+        return MemoryRead(summary, measured, list(window_items(page)), continue_below=below)
+
+    async def read_window(
+        self,
+        session_id: str,
+        *,
+        after_id: int = 0,
+        before_id: int | None = None,
+        max_chars: int,
+    ) -> tuple[list[WindowItem], bool]:
+        items, complete = await up_to_chars(
+            self._walk(session_id, after_id=after_id, before_id=before_id), max_chars
+        )
+        items.reverse()
+        return items, complete
+
+    async def read_range(
+        self, session_id: str, *, after_id: int, before_id: int, max_chars: int
+    ) -> list[WindowItem]:
+        items, _ = await up_to_chars(
+            self._walk(session_id, after_id=after_id, before_id=before_id, newest_first=False),
+            max_chars,
+        )
+        return items
+
+    async def _walk(
+        self,
+        session_id: str,
+        *,
+        after_id: int = 0,
+        before_id: int | None = None,
+        page: int = _PAGE,
+        newest_first: bool = True,
+    ) -> AsyncIterator[WindowItem]:
+        """A thread's readable items between two IDs (exclusive), pages doubling in size."""
+        order = "DESC" if newest_first else "ASC"
+        query = (
+            f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = $1 AND id > $2 "
+            f"AND ($3::bigint IS NULL OR id < $3) ORDER BY id {order} LIMIT $4"
+        )
+        while True:
+            rows = await self._fetch(query, session_id, after_id, before_id, page)
+            for stored in window_items(rows):
+                yield stored
+            if len(rows) < page:
+                return
+            if newest_first:
+                before_id = int(rows[-1][0])
+            else:
+                after_id = int(rows[-1][0])
+            page *= 2
+
+    async def count_messages(self, session_id: str, *, up_to: int) -> int:
+        rows = await self._fetch(
+            f"SELECT count(*) FROM {MESSAGES} WHERE session_id = $1 AND id <= $2 "
+            "AND bot_role(message_data) IN ('user', 'assistant')",
+            session_id,
+            up_to,
+        )
+        return int(rows[0][0])
+
+    async def history(self, session_id: str, *, limit: int, offset: int = 0) -> list[StoredItem]:
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM {MESSAGES} WHERE session_id = $1 "
+            "ORDER BY id DESC LIMIT $2 OFFSET $3",
+            session_id,
+            limit,
+            offset,
+        )
+        return decode_stored(reversed(rows), _utc)
+
+    async def count_items(self, session_id: str) -> int:
+        rows = await self._fetch(
+            f"SELECT count(*) FROM {MESSAGES} WHERE session_id = $1", session_id
+        )
+        return int(rows[0][0])
+
+    async def has_items(self, session_id: str) -> bool:
+        rows = await self._fetch(
+            f"SELECT EXISTS (SELECT 1 FROM {MESSAGES} WHERE session_id = $1)", session_id
+        )
+        return bool(rows[0][0])
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        rows = await self._fetch(
+            f"SELECT s.session_id, count(m.id), s.created_at, s.updated_at FROM {SESSIONS} s "
+            f"LEFT JOIN {MESSAGES} m ON m.session_id = s.session_id "
+            "GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id"
+        )
+        return [
+            SessionInfo(sid, int(count), _utc(created), _utc(updated))
+            for sid, count, created, updated in rows
+        ]
+
+    async def summary(self, session_id: str) -> Summary | None:
+        return (await self.read_memory(session_id, density=False)).summary
+
+    async def tokens_per_char(self, session_id: str) -> float | None:
+        return (await self.read_memory(session_id)).tokens_per_char
+
+    async def search(self, session_id: str, query: str, *, limit: int) -> list[StoredItem]:
+        """This thread's messages best matching the words of `query` (prefixes too), best
+        first: those with every word, then those with some. Any text is a valid query."""
+        words = [f"'{word}':*" for word in _WORD.findall(query.lower())[:32]]
+        found: list[StoredItem] = []
+        for joiner in (" & ", " | ") if len(words) > 1 else (" ",):
+            if len(found) >= limit or not words:
+                break
+            rows = await self._fetch(
+                f"SELECT {_COLUMNS} FROM {MESSAGES}, to_tsquery('simple', $2) AS q "
+                "WHERE session_id = $1 AND bot_words(message_data) @@ q "
+                "ORDER BY ts_rank(bot_words(message_data), q) DESC, id DESC LIMIT $3",
+                session_id,
+                joiner.join(words),
+                limit,
+            )
+            seen = {stored.id for stored in found}
+            found += [s for s in decode_stored(rows, _utc) if s.id not in seen]
+        return found[:limit]
+
+    # ----- writes ------------------------------------------------------------------------
+
+    async def append(
+        self,
+        session_id: str,
+        items: Sequence[Item],
+        *,
+        author: Author | None = None,
+        usage: Usage | None = None,
+        replace_from: int | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        """Add items to a thread in one transaction (see `SQLiteStore.append`).
+
+        With the thread's `lease`, the rows go through the connection holding its lock: if
+        that connection was lost, so was the lock, and the turn is refused, not stored.
+        """
+        rows = encode_rows(session_id, items, author, usage)
+        columns = [list(column) for column in zip(*rows, strict=True)][1:] if rows else []
+        held = (
+            lease.conn if isinstance(lease, _PgLease) and lease.session_id == session_id else None
+        )
+        async with self._connection_or(held) as conn:
+            if replace_from is None:
+                if rows:
+                    await conn.execute(_APPEND, session_id, *columns)
+                return
+            async with conn.transaction():
+                await conn.execute(
+                    f"DELETE FROM {MESSAGES} WHERE session_id = $1 AND id >= $2",
+                    session_id,
+                    replace_from,
+                )
+                if rows:
+                    await conn.execute(_APPEND, session_id, *columns)
+
+    @asynccontextmanager
+    async def _connection_or(self, held: Connection | None) -> AsyncIterator[Connection]:
+        if held is not None:
+            yield held
+            return
+        async with self._connection() as conn:
+            yield conn
+
+    async def record_usage(
+        self, session_id: str, usage: Usage, *, kind: str, author: Author | None = None
+    ) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                f"INSERT INTO {USAGE} (session_id, author_id, kind, {_USAGE}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                session_id,
+                author.id if author else None,
+                kind,
+                usage.model,
+                usage.input_tokens,
+                usage.cached_tokens,
+                usage.output_tokens,
+                usage.input_chars,
+            )
+
+    async def save_summary(
+        self, session_id: str, text: str, *, covers_id: int, replaces: int | None
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            # Locking the thread's row orders this against other workers' summaries; locking
+            # the covered message makes an /undo deleting it wait, then drop this summary.
+            await conn.execute(
+                f"SELECT 1 FROM {SESSIONS} WHERE session_id = $1 FOR UPDATE", session_id
+            )
+            newest = await conn.fetchval(
+                f"SELECT max(covers_id) FROM {SUMMARIES} WHERE session_id = $1", session_id
+            )
+            exists = await conn.fetchval(
+                f"SELECT true FROM {MESSAGES} WHERE session_id = $1 AND id = $2 FOR SHARE",
+                session_id,
+                covers_id,
+            )
+            if newest != replaces or not exists:
+                return False
+            await conn.execute(
+                f"INSERT INTO {SUMMARIES} (session_id, covers_id, summary) VALUES ($1, $2, $3)",
+                session_id,
+                covers_id,
+                text,
+            )
+            await conn.execute(
+                f"DELETE FROM {SUMMARIES} WHERE session_id = $1 AND covers_id NOT IN ("
+                f"SELECT covers_id FROM {SUMMARIES} WHERE session_id = $1 "
+                "ORDER BY covers_id DESC LIMIT $2)",
+                session_id,
+                _KEPT_SUMMARIES,
+            )
+            return True
+
+    async def pop_item(self, session_id: str) -> Item | None:
+        async with self._connection() as conn:
+            while True:
+                data = await conn.fetchval(
+                    f"DELETE FROM {MESSAGES} WHERE id = (SELECT id FROM {MESSAGES} "
+                    "WHERE session_id = $1 ORDER BY id DESC LIMIT 1) RETURNING message_data",
+                    session_id,
+                )
+                if data is None:
+                    return None
+                item = decode(data)
+                if item is not None:
+                    return item
+
+    async def clear(self, session_id: str) -> ClearResult:
+        async with self._connection() as conn, conn.transaction():
+            counts = await conn.fetchrow(
+                f"SELECT count(*), count(*) FILTER (WHERE bot_role(message_data) "
+                f"IN ('user', 'assistant')) FROM {MESSAGES} WHERE session_id = $1",
+                session_id,
+            )
+            await conn.execute(f"DELETE FROM {MESSAGES} WHERE session_id = $1", session_id)
+            await conn.execute(f"DELETE FROM {SESSIONS} WHERE session_id = $1", session_id)
+        assert counts is not None
+        return ClearResult(items=int(counts[0]), messages=int(counts[1]))
+
+    async def undo_last_exchange(self, session_id: str) -> list[StoredItem]:
+        rows = await self._fetch(
+            f"DELETE FROM {MESSAGES} WHERE session_id = $1 AND id >= ("
+            f"SELECT id FROM {MESSAGES} WHERE session_id = $1 "
+            "AND bot_role(message_data) = 'user' "
+            f"ORDER BY id DESC LIMIT 1) RETURNING {_COLUMNS}",
+            session_id,
+        )
+        return sorted(decode_stored(rows, _utc), key=lambda stored: stored.id)
+
+    async def delete_idle(self, idle_for: timedelta, *, now: datetime | None = None) -> int:
+        cutoff = _naive((now or datetime.now(UTC)) - idle_for)
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                f"DELETE FROM {MESSAGES} WHERE session_id IN "
+                f"(SELECT session_id FROM {SESSIONS} WHERE updated_at < $1)",
+                cutoff,
+            )
+            status = await conn.execute(f"DELETE FROM {SESSIONS} WHERE updated_at < $1", cutoff)
+        return int(status.split()[-1])
+
+    # ----- moving memory ---------------------------------------------------------------
+
+    async def dump_thread(self, session_id: str) -> ThreadDump:
+        async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
+            times = await conn.fetchrow(
+                f"SELECT created_at, updated_at FROM {SESSIONS} WHERE session_id = $1",
+                session_id,
+            )
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS}, {_USAGE} FROM {MESSAGES} WHERE session_id = $1 ORDER BY id",
+                session_id,
+            )
+            summaries = await conn.fetch(
+                f"SELECT covers_id, summary, created_at FROM {SUMMARIES} WHERE session_id = $1 "
+                "ORDER BY covers_id",
+                session_id,
+            )
+            ledger = await conn.fetch(
+                f"SELECT kind, author_id, {_USAGE}, created_at FROM {USAGE} "
+                "WHERE session_id = $1 ORDER BY id",
+                session_id,
+            )
+        return ThreadDump(
+            session_id=session_id,
+            created_at=_utc(times[0] if times else None),
+            updated_at=_utc(times[1] if times else None),
+            messages=tuple(
+                DumpedMessage(
+                    int(row[0]),
+                    row[1],
+                    Author(row[2], row[3] or row[2]) if row[2] else None,
+                    _utc(row[4]),
+                    usage_of(*row[5:10]),
+                )
+                for row in rows
+            ),
+            summaries=tuple(
+                DumpedSummary(int(covers), text, _utc(when)) for covers, text, when in summaries
+            ),
+            ledger=tuple(
+                LedgerEntry(
+                    row[0],
+                    row[1],
+                    usage_of(*row[2:7]) or Usage(row[2]),
+                    _utc(row[7]),
+                )
+                for row in ledger
+            ),
+        )
+
+    async def load_thread(self, dump: ThreadDump) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            # Two copies of one thread racing would both see it absent; the lock orders them.
+            await conn.execute(f"SELECT pg_advisory_xact_lock({lock_key(dump.session_id)})")
+            present = await conn.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {SESSIONS} WHERE session_id = $1) "
+                f"OR EXISTS (SELECT 1 FROM {USAGE} WHERE session_id = $1)",
+                dump.session_id,
+            )
+            if present:
+                return False
+            await conn.execute(
+                f"INSERT INTO {SESSIONS} (session_id, created_at, updated_at) VALUES ($1, $2, $3)",
+                dump.session_id,
+                _naive(dump.created_at),
+                _naive(dump.updated_at),
+            )
+            new_ids: dict[int, int] = {}
+            for message in dump.messages:
+                new_ids[message.id] = await conn.fetchval(
+                    f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, "
+                    f"created_at, {_USAGE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                    "RETURNING id",
+                    dump.session_id,
+                    message.data,
+                    message.author.id if message.author else None,
+                    message.author.name if message.author else None,
+                    _naive(message.created_at),
+                    *usage_values(message.usage),
+                )
+            await conn.executemany(
+                f"INSERT INTO {SUMMARIES} (session_id, covers_id, summary, created_at) "
+                "VALUES ($1, $2, $3, $4)",
+                [
+                    (dump.session_id, new_ids[s.covers_id], s.text, _naive(s.created_at))
+                    for s in dump.summaries
+                    if s.covers_id in new_ids
+                ],
+            )
+            await conn.executemany(
+                f"INSERT INTO {USAGE} (session_id, author_id, kind, {_USAGE}, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                [
+                    (
+                        dump.session_id,
+                        entry.author_id,
+                        entry.kind,
+                        *usage_values(entry.usage),
+                        _naive(entry.created_at),
+                    )
+                    for entry in dump.ledger
+                ],
+            )
+            return True
+
+
+def _utc(value: datetime | None) -> datetime:
+    """A stored zone-less timestamp (UTC by convention) as an aware one."""
+    if value is None:
+        return datetime.fromtimestamp(0, UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _naive(value: datetime) -> datetime:
+    """An aware time as the zone-less UTC value the SDK's columns hold."""
+    return value.astimezone(UTC).replace(tzinfo=None)

@@ -1,0 +1,189 @@
+"""PostgreSQL: the SDK's `SQLAlchemySession` on the bot's memory and back, versioned schema
+migrations, losing the server's connections, and a core serving turns from it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+from agents.extensions.memory import SQLAlchemySession
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.messages import IncomingMessage, ReplyKind
+from bot.storage import (
+    Author,
+    Failure,
+    PostgresStore,
+    SQLiteStore,
+    StoreUnavailableError,
+    failure,
+)
+from bot.storage.pg_schema import MIGRATIONS
+from bot.storage.schema import MIGRATIONS as SQLITE_MIGRATIONS
+from bot.storage.schema import SchemaTooNewError
+from bot.texts import BUSY
+from tests.fakes.openai_server import FakeOpenAI
+from tests.support.items import msg, tool_call, tool_output
+from tests.support.parts import BotParts, make_config
+from tests.support.postgres import PostgresSchema
+
+TRICKY = [
+    msg("user", "héllo — 你好 — 🎉 — '); DROP TABLE agent_messages; --"),
+    tool_call("c1"),
+    tool_output("c1"),
+    msg("assistant", 'quote " backslash \\ NUL \x00 and lone \ud800'),
+]
+
+
+_DROPPED = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+"""What asyncpg raises, depending on timing, when the server ends the connection."""
+
+
+def _engine(postgres: PostgresSchema) -> AsyncEngine:
+    return create_async_engine(
+        postgres.sqlalchemy_url,
+        connect_args={"server_settings": {"search_path": postgres.schema}},
+    )
+
+
+async def test_the_sdk_reads_and_writes_memory_the_bot_created(postgres: PostgresSchema) -> None:
+    async with await PostgresStore.open(postgres.url) as store:
+        await store.append("t", TRICKY, author=Author("u1", "Ann"))
+    engine = _engine(postgres)
+    try:
+        sdk = SQLAlchemySession("t", engine=engine, create_tables=True)
+        assert await sdk.get_items() == TRICKY
+        assert await sdk.get_items(limit=1) == TRICKY[-1:]
+        assert await sdk.pop_item() == TRICKY[-1]
+        await sdk.add_items([msg("assistant", "from the SDK")])  # type: ignore[list-item]
+        other = SQLAlchemySession("sdk-made", engine=engine)
+        await other.add_items([msg("user", "made by the SDK")])  # type: ignore[list-item]
+    finally:
+        await engine.dispose()
+    async with await PostgresStore.open(postgres.url) as store:
+        assert await store.read_items("t") == [*TRICKY[:-1], msg("assistant", "from the SDK")]
+        history = await store.history("t", limit=10)
+        assert history[0].author == Author("u1", "Ann")
+        assert await store.read_items("sdk-made") == [msg("user", "made by the SDK")]
+        assert [f.item for f in await store.search("sdk-made", "made", limit=3)] == [
+            msg("user", "made by the SDK")
+        ]
+
+
+async def test_the_bot_opens_memory_the_sdk_created(postgres: PostgresSchema) -> None:
+    engine = _engine(postgres)
+    try:
+        sdk = SQLAlchemySession("t", engine=engine, create_tables=True)
+        await sdk.add_items(TRICKY)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+    async with await PostgresStore.open(postgres.url) as store:
+        assert await store.read_items("t") == TRICKY
+        await store.append("t", [msg("user", "[Bo] more")], author=Author("u2", "Bo"))
+        assert (await store.history("t", limit=1))[0].author == Author("u2", "Bo")
+        removed = await store.undo_last_exchange("t")
+        assert [r.item for r in removed] == [msg("user", "[Bo] more")]
+    engine = _engine(postgres)
+    try:
+        sdk = SQLAlchemySession("t", engine=engine)
+        assert await sdk.get_items() == TRICKY
+        await sdk.clear_session()  # the SDK's delete cascades through the bot's trigger
+    finally:
+        await engine.dispose()
+    async with await PostgresStore.open(postgres.url) as store:
+        assert await store.list_sessions() == []
+
+
+async def test_schema_versions_run_once_even_when_workers_start_together(
+    postgres: PostgresSchema,
+) -> None:
+    stores = await asyncio.gather(*(PostgresStore.open(postgres.url) for _ in range(4)))
+    for store in stores:
+        await store.close()
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        versions = await conn.fetch("SELECT version FROM bot_schema ORDER BY version")
+        assert [row[0] for row in versions] == list(range(1, len(MIGRATIONS) + 1))
+        await conn.execute("INSERT INTO bot_schema (version) VALUES ($1)", len(MIGRATIONS) + 1)
+    finally:
+        await conn.close()
+    with pytest.raises(SchemaTooNewError, match="upgrade the bot"):
+        await PostgresStore.open(postgres.url)
+
+
+async def test_a_sqlite_file_from_before_versioning_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append("t", [msg("user", "kept")], author=Author("u", "U"))
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 0")  # what the previous release left
+    async with await SQLiteStore.open(path) as store:
+        assert await store.read_items("t") == [msg("user", "kept")]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(SQLITE_MIGRATIONS)
+        conn.execute(f"PRAGMA user_version = {len(SQLITE_MIGRATIONS) + 1}")
+    with pytest.raises(SchemaTooNewError):
+        await SQLiteStore.open(path)
+
+
+async def test_a_dropped_connection_fails_the_write_and_the_pool_recovers(
+    postgres: PostgresSchema,
+) -> None:
+    async with await PostgresStore.open(postgres.url, pool_size=3) as store:
+        await store.append("t", [msg("user", "before")])
+        async with store.hold_thread("t", wait=1) as lease:
+            await _terminate_bot_connections(postgres)
+            with pytest.raises(_DROPPED) as caught:
+                await store.append("t", [msg("user", "lost")], lease=lease)
+        assert failure(caught.value) is Failure.UNAVAILABLE
+        # Nothing of the failed write, and the next operations get fresh connections.
+        assert await store.read_items("t") == [msg("user", "before")]
+        async with store.hold_thread("t", wait=1) as lease:
+            await store.append("t", [msg("user", "after")], lease=lease)
+        assert await store.read_items("t") == [msg("user", "before"), msg("user", "after")]
+
+
+async def test_an_unreachable_server_is_a_friendly_failure() -> None:
+    with pytest.raises(StoreUnavailableError, match="cannot connect"):
+        await PostgresStore.open("postgresql://postgres@127.0.0.1:9/none", connect_timeout=2)
+
+
+async def test_a_core_on_postgres_answers_dedups_and_serialises(
+    fake_openai: FakeOpenAI, postgres: PostgresSchema
+) -> None:
+    config = make_config(fake_openai, database_url=postgres.url, thread_wait=0.5)
+    parts = await BotParts(config).start()
+    try:
+        core = parts.core
+        first = IncomingMessage("slack", "t", "u1", "Ann", "hello", message_id="Ev1")
+        reply = await core.handle(first)
+        assert reply.kind is ReplyKind.ANSWER
+        assert (await core.handle(first)).kind is ReplyKind.REPEAT
+        assert await parts.store.count_items("t") == 2
+        # Another worker holding the thread: this one waits its bounded time, then says so.
+        other = await PostgresStore.open(postgres.url)
+        try:
+            async with other.hold_thread("t", wait=1):
+                busy = await core.handle(IncomingMessage("slack", "t", "u1", "Ann", "again"))
+            assert (busy.kind, busy.text) == (ReplyKind.NOTICE, BUSY)
+        finally:
+            await other.close()
+        assert await parts.store.count_items("t") == 2  # nothing of the refused message
+        assert (await core.handle(IncomingMessage("slack", "t", "u", "A", "now"))).text
+        assert await parts.store.count_items("t") == 4
+    finally:
+        await parts.close()
+
+
+async def _terminate_bot_connections(postgres: PostgresSchema) -> None:
+    admin = await asyncpg.connect(postgres.url)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'memorybot' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
