@@ -108,9 +108,12 @@ class Core:
         """
         try:
             return await self._handle(message, surface, sink)
-        except Exception:
-            # A bug, not a routine failure: the person still gets a friendly line, and the
-            # adapter clears whatever "working on it" indicator it shows.
+        except Exception as exc:
+            if is_routine(exc):  # e.g. the database unreachable while checking for a repeat
+                logger.warning("Handling a message in %s failed: %s", message.session_id, exc)
+                return Reply(friendly_error(exc), ReplyKind.ERROR)
+            # A bug: the person still gets a friendly line, and the adapter clears whatever
+            # "working on it" indicator it shows.
             logger.exception("Handling a message in %s failed", message.session_id)
             return Reply(GENERIC, ReplyKind.ERROR)
 

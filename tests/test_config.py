@@ -50,6 +50,9 @@ def test_missing_key_is_one_clear_line() -> None:
         ("BOT_MODEL_TIMEOUT", "-1"),
         ("BOT_RETENTION_DAYS", "soon"),
         ("BOT_SHUTDOWN_GRACE", "0"),
+        ("BOT_DATABASE_URL", "mysql://db/memory"),
+        ("BOT_DATABASE_POOL", "0"),
+        ("BOT_THREAD_WAIT", "never"),
     ],
 )
 def test_bad_values_name_the_setting(key: str, raw: str) -> None:
@@ -121,3 +124,14 @@ def test_a_budget_too_small_for_answer_and_summary_is_refused() -> None:
         {"BOT_CONTEXT_TOKENS": "3000", "BOT_MAX_OUTPUT_TOKENS": "500", "BOT_SUMMARY_TOKENS": "300"}
     )
     assert small.output_reserve == 500
+
+
+def test_a_database_url_moves_memory_to_postgres_and_its_password_is_a_secret() -> None:
+    config = config_from_mapping(
+        {"BOT_DATABASE_URL": "postgresql://bot:pa55word@db/memory", "BOT_MAX_CONCURRENCY": "6"}
+    )
+    assert config.memory_location == "postgresql://bot:pa55word@db/memory"
+    assert config.pool_size == 10  # a connection per running turn, and a few for the rest
+    assert "pa55word" in config.secrets
+    assert "pa55word" not in repr(config)
+    assert config_from_mapping({}).memory_location == "memory.sqlite3"

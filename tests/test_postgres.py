@@ -187,3 +187,20 @@ async def _terminate_bot_connections(postgres: PostgresSchema) -> None:
         )
     finally:
         await admin.close()
+
+
+async def test_delivery_keys_older_than_a_day_are_pruned(postgres: PostgresSchema) -> None:
+    async with await PostgresStore.open(postgres.url) as store:
+        assert await store.first_delivery("slack:recent")
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        await conn.execute(
+            "INSERT INTO bot_deliveries (key, taken_at) "
+            "VALUES ('slack:old', now() - '25 hours'::interval)"
+        )
+        async with await PostgresStore.open(postgres.url) as store:  # a worker starting later
+            assert not await store.first_delivery("slack:recent")  # another worker's claim holds
+        keys = {row[0] for row in await conn.fetch("SELECT key FROM bot_deliveries")}
+        assert keys == {"slack:recent"}
+    finally:
+        await conn.close()

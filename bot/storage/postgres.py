@@ -132,7 +132,7 @@ class PostgresStore:
         self._pool = pool
         self._location = location
         self._mine = RecentKeys()
-        self._pruned_at = 0.0
+        self._pruned_at: float | None = None
 
     @classmethod
     async def open(
@@ -238,7 +238,7 @@ class PostgresStore:
 
     async def _prune_deliveries(self, conn: Connection) -> None:
         now = time.monotonic()
-        if now - self._pruned_at < _PRUNE_SECONDS:
+        if self._pruned_at is not None and now - self._pruned_at < _PRUNE_SECONDS:
             return
         self._pruned_at = now
         deleted = await conn.execute(
