@@ -27,10 +27,8 @@ import asyncpg
 
 from .codec import (
     decode,
-    decode_items,
     decode_stored,
     encode_rows,
-    up_to_chars,
     usage_of,
     usage_values,
     window_items,
@@ -39,6 +37,8 @@ from .contract import Lease, ThreadBusyError
 from .deliveries import RecentKeys
 from .failures import StoreUnavailableError
 from .pg_schema import DELIVERIES, Connection, migrate
+from .reading import PAGE as _PAGE
+from .reading import PagedReads
 from .records import (
     Author,
     ClearResult,
@@ -52,15 +52,11 @@ from .records import (
     Summary,
     ThreadDump,
     Usage,
-    WindowItem,
 )
 from .schema import MESSAGES, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
-from .session import StoreSession
 
 logger = logging.getLogger(__name__)
 
-_PAGE = 64
-"""Rows fetched per step when walking a thread back from its newest message."""
 _KEPT_SUMMARIES = 4
 _MEASURED_ROWS = 60
 _DELIVERY_DAYS = 1
@@ -121,7 +117,7 @@ def lock_key(session_id: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-class PostgresStore:
+class PostgresStore(PagedReads):
     """Conversation memory for every thread, in one PostgreSQL database.
 
     Use `await PostgresStore.open(url)`, then the same operations as `SQLiteStore`.
@@ -178,9 +174,6 @@ class PostgresStore:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    def session(self, session_id: str, *, limit: int | None = None) -> StoreSession:
-        return StoreSession(self, session_id, limit=limit)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
@@ -249,22 +242,6 @@ class PostgresStore:
 
     # ----- reads -------------------------------------------------------------------------
 
-    async def read_items(self, session_id: str, limit: int | None = None) -> list[Item]:
-        if limit is None or limit < 0:
-            rows = await self._fetch(
-                f"SELECT message_data FROM {MESSAGES} WHERE session_id = $1 ORDER BY id",
-                session_id,
-            )
-            return decode_items(rows)
-        items: list[Item] = []
-        if limit > 0:
-            async for stored in self._walk(session_id, page=limit + 1):
-                items.append(stored.item)
-                if len(items) == limit:
-                    break
-        items.reverse()
-        return items
-
     async def read_memory(self, session_id: str, *, density: bool = True) -> MemoryRead:
         rows = await self._fetch(_MEMORY_READ, session_id, _MEASURED_ROWS if density else 0, _PAGE)
         state = next(row for row in rows if row["kind"] == 0)
@@ -279,55 +256,24 @@ class PostgresStore:
         below = int(page[0][0]) if len(page) == _PAGE else None
         return MemoryRead(summary, measured, list(window_items(page)), continue_below=below)
 
-    async def read_window(
+    async def _page(
         self,
         session_id: str,
         *,
-        after_id: int = 0,
-        before_id: int | None = None,
-        max_chars: int,
-    ) -> tuple[list[WindowItem], bool]:
-        items, complete = await up_to_chars(
-            self._walk(session_id, after_id=after_id, before_id=before_id), max_chars
-        )
-        items.reverse()
-        return items, complete
-
-    async def read_range(
-        self, session_id: str, *, after_id: int, before_id: int, max_chars: int
-    ) -> list[WindowItem]:
-        items, _ = await up_to_chars(
-            self._walk(session_id, after_id=after_id, before_id=before_id, newest_first=False),
-            max_chars,
-        )
-        return items
-
-    async def _walk(
-        self,
-        session_id: str,
-        *,
-        after_id: int = 0,
-        before_id: int | None = None,
-        page: int = _PAGE,
-        newest_first: bool = True,
-    ) -> AsyncIterator[WindowItem]:
-        """A thread's readable items between two IDs (exclusive), pages doubling in size."""
-        order = "DESC" if newest_first else "ASC"
-        query = (
+        after_id: int,
+        before_id: int | None,
+        limit: int,
+        newest_first: bool,
+    ) -> list[asyncpg.Record]:
+        return await self._fetch(
             f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = $1 AND id > $2 "
-            f"AND ($3::bigint IS NULL OR id < $3) ORDER BY id {order} LIMIT $4"
+            f"AND ($3::bigint IS NULL OR id < $3) ORDER BY id {'DESC' if newest_first else 'ASC'} "
+            "LIMIT $4",
+            session_id,
+            after_id,
+            before_id,
+            limit,
         )
-        while True:
-            rows = await self._fetch(query, session_id, after_id, before_id, page)
-            for stored in window_items(rows):
-                yield stored
-            if len(rows) < page:
-                return
-            if newest_first:
-                before_id = int(rows[-1][0])
-            else:
-                after_id = int(rows[-1][0])
-            page *= 2
 
     async def count_messages(self, session_id: str, *, up_to: int) -> int:
         rows = await self._fetch(
@@ -370,12 +316,6 @@ class PostgresStore:
             SessionInfo(sid, int(count), _utc(created), _utc(updated))
             for sid, count, created, updated in rows
         ]
-
-    async def summary(self, session_id: str) -> Summary | None:
-        return (await self.read_memory(session_id, density=False)).summary
-
-    async def tokens_per_char(self, session_id: str) -> float | None:
-        return (await self.read_memory(session_id)).tokens_per_char
 
     async def search(self, session_id: str, query: str, *, limit: int) -> list[StoredItem]:
         """This thread's messages best matching the words of `query` (prefixes too), best

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import quote
 
 import aiosqlite
@@ -28,13 +28,14 @@ from .codec import (
     decode_items,
     decode_stored,
     encode_rows,
-    up_to_chars,
     usage_of,
     usage_values,
     window_items,
 )
 from .contract import Lease
 from .deliveries import RecentKeys
+from .reading import PAGE as _PAGE
+from .reading import PagedReads
 from .records import (
     Author,
     ClearResult,
@@ -48,7 +49,6 @@ from .records import (
     Summary,
     ThreadDump,
     Usage,
-    WindowItem,
     format_timestamp,
     parse_timestamp,
 )
@@ -62,7 +62,6 @@ from .schema import (
     ensure_schema,
     index_new_messages,
 )
-from .session import StoreSession
 from .writer import StoreClosedError, Writer, insert_rows
 
 logger = logging.getLogger(__name__)
@@ -76,8 +75,6 @@ _ROLE = "CASE WHEN json_valid(message_data) THEN json_extract(message_data, '$.r
 _COLUMNS = "id, message_data, author_id, author_name, created_at"
 
 _USAGE = ", ".join(USAGE_COLUMNS)
-_PAGE = 64
-"""Rows fetched per step when walking a thread back from its newest message."""
 _KEPT_SUMMARIES = 4
 """Summaries kept per thread: the one in use and a few to fall back on after /undo."""
 _MEASURED_ROWS = 60
@@ -115,7 +112,7 @@ class StoreReadOnlyError(RuntimeError):
     """A write was attempted on a store opened read-only."""
 
 
-class SQLiteStore:
+class SQLiteStore(PagedReads):
     """Conversation memory for every thread, in one SQLite file (or in memory).
 
     Use `await SQLiteStore.open(path)` (or `async with`), then `session(session_id)` for an
@@ -211,10 +208,6 @@ class SQLiteStore:
     def location(self) -> str:
         return self.path
 
-    def session(self, session_id: str, *, limit: int | None = None) -> StoreSession:
-        """An SDK `Session` for one thread. Cheap: no I/O, no connection, no thread."""
-        return StoreSession(self, session_id, limit=limit)
-
     # ----- coordination ------------------------------------------------------------------
 
     def hold_thread(
@@ -231,27 +224,6 @@ class SQLiteStore:
         return key in self._deliveries
 
     # ----- reads -------------------------------------------------------------------------
-
-    async def read_items(self, session_id: str, limit: int | None = None) -> list[Item]:
-        """A thread's items, oldest first; with `limit`, only the newest `limit` of them.
-
-        Mirrors `SQLiteSession.get_items`: `limit=0` gives nothing, a negative limit gives all,
-        and rows that cannot be decoded are skipped while older ones still fill the limit.
-        """
-        if limit is None or limit < 0:
-            rows = await self._reader.execute_fetchall(
-                f"SELECT message_data FROM {MESSAGES} WHERE session_id = ? ORDER BY id",
-                (session_id,),
-            )
-            return decode_items(rows)
-        items: list[Item] = []
-        if limit > 0:
-            async for stored in self._walk(session_id, page=limit + 1):
-                items.append(stored.item)
-                if len(items) == limit:
-                    break
-        items.reverse()
-        return items
 
     async def read_memory(self, session_id: str, *, density: bool = True) -> MemoryRead:
         """The thread's summary, measured density and newest items after the summary.
@@ -273,39 +245,23 @@ class SQLiteStore:
         below = int(page[0][0]) if len(page) == _PAGE else None
         return MemoryRead(summary, measured, newest, continue_below=below)
 
-    async def read_window(
+    async def _page(
         self,
         session_id: str,
         *,
-        after_id: int = 0,
-        before_id: int | None = None,
-        max_chars: int,
-    ) -> tuple[list[WindowItem], bool]:
-        """The newest readable items after `after_id`, oldest first, as far back as `max_chars`.
-
-        Reading stops at the first item that takes the total past `max_chars`; that item is
-        included, so the caller can tell the window is full. The flag says whether every item
-        after `after_id` was read. Cost follows the window, never the thread's length. With
-        `before_id`, reading starts below that item (to continue a read).
-        """
-        items, complete = await up_to_chars(
-            self._walk(session_id, after_id=after_id, before_id=before_id), max_chars
+        after_id: int,
+        before_id: int | None,
+        limit: int,
+        newest_first: bool,
+    ) -> list[Any]:
+        return list(
+            await self._reader.execute_fetchall(
+                f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = ? AND id > ? "
+                f"AND (?3 IS NULL OR id < ?3) ORDER BY id {'DESC' if newest_first else 'ASC'} "
+                "LIMIT ?",
+                (session_id, after_id, before_id, limit),
+            )
         )
-        items.reverse()
-        return items, complete
-
-    async def read_range(
-        self, session_id: str, *, after_id: int, before_id: int, max_chars: int
-    ) -> list[WindowItem]:
-        """Readable items between two IDs (exclusive), oldest first, as far as `max_chars`.
-
-        The item that takes the total past `max_chars` is included, as in `read_window`.
-        """
-        items, _ = await up_to_chars(
-            self._walk(session_id, after_id=after_id, before_id=before_id, newest_first=False),
-            max_chars,
-        )
-        return items
 
     async def count_messages(self, session_id: str, *, up_to: int) -> int:
         """How many people's and the bot's messages a thread holds up to an item ID."""
@@ -315,38 +271,6 @@ class SQLiteStore:
             (session_id, up_to),
         )
         return int(next(iter(rows))[0])
-
-    async def _walk(
-        self,
-        session_id: str,
-        *,
-        after_id: int = 0,
-        before_id: int | None = None,
-        page: int = _PAGE,
-        newest_first: bool = True,
-    ) -> AsyncIterator[WindowItem]:
-        """A thread's readable items between two IDs (exclusive), a page at a time.
-
-        Pages double in size: a short read costs one small query, a long window few hops.
-        """
-        order = "DESC" if newest_first else ""
-        while True:
-            rows = list(
-                await self._reader.execute_fetchall(
-                    f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = ? AND id > ? "
-                    f"AND (?3 IS NULL OR id < ?3) ORDER BY id {order} LIMIT ?",
-                    (session_id, after_id, before_id, page),
-                )
-            )
-            for stored in window_items(rows):
-                yield stored
-            if len(rows) < page:
-                return
-            if newest_first:
-                before_id = int(rows[-1][0])
-            else:
-                after_id = int(rows[-1][0])
-            page *= 2
 
     async def history(self, session_id: str, *, limit: int, offset: int = 0) -> list[StoredItem]:
         """Up to `limit` stored items, skipping the newest `offset`; oldest first."""
@@ -444,15 +368,7 @@ class SQLiteStore:
 
         await self._require_writer().run(record)
 
-    async def tokens_per_char(self, session_id: str) -> float | None:
-        """The thread's measured tokens per stored character over its recent turns, if any."""
-        return (await self.read_memory(session_id)).tokens_per_char
-
     # ----- summaries and search --------------------------------------------------------------
-
-    async def summary(self, session_id: str) -> Summary | None:
-        """The thread's newest rolling summary, if it has one."""
-        return (await self.read_memory(session_id)).summary
 
     async def save_summary(
         self, session_id: str, text: str, *, covers_id: int, replaces: int | None
