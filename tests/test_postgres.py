@@ -16,6 +16,7 @@ from bot.messages import IncomingMessage, ReplyKind
 from bot.storage import (
     Author,
     Failure,
+    Lease,
     PostgresStore,
     SQLiteStore,
     StoreUnavailableError,
@@ -204,3 +205,19 @@ async def test_delivery_keys_older_than_a_day_are_pruned(postgres: PostgresSchem
         assert keys == {"slack:recent"}
     finally:
         await conn.close()
+
+
+async def test_many_holders_on_a_small_pool_never_deadlock(postgres: PostgresSchema) -> None:
+    async with await PostgresStore.open(postgres.url, pool_size=3) as store:
+
+        async def command(n: int) -> None:
+            # What /undo does: hold the thread, then read and write on other connections.
+            async with store.hold_thread(f"t{n}", wait=10) as lease:
+                assert isinstance(lease, Lease)
+                await store.append(f"t{n}", [msg("user", "x")])
+                await store.undo_last_exchange(f"t{n}")
+
+        await asyncio.wait_for(asyncio.gather(*(command(n) for n in range(20))), 20)
+        async with store.hold_thread("t", wait=1) as lease:
+            # The wait's timeout must not outlive the wait: a turn's writes never time out.
+            assert await lease.conn.fetchval("SHOW lock_timeout") == "0"  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ the turn is stored on that same connection, so a turn whose lock was lost stores
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -123,9 +124,12 @@ class PostgresStore(PagedReads):
     Use `await PostgresStore.open(url)`, then the same operations as `SQLiteStore`.
     """
 
-    def __init__(self, pool: asyncpg.Pool, location: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, location: str, *, pool_size: int) -> None:
         """Prefer `open()`; this only assembles an opened, migrated pool."""
         self._pool = pool
+        # A holder keeps its lock's connection and may need one more for a read, so at least
+        # one connection must stay free of holders, or holders waiting for it would deadlock.
+        self._holders = asyncio.Semaphore(max(1, pool_size - 1))
         self._location = location
         self._mine = RecentKeys()
         self._pruned_at: float | None = None
@@ -155,7 +159,7 @@ class PostgresStore(PagedReads):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, redact(url))
+        return cls(pool, redact(url), pool_size=pool_size)
 
     @property
     def location(self) -> str:
@@ -201,18 +205,30 @@ class PostgresStore(PagedReads):
         the lock with the connection: on release (the pool's reset unlocks everything), or
         when a killed worker's socket closes.
         """
-        async with self._connection() as conn:
-            timeout_ms = max(1, int(wait * 1000))
-            key = lock_key(session_id)
-            try:
-                # One round trip (simple protocol; both values are integers we made).
-                await conn.execute(
-                    f"SET lock_timeout = {timeout_ms}; SELECT pg_advisory_lock({key})"
-                )
-            except asyncpg.exceptions.LockNotAvailableError:
-                raise ThreadBusyError(f"{session_id} stayed busy for {wait:g}s") from None
-            # Released with the connection: the pool's reset runs pg_advisory_unlock_all().
-            yield _PgLease(session_id, conn)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._holders.acquire()
+        except TimeoutError:
+            raise ThreadBusyError(f"no connection for {session_id} in {wait:g}s") from None
+        try:
+            async with self._connection() as conn:
+                timeout_ms = max(1, int((deadline - loop.time()) * 1000))
+                key = lock_key(session_id)
+                try:
+                    # One round trip (simple protocol; the values are integers we made). The
+                    # timeout is for this wait only: the turn's own writes must never time out.
+                    await conn.execute(
+                        f"SET lock_timeout = {timeout_ms}; SELECT pg_advisory_lock({key}); "
+                        "RESET lock_timeout"
+                    )
+                except asyncpg.exceptions.LockNotAvailableError:
+                    raise ThreadBusyError(f"{session_id} stayed busy for {wait:g}s") from None
+                # Released with the connection: the pool's reset runs pg_advisory_unlock_all().
+                yield _PgLease(session_id, conn)
+        finally:
+            self._holders.release()
 
     async def first_delivery(self, key: str) -> bool:
         if key in self._mine:
