@@ -27,7 +27,7 @@ from .locks import KeyedLock
 from .memory import Memory, Plan
 from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
 from .search import TurnContext
-from .storage import Author, Lease, Store, ThreadBusyError
+from .storage import Author, Store, ThreadBusyError
 from .summary import SummaryKeeper
 from .texts import BUSY, EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN, SLOW_DOWN
 from .turn import TurnSession
@@ -210,7 +210,7 @@ class Core:
             prefix=surface.command_prefix,
         )
         try:
-            async with self._hold(session_id) as _lease:
+            async with self._hold(session_id):
                 text = await invocation.command.run(ctx)
         except ThreadBusyError:
             return Reply(BUSY, ReplyKind.NOTICE)
@@ -225,8 +225,8 @@ class Core:
         session_id = self._memory_key(message)
         author = Author(message.author_id, message.author_name)
         try:
-            async with self._hold(session_id, model_slot=True) as lease:
-                answer, plan = await self._answer(session_id, author, text, sink, lease)
+            async with self._hold(session_id, model_slot=True):
+                answer, plan = await self._answer(session_id, author, text, sink)
         except ThreadBusyError:
             logger.info("Thread %s stayed busy; told the person to try again", session_id)
             return Reply(BUSY, ReplyKind.NOTICE)
@@ -251,9 +251,7 @@ class Core:
         return Reply(answer + notice, ReplyKind.ANSWER)
 
     @contextlib.asynccontextmanager
-    async def _hold(
-        self, session_id: str, *, model_slot: bool = False
-    ) -> AsyncIterator[Lease | None]:
+    async def _hold(self, session_id: str, *, model_slot: bool = False) -> AsyncIterator[None]:
         """Hold a thread for a turn or a command, waiting at most `thread_wait` in all.
 
         This worker's own turns queue on an in-process lock first, so only the one about to
@@ -264,9 +262,9 @@ class Core:
         async with (
             self._threads.hold(session_id, until=deadline),
             self._model_slots if model_slot else _NO_SLOT,
-            self._store.hold_thread(session_id, wait=max(0.0, deadline - loop.time())) as lease,
+            self._store.hold_thread(session_id, wait=max(0.0, deadline - loop.time())),
         ):
-            yield lease
+            yield
 
     async def _answer(
         self,
@@ -274,11 +272,10 @@ class Core:
         author: Author,
         text: str,
         sink: ReplySink | None,
-        lease: Lease | None,
     ) -> tuple[str, Plan]:
         plan = await self._memory.plan(session_id, author, text)
         try:
-            return await self._attempt(session_id, author, plan, sink, lease), plan
+            return await self._attempt(session_id, author, plan, sink), plan
         except openai.BadRequestError as exc:
             if not is_context_overflow(exc):
                 raise
@@ -287,7 +284,7 @@ class Core:
             self._memory.model_refused(plan.estimated_tokens, str(exc))
         self._summaries.request(session_id)
         plan = await self._memory.plan(session_id, author, text)
-        answer = await self._attempt(session_id, author, plan, sink, lease)
+        answer = await self._attempt(session_id, author, plan, sink)
         return answer, replace(plan, needs_summary=True)
 
     async def _attempt(
@@ -296,9 +293,8 @@ class Core:
         author: Author,
         plan: Plan,
         sink: ReplySink | None,
-        lease: Lease | None,
     ) -> str:
-        turn = TurnSession(self._store, session_id, author=author, window=plan.window, lease=lease)
+        turn = TurnSession(self._store, session_id, author=author, window=plan.window)
         meter = UsageMeter()
         # A shallow copy per turn, as the SDK itself advises for concurrent runs: it checks every
         # run of one Agent object against all the others running, which made 1,000 concurrent

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from agents.memory import SessionSettings
 
-from .storage import Author, Item, Lease, Store, Usage, WindowItem
+from .storage import Author, Item, Store, Usage, WindowItem
 
 if TYPE_CHECKING:
     from agents import TResponseInputItem
@@ -34,13 +34,11 @@ class TurnSession:
         *,
         author: Author,
         window: Sequence[WindowItem] = (),
-        lease: Lease | None = None,
     ) -> None:
         self._store = store
         self.session_id = session_id
         self.session_settings: SessionSettings | None = SessionSettings()
         self._author = author
-        self._lease = lease
         self._window = list(window)
         self._pending: list[Item] = []
         self._replace_from: int | None = None  # stored items popped by the SDK go from here on
@@ -89,7 +87,6 @@ class TurnSession:
                 author=self._author,
                 usage=usage,
                 replace_from=self._replace_from,
-                lease=self._lease,
             )
 
     def _check_open(self) -> None:

@@ -16,7 +16,6 @@ from bot.messages import IncomingMessage, ReplyKind
 from bot.storage import (
     Author,
     Failure,
-    Lease,
     PostgresStore,
     SQLiteStore,
     StoreUnavailableError,
@@ -133,17 +132,19 @@ async def test_a_sqlite_file_from_before_versioning_is_migrated_in_place(tmp_pat
 async def test_a_dropped_connection_fails_the_write_and_the_pool_recovers(
     postgres: PostgresSchema,
 ) -> None:
-    async with await PostgresStore.open(postgres.url, pool_size=3) as store:
+    # A name of this test's own, so only its connections are ended.
+    url = f"{postgres.url}&application_name={postgres.schema}"
+    async with await PostgresStore.open(url, pool_size=3) as store:
         await store.append("t", [msg("user", "before")])
-        async with store.hold_thread("t", wait=1) as lease:
+        async with store.hold_thread("t", wait=1):
             await _terminate_bot_connections(postgres)
             with pytest.raises(_DROPPED) as caught:
-                await store.append("t", [msg("user", "lost")], lease=lease)
+                await store.append("t", [msg("user", "lost")])
         assert failure(caught.value) is Failure.UNAVAILABLE
         # Nothing of the failed write, and the next operations get fresh connections.
         assert await store.read_items("t") == [msg("user", "before")]
-        async with store.hold_thread("t", wait=1) as lease:
-            await store.append("t", [msg("user", "after")], lease=lease)
+        async with store.hold_thread("t", wait=1):
+            await store.append("t", [msg("user", "after")])
         assert await store.read_items("t") == [msg("user", "before"), msg("user", "after")]
 
 
@@ -184,7 +185,8 @@ async def _terminate_bot_connections(postgres: PostgresSchema) -> None:
     try:
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'memorybot' AND pid <> pg_backend_pid()"
+            "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            postgres.schema,
         )
     finally:
         await admin.close()
@@ -212,12 +214,32 @@ async def test_many_holders_on_a_small_pool_never_deadlock(postgres: PostgresSch
 
         async def command(n: int) -> None:
             # What /undo does: hold the thread, then read and write on other connections.
-            async with store.hold_thread(f"t{n}", wait=10) as lease:
-                assert isinstance(lease, Lease)
+            async with store.hold_thread(f"t{n}", wait=10):
                 await store.append(f"t{n}", [msg("user", "x")])
                 await store.undo_last_exchange(f"t{n}")
 
         await asyncio.wait_for(asyncio.gather(*(command(n) for n in range(20))), 20)
-        async with store.hold_thread("t", wait=1) as lease:
-            # The wait's timeout must not outlive the wait: a turn's writes never time out.
-            assert await lease.conn.fetchval("SHOW lock_timeout") == "0"  # type: ignore[union-attr]
+
+
+async def test_a_held_threads_writes_wait_for_row_locks_however_long(
+    postgres: PostgresSchema,
+) -> None:
+    # The lock wait's lock_timeout must end with the wait: a turn's own writes never time out.
+    async with await PostgresStore.open(postgres.url) as store:
+        await store.append("t", [msg("user", "a")])
+        other = await asyncpg.connect(postgres.url)
+        try:
+            async with store.hold_thread("t", wait=0.05):
+                transaction = other.transaction()
+                await transaction.start()
+                await other.execute(
+                    "SELECT 1 FROM agent_sessions WHERE session_id = 't' FOR UPDATE"
+                )
+                write = asyncio.create_task(store.append("t", [msg("user", "b")]))
+                await asyncio.sleep(0.3)  # well past the 50 ms the lock wait was allowed
+                assert not write.done()
+                await transaction.rollback()
+                await write
+        finally:
+            await other.close()
+        assert await store.read_items("t") == [msg("user", "a"), msg("user", "b")]

@@ -427,8 +427,8 @@ async def test_deliveries_are_claimed_once(store: Store) -> None:
 
 
 async def test_holding_a_thread_serialises_and_gives_up_when_busy(store: Store) -> None:
-    async with store.hold_thread("t", wait=1.0) as lease:
-        await store.append("t", [msg("user", "a")], lease=lease)
+    async with store.hold_thread("t", wait=1.0):
+        await store.append("t", [msg("user", "a")])
         if isinstance(store, PostgresStore):  # one process has nothing to hold across workers
             with pytest.raises(ThreadBusyError):
                 async with store.hold_thread("t", wait=0.1):

@@ -4,7 +4,7 @@ Both back ends keep the Agents SDK's own tables, so the SDK's `SQLiteSession` an
 `SQLAlchemySession` read and write the bot's memory too.
 """
 
-from .contract import Lease, Store, ThreadBusyError
+from .contract import Store, ThreadBusyError
 from .failures import Failure, StoreUnavailableError, failure
 from .opening import open_store, redact
 from .postgres import PostgresStore
@@ -29,7 +29,6 @@ __all__ = [
     "ClearResult",
     "Failure",
     "Item",
-    "Lease",
     "MemoryRead",
     "PostgresStore",
     "SQLiteStore",

@@ -31,11 +31,6 @@ class ThreadBusyError(RuntimeError):
     """Another turn held the thread for longer than a new one may wait."""
 
 
-class Lease:
-    """Proof that this worker holds a thread's lock; pass it to `append` so the turn is
-    stored only while the lock is still held (a back end may hang its connection here)."""
-
-
 class Store(Protocol):
     """Every thread's memory. Each mutation is one transaction: all of it, or none."""
 
@@ -54,13 +49,13 @@ class Store(Protocol):
 
     # ----- coordination between turns (and between worker processes) -------------------
 
-    def hold_thread(
-        self, session_id: str, *, wait: float
-    ) -> AbstractAsyncContextManager[Lease | None]:
+    def hold_thread(self, session_id: str, *, wait: float) -> AbstractAsyncContextManager[None]:
         """Hold the thread against every other worker for a block (a turn, a command).
 
-        Raises `ThreadBusyError` when it cannot be had within `wait` seconds. One process on
-        its own (SQLite) has nothing to coordinate and yields None at once.
+        Raises `ThreadBusyError` when it cannot be had within `wait` seconds. While the block
+        runs, the holding task's own calls for that thread are stored only if the hold is still
+        good (PostgreSQL writes them on the lock's connection). One process on its own (SQLite)
+        has nothing to coordinate and enters at once.
         """
         ...
 
@@ -119,7 +114,6 @@ class Store(Protocol):
         author: Author | None = None,
         usage: Usage | None = None,
         replace_from: int | None = None,
-        lease: Lease | None = None,
     ) -> None: ...
 
     async def record_usage(

@@ -15,7 +15,7 @@ import logging
 
 import asyncpg
 
-from .schema import MESSAGES, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
+from .schema import MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ _VERSION_1 = (
             ("input_chars", "INTEGER"),
         )
     ),
-    # A message's role and its words, from its JSON text. IMMUTABLE so an index can hold the
-    # words; a row that is not JSON has neither (PostgreSQL 15 has no non-raising cast test).
+    # A message's role and its words, from its JSON text; a row that is not JSON has neither
+    # (PostgreSQL 15 has no non-raising cast test).
     """
     CREATE OR REPLACE FUNCTION bot_item(data TEXT) RETURNS JSONB
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
@@ -94,10 +94,18 @@ _VERSION_1 = (
         FROM bot_item(data) AS item
     $$
     """,
-    # GIN keeps new rows in a pending list and merges them in bulk, so indexing costs a turn's
-    # INSERT little (bench.store_bench); the index needs no catch-up and no delete trigger.
-    f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_words ON {MESSAGES} "
-    "USING gin (bot_words(message_data))",
+    # The search index: each message's words, added when its thread is next searched rather
+    # than on insert (bench.store_bench: indexing on insert doubled a turn's server time).
+    # Deleting a message deletes its entry with it.
+    f"""
+    CREATE TABLE IF NOT EXISTS {SEARCH} (
+        id INTEGER PRIMARY KEY REFERENCES {MESSAGES} (id) ON DELETE CASCADE,
+        session_id VARCHAR NOT NULL,
+        words TSVECTOR NOT NULL
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS idx_{SEARCH}_words ON {SEARCH} USING gin (words)",
+    f"CREATE INDEX IF NOT EXISTS idx_{SEARCH}_session_id ON {SEARCH} (session_id)",
     f"""
     CREATE TABLE IF NOT EXISTS {SUMMARIES} (
         session_id VARCHAR NOT NULL,

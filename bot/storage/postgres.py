@@ -14,6 +14,7 @@ the turn is stored on that same connection, so a turn whose lock was lost stores
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -23,6 +24,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -34,7 +36,7 @@ from .codec import (
     usage_values,
     window_items,
 )
-from .contract import Lease, ThreadBusyError
+from .contract import ThreadBusyError
 from .deliveries import RecentKeys
 from .failures import StoreUnavailableError
 from .pg_schema import DELIVERIES, Connection, migrate
@@ -54,7 +56,7 @@ from .records import (
     ThreadDump,
     Usage,
 )
-from .schema import MESSAGES, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
+from .schema import MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,24 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[]
 ORDER BY r.n
 """
 
+# Indexing one thread's messages not yet in the search index (every row gets an entry, empty
+# for tool items, so each is looked at once). An anti-join, not a high-water mark: rows of
+# concurrent writers may commit out of ID order.
+_INDEX_THREAD = f"""
+INSERT INTO {SEARCH} (id, session_id, words)
+SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
+WHERE m.session_id = $1
+  AND NOT EXISTS (SELECT 1 FROM {SEARCH} AS s WHERE s.id = m.id)
+ON CONFLICT (id) DO NOTHING
+"""
+
+_SEARCH = f"""
+SELECT m.id, m.message_data, m.author_id, m.author_name, m.created_at
+FROM {SEARCH} AS s JOIN {MESSAGES} AS m ON m.id = s.id, to_tsquery('simple', $2) AS q
+WHERE s.session_id = $1 AND s.words @@ q
+ORDER BY ts_rank(s.words, q) DESC, m.id DESC LIMIT $3
+"""
+
 # The summary and usage figures (kind 0), then the newest page after the summary (kind 1).
 _MEMORY_READ = f"""
 WITH s AS (
@@ -105,10 +125,15 @@ UNION ALL
 """
 
 
-class _PgLease(Lease):
-    def __init__(self, session_id: str, conn: Connection) -> None:
-        self.session_id = session_id
-        self.conn = conn
+async def _keep_as_is(conn: Connection) -> None:
+    """The pool's reset on release, replacing asyncpg's four-statement default.
+
+    Our connections carry no session state from one use to the next: `lock_timeout` is reset
+    in the statement that set it, `hold_thread` unlocks what it locked (or ends the
+    connection), and nothing LISTENs or keeps cursors; asyncpg itself still rolls back an
+    unfinished transaction. Skipping the default saves a round trip per use, about a fifth
+    of a turn's time on the store (bench.store_bench).
+    """
 
 
 def lock_key(session_id: str) -> int:
@@ -116,6 +141,32 @@ def lock_key(session_id: str) -> int:
     two threads' turns, never mixes their memory)."""
     digest = hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+async def _unlock(conn: Connection, key: int) -> None:
+    """Give a thread's lock back; a connection that cannot is ended, which frees it too."""
+    try:
+        await conn.execute(f"SELECT pg_advisory_unlock({key})")
+    except asyncio.CancelledError:
+        _end(conn)
+        raise
+    except Exception:
+        _end(conn)
+
+
+def _end(conn: Connection) -> None:
+    # A connection the server already closed was handed back to the pool by asyncpg itself.
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+def _server_settings(url: str) -> dict[str, str]:
+    # Timestamps are stored without a zone (as the SDK's tables have them) and read as UTC,
+    # so every connection of ours works in UTC. A name given in the URL is kept.
+    settings = {"timezone": "UTC"}
+    if "application_name" not in parse_qs(urlsplit(url).query):
+        settings["application_name"] = "memorybot"
+    return settings
 
 
 class PostgresStore(PagedReads):
@@ -130,6 +181,8 @@ class PostgresStore(PagedReads):
         # A holder keeps its lock's connection and may need one more for a read, so at least
         # one connection must stay free of holders, or holders waiting for it would deadlock.
         self._holders = asyncio.Semaphore(max(1, pool_size - 1))
+        # The lock connection of each (task, thread) holding one.
+        self._holds: dict[tuple[asyncio.Task[Any] | None, str], Connection] = {}
         self._location = location
         self._mine = RecentKeys()
         self._pruned_at: float | None = None
@@ -149,7 +202,8 @@ class PostgresStore(PagedReads):
                 timeout=connect_timeout,
                 # Timestamps are stored without a zone (as the SDK's tables have them) and read
                 # as UTC, so every connection of ours works in UTC.
-                server_settings={"timezone": "UTC", "application_name": "memorybot"},
+                reset=_keep_as_is,
+                server_settings=_server_settings(url),
             )
         except (OSError, TimeoutError) as exc:
             raise StoreUnavailableError(f"cannot connect to {redact(url)}: {exc}") from exc
@@ -180,8 +234,18 @@ class PostgresStore(PagedReads):
         await self.close()
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection; failing to get one is the database being unavailable."""
+    async def _connection(self, thread: str | None = None) -> AsyncIterator[Connection]:
+        """The connection for one call about `thread`.
+
+        A task holding that thread's lock uses the lock's own connection: a turn costs one
+        connection, not two, and what it writes is stored only while its lock is held (a lost
+        connection takes the lock with it and fails the write). Anyone else gets a pooled one;
+        failing to get one is the database being unavailable.
+        """
+        held = self._holds.get((asyncio.current_task(), thread)) if thread is not None else None
+        if held is not None:
+            yield held
+            return
         try:
             conn = await self._pool.acquire()
         except (OSError, TimeoutError, asyncpg.PostgresConnectionError) as exc:
@@ -191,19 +255,19 @@ class PostgresStore(PagedReads):
         finally:
             await self._pool.release(conn)
 
-    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self._connection() as conn:
+    async def _fetch(self, thread: str | None, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._connection(thread) as conn:
             return list(await conn.fetch(query, *args))
 
     # ----- coordination ------------------------------------------------------------------
 
     @asynccontextmanager
-    async def hold_thread(self, session_id: str, *, wait: float) -> AsyncIterator[Lease | None]:
+    async def hold_thread(self, session_id: str, *, wait: float) -> AsyncIterator[None]:
         """Hold the thread's advisory lock on a pooled connection for the block.
 
         The server gives up the wait itself after `wait` seconds (`lock_timeout`), and drops
-        the lock with the connection: on release (the pool's reset unlocks everything), or
-        when a killed worker's socket closes.
+        the lock with the connection if this worker dies (its socket closes). While the block
+        runs, this task's calls for the thread go through that connection (`_connection`).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -214,8 +278,8 @@ class PostgresStore(PagedReads):
             raise ThreadBusyError(f"no connection for {session_id} in {wait:g}s") from None
         try:
             async with self._connection() as conn:
-                timeout_ms = max(1, int((deadline - loop.time()) * 1000))
                 key = lock_key(session_id)
+                timeout_ms = max(1, int((deadline - loop.time()) * 1000))
                 try:
                     # One round trip (simple protocol; the values are integers we made). The
                     # timeout is for this wait only: the turn's own writes must never time out.
@@ -225,8 +289,13 @@ class PostgresStore(PagedReads):
                     )
                 except asyncpg.exceptions.LockNotAvailableError:
                     raise ThreadBusyError(f"{session_id} stayed busy for {wait:g}s") from None
-                # Released with the connection: the pool's reset runs pg_advisory_unlock_all().
-                yield _PgLease(session_id, conn)
+                holder = (asyncio.current_task(), session_id)
+                self._holds[holder] = conn
+                try:
+                    yield
+                finally:
+                    del self._holds[holder]
+                    await _unlock(conn, key)
         finally:
             self._holders.release()
 
@@ -259,7 +328,9 @@ class PostgresStore(PagedReads):
     # ----- reads -------------------------------------------------------------------------
 
     async def read_memory(self, session_id: str, *, density: bool = True) -> MemoryRead:
-        rows = await self._fetch(_MEMORY_READ, session_id, _MEASURED_ROWS if density else 0, _PAGE)
+        rows = await self._fetch(
+            session_id, _MEMORY_READ, session_id, _MEASURED_ROWS if density else 0, _PAGE
+        )
         state = next(row for row in rows if row["kind"] == 0)
         summary = (
             None
@@ -282,6 +353,7 @@ class PostgresStore(PagedReads):
         newest_first: bool,
     ) -> list[asyncpg.Record]:
         return await self._fetch(
+            session_id,
             f"SELECT id, message_data FROM {MESSAGES} WHERE session_id = $1 AND id > $2 "
             f"AND ($3::bigint IS NULL OR id < $3) ORDER BY id {'DESC' if newest_first else 'ASC'} "
             "LIMIT $4",
@@ -293,6 +365,7 @@ class PostgresStore(PagedReads):
 
     async def count_messages(self, session_id: str, *, up_to: int) -> int:
         rows = await self._fetch(
+            session_id,
             f"SELECT count(*) FROM {MESSAGES} WHERE session_id = $1 AND id <= $2 "
             "AND bot_role(message_data) IN ('user', 'assistant')",
             session_id,
@@ -302,6 +375,7 @@ class PostgresStore(PagedReads):
 
     async def history(self, session_id: str, *, limit: int, offset: int = 0) -> list[StoredItem]:
         rows = await self._fetch(
+            session_id,
             f"SELECT {_COLUMNS} FROM {MESSAGES} WHERE session_id = $1 "
             "ORDER BY id DESC LIMIT $2 OFFSET $3",
             session_id,
@@ -312,21 +386,24 @@ class PostgresStore(PagedReads):
 
     async def count_items(self, session_id: str) -> int:
         rows = await self._fetch(
-            f"SELECT count(*) FROM {MESSAGES} WHERE session_id = $1", session_id
+            session_id, f"SELECT count(*) FROM {MESSAGES} WHERE session_id = $1", session_id
         )
         return int(rows[0][0])
 
     async def has_items(self, session_id: str) -> bool:
         rows = await self._fetch(
-            f"SELECT EXISTS (SELECT 1 FROM {MESSAGES} WHERE session_id = $1)", session_id
+            session_id,
+            f"SELECT EXISTS (SELECT 1 FROM {MESSAGES} WHERE session_id = $1)",
+            session_id,
         )
         return bool(rows[0][0])
 
     async def list_sessions(self) -> list[SessionInfo]:
         rows = await self._fetch(
+            None,
             f"SELECT s.session_id, count(m.id), s.created_at, s.updated_at FROM {SESSIONS} s "
             f"LEFT JOIN {MESSAGES} m ON m.session_id = s.session_id "
-            "GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id"
+            "GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id",
         )
         return [
             SessionInfo(sid, int(count), _utc(created), _utc(updated))
@@ -335,22 +412,24 @@ class PostgresStore(PagedReads):
 
     async def search(self, session_id: str, query: str, *, limit: int) -> list[StoredItem]:
         """This thread's messages best matching the words of `query` (prefixes too), best
-        first: those with every word, then those with some. Any text is a valid query."""
+        first: those with every word, then those with some. Any text is a valid query.
+
+        The thread's messages not yet in the index are added first, in the same transaction:
+        indexing on every insert made each turn's write about twice as costly on the server
+        (bench.store_bench), while searches are rare.
+        """
         words = [f"'{word}':*" for word in _WORD.findall(query.lower())[:32]]
+        if not words:
+            return []
         found: list[StoredItem] = []
-        for joiner in (" & ", " | ") if len(words) > 1 else (" ",):
-            if len(found) >= limit or not words:
-                break
-            rows = await self._fetch(
-                f"SELECT {_COLUMNS} FROM {MESSAGES}, to_tsquery('simple', $2) AS q "
-                "WHERE session_id = $1 AND bot_words(message_data) @@ q "
-                "ORDER BY ts_rank(bot_words(message_data), q) DESC, id DESC LIMIT $3",
-                session_id,
-                joiner.join(words),
-                limit,
-            )
-            seen = {stored.id for stored in found}
-            found += [s for s in decode_stored(rows, _utc) if s.id not in seen]
+        async with self._connection(session_id) as conn, conn.transaction():
+            await conn.execute(_INDEX_THREAD, session_id)
+            for joiner in (" & ", " | ") if len(words) > 1 else (" ",):
+                if len(found) >= limit:
+                    break
+                rows = await conn.fetch(_SEARCH, session_id, joiner.join(words), limit)
+                seen = {stored.id for stored in found}
+                found += [s for s in decode_stored(rows, _utc) if s.id not in seen]
         return found[:limit]
 
     # ----- writes ------------------------------------------------------------------------
@@ -363,19 +442,15 @@ class PostgresStore(PagedReads):
         author: Author | None = None,
         usage: Usage | None = None,
         replace_from: int | None = None,
-        lease: Lease | None = None,
     ) -> None:
         """Add items to a thread in one transaction (see `SQLiteStore.append`).
 
-        With the thread's `lease`, the rows go through the connection holding its lock: if
-        that connection was lost, so was the lock, and the turn is refused, not stored.
+        From the task holding the thread, the rows go through the lock's connection: if that
+        connection was lost, so was the lock, and the turn is refused, not stored.
         """
         rows = encode_rows(session_id, items, author, usage)
         columns = [list(column) for column in zip(*rows, strict=True)][1:] if rows else []
-        held = (
-            lease.conn if isinstance(lease, _PgLease) and lease.session_id == session_id else None
-        )
-        async with self._connection_or(held) as conn:
+        async with self._connection(session_id) as conn:
             if replace_from is None:
                 if rows:
                     await conn.execute(_APPEND, session_id, *columns)
@@ -389,18 +464,10 @@ class PostgresStore(PagedReads):
                 if rows:
                     await conn.execute(_APPEND, session_id, *columns)
 
-    @asynccontextmanager
-    async def _connection_or(self, held: Connection | None) -> AsyncIterator[Connection]:
-        if held is not None:
-            yield held
-            return
-        async with self._connection() as conn:
-            yield conn
-
     async def record_usage(
         self, session_id: str, usage: Usage, *, kind: str, author: Author | None = None
     ) -> None:
-        async with self._connection() as conn:
+        async with self._connection(session_id) as conn:
             await conn.execute(
                 f"INSERT INTO {USAGE} (session_id, author_id, kind, {_USAGE}) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -417,7 +484,7 @@ class PostgresStore(PagedReads):
     async def save_summary(
         self, session_id: str, text: str, *, covers_id: int, replaces: int | None
     ) -> bool:
-        async with self._connection() as conn, conn.transaction():
+        async with self._connection(session_id) as conn, conn.transaction():
             # Locking the thread's row orders this against other workers' summaries; locking
             # the covered message makes an /undo deleting it wait, then drop this summary.
             await conn.execute(
@@ -449,7 +516,7 @@ class PostgresStore(PagedReads):
             return True
 
     async def pop_item(self, session_id: str) -> Item | None:
-        async with self._connection() as conn:
+        async with self._connection(session_id) as conn:
             while True:
                 data = await conn.fetchval(
                     f"DELETE FROM {MESSAGES} WHERE id = (SELECT id FROM {MESSAGES} "
@@ -463,7 +530,7 @@ class PostgresStore(PagedReads):
                     return item
 
     async def clear(self, session_id: str) -> ClearResult:
-        async with self._connection() as conn, conn.transaction():
+        async with self._connection(session_id) as conn, conn.transaction():
             counts = await conn.fetchrow(
                 f"SELECT count(*), count(*) FILTER (WHERE bot_role(message_data) "
                 f"IN ('user', 'assistant')) FROM {MESSAGES} WHERE session_id = $1",
@@ -476,6 +543,7 @@ class PostgresStore(PagedReads):
 
     async def undo_last_exchange(self, session_id: str) -> list[StoredItem]:
         rows = await self._fetch(
+            session_id,
             f"DELETE FROM {MESSAGES} WHERE session_id = $1 AND id >= ("
             f"SELECT id FROM {MESSAGES} WHERE session_id = $1 "
             "AND bot_role(message_data) = 'user' "
@@ -498,7 +566,10 @@ class PostgresStore(PagedReads):
     # ----- moving memory ---------------------------------------------------------------
 
     async def dump_thread(self, session_id: str) -> ThreadDump:
-        async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
+        async with (
+            self._connection(session_id) as conn,
+            conn.transaction(isolation="repeatable_read"),
+        ):
             times = await conn.fetchrow(
                 f"SELECT created_at, updated_at FROM {SESSIONS} WHERE session_id = $1",
                 session_id,
@@ -546,7 +617,7 @@ class PostgresStore(PagedReads):
         )
 
     async def load_thread(self, dump: ThreadDump) -> bool:
-        async with self._connection() as conn, conn.transaction():
+        async with self._connection(dump.session_id) as conn, conn.transaction():
             # Two copies of one thread racing would both see it absent; the lock orders them.
             await conn.execute(f"SELECT pg_advisory_xact_lock({lock_key(dump.session_id)})")
             present = await conn.fetchval(

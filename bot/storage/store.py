@@ -32,7 +32,6 @@ from .codec import (
     usage_values,
     window_items,
 )
-from .contract import Lease
 from .deliveries import RecentKeys
 from .reading import PAGE as _PAGE
 from .reading import PagedReads
@@ -210,9 +209,7 @@ class SQLiteStore(PagedReads):
 
     # ----- coordination ------------------------------------------------------------------
 
-    def hold_thread(
-        self, session_id: str, *, wait: float
-    ) -> AbstractAsyncContextManager[Lease | None]:
+    def hold_thread(self, session_id: str, *, wait: float) -> AbstractAsyncContextManager[None]:
         """Nothing to hold: one process serves a SQLite file, and the core's own per-thread
         lock already serialises its turns."""
         return nullcontext()
@@ -317,7 +314,6 @@ class SQLiteStore(PagedReads):
         author: Author | None = None,
         usage: Usage | None = None,
         replace_from: int | None = None,
-        lease: Lease | None = None,
     ) -> None:
         """Add items to a thread in one durable transaction.
 
@@ -328,7 +324,6 @@ class SQLiteStore(PagedReads):
             usage: What producing the items cost, recorded in the same transaction.
             replace_from: First delete the thread's items from this ID on, in the same
                 transaction (a turn that popped stored items before it committed).
-            lease: The thread's lock, when the caller holds it (not needed by one process).
         """
         rows = encode_rows(session_id, items, author, usage)
         writer = self._require_writer()
