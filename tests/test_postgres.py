@@ -38,8 +38,9 @@ TRICKY = [
 ]
 
 
-_DROPPED = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-"""What asyncpg raises, depending on timing, when the server ends the connection."""
+_DROPPED = (StoreUnavailableError, asyncpg.PostgresError)
+"""What a call on a connection the server ended raises, depending on timing: the server's own
+"terminating connection" error, or the store's word for a lock connection that is gone."""
 
 
 def _engine(postgres: PostgresSchema) -> AsyncEngine:
@@ -243,3 +244,25 @@ async def test_a_held_threads_writes_wait_for_row_locks_however_long(
         finally:
             await other.close()
         assert await store.read_items("t") == [msg("user", "a"), msg("user", "b")]
+
+
+async def test_waiting_for_a_connection_is_not_a_busy_thread(
+    fake_openai: FakeOpenAI, postgres: PostgresSchema
+) -> None:
+    # More turns at once than connections: they queue for one, however long the wait, and
+    # nobody is told their (idle) thread is busy.
+    fake_openai.latency = 0.5
+    config = make_config(
+        fake_openai, database_url=postgres.url, database_pool=2, max_concurrency=8, thread_wait=0.3
+    )
+    parts = await BotParts(config).start()
+    try:
+        replies = await asyncio.gather(
+            *(
+                parts.core.handle(IncomingMessage("slack", f"t{n}", "u", "A", "hi", f"Ev{n}"))
+                for n in range(6)
+            )
+        )
+        assert [r.kind for r in replies] == [ReplyKind.ANSWER] * 6
+    finally:
+        await parts.close()

@@ -244,7 +244,18 @@ class PostgresStore(PagedReads):
         """
         held = self._holds.get((asyncio.current_task(), thread)) if thread is not None else None
         if held is not None:
-            yield held
+            try:
+                yield held
+            except (
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                asyncpg.PostgresConnectionError,
+            ) as exc:
+                # asyncpg hands a connection the server dropped back to the pool at once, and
+                # the next call on it says only that; say what it means.
+                raise StoreUnavailableError(
+                    f"lost the connection holding {thread}'s lock: {exc}"
+                ) from exc
             return
         try:
             conn = await self._pool.acquire()
@@ -271,11 +282,8 @@ class PostgresStore(PagedReads):
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._holders.acquire()
-        except TimeoutError:
-            raise ThreadBusyError(f"no connection for {session_id} in {wait:g}s") from None
+        # Waiting for a connection is not the thread being busy: it queues like a model slot.
+        await self._holders.acquire()
         try:
             async with self._connection() as conn:
                 key = lock_key(session_id)
