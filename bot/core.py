@@ -267,11 +267,7 @@ class Core:
             yield
 
     async def _answer(
-        self,
-        session_id: str,
-        author: Author,
-        text: str,
-        sink: ReplySink | None,
+        self, session_id: str, author: Author, text: str, sink: ReplySink | None
     ) -> tuple[str, Plan]:
         plan = await self._memory.plan(session_id, author, text)
         try:
@@ -288,11 +284,7 @@ class Core:
         return answer, replace(plan, needs_summary=True)
 
     async def _attempt(
-        self,
-        session_id: str,
-        author: Author,
-        plan: Plan,
-        sink: ReplySink | None,
+        self, session_id: str, author: Author, plan: Plan, sink: ReplySink | None
     ) -> str:
         turn = TurnSession(self._store, session_id, author=author, window=plan.window)
         meter = UsageMeter()
