@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import sqlite3
 import statistics
 import tempfile
@@ -47,7 +46,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from agents import SQLiteSession
@@ -61,6 +59,7 @@ from bot.memory import SAFETY, Memory
 from bot.storage import Author, PostgresStore, SQLiteStore, Store, Usage, redact
 from bot.storage.opening import asyncpg_url
 from bot.turn import TurnSession
+from tests.support.postgres import schema_on
 
 TurnFn = Callable[[str, int], Awaitable[None]]
 T = TypeVar("T")
@@ -269,18 +268,8 @@ class PgTarget:
 @asynccontextmanager
 async def pg_schema(server: str, pool: int) -> AsyncIterator[PgTarget]:
     """A fresh, empty schema for a block, dropped with everything in it afterwards."""
-    admin = await asyncpg.connect(server, timeout=10)
-    schema = f"store_bench_{secrets.token_hex(6)}"
-    try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        parts = urlsplit(server)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
-        url = urlunsplit(parts._replace(query=urlencode([*query, ("search_path", schema)])))
-        alchemy = urlunsplit(parts._replace(scheme="postgresql+asyncpg", query=urlencode(query)))
-        yield PgTarget(url, alchemy, schema, pool)
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
+    async with schema_on(server, prefix="store_bench", connect_timeout=10) as fresh:
+        yield PgTarget(fresh.url, fresh.sqlalchemy_url, fresh.schema, pool)
 
 
 class PgOurStore:

@@ -28,28 +28,21 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
-import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
-from slack_sdk.signature import SignatureVerifier
 
 from bench.e2e_bench import model_server
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack, Posted
-from tests.support.postgres import server_url
-
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-signing-secret"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from tests.support.postgres import schema_on, server_url
+from tests.support.slack import event_envelope, signed_headers
+from tests.support.workers import Worker, Workers, worker_environment
 
 
 class BenchSlack(FakeSlack):
@@ -86,70 +79,6 @@ class BenchSlack(FakeSlack):
             await touched.wait()
 
 
-@dataclass
-class Worker:
-    process: asyncio.subprocess.Process
-    url: str
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-@contextlib.asynccontextmanager
-async def fresh_schema(base_url: str) -> AsyncIterator[str]:
-    """A new schema on the server, dropped afterwards; yields a URL that uses it."""
-    admin = await asyncpg.connect(base_url, timeout=5)
-    schema = f"bench_workers_{secrets.token_hex(4)}"
-    try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        parts = urlsplit(base_url)
-        yield urlunsplit(parts._replace(query=urlencode({"search_path": schema})))
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
-
-
-@contextlib.asynccontextmanager
-async def workers(
-    count: int, environment: dict[str, str], logs: Path
-) -> AsyncIterator[list[Worker]]:
-    started: list[Worker] = []
-
-    async def start(n: int) -> Worker:
-        with (logs / f"worker-{count}-{n}.log").open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tests.worker_driver",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                cwd=ROOT,
-                env=environment,
-            )
-        worker = Worker(process, "")
-        started.append(worker)
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"worker {n} did not start; see {logs}")
-        worker.url = f"http://127.0.0.1:{line.split()[1]}/slack/events"
-        return worker
-
-    try:
-        yield list(await asyncio.gather(*(start(n) for n in range(count))))
-    finally:
-        for worker in started:
-            if worker.process.returncode is None:
-                worker.process.terminate()
-        for worker in started:
-            try:
-                await asyncio.wait_for(worker.process.wait(), 15)
-            except TimeoutError:
-                worker.process.kill()
-                await worker.process.wait()
-
-
 class Balancer:
     """Slack's side: signed event deliveries, spread over the workers in turn."""
 
@@ -157,7 +86,6 @@ class Balancer:
         self.slack = slack
         self.targets = targets
         self.http = http
-        self.signer = SignatureVerifier(SECRET)
         self.sent = 0
 
     async def mention(self, channel: str, text: str, thread_ts: str | None) -> str:
@@ -175,25 +103,9 @@ class Balancer:
             **({"thread_ts": thread_ts} if thread_ts else {}),
         }
         self.sent += 1
-        body = json.dumps(
-            {
-                "token": "legacy",
-                "team_id": TEAM,
-                "api_app_id": "A0APP",
-                "event": event,
-                "type": "event_callback",
-                "event_id": f"Ev{self.sent:08d}",
-                "event_time": int(time.time()),
-                "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-            }
-        )
+        body = json.dumps(event_envelope(event, f"Ev{self.sent:08d}"))
         target = self.targets[self.sent % len(self.targets)]
-        stamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": self.signer.generate_signature(timestamp=stamp, body=body) or "",
-        }
+        headers = signed_headers(body)
         async with self.http.post(target.url, data=body, headers=headers) as response:
             if response.status != 200:
                 raise RuntimeError(f"a worker refused an event: HTTP {response.status}")
@@ -292,40 +204,30 @@ class Result:
 async def run(count: int, args: argparse.Namespace, model_url: str, logs: Path) -> Result:
     pool = max(2, args.connections // count)
     concurrency = args.max_concurrency
-    inherited = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("BOT_", "SLACK_", "OPENAI_", "DISCORD_"))
-    }
     slack = BenchSlack()
     await slack.start()
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(slack.close)
-        url = await stack.enter_async_context(fresh_schema(args.database_url))
-        environment = {
-            **inherited,
-            "BOT_DATABASE_URL": url,
-            "BOT_DATABASE_POOL": str(pool),
-            "BOT_MAX_CONCURRENCY": str(concurrency),
-            "BOT_THREAD_WAIT": "600",
-            "BOT_MODEL_TIMEOUT": "600",
-            "BOT_SHUTDOWN_GRACE": "10",
-            "BOT_RATE_LIMIT": "0",
-            "BOT_LOG_LEVEL": "WARNING",
-            "OPENAI_API_KEY": "sk-bench",
-            "OPENAI_BASE_URL": model_url,
-            "BOT_MODEL": "fake-model",
-            "BOT_MODEL_API": "chat_completions",
-            "BOT_MODEL_RETRIES": "0",
-            "SLACK_BOT_TOKEN": "xoxb-bench",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_PORT": "0",
-            "WORKER_SLACK_API_URL": slack.api_url,
-        }
+        schema = await stack.enter_async_context(
+            schema_on(args.database_url, prefix="bench_workers")
+        )
+        environment = worker_environment(
+            schema.url,
+            model_url,
+            slack.api_url,
+            BOT_DATABASE_POOL=pool,
+            BOT_MAX_CONCURRENCY=concurrency,
+            BOT_THREAD_WAIT=600,
+            BOT_MODEL_TIMEOUT=600,
+            BOT_SHUTDOWN_GRACE=10,
+            BOT_LOG_LEVEL="WARNING",
+        )
+        group = Workers(environment, logs, name=f"worker-{count}", start_within=60, stop_within=15)
         async with (
-            workers(count, environment, logs) as started,
+            group,
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http,
         ):
+            started = await group.start(count)
             balancer = Balancer(slack, started, http)
             cpu_before = sum(w.cpu_seconds() for w in started)
             here_before = time.process_time()
@@ -338,7 +240,7 @@ async def run(count: int, args: argparse.Namespace, model_url: str, logs: Path) 
             here = time.process_time() - here_before
             await asyncio.sleep(1.0)  # anything answered twice would be posted by now
             answered, unanswered = check_replies(slack, roots)
-            store, badly_stored = await check_store(url, roots)
+            store, badly_stored = await check_store(schema.url, roots)
     turns = sum(messages_in(n) for n in range(args.conversations))
     examples = badly_stored + unanswered
     return Result(count, concurrency, pool, turns, seconds, cpu, store, answered, here, examples)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ from tests.support.slack import (
     Harness,
     running,
     session,
+    signed_headers,
     slack_settings,
 )
 
@@ -445,16 +444,6 @@ def test_socket_connections_outside_1_to_10_give_one_clear_line(
 # ----- HTTP mode ---------------------------------------------------------------------------
 
 
-def signed(body: str, secret: str = SECRET, timestamp: int | None = None) -> dict[str, str]:
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256)
-    return {
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": f"v0={digest.hexdigest()}",
-        "Content-Type": "application/json",
-    }
-
-
 async def test_http_mode_verifies_signatures(slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
     async with running(slack, fake_openai, signing_secret=SECRET) as bot:
         url = f"http://127.0.0.1:{bot.adapter.http_port}/slack/events"
@@ -462,14 +451,15 @@ async def test_http_mode_verifies_signatures(slack: FakeSlack, fake_openai: Fake
         event = {"type": "app_mention", "user": ANN, "text": f"<@{BOT_USER}> hi", "ts": ts}
         body = json.dumps(bot.event_body({**event, "channel": CHANNEL}))
         async with aiohttp.ClientSession() as http:
-            async with http.post(url, data=body, headers=signed(body, "wrong")) as bad:
+            forged = signed_headers(body, secret="wrong")
+            async with http.post(url, data=body, headers=forged) as bad:
                 assert bad.status == 401
-            stale = signed(body, timestamp=int(time.time()) - 600)
+            stale = signed_headers(body, timestamp=int(time.time()) - 600)
             async with http.post(url, data=body, headers=stale) as old:
                 assert old.status == 401
-            async with http.post(url, data=body, headers=signed(body)) as good:
+            async with http.post(url, data=body, headers=signed_headers(body)) as good:
                 assert good.status == 200
-            retry = {**signed(body), "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "timeout"}
+            retry = signed_headers(body, retry=1, reason="timeout")
             async with http.post(url, data=body, headers=retry) as again:
                 assert again.status == 200
         await bot.answer(CHANNEL, ts)

@@ -10,74 +10,28 @@ and each answer written with the thread's earlier exchanges in view.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-import os
 import signal
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
-from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes.openai_server import FakeOpenAI, Fault, user_texts
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
 from tests.support.postgres import PostgresSchema
-from tests.support.slack import ANN, CHANNEL, SECRET, session
+from tests.support.slack import ANN, CHANNEL, event_envelope, session, signed_headers
+from tests.support.workers import Worker, Workers, worker_environment
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
 THREAD_WAIT = 15.0
 LOST_DATABASE = "I lost touch with my memory database"
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@dataclass
-class Worker:
-    """One bot process and the port its Events API listens on."""
-
-    process: asyncio.subprocess.Process
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/slack/events"
-
-    @property
-    def running(self) -> bool:
-        return self.process.returncode is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def tcp_ports(self) -> set[int]:
-        """The local ports of this process's TCP sockets (its database connections among them)."""
-        pid = self.process.pid
-        inodes = set()
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[len("socket:[") : -1])
-        ports = set()
-        for table in ("tcp", "tcp6"):
-            path = Path(f"/proc/{pid}/net/{table}")
-            if not path.exists():
-                continue
-            for line in path.read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[9] in inodes:
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-        return ports
 
 
 class Cluster:
@@ -87,73 +41,24 @@ class Cluster:
         self.pg = pg
         self.model = model
         self.slack = slack
-        self.logs = logs
-        self.workers: list[Worker] = []
+        environment = worker_environment(
+            pg.url,
+            model.base_url,
+            slack.api_url,
+            BOT_THREAD_WAIT=THREAD_WAIT,
+            BOT_SHUTDOWN_GRACE=2,
+            WORKER_UPDATE_INTERVAL=0.01,
+        )
+        self.workers = Workers(environment, logs, start_within=START_TIMEOUT, stop_within=5)
         self.http = aiohttp.ClientSession()
-        self._signer = SignatureVerifier(SECRET)
         self._events = 0
 
-    def environment(self) -> dict[str, str]:
-        # Nothing of the developer's own bot settings may leak into the workers.
-        inherited = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("BOT_", "SLACK_", "OPENAI_", "DISCORD_"))
-        }
-        return {
-            **inherited,
-            "BOT_DATABASE_URL": self.pg.url,
-            "OPENAI_API_KEY": "sk-test-not-a-real-key",
-            "OPENAI_BASE_URL": self.model.base_url,
-            "BOT_MODEL": "fake-model",
-            "BOT_MODEL_API": "chat_completions",
-            "BOT_MODEL_RETRIES": "0",
-            "BOT_RATE_LIMIT": "0",
-            "BOT_THREAD_WAIT": str(THREAD_WAIT),
-            "BOT_SHUTDOWN_GRACE": "2",
-            "SLACK_BOT_TOKEN": "xoxb-test",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_PORT": "0",
-            "WORKER_SLACK_API_URL": self.slack.api_url,
-            "WORKER_UPDATE_INTERVAL": "0.01",
-        }
-
     async def start(self, count: int) -> list[Worker]:
-        async def one(n: int) -> Worker:
-            log = self.logs / f"worker-{n}.log"
-            with log.open("wb") as stderr:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "tests.worker_driver",
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=stderr,
-                    cwd=ROOT,
-                    env=self.environment(),
-                )
-            worker = Worker(process, 0, log)
-            self.workers.append(worker)
-            assert process.stdout is not None
-            async with asyncio.timeout(START_TIMEOUT):
-                line = (await process.stdout.readline()).decode()
-            assert line.startswith("READY "), f"worker {n} did not start:\n{worker.log_tail()}"
-            worker.port = int(line.split()[1])
-            return worker
-
-        return list(await asyncio.gather(*(one(n) for n in range(count))))
+        return await self.workers.start(count)
 
     async def close(self) -> None:
         await self.http.close()
-        for worker in self.workers:
-            if worker.running:
-                worker.process.send_signal(signal.SIGTERM)
-        for worker in self.workers:
-            try:
-                async with asyncio.timeout(5):
-                    await worker.process.wait()
-            except TimeoutError:
-                worker.process.kill()
-                await worker.process.wait()
+        await self.workers.stop()
 
     # ----- Slack's side ----------------------------------------------------------------------
 
@@ -175,29 +80,11 @@ class Cluster:
 
     def envelope(self, event: dict[str, Any], event_id: str | None = None) -> str:
         self._events += 1
-        return json.dumps(
-            {
-                "token": "legacy",
-                "team_id": TEAM,
-                "api_app_id": "A0APP",
-                "event": event,
-                "type": "event_callback",
-                "event_id": event_id or f"Ev{self._events:04d}",
-                "event_time": int(time.time()),
-                "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-            }
-        )
+        return json.dumps(event_envelope(event, event_id or f"Ev{self._events:04d}"))
 
-    async def post(self, worker: Worker, body: str, *, retry: int = 0) -> None:
+    async def post(self, worker: Worker, body: str, *, retry: int | None = None) -> None:
         """Deliver a signed Events API request, as Slack does (retries say so in headers)."""
-        stamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": self._signer.generate_signature(timestamp=stamp, body=body) or "",
-        }
-        if retry:
-            headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        headers = signed_headers(body, retry=retry, reason="http_timeout")
         async with self.http.post(worker.url, data=body, headers=headers) as response:
             assert response.status == 200, await response.text()
 
@@ -223,7 +110,9 @@ class Cluster:
                     texts = [m.text for m in posted]
                     await asyncio.sleep(0.2)
         except TimeoutError:
-            logs = "\n".join(f"--- worker {n}\n{w.log_tail()}" for n, w in enumerate(self.workers))
+            logs = "\n".join(
+                f"--- worker {n}\n{w.log_tail()}" for n, w in enumerate(self.workers.started)
+            )
             seen = [m.text for m in self.slack.bot_messages(CHANNEL, thread_ts)]
             raise AssertionError(f"expected {count} replies, saw {seen}\n{logs}") from None
 

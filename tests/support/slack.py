@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack import SlackAdapter
 from adapters.slack_rules import AccessPolicy
@@ -77,16 +78,7 @@ class Harness:
 
     def event_body(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
         self._events += 1
-        return {
-            "token": "legacy",
-            "team_id": TEAM,
-            "api_app_id": "A0APP",
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{self._events:04d}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-        }
+        return event_envelope(event, event_id or f"Ev{self._events:04d}")
 
     async def send_event(
         self,
@@ -192,6 +184,44 @@ class Harness:
             "trigger_id": "trigger",
             "is_enterprise_install": "false",
         }
+
+
+def event_envelope(event: dict[str, Any], event_id: str) -> dict[str, Any]:
+    """An Events API request body carrying `event`, as Slack sends one to the fake workspace."""
+    return {
+        "token": "legacy",
+        "team_id": TEAM,
+        "api_app_id": "A0APP",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+    }
+
+
+def signed_headers(
+    body: str,
+    *,
+    retry: int | None = None,
+    reason: str = "http_timeout",
+    secret: str = SECRET,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """The headers of an HTTP request Slack signs with `secret` (at `timestamp`, or now).
+
+    Slack's `retry`-th retry of a delivery (1, 2, 3) also says which, and why (`reason`).
+    """
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature or "",
+    }
+    if retry is not None:
+        headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason}
+    return headers
 
 
 @contextlib.asynccontextmanager
