@@ -12,7 +12,17 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from datetime import datetime
 from typing import Any
 
-from .records import Author, Item, StoredItem, Usage, WindowItem
+from .records import (
+    Author,
+    DumpedMessage,
+    DumpedSummary,
+    Item,
+    LedgerEntry,
+    StoredItem,
+    ThreadDump,
+    Usage,
+    WindowItem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +101,43 @@ def usage_of(model: Any, input_tokens: Any, cached: Any, output: Any, chars: Any
     if input_tokens is None:
         return None
     return Usage(model, int(input_tokens), int(cached or 0), int(output or 0), int(chars or 0))
+
+
+def thread_dump(
+    session_id: str,
+    times: Any,
+    messages: Iterable[Any],
+    summaries: Iterable[Any],
+    ledger: Iterable[Any],
+    timestamp: Callable[[Any], datetime],
+) -> ThreadDump:
+    """A thread's rows as a dump, read in the same column order on every back end:
+    `times` (created_at, updated_at); messages (id, message_data, author_id, author_name,
+    created_at, five usage columns); summaries (covers_id, summary, created_at); ledger
+    (kind, author_id, five usage columns, created_at)."""
+    created, updated = times if times else (None, None)
+    return ThreadDump(
+        session_id=session_id,
+        created_at=timestamp(created),
+        updated_at=timestamp(updated),
+        messages=tuple(
+            DumpedMessage(
+                int(row[0]),
+                str(row[1]),
+                Author(row[2], row[3] or row[2]) if row[2] else None,
+                timestamp(row[4]),
+                usage_of(*row[5:10]),
+            )
+            for row in messages
+        ),
+        summaries=tuple(
+            DumpedSummary(int(covers), text, timestamp(when)) for covers, text, when in summaries
+        ),
+        ledger=tuple(
+            LedgerEntry(row[0], row[1], usage_of(*row[2:7]) or Usage(row[2]), timestamp(row[7]))
+            for row in ledger
+        ),
+    )
 
 
 def usage_values(usage: Usage | None) -> tuple[Any, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .contract import Store
 from .postgres import PostgresStore
@@ -24,7 +24,7 @@ def sqlite_path(url: str) -> str:
     if not url.startswith("sqlite:"):
         return url
     path = url.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
-    return path.replace("%20", " ") if path else ":memory:"
+    return unquote(path) if path else ":memory:"
 
 
 def asyncpg_url(url: str) -> str:

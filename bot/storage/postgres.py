@@ -32,7 +32,7 @@ from .codec import (
     decode,
     decode_stored,
     encode_rows,
-    usage_of,
+    thread_dump,
     usage_values,
     window_items,
 )
@@ -45,10 +45,7 @@ from .reading import PagedReads
 from .records import (
     Author,
     ClearResult,
-    DumpedMessage,
-    DumpedSummary,
     Item,
-    LedgerEntry,
     MemoryRead,
     SessionInfo,
     StoredItem,
@@ -596,33 +593,7 @@ class PostgresStore(PagedReads):
                 "WHERE session_id = $1 ORDER BY id",
                 session_id,
             )
-        return ThreadDump(
-            session_id=session_id,
-            created_at=_utc(times[0] if times else None),
-            updated_at=_utc(times[1] if times else None),
-            messages=tuple(
-                DumpedMessage(
-                    int(row[0]),
-                    row[1],
-                    Author(row[2], row[3] or row[2]) if row[2] else None,
-                    _utc(row[4]),
-                    usage_of(*row[5:10]),
-                )
-                for row in rows
-            ),
-            summaries=tuple(
-                DumpedSummary(int(covers), text, _utc(when)) for covers, text, when in summaries
-            ),
-            ledger=tuple(
-                LedgerEntry(
-                    row[0],
-                    row[1],
-                    usage_of(*row[2:7]) or Usage(row[2]),
-                    _utc(row[7]),
-                )
-                for row in ledger
-            ),
-        )
+        return thread_dump(session_id, times, rows, summaries, ledger, _utc)
 
     async def load_thread(self, dump: ThreadDump) -> bool:
         async with self._connection(dump.session_id) as conn, conn.transaction():

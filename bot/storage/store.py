@@ -28,7 +28,7 @@ from .codec import (
     decode_items,
     decode_stored,
     encode_rows,
-    usage_of,
+    thread_dump,
     usage_values,
     window_items,
 )
@@ -38,10 +38,7 @@ from .reading import PagedReads
 from .records import (
     Author,
     ClearResult,
-    DumpedMessage,
-    DumpedSummary,
     Item,
-    LedgerEntry,
     MemoryRead,
     SessionInfo,
     StoredItem,
@@ -521,7 +518,7 @@ class SQLiteStore(PagedReads):
                 (session_id,),
             )
         )
-        created, updated = sessions[0] if sessions else (None, None)
+        times = sessions[0] if sessions else None
         rows = await reader.execute_fetchall(
             f"SELECT id, message_data, author_id, author_name, created_at, {_USAGE} "
             f"FROM {MESSAGES} WHERE session_id = ? ORDER BY id",
@@ -537,34 +534,7 @@ class SQLiteStore(PagedReads):
             "WHERE session_id = ? ORDER BY id",
             (session_id,),
         )
-        return ThreadDump(
-            session_id=session_id,
-            created_at=parse_timestamp(created),
-            updated_at=parse_timestamp(updated),
-            messages=tuple(
-                DumpedMessage(
-                    int(row[0]),
-                    str(row[1]),
-                    Author(row[2], row[3] or row[2]) if row[2] else None,
-                    parse_timestamp(row[4]),
-                    usage_of(*row[5:10]),
-                )
-                for row in rows
-            ),
-            summaries=tuple(
-                DumpedSummary(int(covers), text, parse_timestamp(when))
-                for covers, text, when in summaries
-            ),
-            ledger=tuple(
-                LedgerEntry(
-                    kind,
-                    author_id,
-                    usage_of(model, tokens, cached, output, chars) or Usage(model),
-                    parse_timestamp(when),
-                )
-                for kind, author_id, model, tokens, cached, output, chars, when in ledger
-            ),
-        )
+        return thread_dump(session_id, times, rows, summaries, ledger, parse_timestamp)
 
     async def load_thread(self, dump: ThreadDump) -> bool:
         """Store a dumped thread under its own ID, in one transaction, unless it is here."""
