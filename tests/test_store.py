@@ -20,6 +20,7 @@ from agents.memory import Session
 
 from bot.storage import (
     Author,
+    PendingApproval,
     PostgresStore,
     SQLiteStore,
     Store,
@@ -454,3 +455,50 @@ async def test_a_dumped_thread_loads_identically_once(store: Store, tmp_path: Pa
         assert again.same_memory(dump)
         assert await copy.read_items("t") == TRICKY
         assert len(again.messages) == len(dump.messages)
+
+
+def _approval(approval_id: str, session_id: str, *, minutes: float = 15) -> PendingApproval:
+    return PendingApproval(
+        approval_id=approval_id,
+        session_id=session_id,
+        platform="slack",
+        requester=Author("U1", "Zoë ✓"),
+        calls='[{"name": "delete", "arguments": "{}", "call_id": "c1"}]',
+        state='{"state": "ünïcode \\u2713"}',
+        items=json.dumps([msg("user", "delete it"), tool_call("c1", "delete")]),
+        instructions="be careful",
+        expires_at=datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=minutes),
+    )
+
+
+async def test_a_paused_turn_is_kept_found_and_settled_with_its_turn(store: Store) -> None:
+    first = _approval("a1", "t")
+    await store.save_approval(first)
+    assert await store.approval("a1") == first
+    assert await store.approval_in("t") == first
+    assert await store.approval("nope") is None
+    await store.address_approval("a1", '{"ts": "1.2"}')
+    found = await store.approval("a1")
+    assert found is not None
+    assert found.address == '{"ts": "1.2"}'
+    # One per thread: pausing again replaces it.
+    await store.save_approval(_approval("a2", "t"))
+    assert await store.approval("a1") is None
+    # Settling stores the turn and drops the approval in one transaction.
+    items = [msg("user", "delete it"), tool_call("c1", "delete"), tool_output("c1")]
+    await store.append("t", items, settles="a2")
+    assert await store.approval_in("t") is None
+    assert [s.item for s in await store.history("t", limit=10)] == items
+
+
+async def test_due_approvals_and_forgetting_a_thread(store: Store) -> None:
+    await store.save_approval(_approval("late", "t1", minutes=-1))
+    await store.save_approval(_approval("later", "t2", minutes=-0.5))
+    await store.save_approval(_approval("fresh", "t3", minutes=10))
+    due = await store.due_approvals(datetime.now(UTC))
+    assert [a.approval_id for a in due] == ["late", "later"]
+    assert await store.drop_approval("late")
+    assert not await store.drop_approval("late")
+    await store.clear("t2")
+    assert await store.approval("later") is None
+    assert await store.approval("fresh") is not None

@@ -18,6 +18,7 @@ from .records import (
     DumpedSummary,
     Item,
     LedgerEntry,
+    PendingApproval,
     StoredItem,
     ThreadDump,
     Usage,
@@ -166,3 +167,26 @@ async def up_to_chars(
         if total > max_chars:
             return taken, False
     return taken, True
+
+
+APPROVAL_COLUMNS = (
+    "approval_id, session_id, platform, requester_id, requester_name, calls, state, items, "
+    "instructions, expires_at, address"
+)
+"""The approvals table's columns, in the order `approval_of` reads them."""
+
+
+def approval_of(row: Any, timestamp: Callable[[Any], datetime]) -> PendingApproval:
+    """A pending approval from a row of `APPROVAL_COLUMNS`."""
+    return PendingApproval(
+        approval_id=row[0],
+        session_id=row[1],
+        platform=row[2],
+        requester=Author(row[3], row[4]),
+        calls=row[5],
+        state=row[6],
+        items=row[7],
+        instructions=row[8],
+        expires_at=timestamp(row[9]),
+        address=row[10],
+    )

@@ -17,6 +17,7 @@ from .records import (
     ClearResult,
     Item,
     MemoryRead,
+    PendingApproval,
     SessionInfo,
     StoredItem,
     Summary,
@@ -114,7 +115,14 @@ class Store(Protocol):
         author: Author | None = None,
         usage: Usage | None = None,
         replace_from: int | None = None,
-    ) -> None: ...
+        settles: str | None = None,
+    ) -> None:
+        """Add a turn's items in one transaction.
+
+        `replace_from` first deletes the thread's items from that ID on; `settles` deletes that
+        pending approval in the same transaction, so a resumed turn is stored exactly once.
+        """
+        ...
 
     async def record_usage(
         self, session_id: str, usage: Usage, *, kind: str, author: Author | None = None
@@ -126,11 +134,37 @@ class Store(Protocol):
 
     async def pop_item(self, session_id: str) -> Item | None: ...
 
-    async def clear(self, session_id: str) -> ClearResult: ...
+    async def clear(self, session_id: str) -> ClearResult:
+        """Forget a thread, a pending approval in it included."""
+        ...
 
     async def undo_last_exchange(self, session_id: str) -> list[StoredItem]: ...
 
     async def delete_idle(self, idle_for: timedelta, *, now: datetime | None = None) -> int: ...
+
+    # ----- turns paused for an approval ----------------------------------------------------
+
+    async def save_approval(self, approval: PendingApproval) -> None:
+        """Keep a paused turn; it replaces any other pending in the same thread."""
+        ...
+
+    async def approval(self, approval_id: str) -> PendingApproval | None: ...
+
+    async def approval_in(self, session_id: str) -> PendingApproval | None:
+        """The thread's pending approval, if it has one."""
+        ...
+
+    async def address_approval(self, approval_id: str, address: str) -> None:
+        """Record where the prompt for it was shown."""
+        ...
+
+    async def due_approvals(self, now: datetime) -> list[PendingApproval]:
+        """Pending approvals whose deadline has passed, oldest first."""
+        ...
+
+    async def drop_approval(self, approval_id: str) -> bool:
+        """Forget a pending approval without storing anything; says whether it was there."""
+        ...
 
     # ----- moving memory between databases -------------------------------------------------
 

@@ -15,7 +15,7 @@ import logging
 
 import asyncpg
 
-from .schema import MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
+from .schema import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,27 @@ _VERSION_1 = (
     f"CREATE INDEX IF NOT EXISTS idx_{DELIVERIES}_taken_at ON {DELIVERIES} (taken_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+_VERSION_2 = (
+    # Turns paused for a tool approval (see schema.py's version 2 for SQLite).
+    f"""
+    CREATE TABLE IF NOT EXISTS {APPROVALS} (
+        approval_id TEXT PRIMARY KEY,
+        session_id VARCHAR NOT NULL UNIQUE,
+        platform TEXT NOT NULL,
+        requester_id TEXT NOT NULL,
+        requester_name TEXT NOT NULL,
+        calls TEXT NOT NULL,
+        state TEXT NOT NULL,
+        items TEXT NOT NULL,
+        instructions TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        address TEXT
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS idx_{APPROVALS}_expires_at ON {APPROVALS} (expires_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
 """Schema versions in order. Append to this, never edit a released step."""
 
 

@@ -29,6 +29,8 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from .codec import (
+    APPROVAL_COLUMNS,
+    approval_of,
     decode,
     decode_stored,
     encode_rows,
@@ -47,13 +49,14 @@ from .records import (
     ClearResult,
     Item,
     MemoryRead,
+    PendingApproval,
     SessionInfo,
     StoredItem,
     Summary,
     ThreadDump,
     Usage,
 )
-from .schema import MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
+from .schema import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -447,6 +450,7 @@ class PostgresStore(PagedReads):
         author: Author | None = None,
         usage: Usage | None = None,
         replace_from: int | None = None,
+        settles: str | None = None,
     ) -> None:
         """Add items to a thread in one transaction (see `SQLiteStore.append`).
 
@@ -456,16 +460,19 @@ class PostgresStore(PagedReads):
         rows = encode_rows(session_id, items, author, usage)
         columns = [list(column) for column in zip(*rows, strict=True)][1:] if rows else []
         async with self._connection(session_id) as conn:
-            if replace_from is None:
+            if replace_from is None and settles is None:
                 if rows:
                     await conn.execute(_APPEND, session_id, *columns)
                 return
             async with conn.transaction():
-                await conn.execute(
-                    f"DELETE FROM {MESSAGES} WHERE session_id = $1 AND id >= $2",
-                    session_id,
-                    replace_from,
-                )
+                if replace_from is not None:
+                    await conn.execute(
+                        f"DELETE FROM {MESSAGES} WHERE session_id = $1 AND id >= $2",
+                        session_id,
+                        replace_from,
+                    )
+                if settles is not None:
+                    await conn.execute(f"DELETE FROM {APPROVALS} WHERE approval_id = $1", settles)
                 if rows:
                     await conn.execute(_APPEND, session_id, *columns)
 
@@ -543,8 +550,69 @@ class PostgresStore(PagedReads):
             )
             await conn.execute(f"DELETE FROM {MESSAGES} WHERE session_id = $1", session_id)
             await conn.execute(f"DELETE FROM {SESSIONS} WHERE session_id = $1", session_id)
+            await conn.execute(f"DELETE FROM {APPROVALS} WHERE session_id = $1", session_id)
         assert counts is not None
         return ClearResult(items=int(counts[0]), messages=int(counts[1]))
+
+    # ----- turns paused for an approval ------------------------------------------------------
+
+    async def save_approval(self, approval: PendingApproval) -> None:
+        async with self._connection(approval.session_id) as conn, conn.transaction():
+            # One pending approval per thread, whichever ID it had.
+            await conn.execute(
+                f"DELETE FROM {APPROVALS} WHERE session_id = $1", approval.session_id
+            )
+            await conn.execute(
+                f"INSERT INTO {APPROVALS} ({APPROVAL_COLUMNS}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                approval.approval_id,
+                approval.session_id,
+                approval.platform,
+                approval.requester.id,
+                approval.requester.name,
+                approval.calls,
+                approval.state,
+                approval.items,
+                approval.instructions,
+                approval.expires_at,
+                approval.address,
+            )
+
+    async def approval(self, approval_id: str) -> PendingApproval | None:
+        rows = await self._fetch(
+            None, f"SELECT {APPROVAL_COLUMNS} FROM {APPROVALS} WHERE approval_id = $1", approval_id
+        )
+        return approval_of(rows[0], _utc) if rows else None
+
+    async def approval_in(self, session_id: str) -> PendingApproval | None:
+        rows = await self._fetch(
+            session_id,
+            f"SELECT {APPROVAL_COLUMNS} FROM {APPROVALS} WHERE session_id = $1",
+            session_id,
+        )
+        return approval_of(rows[0], _utc) if rows else None
+
+    async def address_approval(self, approval_id: str, address: str) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                f"UPDATE {APPROVALS} SET address = $2 WHERE approval_id = $1", approval_id, address
+            )
+
+    async def due_approvals(self, now: datetime) -> list[PendingApproval]:
+        rows = await self._fetch(
+            None,
+            f"SELECT {APPROVAL_COLUMNS} FROM {APPROVALS} WHERE expires_at <= $1 "
+            "ORDER BY expires_at",
+            now,
+        )
+        return [approval_of(row, _utc) for row in rows]
+
+    async def drop_approval(self, approval_id: str) -> bool:
+        async with self._connection() as conn:
+            status = await conn.execute(
+                f"DELETE FROM {APPROVALS} WHERE approval_id = $1", approval_id
+            )
+        return bool(int(status.split()[-1]))
 
     async def undo_last_exchange(self, session_id: str) -> list[StoredItem]:
         rows = await self._fetch(

@@ -98,6 +98,28 @@ class ClearResult:
 
 
 @dataclass(frozen=True)
+class PendingApproval:
+    """A turn paused until someone approves or rejects its tool calls (none of it is stored
+    in the thread yet). What to resume it with travels here, as JSON the store never reads."""
+
+    approval_id: str
+    session_id: str
+    platform: str
+    requester: Author
+    calls: str
+    """The calls waiting, as JSON (name and shortened arguments each), for showing."""
+    state: str
+    """The SDK's serialised `RunState`."""
+    items: str
+    """The turn's items written so far (the message, the calls), as a JSON list."""
+    instructions: str
+    """The instructions the run started with (they carry the thread's summary)."""
+    expires_at: datetime
+    address: str | None = None
+    """Where the adapter showed the prompt, in its own words."""
+
+
+@dataclass(frozen=True)
 class DumpedMessage:
     """One stored row exactly as kept: its JSON text (not re-encoded), author, time, usage."""
 

@@ -15,6 +15,7 @@ SUMMARIES = "bot_summaries"
 USAGE = "bot_usage"
 SEARCH = "bot_search"
 SEARCH_STATE = "bot_search_state"
+APPROVALS = "bot_approvals"
 
 _SDK_TABLES = (
     f"""
@@ -205,7 +206,32 @@ async def _version_1(conn: aiosqlite.Connection) -> None:
         await conn.execute(statement)
 
 
-MIGRATIONS = (_version_1,)
+async def _version_2(conn: aiosqlite.Connection) -> None:
+    # Turns paused for a tool approval. Not tied to the thread's rows by a foreign key: a
+    # thread's first message may be the one waiting, before the thread has any.
+    await conn.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {APPROVALS} (
+            approval_id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL UNIQUE,
+            platform TEXT NOT NULL,
+            requester_id TEXT NOT NULL,
+            requester_name TEXT NOT NULL,
+            calls TEXT NOT NULL,
+            state TEXT NOT NULL,
+            items TEXT NOT NULL,
+            instructions TEXT NOT NULL,
+            expires_at TIMESTAMP NOT NULL,
+            address TEXT
+        )
+        """
+    )
+    await conn.execute(
+        f"CREATE INDEX IF NOT EXISTS idx_{APPROVALS}_expires_at ON {APPROVALS} (expires_at)"
+    )
+
+
+MIGRATIONS = (_version_1, _version_2)
 """Schema versions in order; the file's `PRAGMA user_version` says how many have run.
 Append to this, never edit a released step."""
 

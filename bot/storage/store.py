@@ -25,6 +25,8 @@ from urllib.parse import quote
 import aiosqlite
 
 from .codec import (
+    APPROVAL_COLUMNS,
+    approval_of,
     decode_items,
     decode_stored,
     encode_rows,
@@ -40,6 +42,7 @@ from .records import (
     ClearResult,
     Item,
     MemoryRead,
+    PendingApproval,
     SessionInfo,
     StoredItem,
     Summary,
@@ -49,6 +52,7 @@ from .records import (
     parse_timestamp,
 )
 from .schema import (
+    APPROVALS,
     MESSAGES,
     SEARCH,
     SESSIONS,
@@ -311,6 +315,7 @@ class SQLiteStore(PagedReads):
         author: Author | None = None,
         usage: Usage | None = None,
         replace_from: int | None = None,
+        settles: str | None = None,
     ) -> None:
         """Add items to a thread in one durable transaction.
 
@@ -321,18 +326,22 @@ class SQLiteStore(PagedReads):
             usage: What producing the items cost, recorded in the same transaction.
             replace_from: First delete the thread's items from this ID on, in the same
                 transaction (a turn that popped stored items before it committed).
+            settles: A pending approval this turn finishes, deleted in the same transaction.
         """
         rows = encode_rows(session_id, items, author, usage)
         writer = self._require_writer()
-        if replace_from is None:
+        if replace_from is None and settles is None:
             await writer.append(rows)
             return
 
         async def replace_tail(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                f"DELETE FROM {MESSAGES} WHERE session_id = ? AND id >= ?",
-                (session_id, replace_from),
-            )
+            if replace_from is not None:
+                await conn.execute(
+                    f"DELETE FROM {MESSAGES} WHERE session_id = ? AND id >= ?",
+                    (session_id, replace_from),
+                )
+            if settles is not None:
+                await conn.execute(f"DELETE FROM {APPROVALS} WHERE approval_id = ?", (settles,))
             await insert_rows(conn, rows)
 
         await writer.run(replace_tail)
@@ -469,10 +478,73 @@ class SQLiteStore(PagedReads):
             )
             await conn.execute(f"DELETE FROM {MESSAGES} WHERE session_id = ?", (session_id,))
             await conn.execute(f"DELETE FROM {SESSIONS} WHERE session_id = ?", (session_id,))
+            await conn.execute(f"DELETE FROM {APPROVALS} WHERE session_id = ?", (session_id,))
             items, messages = rows[0]
             return ClearResult(items=int(items), messages=int(messages))
 
         return await self._require_writer().run(clear)
+
+    # ----- turns paused for an approval ------------------------------------------------------
+
+    async def save_approval(self, approval: PendingApproval) -> None:
+        async def save(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                f"INSERT OR REPLACE INTO {APPROVALS} ({APPROVAL_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    approval.approval_id,
+                    approval.session_id,
+                    approval.platform,
+                    approval.requester.id,
+                    approval.requester.name,
+                    approval.calls,
+                    approval.state,
+                    approval.items,
+                    approval.instructions,
+                    format_timestamp(approval.expires_at),
+                    approval.address,
+                ),
+            )
+
+        await self._require_writer().run(save)
+
+    async def approval(self, approval_id: str) -> PendingApproval | None:
+        return await self._one_approval("approval_id", approval_id)
+
+    async def approval_in(self, session_id: str) -> PendingApproval | None:
+        return await self._one_approval("session_id", session_id)
+
+    async def _one_approval(self, column: str, value: str) -> PendingApproval | None:
+        rows = list(
+            await self._reader.execute_fetchall(
+                f"SELECT {APPROVAL_COLUMNS} FROM {APPROVALS} WHERE {column} = ?", (value,)
+            )
+        )
+        return approval_of(rows[0], parse_timestamp) if rows else None
+
+    async def address_approval(self, approval_id: str, address: str) -> None:
+        async def address_it(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                f"UPDATE {APPROVALS} SET address = ? WHERE approval_id = ?", (address, approval_id)
+            )
+
+        await self._require_writer().run(address_it)
+
+    async def due_approvals(self, now: datetime) -> list[PendingApproval]:
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {APPROVAL_COLUMNS} FROM {APPROVALS} WHERE expires_at <= ? ORDER BY expires_at",
+            (format_timestamp(now),),
+        )
+        return [approval_of(row, parse_timestamp) for row in rows]
+
+    async def drop_approval(self, approval_id: str) -> bool:
+        async def drop(conn: aiosqlite.Connection) -> bool:
+            cursor = await conn.execute(
+                f"DELETE FROM {APPROVALS} WHERE approval_id = ?", (approval_id,)
+            )
+            return cursor.rowcount > 0
+
+        return await self._require_writer().run(drop)
 
     async def undo_last_exchange(self, session_id: str) -> list[StoredItem]:
         """Remove the last user message and everything after it, atomically.
