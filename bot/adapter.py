@@ -15,7 +15,19 @@ from typing import Protocol
 from .commands import Command, CommandArgument
 from .config import Config
 from .core import Core
-from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
+from .messages import (
+    ApprovalOutlet,
+    ApprovalRequest,
+    Attachment,
+    Decision,
+    IncomingMessage,
+    Outcome,
+    Reply,
+    ReplyKind,
+    ReplySink,
+    Surface,
+    ToolRequest,
+)
 from .settings import (
     ConfigError,
     boolean,
@@ -34,17 +46,23 @@ __all__ = [
     "Adapter",
     "AdapterFactory",
     "AdapterPlugin",
+    "ApprovalOutlet",
+    "ApprovalRequest",
+    "Attachment",
     "CliOption",
     "Command",
     "CommandArgument",
     "Config",
     "ConfigError",
     "Core",
+    "Decision",
     "IncomingMessage",
+    "Outcome",
     "Reply",
     "ReplyKind",
     "ReplySink",
     "Surface",
+    "ToolRequest",
     "boolean",
     "id_set",
     "name_set",

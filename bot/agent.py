@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from agents import (
     Agent,
-    FunctionTool,
     Model,
     ModelSettings,
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     RunConfig,
+    Tool,
 )
 from agents.models import get_default_model
 from openai import AsyncOpenAI
@@ -57,7 +58,7 @@ def agent_instructions(config: Config) -> str:
     return f"{config.instructions.strip()}\n\n{SPEAKER_NOTE}\n\n{SEARCH_NOTE}"
 
 
-def build_agent(config: Config, model: Model, tools: list[FunctionTool]) -> Agent[Any]:
+def build_agent(config: Config, model: Model, tools: Sequence[Tool]) -> Agent[Any]:
     """The bot's agent. Each turn runs a copy whose instructions carry the thread's summary."""
     return Agent(
         name=config.name,

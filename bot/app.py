@@ -10,7 +10,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from agents import FunctionTool
+from agents import FunctionTool, Tool
 from openai import AsyncOpenAI
 
 from .adapter import Adapter
@@ -23,14 +23,17 @@ from .agent import (
     build_summary_agent,
     model_name,
 )
+from .approvals import ApprovalSettings
+from .attachments import AttachmentReader, AttachmentSettings
 from .commands import default_commands
 from .config import Config
 from .core import Core, CoreSettings
 from .memory import Memory, MemorySettings
 from .plugins import load_adapter
-from .search import search_thread_tool
+from .search import SEARCH_TOOL, search_thread_tool
 from .storage import Store, open_store
 from .summary import Summarizer, SummaryKeeper
+from .tools import needs_approval, open_toolbox
 
 logger = logging.getLogger(__name__)
 
@@ -50,18 +53,24 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
         stack.push_async_callback(client.close)
         store = await open_store(config.memory_location, pool_size=config.pool_size)
         stack.push_async_callback(store.close)
-        core = build_core(config, store, client)
+        toolbox = await stack.enter_async_context(open_toolbox(config, reserved=[SEARCH_TOOL]))
+        core = build_core(config, store, client, tools=toolbox.tools)
         adapters = [factory(core, config, options) for factory in factories]
         logger.info("Serving %s with memory in %s", ", ".join(platforms), store.location)
         await run_until_stopped(core, adapters, store, config)
 
 
-def build_core(config: Config, store: Store, client: AsyncOpenAI) -> Core:
-    """The core with its agent, memory and the standard commands, from configuration."""
-    tools = [search_thread_tool(store, bot_name=config.name)]
-    agent = build_agent(config, build_model(config, client), tools)
+def build_core(
+    config: Config, store: Store, client: AsyncOpenAI, tools: Sequence[Tool] = ()
+) -> Core:
+    """The core with its agent, memory and the standard commands, from configuration.
+
+    `tools` are the agent's tools beyond its own `search_thread` (MCP servers, plugins).
+    """
+    every_tool = [search_thread_tool(store, bot_name=config.name), *tools]
+    agent = build_agent(config, build_model(config, client), every_tool)
     run_config = build_run_config(config)
-    memory = build_memory(config, store, tools)
+    memory = build_memory(config, store, every_tool)
     summary_model = config.summary_model or model_name(config)
     summarizer = Summarizer(
         build_summary_agent(config, build_model(config, client, summary_model)),
@@ -82,11 +91,16 @@ def build_core(config: Config, store: Store, client: AsyncOpenAI) -> Core:
             model_name=model_name(config),
             memory_scope=config.memory_scope,
             thread_wait=config.thread_wait,
+            approvals=ApprovalSettings(timeout=config.approval_timeout, approvers=config.approvers),
+            may_pause=needs_approval(every_tool),
+        ),
+        attachments=AttachmentReader(
+            AttachmentSettings(vision=config.vision, max_bytes=config.max_attachment_bytes)
         ),
     )
 
 
-def build_memory(config: Config, store: Store, tools: Sequence[FunctionTool] = ()) -> Memory:
+def build_memory(config: Config, store: Store, tools: Sequence[Tool] = ()) -> Memory:
     """The turn planner for the configured budget and the agent's instructions and tools."""
     return Memory(
         store,
@@ -98,7 +112,9 @@ def build_memory(config: Config, store: Store, tools: Sequence[FunctionTool] = (
         ),
         instructions=agent_instructions(config),
         fixed_chars=sum(
-            len(tool.description) + len(json.dumps(tool.params_json_schema)) for tool in tools
+            len(tool.description) + len(json.dumps(tool.params_json_schema))
+            for tool in tools
+            if isinstance(tool, FunctionTool)
         ),
     )
 
@@ -114,11 +130,11 @@ async def run_until_stopped(
             loop.add_signal_handler(sig, stop.set)
     tasks = {asyncio.create_task(a.run(), name=f"adapter-{a.name}") for a in adapters}
     waiter = asyncio.create_task(stop.wait(), name="stop-signal")
-    sweeper = (
-        asyncio.create_task(_sweep_idle(store, config.retention_days), name="retention")
-        if config.retention_days
-        else None
-    )
+    sweepers = [asyncio.create_task(_expire_approvals(core, config), name="approvals")]
+    if config.retention_days:
+        sweepers.append(
+            asyncio.create_task(_sweep_idle(store, config.retention_days), name="retention")
+        )
     try:
         done, _ = await asyncio.wait({*tasks, waiter}, return_when=asyncio.FIRST_COMPLETED)
         for task in done & tasks:
@@ -127,11 +143,9 @@ async def run_until_stopped(
                 raise failure
     finally:
         await _shut_down(core, adapters, config.shutdown_grace)
-        for task in [*tasks, waiter, *([sweeper] if sweeper else [])]:
+        for task in [*tasks, waiter, *sweepers]:
             task.cancel()
-        await asyncio.gather(
-            *tasks, waiter, *([sweeper] if sweeper else []), return_exceptions=True
-        )
+        await asyncio.gather(*tasks, waiter, *sweepers, return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
@@ -160,6 +174,18 @@ async def _shut_down(core: Core, adapters: Sequence[Adapter], grace: float) -> N
             logger.exception("Closing the %s adapter failed", adapter.name)
 
     await asyncio.gather(*(close(adapter) for adapter in adapters))
+
+
+async def _expire_approvals(core: Core, config: Config) -> None:
+    # Often enough that an expiry is never late by more than a quarter of the timeout (and
+    # at most 30 s); the query finds nothing in a thread that never paused.
+    interval = min(30.0, max(1.0, config.approval_timeout / 4))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await core.expire_approvals()
+        except Exception:
+            logger.exception("Expiring approvals failed; will try again later")
 
 
 async def _sweep_idle(store: Store, retention_days: float) -> None:

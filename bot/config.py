@@ -29,6 +29,8 @@ __all__ = ["Config", "ConfigError", "load_config"]
 
 ModelApi = Literal["responses", "chat_completions"]
 MemoryScope = Literal["thread", "channel", "user"]
+Vision = Literal["auto", "on", "off"]
+Approvers = Literal["asker", "allowed"]
 
 OUTPUT_RESERVE = 4_096
 """Tokens kept free for the answer when `BOT_MAX_OUTPUT_TOKENS` does not say."""
@@ -81,6 +83,18 @@ class Config:
     reply_to_bots: bool = False
     shutdown_grace: float = 30.0
     """Seconds a stop may take in all: turns finish, replies are delivered, adapters disconnect."""
+    mcp_config: str | None = None
+    """A JSON file of MCP servers in the common `mcpServers` shape; None for no MCP tools."""
+    tool_timeout: float = 30.0
+    """Seconds one tool call may take before the model is told it timed out."""
+    approval_timeout: float = 900.0
+    """Seconds a tool call waits for Approve or Reject before it is rejected."""
+    approvers: Approvers = "asker"
+    """Who may approve a tool call: the person who asked, or anyone allowed to use the bot."""
+    vision: Vision = "auto"
+    """Whether images reach the model: `auto` tries and stops for a model that refuses them."""
+    max_attachment_bytes: int = 10_000_000
+    """The largest file the bot downloads; bigger ones get a note instead."""
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """Every setting as read (blank values dropped), for adapters to parse their own."""
 
@@ -157,6 +171,26 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _vision(raw: str) -> Vision:
+    lowered = raw.lower()
+    if lowered == "auto":
+        return "auto"
+    if lowered == "on":
+        return "on"
+    if lowered == "off":
+        return "off"
+    raise ValueError("must be 'auto', 'on' or 'off'")
+
+
+def _approvers(raw: str) -> Approvers:
+    lowered = raw.lower()
+    if lowered == "asker":
+        return "asker"
+    if lowered == "allowed":
+        return "allowed"
+    raise ValueError("must be 'asker' (the person who asked) or 'allowed' (anyone allowed)")
+
+
 def _log_level(raw: str) -> str | None:
     upper = raw.upper()
     if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -191,6 +225,12 @@ _VARIABLES: dict[str, tuple[str, Any]] = {
     "rate_limit_per_minute": ("BOT_RATE_LIMIT", non_negative_int),
     "reply_to_bots": ("BOT_REPLY_TO_BOTS", boolean),
     "shutdown_grace": ("BOT_SHUTDOWN_GRACE", positive_float),
+    "mcp_config": ("BOT_MCP_CONFIG", text),
+    "tool_timeout": ("BOT_TOOL_TIMEOUT", positive_float),
+    "approval_timeout": ("BOT_APPROVAL_TIMEOUT", positive_float),
+    "approvers": ("BOT_APPROVERS", _approvers),
+    "vision": ("BOT_VISION", _vision),
+    "max_attachment_bytes": ("BOT_MAX_ATTACHMENT_BYTES", positive_int),
 }
 
 

@@ -10,30 +10,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from typing import Any, Final, cast
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final, TypeVar
 
 import openai
-from agents import Agent, RunConfig, Runner, TResponseInputItem
-from agents.stream_events import RawResponsesStreamEvent
-from openai.types.responses import ResponseTextDeltaEvent
+from agents import Agent, RunConfig
 
+from .approval_flow import ApprovalFlow
+from .approvals import (
+    ApprovalDesk,
+    ApprovalSettings,
+)
+from .attachments import (
+    AttachmentReader,
+    AttachmentSettings,
+    ReadFiles,
+)
 from .commands import CommandContext, CommandRegistry, Invocation
-from .errors import EmptyAnswerError, friendly_error, is_context_overflow, is_routine
+from .errors import friendly_error, is_context_overflow, is_routine, log_failed_turn
 from .guards import RateLimiter
 from .locks import KeyedLock
 from .memory import Memory, Plan
-from .messages import IncomingMessage, Reply, ReplyKind, ReplySink, Surface
-from .search import TurnContext
-from .storage import Author, Store, ThreadBusyError
+from .messages import (
+    ApprovalOutlet,
+    Decision,
+    IncomingMessage,
+    Reply,
+    ReplyKind,
+    ReplySink,
+    Surface,
+)
+from .runs import AgentRuns, Paused
+from .runs import Outcome as RunOutcome
+from .storage import Author, Item, Store, ThreadBusyError
 from .summary import SummaryKeeper
 from .texts import BUSY, EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN, SLOW_DOWN
-from .turn import TurnSession
-from .usage import UsageMeter
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,9 +67,15 @@ class CoreSettings:
     """Whose memory a message joins: its thread's, its channel's or its author's."""
     thread_wait: float
     """Seconds a message waits for its thread's earlier turn before the bot says it is busy."""
+    approvals: ApprovalSettings = field(
+        default_factory=lambda: ApprovalSettings(timeout=900.0, approvers="asker")
+    )
+    may_pause: bool = False
+    """Whether any tool needs approval, so a turn must look for a pending one to cancel."""
 
 
 PLAIN: Final = Surface()
+_NO_FILES: Final = AttachmentSettings(vision="off", max_bytes=0)
 _NO_SLOT: Final = contextlib.nullcontext()
 REPEAT: Final = Reply("", ReplyKind.REPEAT)
 
@@ -69,19 +93,34 @@ class Core:
         commands: CommandRegistry,
         run_config: RunConfig,
         settings: CoreSettings,
+        attachments: AttachmentReader | None = None,
     ) -> None:
-        self._agent = agent
         self._store = store
         self._memory = memory
         self._summaries = summaries
         self._commands = commands
-        self._run_config = run_config
         self._settings = settings
         self._threads = KeyedLock()
         self._model_slots = asyncio.Semaphore(settings.max_concurrency)
         self._active: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._rate = RateLimiter(settings.rate_limit_per_minute)
+        self._desk = ApprovalDesk(settings.approvals)
+        self._attachments = attachments or AttachmentReader(_NO_FILES)
+        self._runs = AgentRuns(
+            agent=agent,
+            store=store,
+            run_config=run_config,
+            desk=self._desk,
+            model_name=settings.model_name,
+            measured=memory.measured,
+        )
+        self._approvals = ApprovalFlow(
+            store=store,
+            desk=self._desk,
+            runs=self._runs,
+            hold=lambda session_id: self._hold(session_id, model_slot=True),
+        )
 
     @property
     def commands(self) -> CommandRegistry:
@@ -138,7 +177,7 @@ class Core:
         invocation = self._commands.parse(text, bare=message.mentioned)
         if invocation is not None:
             return await self._run_command(self._memory_key(message), invocation, surface)
-        if not text:
+        if not text and not message.attachments:
             return Reply(EMPTY_MESSAGE.format(prefix=surface.command_prefix), ReplyKind.NOTICE)
         if self._closing:
             return Reply(SHUTTING_DOWN, ReplyKind.NOTICE)
@@ -151,12 +190,85 @@ class Core:
         # Its own task, so `drain()` can wait for exactly this turn rather than for whatever
         # adapter task called us (which may live as long as the connection). Cancelling the
         # caller still cancels the turn: awaiting a task propagates cancellation into it.
-        turn = asyncio.create_task(
-            self._run_turn(message, text, surface, sink), name=f"turn {message.session_id}"
+        return await self._tracked(
+            self._run_turn(message, text, surface, sink), f"turn {message.session_id}"
         )
-        self._active.add(turn)
-        turn.add_done_callback(self._active.discard)
-        return await turn
+
+    async def _tracked(self, work: Coroutine[Any, Any, T], name: str) -> T:
+        task = asyncio.create_task(work, name=name)
+        self._active.add(task)
+        task.add_done_callback(self._active.discard)
+        return await task
+
+    def attach_outlet(self, platform: str, outlet: ApprovalOutlet) -> None:
+        """Where approvals from `platform` that end without a click are shown to have ended."""
+        self._desk.attach(platform, outlet)
+
+    async def approval_posted(self, approval_id: str, address: str) -> None:
+        """Record where the adapter showed an approval prompt (its own opaque address), so
+        the prompt can be updated after an expiry or a cancellation, even after a restart."""
+        await self._store.address_approval(approval_id, address)
+
+    async def decide(
+        self,
+        approval_id: str,
+        decision: Decision,
+        *,
+        user_id: str,
+        user_name: str,
+        allowed: bool = True,
+        surface: Surface = PLAIN,
+        sink: ReplySink | None = None,
+    ) -> Reply:
+        """Approve or reject a paused turn's tool calls, and finish the turn.
+
+        Args:
+            approval_id: From `Reply.approval`, carried back by the button.
+            decision: What the person clicked.
+            user_id: Who clicked.
+            user_name: Their display name, for the record.
+            allowed: Whether the adapter's own rules let this person use the bot at all
+                (allowed users and roles); with `BOT_APPROVERS=allowed` that is what counts.
+            surface: What the destination can show.
+            sink: Shows the resumed answer as it streams.
+
+        Returns:
+            ANSWER once the resumed turn is stored; APPROVAL when it paused again on another
+            call; NOTICE, for the clicker only, when they may not decide or it was already
+            decided or expired; ERROR when the resumed turn failed (it stays pending).
+        """
+        if self._closing:
+            return Reply(SHUTTING_DOWN, ReplyKind.NOTICE)
+        try:
+            # Tracked like a turn, so a stop lets a resumed run finish.
+            return await self._tracked(
+                self._approvals.decide(
+                    approval_id,
+                    decision,
+                    user_id=user_id,
+                    user_name=user_name,
+                    allowed=allowed,
+                    sink=_guarded(sink),
+                ),
+                f"approval {approval_id}",
+            )
+        except Exception as exc:
+            logger.log(
+                logging.WARNING if is_routine(exc) else logging.ERROR,
+                "Deciding approval %s failed",
+                approval_id,
+                exc_info=None if is_routine(exc) else exc,
+            )
+            return Reply(friendly_error(exc), ReplyKind.ERROR)
+
+    async def expire_approvals(self, now: datetime | None = None) -> int:
+        """Reject every approval past its deadline and tell the model; returns how many.
+
+        The app calls this periodically; tests call it with `now` instead of sleeping.
+        """
+        if self._closing:
+            return 0
+        return await self._tracked(self._approvals.expire(now), "expiring approvals")
 
     async def remembers(self, session_id: str) -> bool:
         """Whether the thread has stored memory, so adapters can follow it after a restart."""
@@ -176,8 +288,10 @@ class Core:
         return message.memory_key(self._settings.memory_scope)
 
     async def idle(self) -> None:
-        """Wait until no background work (summaries) is under way, for tests and benchmarks."""
+        """Wait until no background work (summaries, prompt updates) is under way, for tests
+        and benchmarks."""
         await self._summaries.settle()
+        await self._approvals.settled()
 
     async def drain(self, grace: float) -> None:
         """Stop taking new turns and give running ones `grace` seconds to finish.
@@ -225,30 +339,31 @@ class Core:
         session_id = self._memory_key(message)
         author = Author(message.author_id, message.author_name)
         try:
+            # Downloads happen before the thread is held: a slow file never blocks the thread.
+            files = await self._attachments.read(
+                message.attachments, model=self._settings.model_name
+            )
+            if files.text:
+                text = f"{text}\n\n{files.text}".strip()
             async with self._hold(session_id, model_slot=True):
-                answer, plan = await self._answer(session_id, author, text, sink)
+                if self._settings.may_pause:
+                    await self._approvals.cancel_pending(session_id, author)
+                outcome, plan = await self._answer(
+                    session_id, author, text, files, sink, message.platform
+                )
         except ThreadBusyError:
             logger.info("Thread %s stayed busy; told the person to try again", session_id)
             return Reply(BUSY, ReplyKind.NOTICE)
         except Exception as exc:
-            # Model and database failures are routine and their message says it all; anything
-            # else is a bug worth a traceback.
-            routine = is_routine(exc)
-            logger.log(
-                logging.WARNING if routine else logging.ERROR,
-                "Turn failed in %s, nothing stored: %s: %s",
-                session_id,
-                type(exc).__name__,
-                exc,
-                exc_info=None if routine else exc,
-            )
-            return Reply(friendly_error(exc), ReplyKind.ERROR)
+            return Reply(log_failed_turn(logger, session_id, exc), ReplyKind.ERROR)
         if plan.needs_summary:
             self._summaries.request(session_id)
+        if isinstance(outcome, Paused):
+            return self._approvals.prompt(outcome)
         notice = ""
         if plan.kept_chars is not None:
             notice = f"\n\n(Your message was cut to its first {plan.kept_chars:,} characters.)"
-        return Reply(answer + notice, ReplyKind.ANSWER)
+        return Reply(outcome + notice, ReplyKind.ANSWER)
 
     @contextlib.asynccontextmanager
     async def _hold(self, session_id: str, *, model_slot: bool = False) -> AsyncIterator[None]:
@@ -267,12 +382,30 @@ class Core:
             yield
 
     async def _answer(
-        self, session_id: str, author: Author, text: str, sink: ReplySink | None
-    ) -> tuple[str, Plan]:
+        self,
+        session_id: str,
+        author: Author,
+        text: str,
+        files: ReadFiles,
+        sink: ReplySink | None,
+        platform: str,
+    ) -> tuple[RunOutcome, Plan]:
+        attempt = functools.partial(
+            self._runs.start, session_id, author, sink=sink, platform=platform
+        )
         plan = await self._memory.plan(session_id, author, text)
         try:
-            return await self._attempt(session_id, author, plan, sink), plan
+            return await attempt(plan, files), plan
         except openai.BadRequestError as exc:
+            if files.images and not is_context_overflow(exc):
+                # With BOT_VISION=auto a model that cannot see says so with a 400; it is told
+                # what the images were instead, and is not sent images again.
+                self._attachments.refused_images(self._settings.model_name)
+                if self._attachments.sees(self._settings.model_name):
+                    raise
+                blind = ReadFiles(text=files.text, image_notes=files.image_notes)
+                plan = replace(plan, item=_note_images(plan.item, files.image_notes))
+                return await attempt(plan, blind), plan
             if not is_context_overflow(exc):
                 raise
             # The budget is above the model's context, or the estimate was low for this text:
@@ -280,46 +413,16 @@ class Core:
             self._memory.model_refused(plan.estimated_tokens, str(exc))
         self._summaries.request(session_id)
         plan = await self._memory.plan(session_id, author, text)
-        answer = await self._attempt(session_id, author, plan, sink)
-        return answer, replace(plan, needs_summary=True)
+        outcome = await attempt(plan, files)
+        return outcome, replace(plan, needs_summary=True)
 
-    async def _attempt(
-        self, session_id: str, author: Author, plan: Plan, sink: ReplySink | None
-    ) -> str:
-        turn = TurnSession(self._store, session_id, author=author, window=plan.window)
-        meter = UsageMeter()
-        # A shallow copy per turn, as the SDK itself advises for concurrent runs: it checks every
-        # run of one Agent object against all the others running, which made 1,000 concurrent
-        # turns spend ~30% of their CPU in that check (quadratic in the number of turns).
-        agent = self._agent.clone(instructions=plan.instructions)
-        result = Runner.run_streamed(
-            agent,
-            [cast("TResponseInputItem", plan.item)],
-            session=turn,
-            run_config=self._run_config,
-            context=TurnContext(session_id),
-            hooks=meter,
-        )
-        try:
-            async for event in result.stream_events():
-                if (
-                    sink is not None
-                    and isinstance(event, RawResponsesStreamEvent)
-                    and isinstance(event.data, ResponseTextDeltaEvent)
-                    and event.data.delta
-                ):
-                    await sink.delta(event.data.delta)
-        finally:
-            if not result.is_complete:
-                result.cancel()
-        output = result.final_output
-        answer = output if isinstance(output, str) else str(output or "")
-        if not answer.strip():
-            raise EmptyAnswerError("the model returned no text")
-        usage = meter.usage(result.context_wrapper.usage, self._settings.model_name)
-        await turn.commit(usage)
-        self._memory.measured(session_id, usage)
-        return answer
+
+def _note_images(item: Item, notes: list[str]) -> Item:
+    text = " ".join(f"{note} (this model can't see images)" for note in notes)
+    content = item.get("content")
+    if isinstance(content, str):
+        return {**item, "content": f"{content}\n\n{text}"}
+    return item
 
 
 def _clean(text: str) -> str:
@@ -356,6 +459,13 @@ class _GuardedSink:
         if not self._failed:
             try:
                 await self._sink.delta(text)
+            except Exception as exc:
+                self._give_up(exc)
+
+    async def tool(self, name: str) -> None:
+        if not self._failed:
+            try:
+                await self._sink.tool(name)
             except Exception as exc:
                 self._give_up(exc)
 

@@ -6,6 +6,8 @@ request details, internal URLs or fragments of configuration.
 
 from __future__ import annotations
 
+import logging
+
 import openai
 from agents import (
     MaxTurnsExceeded,
@@ -80,3 +82,21 @@ def is_context_overflow(exc: openai.BadRequestError) -> bool:
     """Whether the model refused a request for being longer than its context window."""
     code = getattr(exc, "code", None) or ""
     return "context_length" in str(code) or "context length" in str(exc.message).lower()
+
+
+def log_failed_turn(log: logging.Logger, session_id: str, exc: Exception) -> str:
+    """Log a turn that failed and stored nothing; returns the line to show for it.
+
+    Model and database failures are routine and their message says it all; anything else is
+    a bug worth a traceback.
+    """
+    routine = is_routine(exc)
+    log.log(
+        logging.WARNING if routine else logging.ERROR,
+        "Turn failed in %s, nothing stored: %s: %s",
+        session_id,
+        type(exc).__name__,
+        exc,
+        exc_info=None if routine else exc,
+    )
+    return friendly_error(exc)

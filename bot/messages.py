@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
+
+Fetch = Callable[[int], Awaitable[bytes]]
+"""Downloads an attachment: given a byte limit, returns the bytes or raises when it cannot
+(an HTTP error, or more than `limit` bytes). Adapters supply it; the core decides whether to call
+it at all, so nothing is downloaded that would not be read."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file someone attached to a message, described by the adapter and read by the core.
+
+    Attributes:
+        name: The file name as the platform shows it.
+        content_type: Its MIME type as the platform reports it ("" when unknown).
+        size: Its size in bytes as the platform reports it, or None when unknown.
+        fetch: How to download it (with the bot's own credentials: platform URLs expire).
+    """
+
+    name: str
+    content_type: str
+    size: int | None
+    fetch: Fetch = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -28,6 +52,7 @@ class IncomingMessage:
         channel_id: The memory key of the channel the thread is in, for
             ``BOT_MEMORY_SCOPE=channel``; None when the thread is the channel itself (a
             channel's main conversation, a DM).
+        attachments: Files attached to the message, in the order the platform lists them.
     """
 
     platform: str
@@ -38,6 +63,7 @@ class IncomingMessage:
     message_id: str | None = None
     mentioned: bool = False
     channel_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     def memory_key(self, scope: str) -> str:
         """Whose memory this message joins under a memory scope (`thread`, `channel`, `user`)."""
@@ -61,6 +87,61 @@ class ReplyKind(enum.Enum):
     """The turn failed; the thread's memory is exactly as it was before it."""
     REPEAT = "repeat"
     """A redelivery of a message already taken: there is nothing to show."""
+    APPROVAL = "approval"
+    """The turn paused: a tool needs someone's approval. Show `Reply.approval` with Approve and
+    Reject buttons and pass the click to `Core.decide()`. Nothing of the turn is stored yet."""
+
+
+class Decision(enum.Enum):
+    """What someone decided about a paused tool call."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class Outcome(enum.Enum):
+    """How a pending approval ended without a click, for `ApprovalOutlet.settled()`."""
+
+    EXPIRED = "expired"
+    """Nobody decided within `BOT_APPROVAL_TIMEOUT`: the call was rejected, the model told."""
+    CANCELLED = "cancelled"
+    """A new message came into the thread first: the call was not run."""
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """One tool call waiting for approval, shortened for showing."""
+
+    name: str
+    arguments: str
+    """The call's arguments as compact JSON, cut to a few hundred characters."""
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A paused turn waiting for Approve or Reject.
+
+    Attributes:
+        approval_id: What a button carries back to `Core.decide()` (URL-safe, at most 32
+            characters, so it fits Discord's and Slack's custom IDs with a prefix).
+        calls: The tool calls the decision covers (usually one).
+        requester_id: Who sent the message the turn answers.
+        requester_name: Their display name.
+        expires_at: When the calls are rejected unless someone decides (UTC).
+        approvers: Who may decide: ``"asker"`` (only the requester) or ``"allowed"`` (anyone
+            the platform lets talk to the bot).
+    """
+
+    approval_id: str
+    calls: tuple[ToolRequest, ...]
+    requester_id: str
+    requester_name: str
+    expires_at: datetime
+    approvers: str = "asker"
+
+    def describe(self) -> str:
+        """One line per call, for prompts: ``lookup_ticket {"id": "T-1"}``."""
+        return "\n".join(f"{call.name} {call.arguments}".rstrip() for call in self.calls)
 
 
 @dataclass(frozen=True)
@@ -69,6 +150,8 @@ class Reply:
 
     text: str
     kind: ReplyKind
+    approval: ApprovalRequest | None = None
+    """Set exactly when `kind` is APPROVAL."""
 
     @property
     def ephemeral(self) -> bool:
@@ -103,4 +186,25 @@ class ReplySink(Protocol):
 
     async def delta(self, text: str) -> None:
         """The next piece of the answer, as the model writes it."""
+        ...
+
+    async def tool(self, name: str) -> None:
+        """The agent started running the tool `name`: show it ("Using name…") until the next
+        delta or the end of the turn."""
+        ...
+
+
+class ApprovalOutlet(Protocol):
+    """How the core updates an approval prompt that nobody clicked.
+
+    Adapters attach one per platform with `Core.attach_outlet()`. Clicks are answered by the
+    adapter itself from what `Core.decide()` returns; this is only for the other two endings.
+    """
+
+    async def settled(
+        self, request: ApprovalRequest, address: str, outcome: Outcome, reply: Reply | None
+    ) -> None:
+        """Mark the prompt at `address` (what the adapter gave `Core.approval_posted()`) as
+        ended by `outcome`, and post `reply` into its thread when there is one (the model's
+        answer after an expiry)."""
         ...

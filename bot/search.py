@@ -15,6 +15,7 @@ from agents import FunctionTool, RunContextWrapper, function_tool
 from .storage import Store
 from .transcript import describe
 
+SEARCH_TOOL: Final = "search_thread"
 SEARCH_NOTE: Final = (
     "You only see the newest part of a long conversation. When someone refers to something "
     "said earlier that you cannot see (an exact number, name, code, link or decision), call "

@@ -8,7 +8,7 @@ transaction; a turn that fails or is cancelled is simply never committed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from agents.memory import SessionSettings
@@ -34,15 +34,33 @@ class TurnSession:
         *,
         author: Author,
         window: Sequence[WindowItem] = (),
+        pending: Sequence[Item] = (),
+        keep: Callable[[Item], Item] | None = None,
     ) -> None:
+        """
+        Args:
+            store: Where `commit()` writes.
+            session_id: The thread.
+            author: Who wrote the turn's message.
+            window: The stored history the model sees.
+            pending: Items a paused run wrote before it paused (a resumed turn goes on from
+                them, and stores them with the rest).
+            keep: What memory keeps of each item (e.g. images replaced by a placeholder).
+        """
         self._store = store
         self.session_id = session_id
         self.session_settings: SessionSettings | None = SessionSettings()
         self._author = author
         self._window = list(window)
-        self._pending: list[Item] = []
+        self._pending: list[Item] = list(pending)
+        self._keep = keep
         self._replace_from: int | None = None  # stored items popped by the SDK go from here on
         self._committed = False
+
+    @property
+    def author(self) -> Author:
+        """Who wrote the turn's message."""
+        return self._author
 
     @property
     def pending(self) -> Sequence[Item]:
@@ -76,17 +94,33 @@ class TurnSession:
         self._window.clear()
         self._replace_from = 0
 
-    async def commit(self, usage: Usage | None = None) -> None:
-        """Store the whole turn, and what it cost, durably in one transaction."""
+    @property
+    def kept(self) -> list[Item]:
+        """This turn's items as memory keeps them."""
+        keep = self._keep
+        return [keep(item) for item in self._pending] if keep else list(self._pending)
+
+    async def commit(self, usage: Usage | None = None, *, settles: str | None = None) -> None:
+        """Store the whole turn, and what it cost, durably in one transaction.
+
+        `settles` names the pending approval this turn finishes, deleted in the same
+        transaction.
+        """
         self._check_open()
         self._committed = True
-        if self._pending or self._replace_from is not None or usage is not None:
+        if (
+            self._pending
+            or self._replace_from is not None
+            or usage is not None
+            or settles is not None
+        ):
             await self._store.append(
                 self.session_id,
-                self._pending,
+                self.kept,
                 author=self._author,
                 usage=usage,
                 replace_from=self._replace_from,
+                settles=settles,
             )
 
     def _check_open(self) -> None:

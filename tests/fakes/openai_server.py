@@ -68,6 +68,29 @@ def message_text(message: dict[str, Any]) -> str:
     return ""
 
 
+def content_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's content as parts (a plain string is one text part)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [part for part in content or [] if isinstance(part, dict)]
+
+
+def image_urls(message: dict[str, Any]) -> list[str]:
+    """The image URLs a message carries, in either API's shape."""
+    urls = []
+    for part in content_parts(message):
+        if part.get("type") == "image_url":
+            urls.append(str(part.get("image_url", {}).get("url", "")))
+        elif part.get("type") == "input_image":
+            urls.append(str(part.get("image_url", "")))
+    return urls
+
+
+def _has_images(messages: list[dict[str, Any]]) -> bool:
+    return any(image_urls(message) for message in messages)
+
+
 def user_texts(messages: list[dict[str, Any]]) -> list[str]:
     return [message_text(m) for m in messages if m.get("role") == "user"]
 
@@ -210,9 +233,12 @@ class FakeOpenAI:
         chunk_delay: float = 0.0,
         latency: float = 0.0,
         context_window: int | None = None,
+        vision: bool = True,
     ) -> None:
         self.responder = responder
         self.context_window = context_window
+        self.vision = vision
+        """False: refuse image input as OpenAI does for a model without vision."""
         self._recent_prompts: deque[str] = deque(maxlen=CACHE_RETENTION)
         self.chunk_chars = chunk_chars
         self.chunk_delay = chunk_delay
@@ -223,6 +249,9 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         self._ids = itertools.count(1)
+        self._calls_sent: dict[str, float] = {}
+        self.tool_gaps: list[float] = []
+        """Seconds from sending a tool call to receiving the request that carries its result."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -241,6 +270,8 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/responses", self._responses)
+        # Not OpenAI's: lets a benchmark in another process read (and reset) `tool_gaps`.
+        app.router.add_get("/v1/_fake/tool_gaps", self._gaps)
         self._runner, self.port = await serve_on_loopback(app)
         return self
 
@@ -274,6 +305,7 @@ class FakeOpenAI:
         self, request: web.Request, api: str, body: dict[str, Any], messages: list[dict[str, Any]]
     ) -> web.StreamResponse:
         record = RequestRecord(api, body, messages, time.monotonic())
+        self._time_tool_results(messages, record.started)
         self.requests.append(record)
         self.request_seen.set()
         fault = self.faults.popleft() if self.faults else Fault()
@@ -286,6 +318,8 @@ class FakeOpenAI:
                 return self._error(fault)
             if fault.body is not None:
                 return web.Response(text=fault.body, content_type="application/json")
+            if not self.vision and _has_images(messages):
+                return self._no_vision(api)
             prompt = _prompt_text(body, messages)
             record.prompt_tokens = count_tokens(prompt) + MESSAGE_OVERHEAD * len(messages)
             limit = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -311,6 +345,19 @@ class FakeOpenAI:
             self.in_flight -= 1
             record.finished = time.monotonic()
 
+    def _time_tool_results(self, messages: list[dict[str, Any]], now: float) -> None:
+        for message in messages:
+            call_id = message.get("tool_call_id") or (
+                message.get("call_id") if message.get("type") == "function_call_output" else None
+            )
+            sent = self._calls_sent.pop(str(call_id), None) if call_id else None
+            if sent is not None:
+                self.tool_gaps.append(now - sent)
+
+    async def _gaps(self, request: web.Request) -> web.Response:
+        gaps, self.tool_gaps = self.tool_gaps, []
+        return web.json_response(gaps)
+
     def _cached_tokens(self, prompt: str) -> int:
         cached = max(
             (cached_tokens(prompt, earlier) for earlier in self._recent_prompts), default=0
@@ -335,6 +382,19 @@ class FakeOpenAI:
         }
         return web.json_response(payload, status=400)
 
+    def _no_vision(self, api: str) -> web.Response:
+        # OpenAI's refusal for image input to a model without vision.
+        part = "image_url" if api == "chat" else "input_image"
+        payload = {
+            "error": {
+                "message": f"Invalid content type. {part} is only supported by certain models.",
+                "type": "invalid_request_error",
+                "param": "messages.[1].content.[1].type" if api == "chat" else "input",
+                "code": None,
+            }
+        }
+        return web.json_response(payload, status=400)
+
     def _error(self, fault: Fault) -> web.Response:
         code = fault.error_code or {429: "rate_limit_exceeded"}.get(fault.status or 0, "error")
         message = fault.body or f"fake error {fault.status}"
@@ -346,7 +406,10 @@ class FakeOpenAI:
         return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
     def _call_id(self) -> str:
-        return f"call_{next(self._ids)}"
+        call_id = f"call_{next(self._ids)}"
+        # When the call left, to time how long the client takes to bring its result back.
+        self._calls_sent[call_id] = time.monotonic()
+        return call_id
 
     # ----- Chat Completions ----------------------------------------------------------------
 
@@ -548,8 +611,21 @@ class FakeOpenAI:
         return False
 
 
-async def _serve_forever(latency: float, chunk_chars: int) -> None:
-    async with FakeOpenAI(latency=latency, chunk_chars=chunk_chars) as fake:
+def calling(tool: str, arguments: dict[str, Any]) -> Responder:
+    """Calls `tool` for every new message, then answers with what it returned."""
+
+    def respond(messages: list[dict[str, Any]]) -> str | ToolCall | Fault:
+        last = messages[-1] if messages else {}
+        if last.get("role") == "tool" or last.get("type") == "function_call_output":
+            return f"The tool said: {message_text(last) or last.get('output', '')}"
+        return ToolCall(tool, arguments)
+
+    return respond
+
+
+async def _serve_forever(latency: float, chunk_chars: int, tool: str | None) -> None:
+    responder = calling(tool, {"ticket": "T-1"}) if tool else reply_from_history
+    async with FakeOpenAI(responder, latency=latency, chunk_chars=chunk_chars) as fake:
         sys.stdout.write(f"{fake.base_url}\n")
         sys.stdout.flush()
         await asyncio.Event().wait()
@@ -560,6 +636,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="fake OpenAI-compatible server on 127.0.0.1")
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--chunk-chars", type=int, default=8)
+    parser.add_argument("--tool", help="call this tool (with ticket T-1) before every answer")
     cli = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(cli.latency, cli.chunk_chars))
+        asyncio.run(_serve_forever(cli.latency, cli.chunk_chars, cli.tool))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from agents import Tool
 
 from bot.agent import build_client
 from bot.app import build_core
@@ -42,15 +45,16 @@ def make_config(
 class BotParts:
     """A real core on a real store and the real openai client, closed in reverse order."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tools: Sequence[Tool] = ()) -> None:
         self.config = config
+        self.tools = list(tools)
         self.client = build_client(config)
         self.store: Store
         self.core: Core
 
     async def start(self) -> BotParts:
         self.store = await open_store(self.config.memory_location, pool_size=4)
-        self.core = build_core(self.config, self.store, self.client)
+        self.core = build_core(self.config, self.store, self.client, tools=self.tools)
         return self
 
     async def close(self) -> None:

@@ -9,6 +9,8 @@ class Recorder:
     def __init__(self, *, fail_with: Exception | None = None) -> None:
         self.started_turns = 0
         self.deltas: list[str] = []
+        self.tools: list[str] = []
+        """Tools the core said were running, in order."""
         self._fail_with = fail_with
 
     @property
@@ -22,3 +24,6 @@ class Recorder:
         if self._fail_with is not None:
             raise self._fail_with
         self.deltas.append(text)
+
+    async def tool(self, name: str) -> None:
+        self.tools.append(name)

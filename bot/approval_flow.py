@@ -1,0 +1,175 @@
+"""What happens to a paused turn: a click, a new message in its thread, or its deadline.
+
+The rules themselves (and why) are in `approvals`; this runs them against the store and the
+agent, each under the thread's hold so a turn and a decision never interleave, on one worker or
+several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import cast
+
+from .approvals import (
+    ALREADY_DECIDED,
+    CANCELLED,
+    REJECTED,
+    ApprovalDesk,
+    not_run_outputs,
+    prompt_text,
+)
+from .errors import log_failed_turn
+from .messages import ApprovalOutlet, Decision, Outcome, Reply, ReplyKind, ReplySink
+from .runs import AgentRuns, Paused, ToolRanError
+from .storage import Author, Item, PendingApproval, Store, ThreadBusyError
+from .texts import BUSY
+
+logger = logging.getLogger(__name__)
+
+TOOL_RAN = "(The tool did run; its result is kept in this thread, so just ask again.)"
+
+Hold = Callable[[str], AbstractAsyncContextManager[None]]
+"""Holds a thread, with a model slot, for as long as a turn may wait (the core's `_hold`)."""
+
+
+class ApprovalFlow:
+    """Decides, cancels and expires paused turns."""
+
+    def __init__(self, *, store: Store, desk: ApprovalDesk, runs: AgentRuns, hold: Hold) -> None:
+        self._store = store
+        self._desk = desk
+        self._runs = runs
+        self._hold = hold
+        self._notices: set[asyncio.Task[None]] = set()
+
+    def prompt(self, paused: Paused) -> Reply:
+        """The reply that shows a paused run's approval prompt."""
+        text = prompt_text(paused.request, before=paused.before, wait=self._desk.span())
+        return Reply(text, ReplyKind.APPROVAL, approval=paused.request)
+
+    async def settled(self) -> None:
+        """Wait for prompt updates under way (tests)."""
+        while self._notices:
+            await asyncio.gather(*self._notices, return_exceptions=True)
+
+    async def decide(
+        self,
+        approval_id: str,
+        decision: Decision,
+        *,
+        user_id: str,
+        user_name: str,
+        allowed: bool,
+        sink: ReplySink | None,
+    ) -> Reply:
+        record = await self._store.approval(approval_id)
+        if record is None:
+            return Reply(ALREADY_DECIDED, ReplyKind.NOTICE)
+        refusal = self._desk.refusal(record, user_id, allowed)
+        if refusal is not None:
+            return Reply(refusal, ReplyKind.NOTICE)
+        if record.expires_at <= datetime.now(UTC):
+            return Reply(ALREADY_DECIDED, ReplyKind.NOTICE)
+        if sink is not None:
+            await sink.started()
+        try:
+            async with self._hold(record.session_id):
+                # Read again under the hold: another click, or another worker, may have won.
+                current = await self._store.approval(approval_id)
+                if current is None:
+                    return Reply(ALREADY_DECIDED, ReplyKind.NOTICE)
+                reason = None if decision is Decision.APPROVE else REJECTED.format(name=user_name)
+                outcome = await self._runs.resume(current, reason, sink)
+        except ThreadBusyError:
+            return Reply(BUSY, ReplyKind.NOTICE)
+        except ToolRanError as exc:
+            # Settled: the prompt can show the decision; the person learns the answer failed.
+            line = log_failed_turn(logger, record.session_id, exc.cause)
+            return Reply(f"{line} {TOOL_RAN}", ReplyKind.ANSWER)
+        except Exception as exc:
+            return Reply(log_failed_turn(logger, record.session_id, exc), ReplyKind.ERROR)
+        logger.info("Approval %s %sd by %s", approval_id, decision.value, user_id)
+        return (
+            self.prompt(outcome)
+            if isinstance(outcome, Paused)
+            else Reply(outcome, ReplyKind.ANSWER)
+        )
+
+    async def cancel_pending(self, session_id: str, author: Author) -> None:
+        """A new message came while a call waited: store the call as not run. The caller holds
+        the thread."""
+        record = await self._store.approval_in(session_id)
+        if record is None:
+            return
+        await self._store_not_run(record, CANCELLED.format(name=author.name))
+        logger.info("Approval %s cancelled by a new message in %s", record.approval_id, session_id)
+        self._tell(record, Outcome.CANCELLED, None)
+
+    async def expire(self, now: datetime | None = None) -> int:
+        """Reject every approval past its deadline, telling the model; returns how many."""
+        now = now or datetime.now(UTC)
+        expired = 0
+        for due in await self._store.due_approvals(now):
+            try:
+                async with self._hold(due.session_id):
+                    record = await self._store.approval(due.approval_id)
+                    if record is None or record.expires_at > now:
+                        continue
+                    reply = await self._expire_one(record)
+            except ThreadBusyError:
+                continue  # the next sweep tries again
+            expired += 1
+            self._tell(record, Outcome.EXPIRED, reply)
+        return expired
+
+    async def _expire_one(self, record: PendingApproval) -> Reply | None:
+        reason = self._desk.expiry_message()
+        try:
+            outcome = await self._runs.resume(record, reason, None)
+        except Exception as exc:
+            # Store the calls as not run without an answer, rather than try every sweep again.
+            log_failed_turn(logger, record.session_id, exc)
+            await self._store_not_run(record, reason)
+            return None
+        logger.info("Approval %s expired in %s", record.approval_id, record.session_id)
+        return (
+            self.prompt(outcome)
+            if isinstance(outcome, Paused)
+            else Reply(outcome, ReplyKind.ANSWER)
+        )
+
+    async def _store_not_run(self, record: PendingApproval, reason: str) -> None:
+        items = [*cast("list[Item]", json.loads(record.items)), *not_run_outputs(record, reason)]
+        await self._store.append(
+            record.session_id, items, author=record.requester, settles=record.approval_id
+        )
+
+    def _tell(self, record: PendingApproval, outcome: Outcome, reply: Reply | None) -> None:
+        """Let the platform update the prompt, in the background: never on a turn's time."""
+        outlet = self._desk.outlet(record.platform)
+        if outlet is None or record.address is None:
+            return
+        task = asyncio.create_task(
+            self._settle(outlet, record, record.address, outcome, reply),
+            name=f"approval {record.approval_id}",
+        )
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _settle(
+        self,
+        outlet: ApprovalOutlet,
+        record: PendingApproval,
+        address: str,
+        outcome: Outcome,
+        reply: Reply | None,
+    ) -> None:
+        try:
+            await outlet.settled(self._desk.request(record), address, outcome, reply)
+        except Exception:
+            logger.exception("Updating the prompt of approval %s failed", record.approval_id)
