@@ -2,8 +2,9 @@
 
 discord.py owns the connection (gateway, resume, sharding, HTTP rate limits); this module turns
 its events into neutral messages for the core and shows the replies. The rules deciding when to
-answer live in `discord_rules`, text splitting and throttling in `discord_text`, and the
-growing reply in `discord_stream`, all testable without a connection.
+answer live in `discord_rules`, text helpers in `discord_text`, the growing reply (and its
+"Using …" line) in `discord_stream`, approval prompts and their buttons in `discord_approvals`,
+and attachment downloads in `discord_files`.
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ from bot.adapter import (
     Config,
     ConfigError,
     Core,
+    Decision,
     IncomingMessage,
     Surface,
 )
 
+from .discord_approvals import ApprovalButton, DiscordApprovals
+from .discord_files import DiscordFiles
 from .discord_rules import MessageFacts, Place, decide
 from .discord_settings import SECRET_KEYS, DiscordSettings, configured
-from .discord_stream import AnswerSink, DiscordPoster
+from .discord_stream import AnswerSink, DiscordPoster, DiscordReply
 from .discord_text import (
     MAX_MESSAGE_CHARS,
     session_key,
@@ -46,7 +50,7 @@ from .discord_text import (
     thread_title,
 )
 from .inflight import InFlight
-from .streaming import ChannelThrottle, StreamedReply
+from .streaming import ChannelThrottle
 from .text import split_message
 
 logger = logging.getLogger(__name__)
@@ -86,6 +90,9 @@ class _Client(discord.Client):
         self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
 
     async def setup_hook(self) -> None:
+        # Approval buttons are matched by their custom ID's template, so prompts posted before
+        # a restart keep working without being reloaded (see `discord_approvals`).
+        self.add_dynamic_items(ApprovalButton)
         await self.adapter.register_commands()
 
     async def on_ready(self) -> None:
@@ -93,6 +100,12 @@ class _Client(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         await self.adapter.on_message(message)
+
+    async def on_approval_click(
+        self, interaction: discord.Interaction[Any], decision: Decision, approval_id: str
+    ) -> None:
+        """Called by `ApprovalButton` when someone clicks Approve or Reject."""
+        await self.adapter.on_approval_click(interaction, decision, approval_id)
 
 
 class _ShardedClient(_Client, discord.AutoShardedClient):
@@ -154,9 +167,20 @@ class DiscordAdapter:
             guild_ready_timeout=guild_ready_timeout,
             chunk_guilds_at_startup=False,
         )
+        self._downloads = DiscordFiles()
+        self.approvals = DiscordApprovals(
+            core,
+            self.client,
+            new_stream=self._stream,
+            permits=self._permits,
+            inflight=self._inflight,
+            surface=SURFACE,
+        )
 
     async def run(self) -> None:
         """Connect and serve until `close()`; raises `ConfigError` for fixable set-up problems."""
+        self._core.attach_outlet(self.name, self.approvals)
+        self._downloads.open()
         try:
             async with self.client:
                 await self.client.start(self._settings.token)
@@ -164,11 +188,14 @@ class DiscordAdapter:
             raise ConfigError(INTENT_HELP) from None
         except discord.LoginFailure:
             raise ConfigError(TOKEN_HELP) from None
+        finally:
+            await self._downloads.close()
 
     async def close(self, grace: float) -> None:
         """Let replies under way finish (up to `grace` seconds), then disconnect."""
         await self._inflight.finish(grace)
         await self.client.close()
+        await self._downloads.close()
 
     # ----- start-up -------------------------------------------------------------------------
 
@@ -327,16 +354,10 @@ class DiscordAdapter:
             channel_id=None
             if channel_id is None
             else session_key(facts.place.guild_id, channel_id),
+            attachments=tuple(self._downloads.describe(file) for file in message.attachments),
         )
         poster = DiscordPoster(message.channel, message)
-        stream: StreamedReply[discord.Message] = StreamedReply(
-            poster,
-            self._throttle,
-            target_id,
-            limit=MAX_MESSAGE_CHARS,
-            indicator=poster.typing,
-            typing_interval=self._typing_interval,
-        )
+        stream = self._stream(poster, target_id)
         sink = AnswerSink(
             stream,
             functools.partial(self._open_thread, message, text, poster) if open_thread else None,
@@ -349,15 +370,18 @@ class DiscordAdapter:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(stream.finish(SHUTTING_DOWN), NOTICE_SECONDS)
             raise
-        if not reply.shown:
-            await stream.abort()
-            return
-        if not await stream.finish(reply.text):
-            logger.error(
-                "The %s reply in %s could not be delivered (see the warning above)",
-                reply.kind.value,
-                incoming.session_id,
-            )
+        await self.approvals.deliver(stream, reply, incoming.session_id)
+
+    def _stream(self, poster: DiscordPoster, channel_id: int) -> DiscordReply:
+        """A reply streamed through `poster`, paced with every other write to `channel_id`."""
+        return DiscordReply(
+            poster,
+            self._throttle,
+            channel_id,
+            limit=MAX_MESSAGE_CHARS,
+            indicator=poster.typing,
+            typing_interval=self._typing_interval,
+        )
 
     async def _open_thread(
         self, message: discord.Message, text: str, poster: DiscordPoster
@@ -375,6 +399,14 @@ class DiscordAdapter:
         poster.move_to(thread)
         self._threads[thread.id] = True
 
+    # ----- approval buttons -----------------------------------------------------------------
+
+    async def on_approval_click(
+        self, interaction: discord.Interaction[Any], decision: Decision, approval_id: str
+    ) -> None:
+        """Someone clicked Approve or Reject on a prompt (see `discord_approvals`)."""
+        await self.approvals.on_click(interaction, decision, approval_id)
+
     # ----- slash commands -------------------------------------------------------------------
 
     async def on_command(self, interaction: discord.Interaction[Any], name: str, args: str) -> None:
@@ -382,13 +414,11 @@ class DiscordAdapter:
         await self._tracked(self._command(interaction, name, args))
 
     async def _command(self, interaction: discord.Interaction[Any], name: str, args: str) -> None:
-        channel = interaction.channel
-        channel_id = interaction.channel_id or 0
-        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
-        place = Place(interaction.guild_id, channel_id, parent_id)
+        place = _place(interaction)
+        channel_id, parent_id = place.channel_id, place.parent_id
         user = interaction.user
         try:
-            if not self._settings.policy.permits(place, user.id, _role_ids(user)):
+            if not self._permits(interaction):
                 await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
                 return
             used = IncomingMessage(
@@ -416,6 +446,11 @@ class DiscordAdapter:
                 await interaction.followup.send(part, ephemeral=True)
         except discord.HTTPException as exc:
             logger.warning("Answering /%s in channel %s failed: %s", name, channel_id, exc)
+
+    def _permits(self, interaction: discord.Interaction[Any]) -> bool:
+        """Whether whoever used a command or clicked a button passes the allow-lists there."""
+        user = interaction.user
+        return self._settings.policy.permits(_place(interaction), user.id, _role_ids(user))
 
     async def _tracked(self, work: Awaitable[None]) -> None:
         await self._inflight.run(work)
@@ -450,6 +485,12 @@ def slash_command(command: Command, run: CommandRunner) -> app_commands.Command[
 
 def _shard_list(shard_ids: tuple[int, ...] | None) -> str:
     return "all" if shard_ids is None else ", ".join(map(str, shard_ids))
+
+
+def _place(interaction: discord.Interaction[Any]) -> Place:
+    channel = interaction.channel
+    parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
+    return Place(interaction.guild_id, interaction.channel_id or 0, parent_id)
 
 
 def _role_ids(user: discord.User | discord.Member) -> tuple[int, ...]:

@@ -1,26 +1,39 @@
 """Showing one answer in Discord while the model writes it: discord.py behind `streaming`.
 
 The shared `StreamedReply` does the posting and editing; this module gives it discord.py's
-calls (`DiscordPoster`) and is the core's `ReplySink` for one message (`AnswerSink`).
+calls (`DiscordPoster`), adds what Discord shows besides the text (`DiscordReply`: a line naming
+the tool being run, buttons on the last message), and is the core's `ReplySink` for one message
+(`AnswerSink`).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` for voice, which this bot never uses.
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
     import discord
 
-from .streaming import CannotPost, StreamedReply
+from .streaming import CannotPost, ChannelThrottle, Poster, StreamedReply
+
+logger = logging.getLogger(__name__)
+
+Reference = discord.Message | discord.PartialMessage
+
+
+def tool_status(name: str) -> str:
+    """The line shown while the agent runs a tool."""
+    return f"Using `{name}`…"
 
 
 class DiscordPoster:
     """Writes a reply into one channel, thread or DM (a `streaming.Poster`)."""
 
-    def __init__(self, channel: discord.abc.Messageable, reference: discord.Message | None) -> None:
+    def __init__(self, channel: discord.abc.Messageable, reference: Reference | None) -> None:
         self._channel = channel
         self._reference = reference
 
@@ -58,22 +71,80 @@ class DiscordPoster:
         await self._channel.typing()
 
 
-class AnswerSink:
-    """The core's view of one streamed answer: open the thread if asked, show typing, stream."""
+class DiscordReply(StreamedReply[discord.Message]):
+    """A streamed reply that can also show a status line and carry buttons.
+
+    The status line ("Using `lookup_ticket`…") is drawn by the shared streamer's `render` hook,
+    so it goes out through the same throttled post-then-edit loop as the text; the next delta
+    or the final text drops it.
+    """
 
     def __init__(
         self,
-        stream: StreamedReply[discord.Message],
-        open_thread: Callable[[], Awaitable[None]] | None,
+        poster: Poster[discord.Message],
+        throttle: ChannelThrottle,
+        channel_id: Hashable,
+        **options: Any,
+    ) -> None:
+        super().__init__(poster, throttle, channel_id, render=self._with_status, **options)
+        self._status: str | None = None
+
+    async def add(self, delta: str) -> None:
+        if delta.strip():
+            self._status = None
+        await super().add(delta)
+
+    def show_status(self, line: str) -> None:
+        """Show `line` under the text so far until the next delta or the final text."""
+        self._status = line
+        self.redraw()
+
+    async def attach(self, view: discord.ui.View) -> discord.Message | None:
+        """Put `view` (buttons) on the last message, once the final text is shown.
+
+        Returns:
+            The message now carrying the view; None when there was none or the edit failed.
+        """
+        last = self.last
+        if last is None:
+            return None
+        await self._throttle.wait(self._channel_id, final=True)
+        try:
+            edited = await last.edit(view=view)
+        except discord.HTTPException as exc:
+            logger.warning("Adding buttons in channel %s failed: %s", self._channel_id, exc)
+            return None
+        self.replace_last(edited)
+        return edited
+
+    def _with_status(self, text: str, final: bool) -> str:
+        status = self._status
+        if final or status is None:
+            return text
+        return f"{text.rstrip()}\n\n{status}" if text.strip() else status
+
+
+class AnswerSink:
+    """The core's view of one streamed answer: prepare (open the thread, update a prompt),
+    show typing, stream text and tool use."""
+
+    def __init__(
+        self,
+        stream: DiscordReply,
+        prepare: Callable[[], Awaitable[None]] | None,
     ) -> None:
         self._stream = stream
-        self._open_thread = open_thread
+        self._prepare = prepare
 
     async def started(self) -> None:
-        """The core has a turn: open the thread if one was asked for, then show typing."""
-        if self._open_thread is not None:
-            await self._open_thread()
+        """The core has a turn: do what must come before the answer, then show typing."""
+        if self._prepare is not None:
+            await self._prepare()
         self._stream.start_typing()
 
     async def delta(self, text: str) -> None:
         await self._stream.add(text)
+
+    async def tool(self, name: str) -> None:
+        """Show which tool the agent is running, under any text so far."""
+        self._stream.show_status(tool_status(name))

@@ -9,6 +9,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+CLEANUP_SECONDS = 0.5
+
 
 class InFlight:
     """The listener tasks currently delivering something; `finish()` waits for them."""
@@ -39,3 +41,7 @@ class InFlight:
             task.cancel()
         if late:
             logger.warning("Cut off %d %s repl(ies) still running", len(late), self._platform)
+            # Let their cleanup (a last notice, buttons put back) run while the platform
+            # connection is still open; briefly: it comes out of the time kept for
+            # disconnecting (`bot.app.DISCONNECT_SECONDS`).
+            await asyncio.wait(late, timeout=CLEANUP_SECONDS)

@@ -3,8 +3,9 @@
 Which messages the bot answers and which memory each belongs to is decided in `slack_rules`;
 answers are shown by `slack_stream`. Commands work in a conversation as ``!forget``,
 ``!undo``, ``!history [page]`` or ``!help`` (or ``@bot forget`` after a mention), as message
-shortcuts, and as slash commands outside threads.
-How it connects (Socket Mode or HTTP) is `slack_connection`'s.
+shortcuts, and as slash commands outside threads. A tool that needs approval is shown with
+Approve / Reject buttons (`slack_approvals`); shared files reach the core through
+`slack_files`. How it connects (Socket Mode or HTTP) is `slack_connection`'s.
 """
 
 from __future__ import annotations
@@ -29,10 +30,32 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapter import AdapterPlugin, Config, ConfigError, Core, IncomingMessage, Surface
+from bot.adapter import (
+    AdapterPlugin,
+    Config,
+    ConfigError,
+    Core,
+    IncomingMessage,
+    Reply,
+    ReplyKind,
+    Surface,
+)
 
 from .inflight import InFlight
+from .slack_approvals import (
+    APPROVE,
+    REJECT,
+    Click,
+    PromptAddress,
+    SlackOutlet,
+    decided_line,
+    end_prompt,
+    prompt_blocks,
+    prompt_markdown,
+    read_click,
+)
 from .slack_connection import SlackConnection
+from .slack_files import SlackFiles
 from .slack_rules import (
     PLATFORM,
     channel_key,
@@ -132,7 +155,9 @@ class SlackAdapter:
             ping_interval=ping_interval,
             socket_connections=settings.socket_connections,
         )
+        self._files = SlackFiles(settings.bot_token, api_url=self.client.base_url)
         self._register()
+        core.attach_outlet(PLATFORM, SlackOutlet(self.client, self._show_settled))
 
     @property
     def http_port(self) -> int | None:
@@ -150,16 +175,19 @@ class SlackAdapter:
         """Connect (Socket Mode) or listen (HTTP mode) until `close()`."""
         await self._check_token()
         try:
+            self._files.open()
             await self._connection.open()
             await self._stopped.wait()
         finally:
             await self._connection.close()
+            await self._files.close()
 
     async def close(self, grace: float) -> None:
         """Let answers under way finish (up to `grace` seconds), then disconnect."""
         await self._inflight.finish(grace)
         self._stopped.set()
         await self._connection.close()
+        await self._files.close()
 
     async def _check_token(self) -> None:
         """Fail at start-up with one clear line when Slack rejects the bot token."""
@@ -184,6 +212,8 @@ class SlackAdapter:
             self.app.command(f"/{command.name}")(self._on_slash_command)
         for callback_id in SHORTCUTS:
             self.app.message_shortcut(callback_id)(self._on_shortcut)
+        for action_id in (APPROVE, REJECT):
+            self.app.action(action_id)(self._on_approval)
         self.app.error(self._on_error)
 
     async def _on_mention(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -204,6 +234,13 @@ class SlackAdapter:
     ) -> None:
         await ack()
         await self._tracked(self._shortcut(shortcut, respond))
+
+    async def _on_approval(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        # Ack first: Slack wants it within 3 seconds, and the resumed turn may take minutes.
+        await ack()
+        await self._tracked(self._approval_click(body, action, respond))
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         logger.error(
@@ -254,15 +291,9 @@ class SlackAdapter:
             message_id=route.message_id,
             mentioned=facts.mentioned,
             channel_id=channel_key(facts.team, facts.channel, dm=facts.dm),
+            attachments=self._files.attachments(event),
         )
-        writer = AnswerWriter(
-            self.client,
-            dest,
-            throttle=self._throttle,
-            streaming=self._streaming,
-            max_chars=self._max_chars,
-            interval=self._update_interval,
-        )
+        writer = self._writer(dest)
         sink = StatusSink(writer, functools.partial(self.set_status, dest))
         try:
             reply = await self._core.handle(message, self._surface, sink)
@@ -270,17 +301,55 @@ class SlackAdapter:
                 self._threads[(dest.channel, dest.thread_ts)] = True
             if reply.ephemeral:
                 await self._ephemeral(dest, to_mrkdwn(reply.text))
-            elif reply.shown:
-                await writer.finish(reply)
+            else:
+                await self._show(reply, writer, dest)
         finally:
-            if sink.status_set and not writer.posted:
+            if sink.needs_clearing:
                 await self.set_status(dest, "")
+        self._learn_streaming(writer)
+
+    def _writer(self, dest: Destination, *, streaming: bool | None = None) -> AnswerWriter:
+        return AnswerWriter(
+            self.client,
+            dest,
+            throttle=self._throttle,
+            streaming=self._streaming if streaming is None else streaming,
+            max_chars=self._max_chars,
+            interval=self._update_interval,
+        )
+
+    def _learn_streaming(self, writer: AnswerWriter) -> None:
         if self._streaming and writer.stream_refused in STREAMING_UNAVAILABLE:
             self._streaming = False
             logger.warning(
                 "Slack refused chat streaming (%s); posting and editing answers from now on",
                 writer.stream_refused,
             )
+
+    async def _show(self, reply: Reply, writer: AnswerWriter, dest: Destination) -> None:
+        """Show a turn's reply in its thread: the answer, or a prompt with buttons."""
+        if reply.kind is ReplyKind.APPROVAL:
+            await self._post_prompt(reply, writer, dest)
+        elif reply.shown:
+            await writer.finish(reply)
+
+    async def _show_settled(self, dest: Destination, reply: Reply) -> None:
+        """Post what followed a prompt nobody clicked (the answer after it expired)."""
+        # The answer is complete already: one post, nothing to stream.
+        await self._tracked(self._show(reply, self._writer(dest, streaming=False), dest))
+
+    async def _post_prompt(self, reply: Reply, writer: AnswerWriter, dest: Destination) -> None:
+        approval = reply.approval
+        if approval is None:
+            logger.error("An approval reply came without its request; showing its text")
+            await writer.finish(Reply(reply.text, ReplyKind.NOTICE))
+            return
+        markdown = prompt_markdown(reply.text)
+        text = to_mrkdwn(markdown)
+        ts = await writer.show_prompt(markdown, prompt_blocks(text, approval.approval_id))
+        if ts is not None:
+            address = PromptAddress(dest.channel, dest.thread_ts, ts, text)
+            await self._core.approval_posted(approval.approval_id, address.encode())
 
     async def _bot_in_thread(self, channel: str, thread_ts: str, context: AsyncBoltContext) -> bool:
         """Whether the bot takes part in a thread: it posted there, or the root mentions it."""
@@ -306,6 +375,50 @@ class SlackAdapter:
         )
         self._threads[(channel, thread_ts)] = found
         return found
+
+    async def _approval_click(
+        self, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        click = read_click(body, action)
+        if click is None:
+            logger.warning("Ignored a click on an approval button without its details")
+            return
+        name = await self._author_name({}, click.user)
+        dest = Destination(click.channel, click.thread_ts, click.team, click.user)
+        writer = self._writer(dest)
+        sink = StatusSink(writer, functools.partial(self.set_status, dest))
+        try:
+            reply = await self._core.decide(
+                click.approval_id,
+                click.decision,
+                user_id=click.user,
+                user_name=name,
+                allowed=self._settings.policy.permits(click.channel, click.user),
+                surface=self._surface,
+                sink=sink,
+            )
+            if reply.kind in {ReplyKind.ANSWER, ReplyKind.APPROVAL}:
+                line = decided_line(click.decision, name)
+                await end_prompt(self.client, click.channel, click.ts, click.text, line)
+                await self._show(reply, writer, dest)
+            elif reply.kind is ReplyKind.ERROR and writer.posted:
+                # The resumed turn failed partway: the failure replaces what had streamed,
+                # and the buttons stay, as the request is still pending.
+                await writer.finish(reply)
+            elif reply.shown:
+                # "Only Ann can approve this", "already answered", a failure before anything
+                # showed: for the clicker's eyes only; the prompt stays as it was.
+                await self._tell_clicker(click, to_mrkdwn(reply.text), respond)
+        finally:
+            if sink.needs_clearing:
+                await self.set_status(dest, "")
+        self._learn_streaming(writer)
+
+    async def _tell_clicker(self, click: Click, text: str, respond: AsyncRespond) -> None:
+        dest = Destination(click.channel, click.thread_ts, click.team, click.user)
+        if not await self._ephemeral(dest, text):
+            with contextlib.suppress(Exception):
+                await respond(text=text, response_type="ephemeral", replace_original=False)
 
     async def _author_name(self, event: dict[str, Any], author: str) -> str:
         if event.get("username"):
@@ -350,7 +463,10 @@ class SlackAdapter:
             )
         except SlackApiError as exc:
             logger.error(
-                "Could not show a command's answer in %s: %s", dest.channel, error_code(exc)
+                "Could not post a reply only %s sees in %s: %s",
+                dest.user_id,
+                dest.channel,
+                error_code(exc),
             )
             return False
         return True

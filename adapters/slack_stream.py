@@ -5,6 +5,10 @@ Slack's native chat streaming (chat.startStream/appendStream/stopStream, through
 (streaming switched off, a top-level DM message, which has no thread to stream into, Slack
 refusing or dropping the stream, or an answer too long for one message) the shared
 `StreamedReply` posts and edits instead, with the text converted to mrkdwn.
+
+While a turn runs the thread's assistant status says what the bot is doing ("is thinking…",
+"is using lookup_ticket…"). A turn that stops for a tool approval ends in a prompt with buttons
+(built by `slack_approvals`), which takes the place of whatever had streamed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
@@ -29,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 THINKING = "is thinking…"
 """The assistant status shown under a thread while a turn runs, until the answer shows."""
+USING_TOOL = "is using {name}…"
+"""The status while the agent runs a tool, until the answer goes on."""
 WRITING = " …"
 """Shown after a partial answer when posting and editing, so people see it is not done."""
 DELIVERY_FAILED = "Sorry, Slack did not accept my answer. Please try again in a moment."
@@ -69,13 +76,18 @@ class SlackPoster:
     def __init__(self, client: AsyncWebClient, destination: Destination) -> None:
         self._client = client
         self._dest = destination
+        self.first: str | None = None
+        """The reply's first message, once posted: where an approval prompt replaces it."""
 
     async def send(self, text: str, *, first: bool) -> str:
         with _permanent_failures():
             response = await self._client.chat_postMessage(
                 channel=self._dest.channel, thread_ts=self._dest.thread_ts, text=text
             )
-        return str(response["ts"])
+        ts = str(response["ts"])
+        if first:
+            self.first = ts
+        return ts
 
     async def edit(self, handle: str, text: str) -> str:
         with _permanent_failures():
@@ -99,18 +111,35 @@ def _permanent_failures() -> Iterator[None]:
 
 
 class StatusSink:
-    """The core's `ReplySink` for one message: "is thinking…" once a turn starts, then text."""
+    """The core's `ReplySink` for one message: "is thinking…" once a turn starts, "is using
+    lookup_ticket…" while a tool runs, and the answer's text as it streams."""
 
     def __init__(self, writer: AnswerWriter, set_status: Callable[[str], Awaitable[bool]]) -> None:
         self._writer = writer
         self._set_status = set_status
         self.status_set = False
+        # Slack clears a thread's status when the app posts a reply, not when it streams into
+        # one already posted: a tool's status set after the answer began is cleared by hand.
+        self._lingers = False
+
+    @property
+    def needs_clearing(self) -> bool:
+        """Whether a status this sink set may still show under the thread."""
+        return self._lingers or (self.status_set and not self._writer.posted)
 
     async def started(self) -> None:
         self.status_set = await self._set_status(THINKING)
 
     async def delta(self, text: str) -> None:
+        if self._lingers:
+            self._lingers = False
+            await self._set_status("")
         await self._writer.add(text)
+
+    async def tool(self, name: str) -> None:
+        shown = await self._set_status(USING_TOOL.format(name=name))
+        self.status_set = self.status_set or shown
+        self._lingers = shown and self._writer.posted
 
 
 def render(markdown: str, final: bool) -> str:
@@ -150,13 +179,65 @@ class AnswerWriter:
         self._text = ""
         self._streamed = 0  # characters of `_text` sent through the native stream
         self._last_flush: float | None = None
+        self._prompt: str | None = None
         self.stream_refused: str | None = None
         """Slack's error code when it refused to start a stream, for the adapter to learn from."""
 
     @property
     def posted(self) -> bool:
         """Whether a visible message exists (which also clears Slack's thinking status)."""
-        return (self._stream is not None and self._stream.ts is not None) or self._posted.writes > 0
+        return (
+            (self._stream is not None and self._stream.ts is not None)
+            or self._posted.writes > 0
+            or self._prompt is not None
+        )
+
+    async def show_prompt(self, markdown: str, blocks: list[dict[str, Any]]) -> str | None:
+        """Show an approval prompt (`blocks`, with `markdown` as its plain fallback) in place
+        of whatever was streamed before the model asked for the tool; returns the prompt
+        message's ts, or None when Slack took neither the edit nor a new post (logged)."""
+        text = render(markdown, True)
+        stream, self._stream = self._stream, None
+        self._native = False
+        handle: str | None = None
+        if stream is not None and stream.ts is not None:
+            try:
+                await stream.stop()
+            except SlackApiError as exc:
+                logger.info(
+                    "Stopping the stream in %s failed: %s", self._dest.channel, error_code(exc)
+                )
+            handle = stream.ts
+        elif self._text:
+            # Text went to the post-and-edit reply (maybe not posted yet): let it settle on the
+            # prompt's text first, so no write still under way lands after the buttons.
+            await self._posted.finish(markdown)
+            handle = self._poster.first
+        if handle is not None:
+            try:
+                await self._client.chat_update(
+                    channel=self._dest.channel, ts=handle, text=text, blocks=blocks
+                )
+            except SlackApiError as exc:
+                logger.warning(
+                    "Could not turn the answer in %s into an approval prompt (%s); posting it",
+                    self._dest.channel,
+                    error_code(exc),
+                )
+            else:
+                self._prompt = handle
+                return handle
+        try:
+            response = await self._client.chat_postMessage(
+                channel=self._dest.channel, thread_ts=self._dest.thread_ts, text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            logger.error(
+                "Could not post an approval prompt in %s: %s", self._dest.channel, error_code(exc)
+            )
+            return None
+        self._prompt = str(response["ts"])
+        return self._prompt
 
     async def add(self, delta: str) -> None:
         """Take one text delta; show what has gathered when the throttle allows."""

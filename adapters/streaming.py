@@ -154,6 +154,26 @@ class StreamedReply(Generic[H]):
         """Messages currently shown for this reply."""
         return len(self._sent)
 
+    @property
+    def last(self) -> H | None:
+        """The reply's last message as shown now; None before anything was posted."""
+        return self._sent[-1] if self._sent else None
+
+    def replace_last(self, handle: H) -> None:
+        """The last message was changed outside the stream (e.g. buttons added)."""
+        if self._sent:
+            self._sent[-1] = handle
+
+    def redraw(self) -> None:
+        """Show the reply again with no new text, because what `render` adds changed.
+
+        Ignored once the reply is final.
+        """
+        if self._final:
+            return
+        self._dirty.set()
+        self._ensure_flusher()
+
     def start_typing(self) -> None:
         """Show the platform's indicator until the first text (or the end)."""
         if self._typing is None and self._indicator is not None:

@@ -1,16 +1,27 @@
-"""The console adapter and the CLI, driven as a user would: a real process, stdin and stdout."""
+"""The console adapter and the CLI, driven as a user would: a real process, stdin and stdout;
+and tools and approvals at the console, in this process and through a real MCP server."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from agents import FunctionTool, function_tool
 
-from tests.fakes.openai_server import FakeOpenAI
-from tests.support.console import Console, bot_env, run_cli, start_console
+from adapters.console import APPROVE_PROMPT, PROMPT
+from bot.core import Core
+from tests.fakes.openai_server import FakeOpenAI, Fault, ToolCall, message_text, reply_from_history
+from tests.support.console import Console, Typist, bot_env, run_cli, start_console
+from tests.support.mcp_server import calls, config_entry
+from tests.support.parts import BotParts, make_config
 
 
 @pytest.fixture
@@ -153,3 +164,235 @@ async def test_sigterm_mid_turn_finishes_the_turn_then_exits(
     history = await run_cli(tmp_path, env, "history", "console:t")
     assert "Tess: a slow question" in history.stdout
     assert "You said" in history.stdout
+
+
+# ----- Tools and approvals, with the adapter in this process (the core in hand) ----------------
+
+
+@dataclass
+class Tickets:
+    """A tool that needs approval and one that does not, recording what actually ran."""
+
+    ran: list[tuple[str, str]] = field(default_factory=list)
+
+    def tools(self) -> list[FunctionTool]:
+        @function_tool(needs_approval=True)
+        async def delete_ticket(ticket: str) -> str:
+            """Delete a ticket for good.
+
+            Args:
+                ticket: The ticket's ID.
+            """
+            self.ran.append(("delete_ticket", ticket))
+            return f"Ticket {ticket} deleted."
+
+        @function_tool
+        async def lookup_ticket(ticket: str) -> str:
+            """Look a ticket up.
+
+            Args:
+                ticket: The ticket's ID.
+            """
+            self.ran.append(("lookup_ticket", ticket))
+            return f"Ticket {ticket}: open, assigned to Dana, priority high"
+
+        return [delete_ticket, lookup_ticket]
+
+
+TICKET = re.compile(r"\bT-\d+\b")
+
+
+def ticket_model(messages: list[dict[str, Any]]) -> str | ToolCall | Fault:
+    """Calls `lookup_ticket` or `delete_ticket` once per ticket the newest message names, one
+    after the other, then answers with what the tools said."""
+    asked = next(i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user")
+    text = message_text(messages[asked])
+    outputs = [message_text(m) for m in messages[asked + 1 :] if m.get("role") == "tool"]
+    tool = "delete_ticket" if "delete" in text else "lookup_ticket" if "look up" in text else None
+    wanted = TICKET.findall(text) if tool else []
+    if len(outputs) < len(wanted):
+        return ToolCall(tool or "", {"ticket": wanted[len(outputs)]})
+    if outputs:
+        return "Tools said: " + " | ".join(outputs)
+    return reply_from_history(messages)
+
+
+@pytest.fixture
+async def tickets(fake_openai: FakeOpenAI, tmp_path: Path) -> AsyncIterator[tuple[Tickets, Core]]:
+    fake_openai.responder = ticket_model
+    ran = Tickets()
+    parts = BotParts(make_config(fake_openai, tmp_path / "m.sqlite3"), tools=ran.tools())
+    await parts.start()
+    yield ran, parts.core
+    await parts.close()
+
+
+async def test_a_tool_in_use_shows_a_line(tickets: tuple[Tickets, Core]) -> None:
+    ran, core = tickets
+    async with Typist(core) as console:
+        shown = await console.say("look up T-1 please")
+    assert shown.splitlines() == [
+        "(using lookup_ticket…)",
+        "bot> Tools said: Ticket T-1: open, assigned to Dana, priority high",
+    ]
+    assert ran.ran == [("lookup_ticket", "T-1")]
+
+
+async def test_approving_at_the_prompt_runs_the_tool(tickets: tuple[Tickets, Core]) -> None:
+    ran, core = tickets
+    async with Typist(core) as console:
+        asked = await console.say("please delete T-7", until=APPROVE_PROMPT)
+        assert "delete_ticket" in asked
+        assert "T-7" in asked
+        assert ran.ran == []  # nothing runs before the answer
+        answer = await console.say("y")
+        assert answer.splitlines()[-1] == "bot> Tools said: Ticket T-7 deleted."
+        assert ran.ran == [("delete_ticket", "T-7")]
+        history = await console.say("/history")
+    assert "Tess: please delete T-7" in history
+    assert "delete_ticket" in history
+
+
+async def test_the_tool_line_shows_when_an_approved_tool_runs(
+    tickets: tuple[Tickets, Core],
+) -> None:
+    _, core = tickets
+    async with Typist(core) as console:
+        asked = await console.say("please delete T-7", until=APPROVE_PROMPT)
+        assert "(using" not in asked  # asking is not using
+        answer = await console.say("y")
+    assert answer.splitlines() == [
+        "(using delete_ticket…)",
+        "bot> Tools said: Ticket T-7 deleted.",
+    ]
+
+
+async def test_rejecting_at_the_prompt_runs_nothing(tickets: tuple[Tickets, Core]) -> None:
+    ran, core = tickets
+    async with Typist(core) as console:
+        await console.say("please delete T-7", until=APPROVE_PROMPT)
+        answer = await console.say("no thanks")  # anything but y/yes is a no
+        assert answer.startswith("bot> Tools said:")
+        assert "rejected" in answer
+    assert ran.ran == []
+
+
+async def test_a_failed_rejection_asks_again(
+    tickets: tuple[Tickets, Core], fake_openai: FakeOpenAI
+) -> None:
+    ran, core = tickets
+    async with Typist(core) as console:
+        await console.say("please delete T-7", until=APPROVE_PROMPT)
+        fake_openai.fail_next(Fault(status=500))
+        failed = await console.say("n", until=APPROVE_PROMPT)  # still pending: asked again
+        assert failed.splitlines()[-1].startswith("bot> (!) The AI model had a problem")
+        answer = await console.say("y")
+        assert answer.splitlines()[-1] == "bot> Tools said: Ticket T-7 deleted."
+    assert ran.ran == [("delete_ticket", "T-7")]
+
+
+async def test_a_failed_answer_after_an_approved_tool_does_not_run_it_twice(
+    tickets: tuple[Tickets, Core], fake_openai: FakeOpenAI
+) -> None:
+    ran, core = tickets
+    async with Typist(core) as console:
+        await console.say("please delete T-7", until=APPROVE_PROMPT)
+        fake_openai.fail_next(Fault(status=500))
+        failed = await console.say("y")  # settled: not asked again
+        assert "The tool did run" in failed
+        after = await console.say("did it work?")
+        assert "did it work?" in after
+    assert ran.ran == [("delete_ticket", "T-7")]
+
+
+async def test_each_call_is_asked_in_turn(tickets: tuple[Tickets, Core]) -> None:
+    ran, core = tickets
+    async with Typist(core) as console:
+        first = await console.say("delete T-1 and T-2", until=APPROVE_PROMPT)
+        assert "T-1" in first
+        second = await console.say("yes", until=APPROVE_PROMPT)
+        assert "T-2" in second
+        assert "T-1" not in second
+        answer = await console.say("n")
+        assert answer.startswith("bot> Tools said: Ticket T-1 deleted. | ")
+    assert ran.ran == [("delete_ticket", "T-1")]
+
+
+async def test_an_expired_prompt_says_so_and_gives_the_prompt_back(
+    tickets: tuple[Tickets, Core],
+) -> None:
+    ran, core = tickets
+    async with Typist(core) as console:
+        await console.say("please delete T-7", until=APPROVE_PROMPT)
+        assert await core.expire_approvals(now=datetime.now(UTC) + timedelta(days=1)) == 1
+        ended = (await console.read_until(PROMPT)).removesuffix(PROMPT).strip()
+        assert ended.splitlines()[0] == "(that request expired)"
+        assert ended.splitlines()[-1].startswith("bot> Tools said:")
+        # The question is gone: the next line is a new message, not an answer to it.
+        assert "Before that: [Tess] please delete T-7" in await console.say("y")
+    assert ran.ran == []
+
+
+# ----- The whole bot in a child process, with a real MCP server from BOT_MCP_CONFIG --------
+
+
+async def test_an_mcp_tool_needing_approval_from_the_config(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.responder = ticket_model
+    log = tmp_path / "calls.jsonl"
+    config = tmp_path / "mcp.json"
+    entry = config_entry(log, require_approval=["delete_ticket"], allowed_tools=ALLOWED)
+    config.write_text(json.dumps({"mcpServers": {"tickets": entry}}))
+    env = bot_env(fake_openai, tmp_path / "m.sqlite3", BOT_MCP_CONFIG=str(config))
+    console = await start_console(tmp_path, env, "console", "--name", "Tess")
+    try:
+        looked = await console.say("look up T-1")
+        assert looked.splitlines() == [
+            "(using lookup_ticket…)",
+            "bot> Tools said: Ticket T-1: open, assigned to Dana, priority high",
+        ]
+        asked = await console.say("delete T-2", until=APPROVE_PROMPT)
+        assert "delete_ticket" in asked
+        assert [c["tool"] for c in calls(log)] == ["lookup_ticket"]
+        answer = await console.say("y")
+        assert answer.splitlines()[-1] == "bot> Tools said: Ticket T-2 deleted."
+        assert [c["tool"] for c in calls(log)] == ["lookup_ticket", "delete_ticket"]
+        # The model is only offered what the allow-list names.
+        offered = {tool["function"]["name"] for tool in fake_openai.requests[-1].body["tools"]}
+        assert "secret_admin" not in offered
+        assert {"lookup_ticket", "delete_ticket"} <= offered
+        code, stderr = await console.quit()
+    finally:
+        if console.process.returncode is None:
+            console.process.kill()
+            await console.process.wait()
+    assert code == 0
+    assert "Traceback" not in stderr
+
+
+async def test_a_prompt_left_at_quit_is_cancelled_by_the_next_message(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.responder = ticket_model
+    log = tmp_path / "calls.jsonl"
+    config = tmp_path / "mcp.json"
+    entry = config_entry(log, require_approval="always", allowed_tools=ALLOWED)
+    config.write_text(json.dumps({"mcpServers": {"tickets": entry}}))
+    env = bot_env(fake_openai, tmp_path / "m.sqlite3", BOT_MCP_CONFIG=str(config))
+    first = await start_console(tmp_path, env, "console", "--name", "Tess")
+    assert "delete_ticket" in await first.say("delete T-3", until=APPROVE_PROMPT)
+    code, stderr = await first.quit()  # Ctrl-D at the question: it stays pending
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+    again = await start_console(tmp_path, env, "console", "--name", "Tess")
+    answer = await again.say("never mind, hello")
+    lines = answer.splitlines()
+    assert lines[0] == "(cancelled: a new message came in)"
+    assert lines[-1].startswith("bot> You said: [Tess] never mind, hello.")
+    assert (await again.quit())[0] == 0
+    assert calls(log) == []  # listing tools is not a call; nothing ran
+
+
+ALLOWED = ["lookup_ticket", "delete_ticket"]

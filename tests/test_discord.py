@@ -639,7 +639,7 @@ async def test_a_missing_token_is_a_config_error(fake_openai: FakeOpenAI) -> Non
         await parts.close()
 
 
-async def test_an_attachment_only_message_gets_a_clear_answer(running: Harness) -> None:
-    await running.say(DM, "", guild=None)  # what an image with no text looks like
+async def test_an_empty_message_gets_a_clear_answer(running: Harness) -> None:
+    await running.say(DM, "", guild=None)  # no text and no files (files: test_discord_files)
     assert "empty message" in running.last(DM)
     assert await running.parts.store.count_items(f"discord:dm:{DM}") == 0

@@ -612,20 +612,6 @@ async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
         assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
 
 
-async def test_a_file_without_text_gets_a_clear_answer(
-    slack: FakeSlack, fake_openai: FakeOpenAI
-) -> None:
-    async with running(slack, fake_openai) as bot:
-        event = bot.message_event("", channel=DM)
-        event["subtype"] = "file_share"
-        event["files"] = [{"id": "F1", "name": "photo.png"}]
-        await bot.send_event(event)
-        answer = await bot.answer(DM, None)
-        assert "empty message" in answer
-        assert await bot.parts.store.count_items(session(DM, "dm")) == 0
-        assert fake_openai.requests == []
-
-
 # ----- one owner per decision ----------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from adapters.slack_rules import (
     EventFacts,
     Route,
     decide,
+    facts_from_event,
     is_dm,
     mentions,
     needs_thread_check,
@@ -56,6 +58,11 @@ def route(thread: str, reply_thread: str | None, channel: str = C) -> Route:
         (facts(channel=D, dm=True, thread_ts=ROOT), route(ROOT, ROOT, D)),
         # Files with a message, and broadcasts from a thread, are things people said.
         (facts(mentioned=True, subtype="file_share"), route(TS, TS)),
+        # Files alone (no text, so no mention) where no mention is needed: a DM, a bot thread.
+        (facts(channel=D, dm=True, subtype="file_share"), route("dm", None, D)),
+        (facts(thread_ts=ROOT, bot_in_thread=True, subtype="file_share"), route(ROOT, ROOT)),
+        (facts(thread_ts=ROOT, subtype="file_share"), None),
+        (facts(subtype="file_share"), None),
         (facts(thread_ts=ROOT, bot_in_thread=True, subtype="thread_broadcast"), route(ROOT, ROOT)),
         # Edits, deletions, joins are not.
         (facts(mentioned=True, subtype="message_changed"), None),
@@ -69,6 +76,38 @@ def route(thread: str, reply_thread: str | None, channel: str = C) -> Route:
 )
 def test_which_messages_are_answered_and_where(event: EventFacts, expected: Route | None) -> None:
     assert decide(event, OPEN, reply_to_bots=False) == expected
+
+
+@pytest.mark.parametrize("channel_type", ["im", "channel"])
+def test_a_file_shared_without_text_is_read_as_a_person_s_message(channel_type: str) -> None:
+    channel = D if channel_type == "im" else C
+    event: dict[str, Any] = {
+        "type": "message",
+        "subtype": "file_share",
+        "text": "",
+        "files": [{"id": "F1", "name": "notes.txt", "mimetype": "text/plain"}],
+        "upload": True,
+        "user": "U1",
+        "display_as_bot": False,
+        "ts": TS,
+        "channel": channel,
+        "channel_type": channel_type,
+        **({"thread_ts": ROOT} if channel_type == "channel" else {}),
+    }
+    found = facts_from_event(event, bot_user="U0BOT", team=T, via_mention=False)
+    assert (found.subtype, found.from_bot, found.mentioned, found.author) == (
+        "file_share",
+        False,
+        False,
+        "U1",
+    )
+    if channel_type == "channel":
+        assert needs_thread_check(found)
+        found = dataclasses.replace(found, bot_in_thread=True)
+        assert decide(found, OPEN, reply_to_bots=False) == route(ROOT, ROOT)
+    else:
+        assert decide(found, OPEN, reply_to_bots=False) == route("dm", None, D)
+    assert readable_text(event["text"], "U0BOT") == ""
 
 
 def test_other_bots_are_answered_when_configured() -> None:

@@ -12,6 +12,7 @@ from bot.app import build_memory
 from bot.commands import default_commands
 from bot.config import Config
 from bot.storage import SQLiteStore
+from tests.fakes.slack_server import BOT_SCOPES
 
 
 @pytest.mark.parametrize(
@@ -50,3 +51,10 @@ async def test_the_manifest_declares_what_the_adapter_uses() -> None:
     for event in ("app_mention", "message.channels", "message.groups", "message.im"):
         assert f"- {event}\n" in manifest
     assert "socket_mode_enabled: true" in manifest
+    # Approval buttons are interactions; shared files need files:read. The fake Slack grants
+    # the bot token exactly what the manifest asks for.
+    assert "interactivity:\n    is_enabled: true" in manifest
+    scopes = manifest.split("    bot:\n", 1)[1].split("settings:", 1)[0]
+    asked = {line.strip().removeprefix("- ") for line in scopes.splitlines() if "- " in line}
+    assert asked == BOT_SCOPES
+    assert "files:read" in asked

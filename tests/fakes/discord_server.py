@@ -14,6 +14,25 @@ as GUILD_CREATE), and only those guilds' events; events without a guild (DMs) go
 only. An invalid `shard` array is closed with 4010 (Invalid shard). `GET /gateway/bot` answers
 `url`, the recommended `shards` and `session_start_limit`.
 
+Message components and interactions as the developer docs describe them ("Message Components",
+"Receiving and Responding"): messages posted or edited through REST keep their `components`
+(validated: at most 5 action rows of at most 5 buttons, a `custom_id` of at most 100 characters,
+unique in the message; otherwise 400 with code 50035, Invalid Form Body, as for content over 2000
+characters); `component_interaction()` builds an INTERACTION_CREATE of type 3 (MESSAGE_COMPONENT)
+for a button on such a message. An interaction gets one initial response (types 4, 5, 6, 7;
+flags 64 for ephemeral) within 3 seconds of being sent: a second one is 400 with code 40060
+(already acknowledged), a late one 404 with code 10062 (Unknown interaction). Follow-ups
+(`POST /webhooks/{app}/{token}`, always `wait=true`) and edits of the original
+(`PATCH /webhooks/{app}/{token}/messages/@original`, for a component the message it is on) need
+that response first (404, 10015 Unknown Webhook, before). Ephemeral messages are kept apart,
+visible only to the interaction's user.
+
+Attachments: `attachment()` stores bytes and returns an attachment object (id, filename, size,
+url, proxy_url, content_type, and width/height for images) whose `url` is a signed CDN URL
+(`/attachments/{channel}/{attachment}/{filename}?ex=&is=&hm=`, as cdn.discordapp.com issues)
+served here on loopback, with no token. A URL past its `ex` time, or with a wrong signature,
+is 404 "This content is no longer available.", as Discord's CDN answers.
+
 Point discord.py at it by setting `discord.http.Route.BASE = fake.api_base` and
 `discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)`.
 """
@@ -21,6 +40,8 @@ Point discord.py at it by setting `discord.http.Route.BASE = fake.api_base` and
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -40,7 +61,21 @@ BOT_ID = 900_000_000_000_000_001
 APP_ID = 900_000_000_000_000_002
 BOT_NAME = "memorybot"
 MESSAGE_CONTENT_INTENT = 1 << 15
+EPHEMERAL = 1 << 6
+"""Message flag 64: only the interaction's user sees the message."""
+LOADING = 1 << 7
+"""Message flag 128: a deferred response still "thinking"."""
+ACK_SECONDS = 3.0
+"""How long Discord waits for an interaction's initial response."""
+CDN_LIFETIME = 24 * 3600
+"""Seconds a signed attachment URL stays valid (Discord's are about a day)."""
+MAX_CONTENT = 2000
+MAX_ROWS = 5
+MAX_ROW_ITEMS = 5
+MAX_CUSTOM_ID = 100
+MAX_LABEL = 80
 _HEARTBEAT_MS = 45_000
+_CDN_SECRET = b"fake-cdn-signing-key"
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -136,6 +171,34 @@ class _Connection:
         return self.session is not None and not self.ws.closed
 
 
+@dataclass
+class Interaction:
+    """One interaction sent to the bot, and how the bot has answered it so far."""
+
+    payload: Json
+    sent_at: float
+    response_type: int | None = None
+    """The initial response's type; None until the bot acknowledged it."""
+    original_id: int | None = None
+    """The message "@original" means: for a component, the message it is on."""
+
+    @property
+    def user(self) -> Json:
+        member = self.payload.get("member")
+        author: Json = member["user"] if member else self.payload["user"]
+        return author
+
+
+@dataclass
+class StoredFile:
+    """An attachment's bytes on the fake CDN."""
+
+    data: bytes
+    content_type: str | None
+    expires: int
+    """Unix time after which its signed URL stops working."""
+
+
 class FakeDiscord:
     """`async with FakeDiscord() as fake:`; then start the bot and `await fake.ready()`."""
 
@@ -151,6 +214,9 @@ class FakeDiscord:
         self.posted: set[int] = set()
         """IDs of the messages the bot created through REST."""
         self.commands: dict[str, list[Json]] = {}
+        self.interactions: dict[int, Interaction] = {}
+        self.files: dict[int, StoredFile] = {}
+        self.ack_seconds = ACK_SECONDS
         self.port = 0
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self._runner: web.AppRunner | None = None
@@ -179,16 +245,20 @@ class FakeDiscord:
             ("PUT", "/applications/{app}/commands", self._sync_commands),
             ("PUT", "/applications/{app}/guilds/{guild}/commands", self._sync_commands),
             ("POST", "/channels/{channel}/messages", self._create_message),
+            ("GET", "/channels/{channel}/messages/{message}", self._get_message),
             ("PATCH", "/channels/{channel}/messages/{message}", self._edit_message),
             ("DELETE", "/channels/{channel}/messages/{message}", self._no_content),
             ("POST", "/channels/{channel}/typing", self._no_content),
             ("POST", "/channels/{channel}/messages/{message}/threads", self._create_thread),
             ("POST", "/interactions/{interaction}/{token}/callback", self._interaction_callback),
-            ("PATCH", "/webhooks/{app}/{token}/messages/@original", self._webhook_message),
-            ("POST", "/webhooks/{app}/{token}", self._webhook_message),
+            ("PATCH", "/webhooks/{app}/{token}/messages/@original", self._edit_original),
+            ("POST", "/webhooks/{app}/{token}", self._followup),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
+        # The CDN and its media proxy (cdn.discordapp.com, media.discordapp.net), unversioned.
+        app.router.add_get("/attachments/{channel}/{attachment}/{filename}", self._cdn)
+        app.router.add_get("/media/attachments/{channel}/{attachment}/{filename}", self._cdn)
         app.router.add_get("/gateway", self._websocket)
         app.router.add_get("/resume", self._websocket)
         self._runner, self.port = await serve_on_loopback(app)
@@ -292,12 +362,34 @@ class FakeDiscord:
         ]
 
     def channel_messages(self, channel_id: int) -> list[Json]:
-        """Current state of the messages the bot posted in a channel, oldest first."""
+        """Current state of the messages the bot posted in a channel for everyone, oldest
+        first (ephemeral ones are left out: see `ephemeral_messages()`)."""
         return [
             m
             for m in self.messages.values()
-            if m["channel_id"] == str(channel_id) and int(m["id"]) in self.posted
+            if m["channel_id"] == str(channel_id)
+            and int(m["id"]) in self.posted
+            and not m["flags"] & EPHEMERAL
         ]
+
+    def ephemeral_messages(self, user_id: int) -> list[Json]:
+        """The ephemeral messages only `user_id` sees, oldest first."""
+        return [
+            m
+            for m in self.messages.values()
+            if m["flags"] & EPHEMERAL
+            and (m.get("interaction_metadata") or {}).get("user", {}).get("id") == str(user_id)
+        ]
+
+    def cdn_url(self, channel_id: int, attachment_id: int, filename: str, *, proxy: bool) -> str:
+        """A signed URL for a stored file, as the CDN (or its media proxy) hands them out."""
+        stored = self.files[attachment_id]
+        path = f"/attachments/{channel_id}/{attachment_id}/{filename}"
+        issued = stored.expires - CDN_LIFETIME
+        ex, issued_hex = f"{stored.expires:x}", f"{issued:x}"
+        signature = _sign(path, ex, issued_hex)
+        prefix = "/media" if proxy else ""
+        return f"http://127.0.0.1:{self.port}{prefix}{path}?ex={ex}&is={issued_hex}&hm={signature}&"
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -418,29 +510,61 @@ class FakeDiscord:
             "mention_roles": [],
             "attachments": [],
             "embeds": [],
+            "components": [],
             "pinned": False,
             "type": 0,
             "flags": 0,
         }
         return message
 
-    async def _create_message(self, request: web.Request) -> web.Response:
-        payload = await request.json()
-        message = self._message(request.match_info["channel"], payload.get("content") or "")
-        if payload.get("message_reference"):
-            message["message_reference"] = payload["message_reference"]
+    def _bot_message(self, channel_id: str, payload: Json) -> Json:
+        """A message the bot created (through REST or an interaction), stored as posted."""
+        message = self._message(channel_id, payload.get("content") or "")
+        message["components"] = list(payload.get("components") or [])
+        message["flags"] = int(payload.get("flags") or 0)
         self.messages[int(message["id"])] = message
         self.posted.add(int(message["id"]))
+        return message
+
+    @staticmethod
+    def _apply_edit(message: Json, payload: Json) -> None:
+        """An edit changes only the fields it sends, as Discord's PATCH does."""
+        for key in ("content", "components"):
+            if key in payload and payload[key] is not None:
+                message[key] = payload[key]
+        message["edited_timestamp"] = now_iso()
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        if (invalid := _invalid_form(payload)) is not None:
+            return invalid
+        message = self._bot_message(request.match_info["channel"], payload)
+        if payload.get("message_reference"):
+            message["message_reference"] = payload["message_reference"]
+        return _json(message)
+
+    def _channel_message(self, request: web.Request) -> Json | None:
+        message = self.messages.get(int(request.match_info["message"]))
+        if message is None or message["channel_id"] != request.match_info["channel"]:
+            return None
+        return message
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        message = self._channel_message(request)
+        if message is None or message["flags"] & EPHEMERAL:
+            return _unknown_message()
         return _json(message)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
         payload = await request.json()
-        message_id = int(request.match_info["message"])
-        message = self.messages.get(message_id)
+        message = self._channel_message(request)
         if message is None:
-            return _json({"message": "Unknown Message", "code": 10008}, status=404)
-        message.update(content=payload.get("content", message["content"]))
-        message["edited_timestamp"] = now_iso()
+            return _unknown_message()
+        if message["author"]["id"] != str(BOT_ID):
+            return _error(403, 50005, "Cannot edit a message authored by another user")
+        if (invalid := _invalid_form(payload)) is not None:
+            return invalid
+        self._apply_edit(message, payload)
         return _json(message)
 
     async def _no_content(self, request: web.Request) -> web.Response:
@@ -471,31 +595,117 @@ class FakeDiscord:
             await self.dispatch("THREAD_CREATE", created)
         return _json(thread)
 
+    # ----- interactions ----------------------------------------------------------------------
+
+    def _interaction_message(self, interaction: Interaction, payload: Json) -> Json:
+        """A message answering an interaction, in its channel, naming its user."""
+        message = self._bot_message(interaction.payload["channel_id"], payload)
+        message["interaction_metadata"] = {
+            "id": interaction.payload["id"],
+            "type": interaction.payload["type"],
+            "user": interaction.user,
+        }
+        return message
+
     async def _interaction_callback(self, request: web.Request) -> web.Response:
+        interaction = self.interactions.get(int(request.match_info["interaction"]))
+        if interaction is None or interaction.payload["token"] != request.match_info["token"]:
+            return _error(404, 10062, "Unknown interaction")
+        if interaction.response_type is not None:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        if time.monotonic() - interaction.sent_at > self.ack_seconds:
+            return _error(404, 10062, "Unknown interaction")
         payload = await request.json()
-        kind = payload["type"]
+        kind = payload.get("type")
         data = payload.get("data") or {}
-        message = self._message("0", data.get("content") or "")
-        message["flags"] = data.get("flags", 0)
+        is_component = interaction.payload["type"] == 3
+        if kind not in (4, 5) and not (is_component and kind in (6, 7)):
+            # DEFERRED_UPDATE_MESSAGE and UPDATE_MESSAGE exist for component interactions only.
+            return _error(400, 50035, "Invalid Form Body")
+        if (invalid := _invalid_form(data)) is not None:
+            return invalid
+        interaction.response_type = kind
+        message: Json | None = None
+        if kind == 4:
+            message = self._interaction_message(interaction, data)
+            interaction.original_id = int(message["id"])
+        elif kind == 5:
+            flags = int(data.get("flags") or 0) | LOADING
+            message = self._interaction_message(interaction, {"content": "", "flags": flags})
+            interaction.original_id = int(message["id"])
+        elif kind == 7:
+            message = self.messages[interaction.original_id or 0]
+            self._apply_edit(message, data)
         return _json(
             {
                 "interaction": {
-                    "id": request.match_info["interaction"],
-                    "type": 2,
-                    "response_message_id": message["id"],
+                    "id": interaction.payload["id"],
+                    "type": interaction.payload["type"],
+                    "response_message_id": None if message is None else message["id"],
                     "response_message_loading": kind == 5,
-                    "response_message_ephemeral": bool(message["flags"] & 64),
+                    "response_message_ephemeral": bool(
+                        message is not None and message["flags"] & EPHEMERAL
+                    ),
                 },
-                "resource": {"type": kind, **({"message": message} if kind == 4 else {})},
+                "resource": {"type": kind, **({"message": message} if kind in (4, 7) else {})},
             }
         )
 
-    async def _webhook_message(self, request: web.Request) -> web.Response:
-        payload = await request.json() if request.can_read_body else {}
-        message = self._message("0", payload.get("content") or "")
-        message["flags"] = payload.get("flags", 0)
+    def _webhook_interaction(self, request: web.Request) -> Interaction | None:
+        """The acknowledged interaction a webhook token belongs to."""
+        if request.match_info["app"] != str(APP_ID):
+            return None
+        token = request.match_info["token"]
+        return next(
+            (
+                i
+                for i in self.interactions.values()
+                if i.payload["token"] == token and i.response_type is not None
+            ),
+            None,
+        )
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        interaction = self._webhook_interaction(request)
+        if interaction is None:
+            return _error(404, 10015, "Unknown Webhook")
+        payload = await request.json() if request.body_exists else {}
+        if (invalid := _invalid_form(payload)) is not None:
+            return invalid
+        message = self._interaction_message(interaction, payload)
         message["webhook_id"] = str(APP_ID)
         return _json(message)
+
+    async def _edit_original(self, request: web.Request) -> web.Response:
+        interaction = self._webhook_interaction(request)
+        if interaction is None:
+            return _error(404, 10015, "Unknown Webhook")
+        message = self.messages.get(interaction.original_id or 0)
+        if message is None:
+            return _unknown_message()
+        payload = await request.json() if request.body_exists else {}
+        if (invalid := _invalid_form(payload)) is not None:
+            return invalid
+        self._apply_edit(message, payload)
+        message["flags"] &= ~LOADING
+        return _json(message)
+
+    # ----- CDN -------------------------------------------------------------------------------
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        gone = web.Response(status=404, text="This content is no longer available.")
+        stored = self.files.get(int(request.match_info["attachment"]))
+        path = request.path.removeprefix("/media")
+        query = request.query
+        ex, issued = query.get("ex", ""), query.get("is", "")
+        if (
+            stored is None
+            or not hmac.compare_digest(query.get("hm", ""), _sign(path, ex, issued))
+            or int(ex or "0", 16) < time.time()
+        ):
+            return gone
+        headers = {"Content-Type": stored.content_type or "application/octet-stream"}
+        return web.Response(body=stored.data, headers=headers)
 
     # ----- payload builders -----------------------------------------------------------------
 
@@ -544,11 +754,13 @@ class FakeDiscord:
         mentions: list[Json] = (),  # type: ignore[assignment]
         roles: list[int] = (),  # type: ignore[assignment]
         message_type: int = 0,
+        attachments: list[Json] = (),  # type: ignore[assignment]
     ) -> Json:
         """A MESSAGE_CREATE payload from a person (or another bot)."""
         message = self._message(str(channel_id), content, author=author)
         message["mentions"] = list(mentions)
         message["type"] = message_type
+        message["attachments"] = list(attachments)
         if guild_id is not None:
             message["guild_id"] = str(guild_id)
             message["member"] = {
@@ -560,6 +772,111 @@ class FakeDiscord:
             }
         self.messages[int(message["id"])] = message
         return message
+
+    def attachment(
+        self,
+        channel_id: int,
+        filename: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        expired: bool = False,
+        size: int | None = None,
+    ) -> Json:
+        """An attachment object for a file uploaded to `channel_id`, served by the fake CDN.
+
+        Args:
+            channel_id: Where it was posted (CDN paths name the channel).
+            filename: Its name.
+            data: Its bytes.
+            content_type: Its media type; None leaves the field out, as Discord does when it
+                cannot tell.
+            expired: Hand out a URL whose `ex` time has passed (its download is a 404).
+            size: The size to report, when a test needs it to differ from `len(data)`.
+        """
+        attachment_id = self.next_id()
+        now = int(time.time())
+        expires = now - 60 if expired else now + CDN_LIFETIME
+        self.files[attachment_id] = StoredFile(data, content_type, expires)
+        attachment: Json = {
+            "id": str(attachment_id),
+            "filename": filename,
+            "size": len(data) if size is None else size,
+            "url": self.cdn_url(channel_id, attachment_id, filename, proxy=False),
+            "proxy_url": self.cdn_url(channel_id, attachment_id, filename, proxy=True),
+        }
+        if content_type is not None:
+            attachment["content_type"] = content_type
+        if content_type is not None and content_type.startswith("image/"):
+            attachment["width"] = attachment["height"] = 1
+        return attachment
+
+    def component_interaction(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        channel: Json,
+        author: Json,
+        guild_id: int | None = None,
+        roles: list[int] = (),  # type: ignore[assignment]
+        seen: Json | None = None,
+    ) -> Json:
+        """An INTERACTION_CREATE payload for a click on a button of a message the bot posted.
+
+        Args:
+            seen: The message as the clicker's client showed it, when that is older than the
+                message now (a click sent just before the bot edited it); default: as it is.
+
+        Raises:
+            AssertionError: The message has no button with that `custom_id`, so no one could
+                click it.
+        """
+        message = self.messages[message_id] if seen is None else seen
+        buttons = [c for row in message["components"] for c in row.get("components", [])]
+        button = next((b for b in buttons if b.get("custom_id") == custom_id), None)
+        assert button is not None, f"message {message_id} has no button {custom_id!r}"
+        interaction = self._interaction_base(3, channel, author, guild_id, roles)
+        interaction["data"] = {"custom_id": custom_id, "component_type": button["type"]}
+        interaction["message"] = json.loads(json.dumps(message))
+        self.interactions[int(interaction["id"])].original_id = message_id
+        return interaction
+
+    def _interaction_base(
+        self, kind: int, channel: Json, author: Json, guild_id: int | None, roles: list[int]
+    ) -> Json:
+        interaction: Json = {
+            "id": str(self.next_id()),
+            "application_id": str(APP_ID),
+            "type": kind,
+            "token": f"token-{self.next_id()}",
+            "version": 1,
+            "channel_id": channel["id"],
+            "channel": channel,
+            "locale": "en-US",
+            "app_permissions": "0",
+            "attachment_size_limit": 8_000_000,
+            "entitlements": [],
+            "authorizing_integration_owners": {},
+            "context": 0 if guild_id is not None else 1,
+        }
+        if guild_id is not None:
+            interaction["guild_id"] = str(guild_id)
+            interaction["guild_locale"] = "en-US"
+            interaction["member"] = {
+                "user": author,
+                "roles": [str(r) for r in roles],
+                "joined_at": now_iso(),
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "permissions": "0",
+            }
+        else:
+            interaction["user"] = author
+        # Discord's 3-second clock starts when it sends the event; close enough.
+        self.interactions[int(interaction["id"])] = Interaction(interaction, time.monotonic())
+        return interaction
 
     def command_interaction(
         self,
@@ -573,41 +890,13 @@ class FakeDiscord:
         """An INTERACTION_CREATE payload for a slash command."""
         scope = str(guild_id) if guild_id is not None else "global"
         known = {c["name"]: c for c in self.commands.get(scope, self.commands.get("global", []))}
-        interaction: Json = {
-            "id": str(self.next_id()),
-            "application_id": str(APP_ID),
-            "type": 2,
-            "token": f"token-{self.next_id()}",
-            "version": 1,
-            "channel_id": channel["id"],
-            "channel": channel,
-            "data": {
-                "id": known.get(name, {}).get("id", "0"),
-                "name": name,
-                "type": 1,
-                "options": list(options),
-            },
-            "locale": "en-US",
-            "app_permissions": "0",
-            "attachment_size_limit": 8_000_000,
-            "entitlements": [],
-            "authorizing_integration_owners": {},
-            "context": 0 if guild_id is not None else 1,
+        interaction = self._interaction_base(2, channel, author, guild_id, [])
+        interaction["data"] = {
+            "id": known.get(name, {}).get("id", "0"),
+            "name": name,
+            "type": 1,
+            "options": list(options),
         }
-        if guild_id is not None:
-            interaction["guild_id"] = str(guild_id)
-            interaction["guild_locale"] = "en-US"
-            interaction["member"] = {
-                "user": author,
-                "roles": [],
-                "joined_at": now_iso(),
-                "deaf": False,
-                "mute": False,
-                "flags": 0,
-                "permissions": "0",
-            }
-        else:
-            interaction["user"] = author
         return interaction
 
     # ----- gateway --------------------------------------------------------------------------
@@ -692,6 +981,80 @@ class FakeDiscord:
         for guild in guilds:
             await self._send(connection, "GUILD_CREATE", guild)
         self._ready.set()
+
+
+def _error(status: int, code: int, message: str, errors: Json | None = None) -> web.Response:
+    """An error in Discord's JSON error shape."""
+    body: Json = {"message": message, "code": code}
+    if errors is not None:
+        body["errors"] = errors
+    return _json(body, status=status)
+
+
+def _unknown_message() -> web.Response:
+    return _error(404, 10008, "Unknown Message")
+
+
+def _too_long(limit: int) -> Json:
+    return {
+        "_errors": [
+            {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}
+        ]
+    }
+
+
+def _invalid_form(payload: Json) -> web.Response | None:
+    """A 400 Invalid Form Body (code 50035) for content or components Discord would refuse."""
+    errors: Json = {}
+    content = payload.get("content")
+    if isinstance(content, str) and len(content) > MAX_CONTENT:
+        errors["content"] = _too_long(MAX_CONTENT)
+    components = payload.get("components") or []
+    if len(components) > MAX_ROWS:
+        errors["components"] = _too_long(MAX_ROWS)
+    seen: set[str] = set()
+    for row_index, row in enumerate(components):
+        problem = _row_problem(row, seen)
+        if problem is not None:
+            errors.setdefault("components", {})[str(row_index)] = {
+                "_errors": [{"code": "COMPONENT_INVALID", "message": problem}]
+            }
+    if not errors:
+        return None
+    return _error(400, 50035, "Invalid Form Body", errors)
+
+
+def _row_problem(row: Json, seen: set[str]) -> str | None:
+    """What is wrong with one action row of buttons, or None."""
+    if row.get("type") != 1:
+        return "Top-level components must be action rows (type 1)."
+    items = row.get("components") or []
+    if not 1 <= len(items) <= MAX_ROW_ITEMS:
+        return f"An action row holds 1 to {MAX_ROW_ITEMS} buttons."
+    for button in items:
+        if button.get("type") != 2:
+            return "Only buttons (type 2) are supported by this fake."
+        style = button.get("style")
+        if style not in (1, 2, 3, 4, 5, 6):
+            return f"Invalid button style {style!r}."
+        if len(button.get("label") or "") > MAX_LABEL:
+            return f"A label is at most {MAX_LABEL} characters."
+        custom_id = button.get("custom_id")
+        if style == 5:
+            if not button.get("url") or custom_id is not None:
+                return "A link button has a url and no custom_id."
+            continue
+        if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= MAX_CUSTOM_ID:
+            return f"A custom_id is 1 to {MAX_CUSTOM_ID} characters."
+        if custom_id in seen:
+            return "Component custom id cannot be duplicated."
+        seen.add(custom_id)
+    return None
+
+
+def _sign(path: str, ex: str, issued: str) -> str:
+    """The CDN's `hm` signature over a path and its validity window."""
+    return hmac.new(_CDN_SECRET, f"{path}?{ex}&{issued}".encode(), hashlib.sha256).hexdigest()
 
 
 _GUILD_EVENTS = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})

@@ -12,6 +12,14 @@ redeliveries carry `retry_attempt` and `retry_reason`) go to one open connection
 turns. A test can send one connection `disconnect` (`refresh_requested`, `warning`,
 `link_disabled`) and close it, as Slack does when it refreshes connections. Acks are recorded
 with the connection they came back on.
+
+Messages keep their Block Kit `blocks`: `chat.update` replaces them only when the call gives
+`blocks` (an empty list removes them), as Slack documents, so a test can see buttons come and
+go. `block_action()` builds the `block_actions` payload Slack sends when someone clicks a button
+that is on a message (and refuses a button that is not there any more); its `response_url`
+takes ephemeral replies, replacements and deletions of the clicked message. Files a person
+shares are hosted at `url_private` / `url_private_download` and served only to a bearer token
+with `files:read`; anything else gets Slack's sign-in page, as HTML with status 200.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from aiohttp import WSMsgType, web
 
@@ -35,7 +43,27 @@ TEAM = "T0TEAM"
 BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
 APP_ID = "A0APP"
+BOT_TOKEN = "xoxb-test"
 USERS = {"U0ANN": "Ann", "U0BEN": "Ben"}
+BOT_SCOPES = frozenset(
+    {
+        "app_mentions:read",
+        "channels:history",
+        "groups:history",
+        "im:history",
+        "mpim:history",
+        "chat:write",
+        "commands",
+        "users:read",
+        "files:read",
+    }
+)
+"""What slack-manifest.yml asks for; a test takes one away to see the bot without it."""
+SIGN_IN_PAGE = (
+    "<!DOCTYPE html><html><head><title>Slack</title></head>"
+    "<body><h1>Sign in to your workspace</h1></body></html>"
+)
+"""What Slack serves for a private file to a request without a token that may read it."""
 
 
 @dataclass
@@ -76,6 +104,50 @@ class Posted:
     bot_id: str | None = BOT_ID
     streaming: bool = False
     edits: int = 0
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def buttons(self) -> list[dict[str, Any]]:
+        """The buttons on the message, in the order Slack shows them."""
+        return [
+            dict(element, block_id=block.get("block_id", ""))
+            for block in self.blocks
+            if block.get("type") == "actions"
+            for element in block.get("elements", [])
+            if element.get("type") == "button"
+        ]
+
+
+@dataclass
+class Ephemeral:
+    """A message only `user` sees (chat.postEphemeral, or an ephemeral `response_url` reply)."""
+
+    channel: str
+    user: str
+    text: str
+    thread_ts: str | None = None
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class HostedFile:
+    """A file someone shared, and what Slack serves for it."""
+
+    id: str
+    name: str
+    mimetype: str
+    filetype: str
+    content: bytes
+    user: str
+
+
+@dataclass
+class Interaction:
+    """What a `response_url` handed out with an interaction may act on."""
+
+    channel: str
+    user: str
+    message_ts: str | None = None
+    thread_ts: str | None = None
 
 
 class FakeSlack:
@@ -90,6 +162,14 @@ class FakeSlack:
         self.messages: list[Posted] = []
         self._by_channel: dict[str, list[Posted]] = {}  # keeps lookups cheap in benchmarks
         self.responses: list[dict[str, Any]] = []
+        self.ephemerals: list[Ephemeral] = []
+        self.tokens: dict[str, set[str]] = {BOT_TOKEN: set(BOT_SCOPES)}
+        """Bot tokens Slack knows, with the scopes each was granted."""
+        self.files: dict[str, HostedFile] = {}
+        self.downloads: list[tuple[str, str | None]] = []
+        """Every request for a private file: its path, and the bearer token it came with."""
+        self._interactions: dict[str, Interaction] = {}
+        self._file_ids = itertools.count(1)
         self.statuses: dict[tuple[str, str], str] = {}
         """The assistant status shown under each thread; Slack clears it when the app replies."""
         self.acks: dict[str, dict[str, Any]] = {}
@@ -121,6 +201,11 @@ class FakeSlack:
     def response_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/respond/{next(self._envelopes)}"
 
+    def _interaction_url(self, interaction: Interaction) -> str:
+        key = str(next(self._envelopes))
+        self._interactions[key] = interaction
+        return f"http://127.0.0.1:{self.port}/respond/{key}"
+
     @property
     def sockets(self) -> list[web.WebSocketResponse]:
         """The open Socket Mode websockets, oldest first."""
@@ -131,6 +216,8 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link/", self._socket)
         app.router.add_post("/respond/{id}", self._respond)
+        app.router.add_get("/files-pri/{owner}/download/{name}", self._file)
+        app.router.add_get("/files-pri/{owner}/{name}", self._file)
         self._runner, self.port = await serve_on_loopback(app)
         return self
 
@@ -315,10 +402,172 @@ class FakeSlack:
 
     async def _respond(self, request: web.Request) -> web.Response:
         body = await request.json()
+        interaction = self._interactions.get(request.match_info["id"])
         async with self.changed:
             self.responses.append(body)
+            if interaction is not None:
+                self._act_on_response(interaction, body)
             self.changed.notify_all()
         return web.Response(text="ok")
+
+    def _act_on_response(self, interaction: Interaction, body: dict[str, Any]) -> None:
+        """What Slack does with a reply to a message's `response_url`: replace or delete the
+        message, or (by default) show the reply to the person who clicked only."""
+        clicked = interaction.message_ts
+        if clicked is not None and _truthy(body.get("delete_original")):
+            listed = self._by_channel.get(interaction.channel, [])
+            listed[:] = [m for m in listed if m.ts != clicked]
+            self.messages[:] = [
+                m for m in self.messages if (m.channel, m.ts) != (interaction.channel, clicked)
+            ]
+        elif clicked is not None and _truthy(body.get("replace_original")):
+            message = self._find(interaction.channel, clicked)
+            message.text = body.get("text", "")
+            message.blocks = _blocks(body.get("blocks")) or []
+            message.edits += 1
+        elif body.get("response_type") == "in_channel":
+            self._add(
+                Posted(
+                    interaction.channel,
+                    self.new_ts(),
+                    body.get("text", ""),
+                    body.get("thread_ts") or interaction.thread_ts,
+                    blocks=_blocks(body.get("blocks")) or [],
+                )
+            )
+        else:
+            self.ephemerals.append(
+                Ephemeral(
+                    interaction.channel,
+                    interaction.user,
+                    body.get("text", ""),
+                    interaction.thread_ts,
+                    _blocks(body.get("blocks")) or [],
+                )
+            )
+
+    # ----- interactions ----------------------------------------------------------------------
+
+    def block_action(
+        self, channel: str, ts: str, action_id: str, user: str, *, channel_name: str = "general"
+    ) -> dict[str, Any]:
+        """The `block_actions` payload Slack sends when `user` clicks the button `action_id` on
+        the message `ts` (shaped as Slack's reference documents it).
+
+        Raises:
+            LookupError: The message has no such button (any more): nobody could click it.
+        """
+        message = self._find(channel, ts)
+        button = next((b for b in message.buttons() if b.get("action_id") == action_id), None)
+        if button is None:
+            raise LookupError(f"message {ts} has no {action_id!r} button to click")
+        name = USERS.get(user, user)
+        shown: dict[str, Any] = {
+            "type": "message",
+            "text": message.text,
+            "ts": message.ts,
+            "user": message.user,
+            "bot_id": message.bot_id,
+            "app_id": APP_ID if message.bot_id else None,
+            "team": TEAM,
+            "blocks": message.blocks,
+        }
+        shown = {k: v for k, v in shown.items() if v is not None}
+        container: dict[str, Any] = {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+        }
+        if message.thread_ts is not None:
+            shown["thread_ts"] = container["thread_ts"] = message.thread_ts
+        interaction = Interaction(channel, user, message.ts, message.thread_ts)
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": name.lower(), "name": name.lower(), "team_id": TEAM},
+            "api_app_id": APP_ID,
+            "token": "legacy",
+            "container": container,
+            "trigger_id": f"{next(self._envelopes)}.trigger",
+            "team": {"id": TEAM, "domain": "fake"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": channel_name},
+            "message": shown,
+            "state": {"values": {}},
+            "response_url": self._interaction_url(interaction),
+            "actions": [
+                {
+                    "action_id": button["action_id"],
+                    "block_id": button["block_id"],
+                    "text": button.get("text", {}),
+                    "value": button.get("value", ""),
+                    **({"style": button["style"]} if "style" in button else {}),
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    # ----- files -----------------------------------------------------------------------------
+
+    def share_file(
+        self, name: str, content: bytes, mimetype: str, *, filetype: str = "", user: str = ""
+    ) -> dict[str, Any]:
+        """Host a file and return its object as message events carry it in `files`."""
+        file_id = f"F{next(self._file_ids):06d}"
+        hosted = HostedFile(file_id, name, mimetype, filetype or _filetype(name), content, user)
+        self.files[file_id] = hosted
+        base = f"http://127.0.0.1:{self.port}/files-pri/{TEAM}-{file_id}"
+        now = int(time.time())
+        return {
+            "id": file_id,
+            "created": now,
+            "timestamp": now,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": hosted.filetype,
+            "pretty_type": hosted.filetype.upper(),
+            "user": user,
+            "user_team": TEAM,
+            "editable": False,
+            "size": len(content),
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": False,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{base}/{quote(name)}",
+            "url_private_download": f"{base}/download/{quote(name)}",
+            "permalink": f"https://fake.slack.com/files/{user}/{file_id}/{quote(name)}",
+            "has_rich_preview": False,
+            "file_access": "visible",
+        }
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        async with self.changed:
+            self.downloads.append((request.path, token))
+            self.changed.notify_all()
+        owner = request.match_info["owner"]
+        hosted = self.files.get(owner.removeprefix(f"{TEAM}-"))
+        if token is None or "files:read" not in self.tokens.get(token, set()):
+            # Slack does not say 401 here: it sends the browser to sign in.
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html", charset="utf-8")
+        if hosted is None or request.match_info["name"] != hosted.name:
+            return web.Response(status=404, text="file_not_found")
+        disposition = "attachment" if "/download/" in request.path else "inline"
+        return web.Response(
+            body=hosted.content,
+            headers={
+                "Content-Type": hosted.mimetype,
+                "Content-Disposition": f'{disposition}; filename="{hosted.name}"',
+            },
+        )
 
     # ----- Web API -------------------------------------------------------------------------
 
@@ -381,6 +630,7 @@ class FakeSlack:
             text=text,
             thread_ts=body.get("thread_ts") or None,
             streaming=streaming,
+            blocks=_blocks(body.get("blocks")) or [],
         )
         self._add(posted)
         return posted
@@ -404,11 +654,24 @@ class FakeSlack:
     def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
         message = self._find(body["channel"], body["ts"])
         message.text = body.get("text", "")
+        # Slack keeps a message's blocks unless the update gives some (`[]` removes them).
+        blocks = _blocks(body.get("blocks"))
+        if blocks is not None:
+            message.blocks = blocks
         message.streaming = False
         message.edits += 1
         return {"channel": message.channel, "ts": message.ts}
 
     def _chat_postEphemeral(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.ephemerals.append(
+            Ephemeral(
+                body["channel"],
+                body["user"],
+                body.get("text", ""),
+                body.get("thread_ts") or None,
+                _blocks(body.get("blocks")) or [],
+            )
+        )
         return {"message_ts": self.new_ts()}
 
     @staticmethod
@@ -456,3 +719,20 @@ class FakeSlack:
     ) -> None:
         """Keep a person's message so `conversations.replies` can show it."""
         self._add(Posted(channel, ts, text, thread_ts, user=user, bot_id=None))
+
+
+def _blocks(raw: Any) -> list[dict[str, Any]] | None:
+    """A call's `blocks`, sent as a JSON array or (form-encoded) as a JSON string."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = json.loads(raw) if raw else []
+    return list(raw)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _filetype(name: str) -> str:
+    return name.rsplit(".", 1)[-1].lower() if "." in name else "binary"

@@ -1,12 +1,16 @@
-"""`python -m bot` in a child process, as a person at a terminal would run it."""
+"""The console as a person at a terminal uses it: `python -m bot` in a child process, or the
+adapter in this process (`Typist`) when a test needs the core in hand."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from pathlib import Path
 
+from adapters.console import ConsoleAdapter
+from bot.core import Core
 from tests.fakes.openai_server import FakeOpenAI
 
 PROMPT = "you> "
@@ -49,12 +53,12 @@ class Console:
         self.transcript += buffer
         return buffer
 
-    async def say(self, line: str) -> str:
-        """Type a line and return everything printed until the next prompt."""
+    async def say(self, line: str, until: str = PROMPT) -> str:
+        """Type a line and return everything printed until `until` (the next `you>`)."""
         assert self.process.stdin is not None
         self.process.stdin.write(f"{line}\n".encode())
         await self.process.stdin.drain()
-        return (await self.read_until(PROMPT)).removesuffix(PROMPT).strip()
+        return (await self.read_until(until)).removesuffix(until).strip()
 
     async def quit(self) -> tuple[int, str]:
         assert self.process.stdin is not None
@@ -99,3 +103,59 @@ async def run_cli(cwd: Path, env: dict[str, str], *args: str) -> CliResult:
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return CliResult(process.returncode, out.decode(), err.decode())
+
+
+class Typist:
+    """The console adapter in this process, typed into through a pipe, its output captured.
+
+    For tests that need the core in hand (extra tools, `expire_approvals`); the child-process
+    `Console` above is for everything a user could do alone.
+    """
+
+    def __init__(self, core: Core, *, thread: str = "t", user_name: str = "Tess") -> None:
+        read_fd, write_fd = os.pipe()
+        self._stdin = os.fdopen(read_fd, "r", encoding="utf-8")
+        self._keys = os.fdopen(write_fd, "w", encoding="utf-8")
+        self._screen = io.StringIO()
+        self.adapter = ConsoleAdapter(
+            core, thread=thread, user_name=user_name, stdin=self._stdin, stdout=self._screen
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._seen = 0
+
+    @property
+    def screen(self) -> str:
+        return self._screen.getvalue()
+
+    async def __aenter__(self) -> Typist:
+        self._task = asyncio.create_task(self.adapter.run())
+        await self.read_until(PROMPT)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self._keys.closed:
+            self._keys.close()  # end of input: the adapter's loop returns
+        assert self._task is not None
+        try:
+            await asyncio.wait_for(self._task, 20)
+        finally:
+            self._stdin.close()
+
+    def type(self, line: str) -> None:
+        self._keys.write(f"{line}\n")
+        self._keys.flush()
+
+    async def read_until(self, marker: str, seconds: float = 20) -> str:
+        """Everything printed since the last read, up to and including `marker`."""
+        async with asyncio.timeout(seconds):
+            while (end := self.screen.find(marker, self._seen)) < 0:
+                assert self._task is None or not self._task.done(), self.screen
+                await asyncio.sleep(0.01)
+        shown = self.screen[self._seen : end + len(marker)]
+        self._seen = end + len(marker)
+        return shown
+
+    async def say(self, line: str, until: str = PROMPT) -> str:
+        """Type a line; what was printed until `until`, without it."""
+        self.type(line)
+        return (await self.read_until(until)).removesuffix(until).strip()

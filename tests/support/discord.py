@@ -11,19 +11,22 @@ with warnings.catch_warnings():
     import discord
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yarl
+from agents import FunctionTool, Tool, function_tool
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord import DiscordAdapter
 from adapters.discord_settings import DiscordSettings
+from bot.adapter import Decision
 from bot.config import Config
 from tests.fakes.discord_server import BOT_ID, BOT_USER, FakeDiscord, Json, user
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, Fault, Responder, ToolCall, reply_from_history
 from tests.support.parts import BotParts, make_config
 
 GUILD = 10
@@ -64,6 +67,14 @@ class ProbedAdapter(DiscordAdapter):
         finally:
             self.handled.add(interaction.id)
 
+    async def on_approval_click(
+        self, interaction: discord.Interaction[Any], decision: Decision, approval_id: str
+    ) -> None:
+        try:
+            await super().on_approval_click(interaction, decision, approval_id)
+        finally:
+            self.handled.add(interaction.id)
+
 
 async def eventually(check: Callable[[], Any], within: float = 10.0, what: str = "it") -> Any:
     deadline = asyncio.get_running_loop().time() + within
@@ -88,12 +99,19 @@ class Harness:
 
     @classmethod
     async def start(
-        cls, fake: FakeDiscord, config: Config, *, parts: BotParts | None = None, **options: Any
+        cls,
+        fake: FakeDiscord,
+        config: Config,
+        *,
+        parts: BotParts | None = None,
+        tools: Sequence[Tool] = (),
+        **options: Any,
     ) -> Harness:
-        """Start a bot on `config`; on `parts` (left open by `stop()`) if given, else its own."""
+        """Start a bot on `config`; on `parts` (left open by `stop()`) if given, else its own
+        (with `tools` for its agent beyond the built-in ones)."""
         owns_parts = parts is None
         if parts is None:
-            parts = await BotParts(config).start()
+            parts = await BotParts(config, tools).start()
         settings = {
             "edit_interval": INTERVAL,
             "typing_interval": 5.0,
@@ -130,6 +148,7 @@ class Harness:
         mention: bool = False,
         roles: list[int] = (),  # type: ignore[assignment]
         message_type: int = 0,
+        attachments: list[Json] = (),  # type: ignore[assignment]
     ) -> Json:
         """Post a message as a person and wait until the bot has finished with it."""
         content = f"{MENTION} {text}" if mention else text
@@ -141,6 +160,7 @@ class Harness:
             mentions=[BOT_USER] if mention else [],
             roles=roles,
             message_type=message_type,
+            attachments=attachments,
         )
         await self.fake.dispatch("MESSAGE_CREATE", payload)
         await eventually(lambda: int(payload["id"]) in self.adapter.handled, what=text)
@@ -166,6 +186,46 @@ class Harness:
         body: Json = calls[0].body
         return body
 
+    async def click(
+        self,
+        prompt: Json,
+        decision: Decision,
+        *,
+        channel: Json,
+        author: Json = ANN,
+        guild: int | None = GUILD,
+        roles: list[int] = (),  # type: ignore[assignment]
+    ) -> Json:
+        """Click Approve or Reject on a prompt and wait until the bot has finished with it.
+
+        `prompt` is the message as the clicker's client shows it: the live one from the fake,
+        or a copy taken earlier for a click sent just before the bot changed it.
+
+        Returns:
+            The INTERACTION_CREATE payload that was sent.
+        """
+        button = next(
+            b for b in buttons(prompt) if b["custom_id"].startswith(f"approval:{decision.value}:")
+        )
+        payload = self.fake.component_interaction(
+            int(prompt["id"]),
+            button["custom_id"],
+            channel=channel,
+            author=author,
+            guild_id=guild,
+            roles=roles,
+            seen=prompt,
+        )
+        await self.fake.dispatch("INTERACTION_CREATE", payload)
+        await eventually(
+            lambda: int(payload["id"]) in self.adapter.handled, what=f"{decision.value} click"
+        )
+        return payload
+
+    def prompts(self, channel: int) -> list[Json]:
+        """The bot's messages in `channel` that carry buttons now."""
+        return [m for m in self.fake.channel_messages(channel) if buttons(m)]
+
     def shown(self, channel: int) -> list[str]:
         """What the bot's messages in `channel` say now, oldest first."""
         return [m["content"] for m in self.fake.channel_messages(channel)]
@@ -174,6 +234,45 @@ class Harness:
         shown = self.shown(channel)
         assert shown, f"no bot message in channel {channel}"
         return shown[-1]
+
+
+def buttons(message: Json) -> list[Json]:
+    """The buttons on a message, in order."""
+    return [c for row in message.get("components", []) for c in row.get("components", [])]
+
+
+class TicketDesk:
+    """A `lookup_ticket` function tool for the agent, noting every call it really runs."""
+
+    def __init__(self) -> None:
+        self.looked_up: list[str] = []
+
+    def tool(self, *, needs_approval: bool) -> FunctionTool:
+        async def lookup_ticket(ticket_id: str) -> str:
+            """Look up a support ticket by its ID.
+
+            Args:
+                ticket_id: The ticket's ID, like T-1.
+            """
+            self.looked_up.append(ticket_id)
+            return f"{ticket_id} is open: printer on fire"
+
+        return function_tool(lookup_ticket, needs_approval=needs_approval)
+
+
+def calls_lookup(trigger: str = "ticket", inner: Responder = reply_from_history) -> Responder:
+    """A model that calls `lookup_ticket` when the newest user message mentions `trigger`, and
+    answers from the tool's output once it has one."""
+
+    def respond(messages: list[dict[str, Any]]) -> str | ToolCall | Fault:
+        last = messages[-1] if messages else {}
+        if last.get("role") == "tool":
+            return f"The ticket says: {last.get('content')}"
+        if last.get("role") == "user" and trigger in json.dumps(last.get("content")):
+            return ToolCall("lookup_ticket", {"ticket_id": "T-1"})
+        return inner(messages)
+
+    return respond
 
 
 def channel_payload(channel_id: int) -> Json:

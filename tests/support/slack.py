@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
 import pytest
+from agents import Tool
 from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack import SlackAdapter
@@ -25,12 +29,20 @@ DM = "D0ANN"
 ANN = "U0ANN"
 BEN = "U0BEN"
 SECRET = "test-signing-secret"
+FORM = "application/x-www-form-urlencoded"
 
 
 class Harness:
     """A running adapter (Socket Mode unless `http`) on a real core, against the fake Slack."""
 
-    def __init__(self, slack: FakeSlack, config: Config, **adapter_options: Any) -> None:
+    def __init__(
+        self,
+        slack: FakeSlack,
+        config: Config,
+        *,
+        tools: Sequence[Tool] = (),
+        **adapter_options: Any,
+    ) -> None:
         self.slack = slack
         self.config = config
         # Settings a person would set in .env, apart from the adapter's tuning knobs.
@@ -43,10 +55,15 @@ class Harness:
             **({"host": "127.0.0.1"} if "signing_secret" in self.settings else {}),
             **{k: v for k, v in adapter_options.items() if k not in names},
         }
-        self.parts = BotParts(config)
+        self.parts = BotParts(config, tools)
         self.adapter: SlackAdapter
         self._task: asyncio.Task[None] | None = None
         self._events = 0
+
+    @property
+    def socket_mode(self) -> bool:
+        """Whether the bot takes Slack's traffic over Socket Mode (else HTTP, signed)."""
+        return "signing_secret" not in self.settings
 
     async def start(self) -> Harness:
         await self.parts.start()
@@ -89,11 +106,21 @@ class Harness:
         via: int | None = None,
     ) -> str:
         """Deliver an event (on connection `via`, or the next in turn); returns its envelope ID
-        once acked."""
+        once acked. In HTTP mode it is POSTed, signed, and its event ID is returned."""
         body = self.event_body(event, event_id)
+        if not self.socket_mode:
+            raw = json.dumps(body)
+            await self._post(raw, signed_headers(raw, retry=retry or None))
+            return str(body["event_id"])
         envelope = await self.slack.deliver("events_api", body, retry_attempt=retry, via=via)
         await self.slack.wait_ack(envelope)
         return envelope
+
+    async def _post(self, body: str, headers: dict[str, str]) -> None:
+        """POST a request to the bot's request URL (HTTP mode), as Slack would."""
+        url = f"http://127.0.0.1:{self.adapter.http_port}/slack/events"
+        async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+            assert r.status == 200, await r.text()
 
     async def mention(
         self, text: str, *, channel: str = CHANNEL, user: str = ANN, thread_ts: str | None = None
@@ -145,6 +172,32 @@ class Harness:
     async def answer(self, channel: str, thread_ts: str | None, count: int = 1) -> str:
         replies = await self.slack.wait_for_replies(channel, thread_ts, count)
         return replies[count - 1].text
+
+    def share(
+        self,
+        text: str,
+        files: list[dict[str, Any]],
+        **where: Any,
+    ) -> dict[str, Any]:
+        """A message event for `text` with `files` attached (each from `FakeSlack.share_file`),
+        as Slack sends it: subtype `file_share`, the files' full objects in `files`."""
+        event = self.message_event(text, **where)
+        event.update(subtype="file_share", files=files, upload=True, display_as_bot=False)
+        return event
+
+    async def click(self, channel: str, ts: str, action_id: str, user: str = ANN) -> None:
+        """`user` clicks a button on the bot's message `ts`; returns once the bot acked it.
+
+        Over the Socket Mode connection, or (HTTP mode) POSTed to the bot's request URL as
+        Slack does: form-encoded `payload=<json>`, signed with the signing secret.
+        """
+        payload = self.slack.block_action(channel, ts, action_id, user)
+        if self.socket_mode:
+            envelope = await self.slack.deliver("interactive", payload)
+            await self.slack.wait_ack(envelope)
+            return
+        body = urlencode({"payload": json.dumps(payload)})
+        await self._post(body, signed_headers(body, content_type=FORM))
 
     async def ephemerals(self, count: int) -> list[dict[str, Any]]:
         await self.slack.wait_for(lambda: len(self.slack.called("chat.postEphemeral")) >= count)
@@ -207,15 +260,17 @@ def signed_headers(
     reason: str = "http_timeout",
     secret: str = SECRET,
     timestamp: int | None = None,
+    content_type: str = "application/json",
 ) -> dict[str, str]:
     """The headers of an HTTP request Slack signs with `secret` (at `timestamp`, or now).
 
     Slack's `retry`-th retry of a delivery (1, 2, 3) also says which, and why (`reason`).
+    Events come as JSON; interactions (clicks, shortcuts) form-encoded.
     """
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": content_type,
         "X-Slack-Request-Timestamp": stamp,
         "X-Slack-Signature": signature or "",
     }
@@ -231,11 +286,13 @@ async def running(
     db: Path | str = ":memory:",
     *,
     settings: dict[str, Any] | None = None,
+    tools: Sequence[Tool] = (),
     **options: Any,
 ) -> AsyncIterator[Harness]:
-    """The Slack adapter on a real core; `settings` override core settings (`Config` fields)."""
+    """The Slack adapter on a real core; `settings` override core settings (`Config` fields),
+    `tools` are given to the agent besides its own."""
     config = make_config(fake_openai, db, **(settings or {}))
-    async with Harness(slack, config, **options) as harness:
+    async with Harness(slack, config, tools=tools, **options) as harness:
         yield harness
 
 
