@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.e2e_bench throughput [--messages 600] [--concurrency 1 16]
     .venv/bin/python -m bench.e2e_bench concurrency [--conversations 1000] [--model-seconds 1]
+    .venv/bin/python -m bench.e2e_bench tools [--messages 300] [--concurrency 1 16]
 
 `throughput`: messages go through the core (guards, per-thread lock, the buffered turn, the
 store, streaming to a sink) against a fake model at zero latency, compared with a bare loop of
@@ -12,6 +13,12 @@ the bot's and the openai client's only.
 `concurrency`: N conversations at once against a model that takes `--model-seconds` per answer:
 no errors, every turn stored once and in order, wall time against model time plus the bare loop's
 CPU time for the same number of turns, and peak RSS.
+
+`tools`: every message makes the model call one tool on a local MCP server (stdio, the test
+server in `tests/support/mcp_server.py`) before answering: the bot (its toolbox, timeouts and
+supervision included) against a bare `Runner.run` whose agent has the same server in
+`mcp_servers`, and the time from the model sending the tool call to the request carrying the
+tool's result reaching the model (measured by the fake model itself).
 """
 
 from __future__ import annotations
@@ -19,15 +26,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import resource
+import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from agents import Runner, SQLiteSession
+from agents.mcp import MCPServerStdio
 
 from bot.agent import build_agent, build_client, build_model, build_run_config
 from bot.app import build_core
@@ -35,12 +47,14 @@ from bot.config import Config
 from bot.core import Core
 from bot.messages import IncomingMessage, ReplyKind, Surface
 from bot.storage import SQLiteStore
+from bot.tools import open_toolbox
+from tests.support.mcp_server import config_entry, stdio_params
 
 Send = Callable[[str, int], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def model_server(latency: float) -> AsyncIterator[str]:
+async def model_server(latency: float, tool: str | None = None) -> AsyncIterator[str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -49,6 +63,7 @@ async def model_server(latency: float) -> AsyncIterator[str]:
         str(latency),
         "--chunk-chars",
         "16",
+        *(["--tool", tool] if tool else []),
         stdout=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
@@ -89,15 +104,21 @@ async def drive(send: Send, messages: int, threads: int, concurrency: int) -> fl
 
 
 class Bot:
-    """The whole core, as an adapter drives it."""
+    """The whole core, as an adapter drives it (with the configured tools, if any)."""
 
-    def __init__(self, base_url: str, db_path: Path, concurrency: int) -> None:
+    def __init__(
+        self, base_url: str, db_path: Path, concurrency: int, mcp_config: Path | None = None
+    ) -> None:
         self.config = bench_config(base_url, db_path, concurrency)
+        if mcp_config is not None:
+            self.config = dataclasses.replace(self.config, mcp_config=str(mcp_config))
+        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Send:
         self.client = build_client(self.config)
         self.store = await SQLiteStore.open(self.config.db_path)
-        self.core: Core = build_core(self.config, self.store, self.client)
+        toolbox = await self._stack.enter_async_context(open_toolbox(self.config))
+        self.core: Core = build_core(self.config, self.store, self.client, tools=toolbox.tools)
         surface = Surface(max_chars=2000)
 
         async def send(thread: str, turn: int) -> None:
@@ -109,6 +130,7 @@ class Bot:
         return send
 
     async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
         await self.store.close()
         await self.client.close()
 
@@ -125,17 +147,26 @@ class _Streamed:
     async def delta(self, text: str) -> None:
         self.parts.append(text)
 
+    async def tool(self, name: str) -> None:
+        pass
+
 
 class BareLoop:
     """`Runner.run` (or `run_streamed`) with a `SQLiteSession` per message: the SDK alone."""
 
-    def __init__(self, base_url: str, db_path: Path, streamed: bool) -> None:
+    def __init__(
+        self, base_url: str, db_path: Path, streamed: bool, mcp: MCPServerStdio | None = None
+    ) -> None:
         self.config = bench_config(base_url, db_path, 1)
         self.streamed = streamed
+        self.mcp = mcp
 
     async def __aenter__(self) -> Send:
         self.client = build_client(self.config)
         agent = build_agent(self.config, build_model(self.config, self.client), [])
+        if self.mcp is not None:
+            await self.mcp.connect()
+            agent = agent.clone(mcp_servers=[self.mcp])
         run_config = build_run_config(self.config)
         path = self.config.db_path
 
@@ -158,6 +189,8 @@ class BareLoop:
         return send
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.mcp is not None:
+            await self.mcp.cleanup()
         await self.client.close()
 
 
@@ -230,6 +263,53 @@ async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
         print(f"  first error: {errors[0]!r}")
 
 
+def _tool_gaps(base_url: str) -> list[float]:
+    with urllib.request.urlopen(f"{base_url}/_fake/tool_gaps") as response:  # loopback only
+        return [float(gap) for gap in json.load(response)]
+
+
+async def tools(args: argparse.Namespace, workdir: Path) -> None:
+    mcp_config = workdir / "mcp.json"
+    entry = config_entry(allowed_tools=["lookup_ticket"])
+    mcp_config.write_text(json.dumps({"mcpServers": {"tickets": entry}}))
+    async with model_server(0.0, tool="lookup_ticket") as base_url:
+        for concurrency in args.concurrency:
+            print(
+                f"\n{args.messages} tool-using messages over {args.threads} threads, "
+                f"concurrency {concurrency}, one MCP call (stdio) each, model latency 0"
+            )
+            rates: dict[str, float] = {}
+            gaps: dict[str, list[float]] = {}
+            backends: dict[str, Any] = {
+                "bare Runner.run + SQLiteSession + MCP": lambda p: BareLoop(
+                    base_url,
+                    p,
+                    False,
+                    MCPServerStdio(cast(Any, stdio_params()), cache_tools_list=True),
+                ),
+                "the bot (core + store + toolbox)": lambda p, c=concurrency: Bot(
+                    base_url, p, c, mcp_config
+                ),
+            }
+            for name, make in backends.items():
+                backend: Any = make(workdir / f"tools-{name.split()[1]}-{concurrency}.sqlite3")
+                async with backend as send:
+                    await drive(send, args.threads, args.threads, concurrency)  # warm up
+                    await asyncio.to_thread(_tool_gaps, base_url)
+                    rates[name] = await drive(send, args.messages, args.threads, concurrency)
+                    gaps[name] = await asyncio.to_thread(_tool_gaps, base_url)
+            for name, rate in rates.items():
+                ms = sorted(gap * 1000 for gap in gaps[name])
+                p95 = ms[int(len(ms) * 0.95)] if ms else float("nan")
+                print(
+                    f"  {name:40} {rate:7.1f} msg/s   tool call -> result at the model: "
+                    f"median {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms"
+                )
+            bot = rates["the bot (core + store + toolbox)"]
+            bare = rates["bare Runner.run + SQLiteSession + MCP"]
+            print(f"  bot / bare Runner.run           = {bot / bare:.2f}  (target >= 0.90)")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -240,10 +320,16 @@ async def main() -> None:
     cc = sub.add_parser("concurrency")
     cc.add_argument("--conversations", type=int, default=1000)
     cc.add_argument("--model-seconds", type=float, default=1.0)
+    tl = sub.add_parser("tools")
+    tl.add_argument("--messages", type=int, default=300)
+    tl.add_argument("--threads", type=int, default=30)
+    tl.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp:
         if args.what == "throughput":
             await throughput(args, Path(tmp))
+        elif args.what == "tools":
+            await tools(args, Path(tmp))
         else:
             await concurrency(args, Path(tmp))
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.agent import build_client
+from bot.agent import agent_instructions, build_client
 from bot.app import build_core
 from bot.config import Config
 from bot.core import Core
@@ -164,7 +164,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                 await core.idle()
                 if len(fake.requests) > before + 1:
                     summary_turns.add(turn)
-            instructions = core._agent.instructions
+            instructions = agent_instructions(config)
             old = await old_policy(store, str(instructions), args.turns)
         finally:
             await store.close()
