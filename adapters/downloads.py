@@ -49,7 +49,9 @@ async def download(
         if check is not None:
             check(response)
         if response.content_length is not None and response.content_length > limit:
-            raise DownloadError(f"{response.content_length:,} bytes, more than the {limit:,} allowed")
+            raise DownloadError(
+                f"{response.content_length:,} bytes, more than the {limit:,} allowed"
+            )
         body = bytearray()
         async for chunk in response.content.iter_chunked(CHUNK_BYTES):
             body += chunk
