@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from adapters.downloads import DownloadError
 from adapters.slack_files import (
-    DownloadError,
     SharedFile,
     SlackFiles,
     is_slack_url,
