@@ -120,6 +120,12 @@ SUFFIX_IMAGES: Final = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "ima
                         ".webp": "image/webp", ".gif": "image/gif"}  # fmt: skip
 
 
+IMAGE_TOKENS: Final = 1_500
+"""What one image may cost as model input, kept free in the turn's budget. OpenAI counts 85
+tokens plus 170 per 512-pixel tile after scaling; a tall or wide picture at `detail: auto` comes
+to about 1,450 at most."""
+
+
 @dataclass(frozen=True)
 class AttachmentSettings:
     vision: str = "auto"

@@ -26,6 +26,7 @@ from .approvals import (
     ApprovalSettings,
 )
 from .attachments import (
+    IMAGE_TOKENS,
     AttachmentReader,
     AttachmentSettings,
     ReadFiles,
@@ -393,7 +394,8 @@ class Core:
         attempt = functools.partial(
             self._runs.start, session_id, author, sink=sink, platform=platform
         )
-        plan = await self._memory.plan(session_id, author, text)
+        extra = IMAGE_TOKENS * len(files.images)
+        plan = await self._memory.plan(session_id, author, text, extra_tokens=extra)
         try:
             return await attempt(plan, files), plan
         except openai.BadRequestError as exc:
@@ -412,7 +414,7 @@ class Core:
             # learn a smaller budget, retry once with less, and catch the summary up meanwhile.
             self._memory.model_refused(plan.estimated_tokens, str(exc))
         self._summaries.request(session_id)
-        plan = await self._memory.plan(session_id, author, text)
+        plan = await self._memory.plan(session_id, author, text, extra_tokens=extra)
         outcome = await attempt(plan, files)
         return outcome, replace(plan, needs_summary=True)
 

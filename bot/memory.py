@@ -169,13 +169,16 @@ class Memory:
             return self._instructions
         return f"{self._instructions}\n\n{SUMMARY_HEADING}\n{summary.text}"
 
-    async def plan(self, session_id: str, author: Author, text: str) -> Plan:
+    async def plan(
+        self, session_id: str, author: Author, text: str, *, extra_tokens: int = 0
+    ) -> Plan:
         """Choose what the model sees for one new message.
 
         Args:
             session_id: The thread.
             author: Who wrote the message.
             text: The message.
+            extra_tokens: What the message carries beyond its text (images), kept free.
         """
         known = self._density.get(session_id)
         read = await self._store.read_memory(session_id, density=known is None)
@@ -187,7 +190,7 @@ class Memory:
         budget = self.history_chars(ratio)
         item, message_chars, kept = self._fit_message(author, text, int(budget * MESSAGE_SHARE))
         summary_room = int(self._settings.summary_tokens / ratio) - _summary_chars(summary)
-        capacity = max(0, budget + summary_room - message_chars)
+        capacity = max(0, budget + summary_room - message_chars - int(extra_tokens / ratio))
         items, full = _newest(read.newest, capacity)
         if not full and read.continue_below is not None:
             older, complete = await self._store.read_window(
@@ -207,7 +210,7 @@ class Memory:
             instructions=self.instructions_with(summary),
             item=item,
             kept_chars=kept,
-            estimated_tokens=int(estimate * ratio),
+            estimated_tokens=int(estimate * ratio) + extra_tokens,
             needs_summary=full or total > HIGH_WATER * budget,
         )
 

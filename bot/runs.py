@@ -68,8 +68,8 @@ class _TurnHooks(UsageMeter):
     `on_tool_start` marks the call itself, approved or not.
     """
 
-    def __init__(self, sink: ReplySink | None) -> None:
-        super().__init__()
+    def __init__(self, sink: ReplySink | None, *, counting: bool = True) -> None:
+        super().__init__(counting=counting)
         self._sink = sink
 
     async def on_tool_start(
@@ -131,7 +131,7 @@ class AgentRuns:
         # run of one Agent object against all the others running, which made 1,000 concurrent
         # turns spend ~30% of their CPU in that check (quadratic in the number of turns).
         agent = self._agent.clone(instructions=plan.instructions)
-        meter = _TurnHooks(sink)
+        meter = _TurnHooks(sink, counting=not files.images)
         result = Runner.run_streamed(
             agent,
             [cast("TResponseInputItem", with_images(plan.item, files.images))],
@@ -143,7 +143,7 @@ class AgentRuns:
         outcome = await self._follow(
             result, turn, meter, sink, platform=platform, instructions=plan.instructions
         )
-        if isinstance(outcome, str):
+        if isinstance(outcome, str) and not files.images:
             self._measured(session_id, meter.usage(result.context_wrapper.usage, None))
         return outcome
 
@@ -168,7 +168,8 @@ class AgentRuns:
             author=record.requester,
             pending=cast("list[Item]", json.loads(record.items)),
         )
-        meter = _TurnHooks(sink)
+        # The state carries the tokens of the run before the pause, not its characters.
+        meter = _TurnHooks(sink, counting=False)
         result = Runner.run_streamed(
             agent, state, session=turn, run_config=self._run_config, context=context, hooks=meter
         )

@@ -18,8 +18,12 @@ class UsageMeter(RunHooks[Any]):
     provider reports by them gives the thread's tokens per stored character.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, counting: bool = True) -> None:
+        """`counting=False` leaves `input_chars` at 0, which keeps the run out of the thread's
+        tokens-per-character figure: for runs whose tokens are not all in their characters
+        (images), or whose characters are not all counted here (a resumed run)."""
         self.input_chars = 0
+        self._counting = counting
 
     async def on_llm_start(
         self,
@@ -28,6 +32,8 @@ class UsageMeter(RunHooks[Any]):
         system_prompt: str | None,
         input_items: list[TResponseInputItem],
     ) -> None:
+        if not self._counting:
+            return
         self.input_chars += len(system_prompt or "")
         self.input_chars += sum(len(json.dumps(item, default=str)) for item in input_items)
 

@@ -200,3 +200,18 @@ async def test_the_reader_caps_downloads_at_the_limit() -> None:
     assert "couldn't download" in read.text  # the fetch refused more than 5 bytes
     parts = content_parts({"content": "x"})
     assert parts == [{"type": "text", "text": "x"}]
+
+
+async def test_an_image_turn_stays_out_of_the_threads_token_density(
+    bot: BotParts, fake_openai: FakeOpenAI
+) -> None:
+    await send(bot, "plain words first")
+    await send(bot, "and a picture", attach("cat.png", "image/png", Served(PNG)))
+    plain, pictured = [m.usage for m in (await bot.store.dump_thread(THREAD)).messages if m.usage]
+    assert plain is not None
+    assert pictured is not None
+    # Its characters (as stored, without the picture) would not explain its tokens: recorded
+    # for cost, left out of the tokens-per-character figure that sizes later windows.
+    assert plain.input_chars > 0
+    assert pictured.input_tokens > 0
+    assert pictured.input_chars == 0

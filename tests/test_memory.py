@@ -173,6 +173,17 @@ async def test_the_plan_grows_the_window_in_place_until_the_budget_and_cuts_only
     assert plan.window[0].item["role"] == "user"
 
 
+async def test_images_take_their_tokens_out_of_the_window(store: SQLiteStore) -> None:
+    config = Config(context_tokens=8_000, max_output_tokens=1_000, summary_tokens=500)
+    memory = build_memory(config, store)
+    for turn in range(100):
+        await store.append("t", [msg("user", f"q {turn} " * 20), msg("assistant", "a " * 50)])
+    plain = await memory.plan("t", ANN, "look")
+    pictured = await memory.plan("t", ANN, "look", extra_tokens=3_000)
+    assert len(pictured.window) < len(plain.window)
+    assert pictured.estimated_tokens <= config.context_tokens - config.output_reserve
+
+
 async def test_a_message_larger_than_the_budget_is_cut_to_fit(store: SQLiteStore) -> None:
     memory = build_memory(Config(context_tokens=8_000), store)
     plan = await memory.plan("t", ANN, "é" * 50_000)
