@@ -106,10 +106,12 @@ class TimedMemory(Memory):
         self.__dict__.update(inner.__dict__)
         self.seconds: list[float] = []
 
-    async def plan(self, session_id: str, author: Author, text: str) -> Plan:
+    async def plan(
+        self, session_id: str, author: Author, text: str, *, extra_tokens: int = 0
+    ) -> Plan:
         started = time.perf_counter()
         try:
-            return await super().plan(session_id, author, text)
+            return await super().plan(session_id, author, text, extra_tokens=extra_tokens)
         finally:
             self.seconds.append(time.perf_counter() - started)
 
