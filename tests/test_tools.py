@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
+from agents import function_tool
 
 from bot.config import Config
 from bot.messages import Decision, IncomingMessage, Reply, ReplyKind, Surface
@@ -316,3 +318,53 @@ async def test_tool_calls_do_not_block_other_threads(model: FakeOpenAI, tmp_path
         quick = await asyncio.wait_for(bot.parts.core.handle(message, CHAT), 1.0)
         assert quick.text == "Nothing to do."
         assert "done" in (await slow).text
+
+
+async def test_a_long_thread_of_tool_turns_never_splits_a_call_from_its_result(
+    tmp_path: Path,
+) -> None:
+    """A small budget forces the window to cut the thread on every turn; the fake refuses any
+    request holding a tool result without its call, as OpenAI does, so every turn answering is
+    the proof."""
+
+    @function_tool
+    def lookup_ticket(ticket: str) -> str:
+        """Look a ticket up.
+
+        Args:
+            ticket: The ticket's ID.
+        """
+        return f"Ticket {ticket}: " + "details " * 60
+
+    async with FakeOpenAI(calling_model) as fake:
+        config = make_config(
+            fake, tmp_path / "m.sqlite3", context_tokens=4_000, max_output_tokens=500
+        )
+        parts = await BotParts(config, tools=[lookup_ticket]).start()
+        try:
+            for turn in range(40):
+                reply = await say(parts, f'call lookup_ticket {{"ticket": "T-{turn}"}}')
+                assert reply.kind is ReplyKind.ANSWER, reply
+                await parts.core.idle()
+            assert len(await parts.store.history(THREAD, limit=1000)) == 160
+            sent = fake.requests[-1].messages
+            assert 'T-0"' not in json.dumps(sent)  # the window did move on
+        finally:
+            await parts.close()
+
+
+async def test_the_fake_model_refuses_a_tool_result_without_its_call() -> None:
+    """What makes the test above a proof: OpenAI's own refusal, reproduced."""
+    async with FakeOpenAI(calling_model) as fake:
+        client = openai.AsyncOpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=0)
+        try:
+            with pytest.raises(openai.BadRequestError, match="must be a response to a preceeding"):
+                await client.chat.completions.create(
+                    model="fake-model",
+                    messages=[
+                        {"role": "user", "content": "hi"},
+                        {"role": "tool", "tool_call_id": "call_9", "content": "42"},
+                    ],
+                )
+        finally:
+            await client.close()

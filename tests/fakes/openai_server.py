@@ -87,6 +87,26 @@ def image_urls(message: dict[str, Any]) -> list[str]:
     return urls
 
 
+def _orphan_tool_result(api: str, messages: list[dict[str, Any]]) -> int | None:
+    """The index of the first tool result whose call came nowhere before it, if any."""
+    called: set[str] = set()
+    for index, message in enumerate(messages):
+        if api == "chat":
+            for call in message.get("tool_calls") or []:
+                called.add(str(call.get("id")))
+            if message.get("role") == "tool" and str(message.get("tool_call_id")) not in called:
+                return index
+        else:
+            if message.get("type") == "function_call":
+                called.add(str(message.get("call_id")))
+            if (
+                message.get("type") == "function_call_output"
+                and str(message.get("call_id")) not in called
+            ):
+                return index
+    return None
+
+
 def _has_images(messages: list[dict[str, Any]]) -> bool:
     return any(image_urls(message) for message in messages)
 
@@ -320,6 +340,9 @@ class FakeOpenAI:
                 return web.Response(text=fault.body, content_type="application/json")
             if not self.vision and _has_images(messages):
                 return self._no_vision(api)
+            orphan = _orphan_tool_result(api, messages)
+            if orphan is not None:
+                return self._orphan(api, orphan)
             prompt = _prompt_text(body, messages)
             record.prompt_tokens = count_tokens(prompt) + MESSAGE_OVERHEAD * len(messages)
             limit = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -390,6 +413,27 @@ class FakeOpenAI:
                 "message": f"Invalid content type. {part} is only supported by certain models.",
                 "type": "invalid_request_error",
                 "param": "messages.[1].content.[1].type" if api == "chat" else "input",
+                "code": None,
+            }
+        }
+        return web.json_response(payload, status=400)
+
+    def _orphan(self, api: str, index: int) -> web.Response:
+        # OpenAI refuses a tool result whose call is not in the request, in these words.
+        if api == "chat":
+            message = (
+                "Invalid parameter: messages with role 'tool' must be a response to a "
+                "preceeding message with 'tool_calls'."
+            )
+            param = f"messages.[{index}].role"
+        else:
+            message = "No tool call found for function call output."
+            param = "input"
+        payload = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": param,
                 "code": None,
             }
         }
