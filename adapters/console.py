@@ -136,6 +136,10 @@ class ConsoleAdapter:
             f"Chatting in thread {self._thread!r} as {self._user}. "
             "Type /help for commands, Ctrl-D to quit.\n"
         )
+        waiting = await self._core.pending_approval(self.session_id)
+        if waiting is not None:
+            # Asked before the last quit and still unanswered: ask again.
+            await self._show(waiting, self._sink())
         while not self._closed.is_set() and not self._reader.ended:
             self._write(PROMPT)
             self._idle = True
@@ -163,7 +167,11 @@ class ConsoleAdapter:
             text=line,
         )
         shown = self._sink()
-        reply: Reply | None = await self._core.handle(message, SURFACE, sink=shown)
+        await self._show(await self._core.handle(message, SURFACE, sink=shown), shown)
+
+    async def _show(self, first: Reply, shown: _Shown) -> None:
+        """Show a reply; for an approval, ask y/n and show what that leads to."""
+        reply: Reply | None = first
         # Each approval may resume into another one, so this loops until an answer or a stop.
         while reply is not None and reply.shown:
             self._finish(reply, shown.text)

@@ -52,6 +52,13 @@ class ApprovalFlow:
         text = prompt_text(paused.request, before=paused.before, wait=self._desk.span())
         return Reply(text, ReplyKind.APPROVAL, approval=paused.request)
 
+    async def pending(self, session_id: str) -> Reply | None:
+        """The thread's waiting approval as a prompt, if there is one."""
+        record = await self._store.approval_in(session_id)
+        if record is None:
+            return None
+        return self.prompt(Paused(self._desk.request(record), ""))
+
     async def settled(self) -> None:
         """Wait for prompt updates under way (tests)."""
         while self._notices:

@@ -262,6 +262,12 @@ class Core:
             )
             return Reply(friendly_error(exc), ReplyKind.ERROR)
 
+    async def pending_approval(self, session_id: str) -> Reply | None:
+        """The prompt of the approval waiting in a thread, to show again (a console that
+        restarted mid-question); None when nothing waits. Buttons on a platform need this not:
+        they keep working across restarts."""
+        return await self._approvals.pending(session_id)
+
     async def expire_approvals(self, now: datetime | None = None) -> int:
         """Reject every approval past its deadline and tell the model; returns how many.
 

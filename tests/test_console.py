@@ -371,7 +371,7 @@ async def test_an_mcp_tool_needing_approval_from_the_config(
     assert "Traceback" not in stderr
 
 
-async def test_a_prompt_left_at_quit_is_cancelled_by_the_next_message(
+async def test_a_prompt_left_at_quit_is_asked_again_after_a_restart(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     fake_openai.responder = ticket_model
@@ -385,14 +385,13 @@ async def test_a_prompt_left_at_quit_is_cancelled_by_the_next_message(
     code, stderr = await first.quit()  # Ctrl-D at the question: it stays pending
     assert code == 0, stderr
     assert "Traceback" not in stderr
-
-    again = await start_console(tmp_path, env, "console", "--name", "Tess")
-    answer = await again.say("never mind, hello")
-    lines = answer.splitlines()
-    assert lines[0] == "(cancelled: a new message came in)"
-    assert lines[-1].startswith("bot> You said: [Tess] never mind, hello.")
-    assert (await again.quit())[0] == 0
     assert calls(log) == []  # listing tools is not a call; nothing ran
+
+    again = await start_console(tmp_path, env, "console", "--name", "Tess", until=APPROVE_PROMPT)
+    answer = await again.say("y")
+    assert answer.splitlines()[-1].startswith("bot> Tools said: Ticket T-3")
+    assert (await again.quit())[0] == 0
+    assert [call["tool"] for call in calls(log)] == ["delete_ticket"]
 
 
 ALLOWED = ["lookup_ticket", "delete_ticket"]

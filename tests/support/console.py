@@ -86,9 +86,10 @@ async def spawn(
     )
 
 
-async def start_console(cwd: Path, env: dict[str, str], *args: str) -> Console:
+async def start_console(cwd: Path, env: dict[str, str], *args: str, until: str = PROMPT) -> Console:
+    """The console in a child process, once it asks for input (`until`)."""
     console = Console(await spawn(cwd, env, *args))
-    banner = await console.read_until(PROMPT)
+    banner = await console.read_until(until)
     assert "Type /help for commands" in banner, banner
     return console
 
