@@ -160,6 +160,11 @@ class ApprovalFlow:
         """Let the platform update the prompt, in the background: never on a turn's time."""
         outlet = self._desk.outlet(record.platform)
         if outlet is None or record.address is None:
+            # Another worker's platform, or a prompt that was never shown: the outcome is in
+            # the thread's memory either way.
+            logger.info(
+                "Approval %s %s; no prompt of it to update here", record.approval_id, outcome.value
+            )
             return
         task = asyncio.create_task(
             self._settle(outlet, record, record.address, outcome, reply),
