@@ -197,18 +197,8 @@ class AnswerWriter:
         of whatever was streamed before the model asked for the tool; returns the prompt
         message's ts, or None when Slack took neither the edit nor a new post (logged)."""
         text = render(markdown, True)
-        stream, self._stream = self._stream, None
-        self._native = False
-        handle: str | None = None
-        if stream is not None and stream.ts is not None:
-            try:
-                await stream.stop()
-            except SlackApiError as exc:
-                logger.info(
-                    "Stopping the stream in %s failed: %s", self._dest.channel, error_code(exc)
-                )
-            handle = stream.ts
-        elif self._text:
+        handle = await self._stop_native()
+        if handle is None and self._text:
             # Text went to the post-and-edit reply (maybe not posted yet): let it settle on the
             # prompt's text first, so no write still under way lands after the buttons.
             await self._posted.finish(markdown)
@@ -319,18 +309,25 @@ class AnswerWriter:
         """Go on by posting and editing, in the streamed message if there is one."""
         if not self._native:
             return
+        ts = await self._stop_native()
+        if ts is not None:
+            self._posted.adopt(ts)
+        await self._posted.add(self._text)
+
+    async def _stop_native(self) -> str | None:
+        """Stop Slack's native stream, if one was started; returns its message's ts.
+
+        A failed stop leaves the message as streamed so far, to be edited from here on.
+        """
         self._native = False
         stream, self._stream = self._stream, None
-        if stream is not None and stream.ts is not None:
-            try:
-                await stream.stop()
-            except SlackApiError as exc:
-                # The message stays as streamed so far and is edited from here on.
-                logger.info(
-                    "Stopping the stream in %s failed: %s", self._dest.channel, error_code(exc)
-                )
-            self._posted.adopt(stream.ts)
-        await self._posted.add(self._text)
+        if stream is None or stream.ts is None:
+            return None
+        try:
+            await stream.stop()
+        except SlackApiError as exc:
+            logger.info("Stopping the stream in %s failed: %s", self._dest.channel, error_code(exc))
+        return stream.ts
 
     async def _post_quietly(self, text: str) -> None:
         try:

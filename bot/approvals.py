@@ -146,13 +146,16 @@ def prompt_text(request: ApprovalRequest, *, before: str = "", wait: str) -> str
     return f"{before.strip()}\n\n{text}" if before.strip() else text
 
 
+def waiting_calls(record: PendingApproval) -> list[str]:
+    """The call IDs a pending approval covers."""
+    return [str(call["call_id"]) for call in json.loads(record.calls) if call.get("call_id")]
+
+
 def not_run_outputs(record: PendingApproval, reason: str) -> list[Item]:
     """A result for each waiting call saying it was not run, so the model knows."""
-    calls = json.loads(record.calls)
     return [
-        {"type": "function_call_output", "call_id": call["call_id"], "output": reason}
-        for call in calls
-        if call.get("call_id")
+        {"type": "function_call_output", "call_id": call_id, "output": reason}
+        for call_id in waiting_calls(record)
     ]
 
 

@@ -128,9 +128,11 @@ to about 1,450 at most."""
 
 @dataclass(frozen=True)
 class AttachmentSettings:
-    vision: str = "auto"
+    """What the reader needs from configuration (defaults live in `Config` alone)."""
+
+    vision: str
     """`auto`, `on` or `off` (see the module docstring)."""
-    max_bytes: int = 10_000_000
+    max_bytes: int
 
 
 @dataclass
@@ -143,6 +145,10 @@ class ReadFiles:
     """Image input parts for the model."""
     image_notes: list[str] = field(default_factory=list)
     """What each image becomes in memory, and in a retry without images."""
+
+    def blind(self) -> ReadFiles:
+        """The same files for a model that cannot see: no images, their notes kept."""
+        return ReadFiles(text=self.text, image_notes=self.image_notes)
 
 
 class AttachmentReader:
@@ -212,6 +218,15 @@ def with_images(item: Item, images: Sequence[Item]) -> Item:
         else list(content or [])
     )
     return {**item, "content": [*parts, *images]}
+
+
+def with_image_notes(item: Item, notes: Sequence[str]) -> Item:
+    """A text message item saying which images it came with, for a model that cannot see."""
+    content = item.get("content")
+    if not notes or not isinstance(content, str):
+        return item
+    text = " ".join(f"{note} (this model can't see images)" for note in notes)
+    return {**item, "content": f"{content}\n\n{text}"}
 
 
 def without_images(item: Item, notes: Sequence[str] = ()) -> Item:

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -21,15 +21,12 @@ import openai
 from agents import Agent, RunConfig
 
 from .approval_flow import ApprovalFlow
-from .approvals import (
-    ApprovalDesk,
-    ApprovalSettings,
-)
+from .approvals import ApprovalDesk, ApprovalSettings
 from .attachments import (
     IMAGE_TOKENS,
     AttachmentReader,
-    AttachmentSettings,
     ReadFiles,
+    with_image_notes,
 )
 from .commands import CommandContext, CommandRegistry, Invocation
 from .errors import friendly_error, is_context_overflow, is_routine, log_failed_turn
@@ -47,7 +44,7 @@ from .messages import (
 )
 from .runs import AgentRuns, Paused
 from .runs import Outcome as RunOutcome
-from .storage import Author, Item, Store, ThreadBusyError
+from .storage import Author, Store, ThreadBusyError
 from .summary import SummaryKeeper
 from .texts import BUSY, EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN, SLOW_DOWN
 
@@ -68,15 +65,12 @@ class CoreSettings:
     """Whose memory a message joins: its thread's, its channel's or its author's."""
     thread_wait: float
     """Seconds a message waits for its thread's earlier turn before the bot says it is busy."""
-    approvals: ApprovalSettings = field(
-        default_factory=lambda: ApprovalSettings(timeout=900.0, approvers="asker")
-    )
-    may_pause: bool = False
+    approvals: ApprovalSettings
+    may_pause: bool
     """Whether any tool needs approval, so a turn must look for a pending one to cancel."""
 
 
 PLAIN: Final = Surface()
-_NO_FILES: Final = AttachmentSettings(vision="off", max_bytes=0)
 _NO_SLOT: Final = contextlib.nullcontext()
 REPEAT: Final = Reply("", ReplyKind.REPEAT)
 
@@ -94,7 +88,7 @@ class Core:
         commands: CommandRegistry,
         run_config: RunConfig,
         settings: CoreSettings,
-        attachments: AttachmentReader | None = None,
+        attachments: AttachmentReader,
     ) -> None:
         self._store = store
         self._memory = memory
@@ -107,7 +101,7 @@ class Core:
         self._closing = False
         self._rate = RateLimiter(settings.rate_limit_per_minute)
         self._desk = ApprovalDesk(settings.approvals)
-        self._attachments = attachments or AttachmentReader(_NO_FILES)
+        self._attachments = attachments
         self._runs = AgentRuns(
             agent=agent,
             store=store,
@@ -411,9 +405,8 @@ class Core:
                 self._attachments.refused_images(self._settings.model_name)
                 if self._attachments.sees(self._settings.model_name):
                     raise
-                blind = ReadFiles(text=files.text, image_notes=files.image_notes)
-                plan = replace(plan, item=_note_images(plan.item, files.image_notes))
-                return await attempt(plan, blind), plan
+                plan = replace(plan, item=with_image_notes(plan.item, files.image_notes))
+                return await attempt(plan, files.blind()), plan
             if not is_context_overflow(exc):
                 raise
             # The budget is above the model's context, or the estimate was low for this text:
@@ -423,14 +416,6 @@ class Core:
         plan = await self._memory.plan(session_id, author, text, extra_tokens=extra)
         outcome = await attempt(plan, files)
         return outcome, replace(plan, needs_summary=True)
-
-
-def _note_images(item: Item, notes: list[str]) -> Item:
-    text = " ".join(f"{note} (this model can't see images)" for note in notes)
-    content = item.get("content")
-    if isinstance(content, str):
-        return {**item, "content": f"{content}\n\n{text}"}
-    return item
 
 
 def _clean(text: str) -> str:

@@ -27,7 +27,7 @@ from agents.result import RunResultStreaming
 from agents.stream_events import RawResponsesStreamEvent
 from openai.types.responses import ResponseTextDeltaEvent
 
-from .approvals import ApprovalDesk
+from .approvals import ApprovalDesk, waiting_calls
 from .attachments import ReadFiles, with_images, without_images
 from .errors import EmptyAnswerError
 from .memory import Plan
@@ -247,7 +247,7 @@ class AgentRuns:
 
 def _has_results(items: Sequence[Item], record: PendingApproval) -> bool:
     """Whether a resumed turn holds a result for any of the calls it was paused on."""
-    waiting = {call.get("call_id") for call in json.loads(record.calls)}
+    waiting = set(waiting_calls(record))
     return any(
         item.get("type") == "function_call_output" and item.get("call_id") in waiting
         for item in items

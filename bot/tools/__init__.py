@@ -19,7 +19,7 @@ from agents.tool import FunctionTool
 from ..config import Config
 from .mcp import SupervisedServer, close_servers, connect_servers
 from .mcp_config import ServerSpec, read_mcp_config
-from .plugins import ENTRY_POINT_GROUP, plugin_tools
+from .plugins import ENTRY_POINT_GROUP, plugin_tools, tool_name
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -72,7 +72,7 @@ async def open_toolbox(
 def _unique(tools: Sequence[Tool], taken: set[str]) -> list[Tool]:
     kept: list[Tool] = []
     for tool in tools:
-        name = tool_names([tool])[0]
+        name = tool_name(tool)
         if name in taken:
             logger.warning("Two tools are named %r; keeping the first, leaving out the other", name)
             continue
@@ -82,7 +82,7 @@ def _unique(tools: Sequence[Tool], taken: set[str]) -> list[Tool]:
 
 
 def tool_names(tools: Sequence[Tool]) -> list[str]:
-    return [getattr(tool, "name", type(tool).__name__) for tool in tools]
+    return [tool_name(tool) for tool in tools]
 
 
 def needs_approval(tools: Sequence[Tool]) -> bool:

@@ -36,7 +36,7 @@ def plugin_tools(found: Callable[[], Iterable[EntryPoint]] | None = None) -> lis
                 "Tool plugin %r (%s) did not load, skipping it: %s", point.name, point.value, exc
             )
             continue
-        logger.info("Tool plugin %s: %s", point.name, ", ".join(_name(t) for t in loaded))
+        logger.info("Tool plugin %s: %s", point.name, ", ".join(map(tool_name, loaded)))
         tools.extend(loaded)
     return tools
 
@@ -54,5 +54,6 @@ def _tools_of(value: Any) -> list[Tool]:
     return tools
 
 
-def _name(tool: Tool) -> str:
+def tool_name(tool: Tool) -> str:
+    """The name the model calls a tool by."""
     return getattr(tool, "name", type(tool).__name__)
