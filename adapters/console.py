@@ -158,6 +158,10 @@ class ConsoleAdapter:
         # A turn under way is the core's to finish; the prompt loop just stops asking.
         self._closed.set()
 
+    async def problem(self) -> str | None:
+        """The terminal is always there."""
+        return None
+
     async def _answer(self, line: str) -> None:
         message = IncomingMessage(
             platform="console",

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+import aiohttp
 from cachetools import LRUCache
 
 with warnings.catch_warnings():
@@ -25,6 +26,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
     import discord
     from discord import app_commands
+    from discord.gateway import DiscordWebSocket
+    from discord.utils import MISSING
 
 from bot.adapter import (
     SHUTTING_DOWN,
@@ -35,6 +38,8 @@ from bot.adapter import (
     Core,
     Decision,
     IncomingMessage,
+    PlatformApi,
+    ReplyFile,
     Surface,
 )
 
@@ -42,7 +47,7 @@ from .discord_approvals import ApprovalButton, DiscordApprovals
 from .discord_files import DiscordFiles
 from .discord_rules import MessageFacts, Place, decide
 from .discord_settings import SECRET_KEYS, DiscordSettings, configured
-from .discord_stream import AnswerSink, DiscordPoster, DiscordReply
+from .discord_stream import AnswerSink, DiscordPoster, DiscordReply, discord_file
 from .discord_text import (
     MAX_MESSAGE_CHARS,
     session_key,
@@ -76,7 +81,13 @@ INVITE_PERMISSIONS = discord.Permissions(
     send_messages_in_threads=True,
     create_public_threads=True,
     read_message_history=True,
+    # `/history` typed in a channel attaches the whole thread as a file to its answer.
+    attach_files=True,
 )
+
+RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})
+"""Answers discord.py sends its request again after (its `HTTPClient.request`): rate limits,
+and these server errors up to its fifth try."""
 
 CommandRunner = Callable[["discord.Interaction[Any]", str, str], Awaitable[None]]
 
@@ -159,6 +170,7 @@ class DiscordAdapter:
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True
+        api = core.platform_api(self.name)
         self.client = _client(
             self,
             settings,
@@ -166,6 +178,7 @@ class DiscordAdapter:
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=guild_ready_timeout,
             chunk_guilds_at_startup=False,
+            http_trace=None if api is None else api_trace(api),
         )
         self._downloads = DiscordFiles()
         self.approvals = DiscordApprovals(
@@ -196,6 +209,19 @@ class DiscordAdapter:
         await self._inflight.finish(grace)
         await self.client.close()
         await self._downloads.close()
+
+    async def problem(self) -> str | None:
+        """ "not connected" until the gateway is ready, and while a connection is down
+        (discord.py reconnecting); None when every shard is connected."""
+        client = self.client
+        if client.is_closed() or not client.is_ready():
+            return "not connected"
+        if isinstance(client, discord.AutoShardedClient):
+            down = sorted(i for i, shard in client.shards.items() if shard.is_closed())
+            return f"shard {_shard_list(tuple(down))} not connected" if down else None
+        # discord.py keeps the last websocket here; a new one replaces it once reconnected.
+        socket = cast("DiscordWebSocket | None", client.ws)
+        return None if socket is not None and socket.open else "not connected"
 
     # ----- start-up -------------------------------------------------------------------------
 
@@ -438,10 +464,7 @@ class DiscordAdapter:
                 await interaction.response.defer(ephemeral=True, thinking=True)
             reply = await work
             parts = split_message(reply.text, MAX_MESSAGE_CHARS) or ["Done."]
-            if interaction.response.is_done():
-                await interaction.edit_original_response(content=parts[0])
-            else:
-                await interaction.response.send_message(parts[0], ephemeral=True)
+            await _answer_command(interaction, parts[0], reply.file)
             for part in parts[1:]:
                 await interaction.followup.send(part, ephemeral=True)
         except discord.HTTPException as exc:
@@ -481,6 +504,64 @@ def slash_command(command: Command, run: CommandRunner) -> app_commands.Command[
     app_commands.rename(value=argument.name)(with_value)
     app_commands.describe(value=argument.description[:100])(with_value)
     return app_commands.Command(name=name, description=description, callback=with_value)
+
+
+async def _answer_command(
+    interaction: discord.Interaction[Any], text: str, file: ReplyFile | None
+) -> None:
+    """Answer a slash command (only its user sees it) with `text`, and `file` attached.
+
+    A file Discord refuses (over the upload limit, say) costs only the file: the answer goes
+    out without it, since an interaction that failed is still waiting for its response.
+    """
+    if file is not None:
+        try:
+            await _respond(interaction, text, discord_file(file))
+            return
+        except discord.HTTPException as exc:
+            logger.warning(
+                "Sending %s in channel %s failed, answering without it: %s",
+                file.name,
+                interaction.channel_id,
+                exc,
+            )
+    await _respond(interaction, text, None)
+
+
+async def _respond(
+    interaction: discord.Interaction[Any], text: str, file: discord.File | None
+) -> None:
+    # discord.py tells "not given" from None by its MISSING sentinel.
+    if interaction.response.is_done():
+        attachments = MISSING if file is None else [file]
+        await interaction.edit_original_response(content=text, attachments=attachments)
+    else:
+        await interaction.response.send_message(
+            text, ephemeral=True, file=MISSING if file is None else file
+        )
+
+
+def api_trace(api: PlatformApi) -> aiohttp.TraceConfig:
+    """An aiohttp trace (discord.py's `http_trace`) counting its failed and retried calls."""
+
+    async def ended(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        status = params.response.status
+        if status >= 400:
+            api.error(str(status))
+        if status in RETRIED_STATUSES:
+            api.retry()
+
+    async def failed(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        api.error("connection")
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(ended)
+    trace.on_request_exception.append(failed)
+    return trace
 
 
 def _shard_list(shard_ids: tuple[int, ...] | None) -> str:

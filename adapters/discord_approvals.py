@@ -225,6 +225,10 @@ class DiscordApprovals:
                 reply.kind.value,
                 where,
             )
+        elif reply.file is not None:
+            # Onto the message just posted: a typed command's answer and its file stay one
+            # message, as they are for a slash command.
+            await stream.attach_file(reply.file)
 
     async def _post_prompt(
         self, stream: DiscordReply, reply: Reply, request: ApprovalRequest

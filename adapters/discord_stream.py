@@ -8,6 +8,7 @@ the tool being run, buttons on the last message), and is the core's `ReplySink` 
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Hashable
@@ -17,6 +18,8 @@ with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` for voice, which this bot never uses.
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
     import discord
+
+from bot.adapter import ReplyFile
 
 from .streaming import CannotPost, ChannelThrottle, Poster, StreamedReply
 
@@ -28,6 +31,13 @@ Reference = discord.Message | discord.PartialMessage
 def tool_status(name: str) -> str:
     """The line shown while the agent runs a tool."""
     return f"Using `{name}`…"
+
+
+def discord_file(file: ReplyFile) -> discord.File:
+    """A reply's file as an upload (a fresh one each time: discord.py closes it once sent)."""
+    return discord.File(
+        io.BytesIO(file.content.encode()), filename=file.name, description=file.title or None
+    )
 
 
 class DiscordPoster:
@@ -116,6 +126,27 @@ class DiscordReply(StreamedReply[discord.Message]):
             return None
         self.replace_last(edited)
         return edited
+
+    async def attach_file(self, file: ReplyFile) -> bool:
+        """Add `file` to the last message, once the final text is shown.
+
+        Returns:
+            Whether it was added; a failure (no Attach Files permission, too large) is logged
+            and leaves the text as it is.
+        """
+        last = self.last
+        if last is None:
+            return False
+        await self._throttle.wait(self._channel_id, final=True)
+        try:
+            edited = await last.edit(attachments=[discord_file(file)])
+        except discord.HTTPException as exc:
+            logger.warning(
+                "Attaching %s in channel %s failed: %s", file.name, self._channel_id, exc
+            )
+            return False
+        self.replace_last(edited)
+        return True
 
     def _with_status(self, text: str, final: bool) -> str:
         status = self._status

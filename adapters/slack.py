@@ -5,7 +5,8 @@ answers are shown by `slack_stream`. Commands work in a conversation as ``!forge
 ``!undo``, ``!history [page]`` or ``!help`` (or ``@bot forget`` after a mention), as message
 shortcuts, and as slash commands outside threads. A tool that needs approval is shown with
 Approve / Reject buttons (`slack_approvals`); shared files reach the core through
-`slack_files`. How it connects (Socket Mode or HTTP) is `slack_connection`'s.
+`slack_files`, and a command's file (the whole `/history`) goes to the asker's DM through
+`slack_uploads`. How it connects (Socket Mode or HTTP) is `slack_connection`'s.
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     async_default_handlers,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import (
@@ -36,6 +41,7 @@ from bot.adapter import (
     ConfigError,
     Core,
     IncomingMessage,
+    PlatformApi,
     Reply,
     ReplyKind,
     Surface,
@@ -72,6 +78,7 @@ from .slack_rules import (
 from .slack_settings import SECRET_KEYS, SlackSettings, configured
 from .slack_stream import AnswerWriter, Destination, StatusSink, error_code
 from .slack_text import to_mrkdwn
+from .slack_uploads import SENT_IN_DM, send_in_dm
 from .streaming import ChannelThrottle
 
 logger = logging.getLogger(__name__)
@@ -125,14 +132,16 @@ class SlackAdapter:
         self._max_chars = max_chars
         self._surface = Surface(max_chars=max_chars, command_prefix="!")
         self._slash_surface = Surface(max_chars=max_chars, command_prefix="/")
+        # Honour Retry-After on HTTP 429 on top of the default connection-error retries.
+        retries: list[AsyncRetryHandler] = [
+            *async_default_handlers(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        ]
+        api = core.platform_api(PLATFORM)
         self.client = AsyncWebClient(
             token=settings.bot_token,
             base_url=base_url or AsyncWebClient.BASE_URL,
-            # Honour Retry-After on HTTP 429 on top of the default connection-error retries.
-            retry_handlers=[
-                *async_default_handlers(),
-                AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            ],
+            retry_handlers=retries if api is None else counted(api, retries),
         )
         self.app = AsyncApp(
             client=self.client,
@@ -188,6 +197,11 @@ class SlackAdapter:
         self._stopped.set()
         await self._connection.close()
         await self._files.close()
+
+    async def problem(self) -> str | None:
+        """ "not connected" while no Socket Mode connection is up (or, in HTTP mode, before
+        the server listens); None when events can arrive."""
+        return await self._connection.problem()
 
     async def _check_token(self) -> None:
         """Fail at start-up with one clear line when Slack rejects the bot token."""
@@ -300,7 +314,9 @@ class SlackAdapter:
             if dest.thread_ts is not None:
                 self._threads[(dest.channel, dest.thread_ts)] = True
             if reply.ephemeral:
-                await self._ephemeral(dest, to_mrkdwn(reply.text))
+                await self._ephemeral(
+                    dest, await self._command_text(reply, dest.channel, dest.user_id)
+                )
             else:
                 await self._show(reply, writer, dest)
         finally:
@@ -473,6 +489,20 @@ class SlackAdapter:
 
     # ----- commands ------------------------------------------------------------------------
 
+    async def _command_text(self, reply: Reply, channel: str, user: str) -> str:
+        """A command's answer as mrkdwn, for the person who asked only.
+
+        A file with it (the whole `/history`) goes to their direct messages first, since an
+        ephemeral message carries none; the answer says so once it is there.
+        """
+        text = reply.text
+        if reply.file is not None:
+            where = "" if is_dm(channel) else f" in <#{channel}>"
+            comment = f"The full history you asked for{where}."
+            if await send_in_dm(self.client, user, reply.file, comment=comment):
+                text = f"{text}\n\n{SENT_IN_DM.format(name=reply.file.name)}"
+        return to_mrkdwn(text)
+
     async def _slash_command(self, command: dict[str, Any], respond: AsyncRespond) -> None:
         channel, user = str(command.get("channel_id") or ""), str(command.get("user_id") or "")
         if not self._settings.policy.permits(channel, user):
@@ -487,7 +517,8 @@ class SlackAdapter:
             PLATFORM, session, user, str(command.get("user_name") or user), text=""
         )
         reply = await self._core.run_command(used, name, args, self._slash_surface)
-        await respond(text=to_mrkdwn(reply.text), response_type="ephemeral")
+        text = await self._command_text(reply, channel, user)
+        await respond(text=text, response_type="ephemeral")
 
     async def _shortcut(self, shortcut: dict[str, Any], respond: AsyncRespond) -> None:
         channel = str((shortcut.get("channel") or {}).get("id") or "")
@@ -510,10 +541,78 @@ class SlackAdapter:
             channel_id=channel_key(team, channel, dm=is_dm(channel)),
         )
         reply = await self._core.run_command(used, name, "", self._surface)
-        text = to_mrkdwn(reply.text)
+        text = await self._command_text(reply, channel, user)
         if not await self._ephemeral(Destination(channel, reply_thread, team, user), text):
             with contextlib.suppress(Exception):
                 await respond(text=text, response_type="ephemeral")
+
+
+def counted(api: PlatformApi, handlers: list[AsyncRetryHandler]) -> list[AsyncRetryHandler]:
+    """slack_sdk retry handlers that also count failed calls (`api.error`) and the retries
+    `handlers` make (`api.retry`)."""
+    return [_ErrorCounter(api), *(_RetryCounter(api, handler) for handler in handlers)]
+
+
+class _ErrorCounter(AsyncRetryHandler):
+    """Asked first about every response and failure slack_sdk gets; counts the failed ones
+    and never retries itself."""
+
+    def __init__(self, api: PlatformApi) -> None:
+        super().__init__(max_retry_count=0)
+        self._api = api
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if error is not None:
+            self._api.error("connection")
+        elif response is not None:
+            body = response.body or {}
+            if response.status_code >= 400:
+                self._api.error(str(response.status_code))
+            elif body.get("ok") is False:
+                # Slack answers most failures 200 with its own code ("missing_scope").
+                self._api.error(str(body.get("error") or "unknown"))
+        return False
+
+
+class _RetryCounter(AsyncRetryHandler):
+    """One of slack_sdk's retry handlers, counting each retry it makes."""
+
+    def __init__(self, api: PlatformApi, handler: AsyncRetryHandler) -> None:
+        super().__init__(handler.max_retry_count, handler.interval_calculator)
+        self._api = api
+        self._handler = handler
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return await self._handler.can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        self._api.retry()
+        await self._handler.prepare_for_next_attempt_async(
+            state=state, request=request, response=response, error=error
+        )
 
 
 def create(core: Core, config: Config, options: Mapping[str, str]) -> SlackAdapter:

@@ -84,6 +84,16 @@ class SlackConnection:
             "Listening for Slack on http://%s:%s%s", self._host, self.http_port, EVENTS_PATH
         )
 
+    async def problem(self) -> str | None:
+        """Why no event can arrive now; None when one can (one live connection is enough:
+        Slack sends each event to one of those open)."""
+        if self._app_token is None:
+            return None if self._runner is not None else "not listening"
+        for socket in self._sockets:
+            if await socket.client.is_connected():
+                return None
+        return "not connected"
+
     async def close(self) -> None:
         """Disconnect, or stop listening; safe to call more than once."""
         sockets, self._sockets = self._sockets, []

@@ -23,11 +23,13 @@ from .messages import (
     IncomingMessage,
     Outcome,
     Reply,
+    ReplyFile,
     ReplyKind,
     ReplySink,
     Surface,
     ToolRequest,
 )
+from .metrics import PlatformApi
 from .settings import (
     ConfigError,
     boolean,
@@ -58,7 +60,9 @@ __all__ = [
     "Decision",
     "IncomingMessage",
     "Outcome",
+    "PlatformApi",
     "Reply",
+    "ReplyFile",
     "ReplyKind",
     "ReplySink",
     "Surface",
@@ -84,6 +88,11 @@ class Adapter(Protocol):
 
     async def close(self, grace: float) -> None:
         """Finish delivering replies under way for up to `grace` seconds, then disconnect."""
+        ...
+
+    async def problem(self) -> str | None:
+        """Why the adapter cannot take messages right now (e.g. "not connected"), for
+        `/readyz`; None when it can."""
         ...
 
 

@@ -25,10 +25,13 @@ from .agent import (
 )
 from .approvals import ApprovalSettings
 from .attachments import AttachmentReader, AttachmentSettings
+from .budget import Clock, DailyBudget, utc_now
 from .commands import default_commands
-from .config import Config
+from .config import Config, ConfigError
 from .core import Core, CoreSettings
+from .health import Check, HealthServer
 from .memory import Memory, MemorySettings
+from .metrics import NO_OBSERVER, Metrics
 from .plugins import load_adapter
 from .search import SEARCH_TOOL, search_thread_tool
 from .storage import Store, open_store
@@ -54,19 +57,45 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
         store = await open_store(config.memory_location, pool_size=config.pool_size)
         stack.push_async_callback(store.close)
         toolbox = await stack.enter_async_context(open_toolbox(config, reserved=[SEARCH_TOOL]))
-        core = build_core(config, store, client, tools=toolbox.tools)
+        # Metrics only when they are served: without them the core's observer does nothing.
+        metrics = None if config.metrics_port is None else Metrics()
+        core = build_core(config, store, client, tools=toolbox.tools, metrics=metrics)
         adapters = [factory(core, config, options) for factory in factories]
+        if metrics is not None and config.metrics_port is not None:
+            health = HealthServer(
+                metrics.registry,
+                readiness_checks(core, store, adapters),
+                host=config.metrics_host,
+                port=config.metrics_port,
+            )
+            try:
+                await health.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot serve metrics on {config.metrics_host}:{config.metrics_port} "
+                    f"({exc.strerror or exc}); pick another BOT_METRICS_PORT"
+                ) from None
+            stack.push_async_callback(health.close)
         logger.info("Serving %s with memory in %s", ", ".join(platforms), store.location)
         await run_until_stopped(core, adapters, store, config)
 
 
 def build_core(
-    config: Config, store: Store, client: AsyncOpenAI, tools: Sequence[Tool] = ()
+    config: Config,
+    store: Store,
+    client: AsyncOpenAI,
+    tools: Sequence[Tool] = (),
+    *,
+    clock: Clock = utc_now,
+    metrics: Metrics | None = None,
 ) -> Core:
     """The core with its agent, memory and the standard commands, from configuration.
 
-    `tools` are the agent's tools beyond its own `search_thread` (MCP servers, plugins).
+    `tools` are the agent's tools beyond its own `search_thread` (MCP servers, plugins);
+    `clock` tells the budget and `/usage` the time (tests move it instead of sleeping).
+    With `metrics`, the core reports to them, and its turn and command writes are timed.
     """
+    written = store if metrics is None else metrics.watch(store)
     every_tool = [search_thread_tool(store, bot_name=config.name), *tools]
     agent = build_agent(config, build_model(config, client), every_tool)
     run_config = build_run_config(config)
@@ -78,12 +107,13 @@ def build_core(
         bot_name=config.name,
         model=summary_model,
     )
+    budget = DailyBudget(store, config.daily_tokens_per_user, clock=clock)
     return Core(
         agent=agent,
-        store=store,
+        store=written,
         memory=memory,
-        summaries=SummaryKeeper(store, memory, summarizer),
-        commands=default_commands(store, memory, config.name),
+        summaries=SummaryKeeper(written, memory, summarizer),
+        commands=default_commands(written, memory, config.name, budget),
         run_config=run_config,
         settings=CoreSettings(
             max_concurrency=config.max_concurrency,
@@ -97,6 +127,8 @@ def build_core(
         attachments=AttachmentReader(
             AttachmentSettings(vision=config.vision, max_bytes=config.max_attachment_bytes)
         ),
+        budget=budget,
+        observer=NO_OBSERVER if metrics is None else metrics,
     )
 
 
@@ -117,6 +149,22 @@ def build_memory(config: Config, store: Store, tools: Sequence[Tool] = ()) -> Me
             if isinstance(tool, FunctionTool)
         ),
     )
+
+
+def readiness_checks(core: Core, store: Store, adapters: Sequence[Adapter]) -> dict[str, Check]:
+    """What `/readyz` asks: the bot is not stopping, the database answers, and each
+    platform is connected."""
+
+    async def bot() -> str | None:
+        return None if core.accepting else "shutting down"
+
+    async def database() -> str | None:
+        await store.ping()
+        return None
+
+    checks: dict[str, Check] = {"bot": bot, "database": database}
+    checks.update({adapter.name: adapter.problem for adapter in adapters})
+    return checks
 
 
 async def run_until_stopped(

@@ -7,12 +7,15 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 from . import admin
 from .app import serve
 from .config import ConfigError, load_config
 from .logs import configure_logging
 from .plugins import available_adapters, configured_platforms, secrets
+from .portable import FormatError
+from .reports import parse_day, print_usage
 from .storage import failure
 
 logger = logging.getLogger(__name__)
@@ -48,7 +51,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--from", dest="source", required=True, metavar="URL")
     migrate.add_argument("--to", dest="target", required=True, metavar="URL")
+    usage = sub.add_parser(
+        "usage",
+        help="model tokens used, by thread, person, day or model (read-only)",
+        description=(
+            "Add up the tokens every model call used (turns, undone ones included, and "
+            "summaries), grouped as asked. Days are UTC."
+        ),
+    )
+    usage.add_argument("--by", choices=("thread", "user", "day", "model"), default="thread")
+    usage.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="from this UTC day on")
+    usage.add_argument("--format", choices=("table", "csv"), default="table")
+    export = sub.add_parser(
+        "export",
+        help="write threads' whole memory as JSON Lines (for import) or Markdown (read-only)",
+        description=(
+            "Write each named thread (or every one, with --all): its items, authors, times, "
+            "usage and summaries as JSON Lines that `import` reads back exactly, or as a "
+            "readable Markdown transcript."
+        ),
+    )
+    export.add_argument("sessions", nargs="*", metavar="SESSION", help="as `sessions` lists them")
+    export.add_argument("--all", dest="everything", action="store_true", help="every thread")
+    export.add_argument("--format", choices=("jsonl", "markdown"), default="jsonl")
+    export.add_argument("--output", metavar="FILE", help="write here instead of to stdout")
+    imports = sub.add_parser(
+        "import",
+        help="read threads from a JSON Lines export (safe to repeat)",
+        description=(
+            "Store every thread of an export, each in one transaction. A thread the memory "
+            "already holds is left alone (and reported as identical or different), so "
+            "importing a file twice stores it once."
+        ),
+    )
+    imports.add_argument("file", metavar="FILE", help="an export's JSON Lines, or - for stdin")
+    forget = sub.add_parser(
+        "forget-user",
+        help="delete everything one person wrote, and the replies to them",
+        description=(
+            "Delete every message PERSON wrote in PLATFORM's threads, the bot's replies and "
+            "tool steps that answered them, the summaries that covered them and their pending "
+            "approvals; usage records keep their token counts but no longer name them. For "
+            "honouring a deletion request: see the README."
+        ),
+    )
+    forget.add_argument("platform", metavar="PLATFORM", help="discord, slack or console")
+    forget.add_argument("user_id", metavar="USER_ID", help="their ID on that platform")
+    forget.add_argument("--dry-run", action="store_true", help="count, change nothing")
     return parser
+
+
+def _day(raw: str) -> datetime:
+    try:
+        return parse_day(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(
             config.log_level or ("WARNING" if interactive else "INFO"),
             config.secrets + secrets(config.environment),
+            fmt=config.log_format,
         )
         if command == "sessions":
             admin.list_sessions(config, sys.stdout)
@@ -70,6 +128,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin.print_history(config, args.session_id, args.limit, sys.stdout)
         elif command == "migrate":
             admin.migrate(args.source, args.target, sys.stdout)
+        elif command == "usage":
+            print_usage(config, args.by, args.since, args.format, sys.stdout)
+        elif command == "export":
+            admin.export_threads(
+                config,
+                args.sessions,
+                everything=args.everything,
+                fmt=args.format,
+                output=args.output,
+                out=sys.stdout,
+            )
+        elif command == "import":
+            admin.import_threads(config, args.file, sys.stdout)
+        elif command == "forget-user":
+            admin.forget_user(
+                config,
+                args.platform,
+                args.user_id,
+                dry_run=args.dry_run,
+                out=sys.stdout,
+                known_platforms=sorted(available_adapters()),
+            )
         else:
             platforms = configured if command == "auto" else [command]
             options = {
@@ -80,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve(config, platforms, options))
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
+    except FormatError as exc:
+        parser.exit(1, f"error: {exc}; nothing of that thread was imported\n")
     except Exception as exc:
         if failure(exc) is None and not isinstance(exc, OSError):
             raise

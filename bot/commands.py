@@ -7,19 +7,26 @@ argument specs here, or just pass the typed text (`/forget`, `!forget`) to the c
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from .budget import DailyBudget, start_of_day, start_of_month
 from .memory import Memory
+from .messages import ReplyFile
 from .storage import Store
-from .transcript import quote_block, render_history, summarize_removed
+from .transcript import quote_block, render_history, render_markdown, summarize_removed
 
 PREFIXES = ("/", "!")
 _COMMAND = re.compile(r"^[/!]([A-Za-z][\w-]*)(?:\s+(.*))?$", re.DOTALL)
 _BARE_COMMAND = re.compile(r"^([A-Za-z][\w-]*)(?:\s+(\d+))?$")
+HISTORY_FILE = "history.md"
+"""The name `/history` gives the whole thread's transcript when it sends one."""
+HISTORY_TITLE = "What I remember of this thread"
+"""The transcript's heading, and the file's caption."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,18 @@ class CommandContext:
     """The longest answer the platform can show in one message; None for no limit."""
     prefix: str = "/"
     """How commands are typed on this platform, for help texts."""
+    platform: str = ""
+    """The platform it was used on, e.g. ``"discord"``."""
+    user_id: str = ""
+    """Who used it (their platform ID)."""
+
+
+@dataclass(frozen=True)
+class CommandAnswer:
+    """A command's answer with a file beside its text, for platforms that can send one."""
+
+    text: str
+    file: ReplyFile | None = None
 
 
 class Command(Protocol):
@@ -50,7 +69,7 @@ class Command(Protocol):
     description: str
     argument: CommandArgument | None
 
-    async def run(self, ctx: CommandContext) -> str:
+    async def run(self, ctx: CommandContext) -> str | CommandAnswer:
         """Do it and return the answer for the person who asked."""
         ...
 
@@ -170,7 +189,9 @@ class HistoryCommand:
         self._bot_name = bot_name
         self._page_size = page_size
 
-    async def run(self, ctx: CommandContext) -> str:
+    async def run(self, ctx: CommandContext) -> str | CommandAnswer:
+        """The page asked for; with the whole thread as a Markdown file beside it when one
+        message cannot show it all (more than one page, or the page had to be clipped)."""
         page = int(ctx.args) if ctx.args else 1
         total = await self._store.count_items(ctx.session_id)
         if total == 0:
@@ -182,13 +203,17 @@ class HistoryCommand:
         )
         header = f"What I remember of this thread (page {page} of {pages}, newest last):"
         footer = f"Older: {ctx.prefix}history {page + 1}" if page < pages else ""
-        return render_history(
-            entries,
-            bot_name=self._bot_name,
-            header=header,
-            footer=footer,
-            max_chars=ctx.max_chars,
+        layout = functools.partial(
+            render_history, entries, bot_name=self._bot_name, header=header, footer=footer
         )
+        text = layout(max_chars=ctx.max_chars)
+        if pages == 1 and (ctx.max_chars is None or text == layout(max_chars=None)):
+            return text
+        # One read of every item, held in memory while the file is written: a command people
+        # use now and then can afford it, and the file is all of it anyway.
+        thread = entries if pages == 1 else await self._store.history(ctx.session_id, limit=total)
+        markdown = render_markdown(HISTORY_TITLE, thread, bot_name=self._bot_name)
+        return CommandAnswer(text, ReplyFile(HISTORY_FILE, markdown, title=HISTORY_TITLE))
 
 
 class MemoryCommand:
@@ -220,6 +245,45 @@ class MemoryCommand:
         return f"{head}\n{quote_block(view.summary.text, room)}\n{foot}"
 
 
+class UsageCommand:
+    name = "usage"
+    description = "Show the tokens this thread has used, and yours today and this month."
+    argument: CommandArgument | None = None
+
+    def __init__(self, store: Store, budget: DailyBudget) -> None:
+        self._store = store
+        self._budget = budget
+
+    async def run(self, ctx: CommandContext) -> str:
+        thread = await self._store.thread_usage(ctx.session_id)
+        now = self._budget.now()
+        # Read afresh, not from the budget's running tally, which may lag other workers.
+        today = (
+            await self._store.person_usage(ctx.platform, ctx.user_id, since=start_of_day(now))
+        ).tokens
+        month = await self._store.person_usage(ctx.platform, ctx.user_id, since=start_of_month(now))
+        if thread.calls:
+            lines = [
+                f"This thread: {thread.tokens:,} tokens over {_calls(thread.calls)} "
+                f"({thread.input_tokens:,} in, {thread.cached_tokens:,} of them cached; "
+                f"{thread.output_tokens:,} out)."
+            ]
+        else:
+            lines = ["This thread: no tokens used yet."]
+        lines.append(
+            f"You, across every thread here: {today:,} tokens today, "
+            f"{month.tokens:,} this month (UTC)."
+        )
+        limit = self._budget.limit
+        if limit is not None:
+            left = max(0, limit - today)
+            lines.append(
+                f"Your daily budget: {min(today, limit):,} of {limit:,} tokens used, "
+                f"{left:,} left; it resets at 00:00 UTC."
+            )
+        return "\n".join(lines)
+
+
 class HelpCommand:
     name = "help"
     description = "List the commands."
@@ -236,15 +300,23 @@ class HelpCommand:
         return "\n".join(lines)
 
 
-def default_commands(store: Store, memory: Memory, bot_name: str) -> CommandRegistry:
-    """The registry with the standard commands."""
+def default_commands(
+    store: Store, memory: Memory, bot_name: str, budget: DailyBudget | None = None
+) -> CommandRegistry:
+    """The registry with the standard commands; `/usage` counts against `budget` (by default
+    one without a limit)."""
     registry = CommandRegistry()
     registry.register(ForgetCommand(store))
     registry.register(UndoCommand(store, bot_name))
     registry.register(HistoryCommand(store, bot_name))
     registry.register(MemoryCommand(memory))
+    registry.register(UsageCommand(store, budget or DailyBudget(store, None)))
     registry.register(HelpCommand(registry))
     return registry
+
+
+def _calls(count: int) -> str:
+    return f"{count} model call{'s' * (count != 1)}"
 
 
 def _messages(count: int) -> str:

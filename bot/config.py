@@ -19,6 +19,7 @@ from .settings import (
     ConfigError,
     boolean,
     non_negative_int,
+    port,
     positive_float,
     positive_int,
     read,
@@ -31,6 +32,7 @@ ModelApi = Literal["responses", "chat_completions"]
 MemoryScope = Literal["thread", "channel", "user"]
 Vision = Literal["auto", "on", "off"]
 Approvers = Literal["asker", "allowed"]
+LogFormat = Literal["text", "json"]
 
 OUTPUT_RESERVE = 4_096
 """Tokens kept free for the answer when `BOT_MAX_OUTPUT_TOKENS` does not say."""
@@ -95,6 +97,14 @@ class Config:
     """Whether images reach the model: `auto` tries and stops for a model that refuses them."""
     max_attachment_bytes: int = 10_000_000
     """The largest file the bot downloads; bigger ones get a note instead."""
+    metrics_port: int | None = None
+    """Where `/healthz`, `/readyz` and `/metrics` are served (on every interface); None: off."""
+    metrics_host: str = "0.0.0.0"
+    """The address the metrics server binds; `127.0.0.1` keeps it private to the machine."""
+    log_format: LogFormat = "text"
+    """`json` writes one JSON object per log line, for log collectors."""
+    daily_tokens_per_user: int | None = None
+    """Model tokens (in + out) one person may spend per UTC day; None for no budget."""
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """Every setting as read (blank values dropped), for adapters to parse their own."""
 
@@ -191,6 +201,24 @@ def _approvers(raw: str) -> Approvers:
     raise ValueError("must be 'asker' (the person who asked) or 'allowed' (anyone allowed)")
 
 
+def _log_format(raw: str) -> LogFormat:
+    lowered = raw.lower()
+    if lowered == "text":
+        return "text"
+    if lowered == "json":
+        return "json"
+    raise ValueError("must be 'text' or 'json'")
+
+
+def _budget(raw: str) -> int | None:
+    if raw.lower() in {"off", "none", "0"}:
+        return None
+    try:
+        return positive_int(raw.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise ValueError("must be a number of tokens above 0, or 'off'") from None
+
+
 def _log_level(raw: str) -> str | None:
     upper = raw.upper()
     if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -231,6 +259,10 @@ _VARIABLES: dict[str, tuple[str, Any]] = {
     "approvers": ("BOT_APPROVERS", _approvers),
     "vision": ("BOT_VISION", _vision),
     "max_attachment_bytes": ("BOT_MAX_ATTACHMENT_BYTES", positive_int),
+    "metrics_port": ("BOT_METRICS_PORT", port),
+    "metrics_host": ("BOT_METRICS_HOST", text),
+    "log_format": ("BOT_LOG_FORMAT", _log_format),
+    "daily_tokens_per_user": ("BOT_DAILY_TOKENS_PER_USER", _budget),
 }
 
 

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Coroutine
+import math
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import openai
@@ -28,10 +29,18 @@ from .attachments import (
     ReadFiles,
     with_image_notes,
 )
-from .commands import CommandContext, CommandRegistry, Invocation
-from .errors import friendly_error, is_context_overflow, is_routine, log_failed_turn
+from .budget import DailyBudget
+from .commands import CommandAnswer, CommandContext, CommandRegistry, Invocation
+from .errors import (
+    error_kind,
+    friendly_error,
+    is_context_overflow,
+    is_routine,
+    log_failed_turn,
+)
 from .guards import RateLimiter
 from .locks import KeyedLock
+from .logs import log_context
 from .memory import Memory, Plan
 from .messages import (
     ApprovalOutlet,
@@ -42,11 +51,12 @@ from .messages import (
     ReplySink,
     Surface,
 )
+from .metrics import NO_OBSERVER, Observer, PlatformApi, TurnWatch
 from .runs import AgentRuns, Paused
 from .runs import Outcome as RunOutcome
 from .storage import Author, Store, ThreadBusyError
 from .summary import SummaryKeeper
-from .texts import BUSY, EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN, SLOW_DOWN
+from .texts import BUSY, EMPTY_MESSAGE, GENERIC, OVER_BUDGET, SHUTTING_DOWN, SLOW_DOWN
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +81,6 @@ class CoreSettings:
 
 
 PLAIN: Final = Surface()
-_NO_SLOT: Final = contextlib.nullcontext()
 REPEAT: Final = Reply("", ReplyKind.REPEAT)
 
 
@@ -89,8 +98,11 @@ class Core:
         run_config: RunConfig,
         settings: CoreSettings,
         attachments: AttachmentReader,
+        budget: DailyBudget,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self._store = store
+        self._observer = observer
         self._memory = memory
         self._summaries = summaries
         self._commands = commands
@@ -102,6 +114,7 @@ class Core:
         self._rate = RateLimiter(settings.rate_limit_per_minute)
         self._desk = ApprovalDesk(settings.approvals)
         self._attachments = attachments
+        self._budget = budget
         self._runs = AgentRuns(
             agent=agent,
             store=store,
@@ -109,6 +122,7 @@ class Core:
             desk=self._desk,
             model_name=settings.model_name,
             measured=memory.measured,
+            spent=budget.spend,
         )
         self._approvals = ApprovalFlow(
             store=store,
@@ -120,6 +134,16 @@ class Core:
     @property
     def commands(self) -> CommandRegistry:
         return self._commands
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new turns are taken (False once a stop has begun)."""
+        return not self._closing
+
+    def platform_api(self, platform: str) -> PlatformApi | None:
+        """Where an adapter counts its platform's failed and retried API calls; None when
+        nobody counts them (no metrics), so the adapter adds no hooks."""
+        return self._observer.platform_api(platform)
 
     async def handle(
         self,
@@ -141,8 +165,10 @@ class Core:
             redelivered message returns a REPEAT reply, which shows nothing.
         """
         try:
-            return await self._handle(message, surface, sink)
+            with log_context(session_id=self._memory_key(message), platform=message.platform):
+                return await self._handle(message, surface, sink)
         except Exception as exc:
+            self._observer.refused(message.platform, error_kind(exc))
             if is_routine(exc):  # e.g. the database unreachable while checking for a repeat
                 logger.warning("Handling a message in %s failed: %s", message.session_id, exc)
                 return Reply(friendly_error(exc), ReplyKind.ERROR)
@@ -171,23 +197,41 @@ class Core:
         text = _clean(message.text)
         invocation = self._commands.parse(text, bare=message.mentioned)
         if invocation is not None:
-            return await self._run_command(self._memory_key(message), invocation, surface)
+            return await self._run_command(message, invocation, surface)
         if not text and not message.attachments:
-            return Reply(EMPTY_MESSAGE.format(prefix=surface.command_prefix), ReplyKind.NOTICE)
+            notice = EMPTY_MESSAGE.format(prefix=surface.command_prefix)
+            return self._refuse(message, "empty", notice)
         if self._closing:
-            return Reply(SHUTTING_DOWN, ReplyKind.NOTICE)
+            return self._refuse(message, "shutting_down", SHUTTING_DOWN)
         wait = self._rate.wait_time(f"{message.platform}:{message.author_id}")
         if wait > 0:
-            return Reply(SLOW_DOWN.format(seconds=max(1, round(wait))), ReplyKind.NOTICE)
-        sink = _guarded(sink)
+            notice = SLOW_DOWN.format(seconds=max(1, round(wait)))
+            return self._refuse(message, "rate_limited", notice)
+        if await self._budget.exhausted(message.platform, message.author_id):
+            return self._refuse(
+                message,
+                "over_budget",
+                OVER_BUDGET.format(
+                    limit=self._budget.limit or 0,
+                    left=_hours_minutes(self._budget.resets_in()),
+                    prefix=surface.command_prefix,
+                ),
+            )
+        watch = self._observer.turn(message.platform)
+        sink = _guarded(sink, watch.first_text)
         if sink is not None:
             await sink.started()
         # Its own task, so `drain()` can wait for exactly this turn rather than for whatever
         # adapter task called us (which may live as long as the connection). Cancelling the
         # caller still cancels the turn: awaiting a task propagates cancellation into it.
         return await self._tracked(
-            self._run_turn(message, text, surface, sink), f"turn {message.session_id}"
+            self._run_turn(message, text, surface, sink, watch), f"turn {message.session_id}"
         )
+
+    def _refuse(self, message: IncomingMessage, outcome: str, notice: str) -> Reply:
+        """A notice instead of a turn, counted by why."""
+        self._observer.refused(message.platform, outcome)
+        return Reply(notice, ReplyKind.NOTICE)
 
     async def _tracked(self, work: Coroutine[Any, Any, T], name: str) -> T:
         task = asyncio.create_task(work, name=name)
@@ -283,7 +327,8 @@ class Core:
         `message` says where and by whom it was used (its text is not read).
         """
         invocation = Invocation(name, args, self._commands.get(name))
-        return await self._run_command(self._memory_key(message), invocation, surface)
+        with log_context(session_id=self._memory_key(message), platform=message.platform):
+            return await self._run_command(message, invocation, surface)
 
     def _memory_key(self, message: IncomingMessage) -> str:
         return message.memory_key(self._settings.memory_scope)
@@ -313,30 +358,53 @@ class Core:
             await asyncio.wait(still_running)
 
     async def _run_command(
-        self, session_id: str, invocation: Invocation, surface: Surface
+        self, message: IncomingMessage, invocation: Invocation, surface: Surface
     ) -> Reply:
+        self._observer.command(invocation.command.name if invocation.command else "unknown")
         problem = self._commands.problem(invocation, surface.command_prefix)
         if problem is not None or invocation.command is None:
             return Reply(problem or "", ReplyKind.COMMAND)
+        session_id = self._memory_key(message)
         ctx = CommandContext(
             session_id=session_id,
             args=invocation.args,
             max_chars=surface.max_chars,
             prefix=surface.command_prefix,
+            platform=message.platform,
+            user_id=message.author_id,
         )
         try:
             async with self._hold(session_id):
-                text = await invocation.command.run(ctx)
+                answer = await invocation.command.run(ctx)
         except ThreadBusyError:
             return Reply(BUSY, ReplyKind.NOTICE)
         except Exception as exc:
             logger.exception("Command %s failed in %s", invocation.name, session_id)
             return Reply(friendly_error(exc), ReplyKind.ERROR)
-        return Reply(text, ReplyKind.COMMAND)
+        if isinstance(answer, CommandAnswer):
+            return Reply(answer.text, ReplyKind.COMMAND, file=answer.file)
+        return Reply(answer, ReplyKind.COMMAND)
 
     async def _run_turn(
-        self, message: IncomingMessage, text: str, surface: Surface, sink: ReplySink | None
+        self,
+        message: IncomingMessage,
+        text: str,
+        surface: Surface,
+        sink: ReplySink | None,
+        watch: TurnWatch,
     ) -> Reply:
+        # What a turn cancelled by a stop shows (the adapter says the bot is restarting).
+        outcome = "shutting_down"
+        try:
+            reply, outcome = await self._turn(message, text, sink)
+            return reply
+        finally:
+            watch.finished(outcome)
+
+    async def _turn(
+        self, message: IncomingMessage, text: str, sink: ReplySink | None
+    ) -> tuple[Reply, str]:
+        """Run a turn; its reply, and how it ended for the metrics."""
         session_id = self._memory_key(message)
         author = Author(message.author_id, message.author_name)
         try:
@@ -354,17 +422,17 @@ class Core:
                 )
         except ThreadBusyError:
             logger.info("Thread %s stayed busy; told the person to try again", session_id)
-            return Reply(BUSY, ReplyKind.NOTICE)
+            return Reply(BUSY, ReplyKind.NOTICE), "busy"
         except Exception as exc:
-            return Reply(log_failed_turn(logger, session_id, exc), ReplyKind.ERROR)
+            return Reply(log_failed_turn(logger, session_id, exc), ReplyKind.ERROR), error_kind(exc)
         if plan.needs_summary:
             self._summaries.request(session_id)
         if isinstance(outcome, Paused):
-            return self._approvals.prompt(outcome)
+            return self._approvals.prompt(outcome), "approval"
         notice = ""
         if plan.kept_chars is not None:
             notice = f"\n\n(Your message was cut to its first {plan.kept_chars:,} characters.)"
-        return Reply(outcome + notice, ReplyKind.ANSWER)
+        return Reply(outcome + notice, ReplyKind.ANSWER), "answered"
 
     @contextlib.asynccontextmanager
     async def _hold(self, session_id: str, *, model_slot: bool = False) -> AsyncIterator[None]:
@@ -375,11 +443,18 @@ class Core:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.thread_wait
-        async with (
-            self._threads.hold(session_id, until=deadline),
-            self._model_slots if model_slot else _NO_SLOT,
-            self._store.hold_thread(session_id, wait=max(0.0, deadline - loop.time())),
-        ):
+        observer = self._observer
+        async with contextlib.AsyncExitStack() as held:
+            # One wait for the thread (this worker's queue, then other workers'), with the
+            # wait for a model slot in between counted apart.
+            with observer.waiting("thread") as thread_wait:
+                await held.enter_async_context(self._threads.hold(session_id, until=deadline))
+                if model_slot:
+                    with thread_wait.paused(), observer.waiting("model_slot"):
+                        await held.enter_async_context(self._model_slots)
+                await held.enter_async_context(
+                    self._store.hold_thread(session_id, wait=max(0.0, deadline - loop.time()))
+                )
             yield
 
     async def _answer(
@@ -423,23 +498,33 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8").strip()
 
 
+def _hours_minutes(span: timedelta) -> str:
+    minutes = max(1, math.ceil(span.total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
 def _message_key(platform: str, message_id: str) -> str:
     return f"{platform}:{message_id}"
 
 
-def _guarded(sink: ReplySink | None) -> ReplySink | None:
+def _guarded(
+    sink: ReplySink | None, first_text: Callable[[], None] | None = None
+) -> ReplySink | None:
     """Wrap a sink so a platform hiccup while streaming cannot sink the turn itself.
 
     After the first failure the sink is skipped; the adapter still gets the whole reply.
+    `first_text` is called once, when the first words have been shown.
     """
-    return None if sink is None else _GuardedSink(sink)
+    return None if sink is None else _GuardedSink(sink, first_text)
 
 
 class _GuardedSink:
     # Checked before each call, so a failed sink costs nothing more per delta (the hot path).
-    def __init__(self, sink: ReplySink) -> None:
+    def __init__(self, sink: ReplySink, first_text: Callable[[], None] | None) -> None:
         self._sink = sink
         self._failed = False
+        self._first_text = first_text
 
     async def started(self) -> None:
         if not self._failed:
@@ -454,6 +539,9 @@ class _GuardedSink:
                 await self._sink.delta(text)
             except Exception as exc:
                 self._give_up(exc)
+        if self._first_text is not None:
+            first_text, self._first_text = self._first_text, None
+            first_text()
 
     async def tool(self, name: str) -> None:
         if not self._failed:

@@ -145,6 +145,18 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True)
+class ReplyFile:
+    """A text file to send with a reply (a whole `/history` as Markdown)."""
+
+    name: str
+    """The file name to show, e.g. ``history.md``."""
+    content: str
+    """The file's text; adapters send it as UTF-8."""
+    title: str = ""
+    """A short caption, for platforms that show one."""
+
+
+@dataclass(frozen=True)
 class Reply:
     """The final outcome of handling one message."""
 
@@ -152,6 +164,8 @@ class Reply:
     kind: ReplyKind
     approval: ApprovalRequest | None = None
     """Set exactly when `kind` is APPROVAL."""
+    file: ReplyFile | None = None
+    """A file to send with the text (command answers only), for platforms that can."""
 
     @property
     def ephemeral(self) -> bool:

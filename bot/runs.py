@@ -91,6 +91,7 @@ class AgentRuns:
         desk: ApprovalDesk,
         model_name: str | None,
         measured: Callable[[str, Usage], None],
+        spent: Callable[[str, str, Usage], None],
     ) -> None:
         """
         Args:
@@ -100,6 +101,7 @@ class AgentRuns:
             desk: Makes the record of a paused run.
             model_name: Recorded with each turn's usage.
             measured: Told each fresh turn's usage, to learn the thread's token density.
+            spent: Told (platform, user ID, usage) of every stored turn, for the budget.
         """
         self._agent = agent
         self._store = store
@@ -107,6 +109,7 @@ class AgentRuns:
         self._desk = desk
         self._model_name = model_name
         self._measured = measured
+        self._spent = spent
 
     async def start(
         self,
@@ -242,6 +245,7 @@ class AgentRuns:
             raise EmptyAnswerError("the model returned no text")
         usage = meter.usage(result.context_wrapper.usage, self._model_name)
         await turn.commit(usage, settles=settles)
+        self._spent(platform, turn.author.id, usage)
         return answer
 
 

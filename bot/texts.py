@@ -7,3 +7,7 @@ SHUTTING_DOWN = "I'm restarting right now. Please send that again in a moment."
 EMPTY_MESSAGE = "I got an empty message. Say something, or try {prefix}help."
 SLOW_DOWN = "You're sending messages faster than I can answer. Please wait {seconds}s."
 BUSY = "I'm still busy with an earlier message in this thread. Please send that again in a moment."
+OVER_BUDGET = (
+    "You've used today's budget of {limit:,} tokens; it resets at 00:00 UTC (in {left}). "
+    "Commands like {prefix}usage still work."
+)

@@ -7,7 +7,9 @@ which lets `/history` show the message as the person wrote it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC
 
 from openai.types.responses import EasyInputMessageParam
 
@@ -84,6 +86,36 @@ def render_history(
     return _clip("\n".join([header, *note(), *lines, footer]).strip(), max_chars)
 
 
+def render_markdown(
+    title: str,
+    entries: Sequence[StoredItem],
+    *,
+    bot_name: str,
+    summary: str | None = None,
+) -> str:
+    """A whole thread as a readable Markdown transcript, oldest first, nothing clipped.
+
+    `# title`, the summary (if any) as a quote, then each message under its speaker's name
+    and time (``**Alice** · 2026-11-26 10:00 UTC``). Tool calls show as "(used the tool X)";
+    tool outputs and empty bot steps are left out, as in `/history`. Message text is kept as
+    written, since people write Markdown already; only names are escaped, so a name like
+    ``*bob*`` cannot break the bold around it.
+    """
+    parts = [f"# {' '.join(title.split())}"]
+    if summary:
+        parts.append(quote_block(summary, None))
+    for stored in entries:
+        described = describe(stored, bot_name)
+        if described is None or not described[1].strip():
+            continue
+        speaker, text = described
+        when = stored.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        parts.append(f"**{_escape_name(speaker)}** · {when} UTC\n\n{text.strip()}")
+    # A lone surrogate (kept word for word in memory) cannot be written as UTF-8: the file
+    # shows the replacement character in its place.
+    return _SURROGATE.sub("\ufffd", "\n\n".join(parts) + "\n")
+
+
 def quote_block(text: str, limit: int | None) -> str:
     """`text` as a block quote (`> ` lines), clipped to about `limit` characters."""
     if limit is not None:
@@ -123,6 +155,13 @@ def _prefix(name: str) -> str:
 def _line(stored: StoredItem, speaker: str, text: str) -> str:
     when = stored.created_at.strftime("%Y-%m-%d %H:%M")
     return f"[{when}] {speaker}: {' '.join(text.split())}"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_name(name: str) -> str:
+    return re.sub(r"([\\`*_\[\]])", r"\\\1", name)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -15,6 +15,7 @@ from tests.support.discord import fake_discord  # noqa: F401 (a fixture for ever
 from tests.support.parts import BotParts, make_config
 from tests.support.postgres import postgres  # noqa: F401 (a fixture for every module)
 from tests.support.slack import slack  # noqa: F401 (a fixture for every module)
+from tests.support.stores import store  # noqa: F401 (each back end; modules may override)
 
 
 class NetworkAccessError(AssertionError):

@@ -222,7 +222,7 @@ async def test_slash_commands_act_on_their_own_thread_and_are_ephemeral(
     running: Harness,
 ) -> None:
     synced = running.fake.commands[str(GUILD)]
-    assert {c["name"] for c in synced} == {"forget", "undo", "history", "memory", "help"}
+    assert {c["name"] for c in synced} == {"forget", "undo", "history", "memory", "usage", "help"}
     history_spec = next(c for c in synced if c["name"] == "history")
     assert history_spec["options"][0]["name"] == "page"
     assert history_spec["options"][0]["min_value"] == 1

@@ -30,7 +30,6 @@ from bot.storage import (
 )
 from bot.storage.writer import Writer
 from tests.support.items import msg, tool_call, tool_output
-from tests.support.postgres import fresh_schema
 
 TRICKY = [
     msg("user", "héllo wörld — 你好 — 🎉🚀 — مرحبا — \u202eRTL\u202c"),
@@ -38,17 +37,6 @@ TRICKY = [
     msg("user", 'quote " and backslash \\ and NUL \x00 in text'),
     msg("assistant", "lone surrogate \ud800 survives as an escape"),
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path):
-    """Each back end in turn, freshly created."""
-    if request.param == "sqlite":
-        async with await SQLiteStore.open(tmp_path / "memory.sqlite3") as opened:
-            yield opened
-    else:
-        async with fresh_schema() as schema, await PostgresStore.open(schema.url) as opened:
-            yield opened
 
 
 async def test_store_session_satisfies_the_sdk_protocol(store: Store) -> None:
@@ -289,10 +277,10 @@ async def test_one_bad_append_does_not_sink_the_batch_it_shared(tmp_path: Path) 
             "session_id TEXT NOT NULL, message_data TEXT NOT NULL, "
             "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, author_id TEXT, "
             "author_name TEXT, model TEXT, input_tokens INTEGER, cached_tokens INTEGER, "
-            "output_tokens INTEGER, input_chars INTEGER)"
+            "output_tokens INTEGER, input_chars INTEGER, asked_by TEXT)"
         )
         writer = Writer(conn)
-        no_cost = (None, None, None, None, None)
+        no_cost = (None, None, None, None, None, None)
         bad_row = ("t", None, None, None, *no_cost)  # violates NOT NULL on message_data
         results = await asyncio.gather(
             writer.append([("t", '"a"', None, None, *no_cost)]),

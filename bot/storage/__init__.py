@@ -11,6 +11,7 @@ from .postgres import PostgresStore
 from .records import (
     Author,
     ClearResult,
+    ForgetReport,
     Item,
     MemoryRead,
     PendingApproval,
@@ -19,6 +20,9 @@ from .records import (
     Summary,
     ThreadDump,
     Usage,
+    UsageGrouping,
+    UsageLine,
+    UsageTotals,
     WindowItem,
 )
 from .session import StoreSession
@@ -29,6 +33,7 @@ __all__ = [
     "Author",
     "ClearResult",
     "Failure",
+    "ForgetReport",
     "Item",
     "MemoryRead",
     "PendingApproval",
@@ -45,6 +50,9 @@ __all__ = [
     "ThreadBusyError",
     "ThreadDump",
     "Usage",
+    "UsageGrouping",
+    "UsageLine",
+    "UsageTotals",
     "WindowItem",
     "failure",
     "open_store",

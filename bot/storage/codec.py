@@ -28,11 +28,20 @@ from .records import (
 logger = logging.getLogger(__name__)
 
 Row = tuple[
-    str, str, str | None, str | None, str | None, int | None, int | None, int | None, int | None
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
+    str | None,
 ]
 """One new message row: (session_id, message_data, author_id, author_name) and, on the row a
-model call produced last, what producing the turn cost: (model, input_tokens, cached_tokens,
-output_tokens, input_chars); None for those on every other row."""
+model call produced last, what producing the turn cost and for whom: (model, input_tokens,
+cached_tokens, output_tokens, input_chars, asked_by); None for those on every other row."""
 
 
 def encode_rows(
@@ -56,6 +65,7 @@ def encode_rows(
                 cost.cached_tokens if cost else None,
                 cost.output_tokens if cost else None,
                 cost.input_chars if cost else None,
+                author.id if cost and author else None,
             )
         )
     return rows
@@ -114,7 +124,7 @@ def thread_dump(
 ) -> ThreadDump:
     """A thread's rows as a dump, read in the same column order on every back end:
     `times` (created_at, updated_at); messages (id, message_data, author_id, author_name,
-    created_at, five usage columns); summaries (covers_id, summary, created_at); ledger
+    created_at, five usage columns, asked_by); summaries (covers_id, summary, created_at); ledger
     (kind, author_id, five usage columns, created_at)."""
     created, updated = times if times else (None, None)
     return ThreadDump(
@@ -128,6 +138,7 @@ def thread_dump(
                 Author(row[2], row[3] or row[2]) if row[2] else None,
                 timestamp(row[4]),
                 usage_of(*row[5:10]),
+                row[10],
             )
             for row in messages
         ),

@@ -15,6 +15,7 @@ from typing import Protocol
 from .records import (
     Author,
     ClearResult,
+    ForgetReport,
     Item,
     MemoryRead,
     PendingApproval,
@@ -23,6 +24,9 @@ from .records import (
     Summary,
     ThreadDump,
     Usage,
+    UsageGrouping,
+    UsageLine,
+    UsageTotals,
     WindowItem,
 )
 from .session import StoreSession
@@ -97,6 +101,10 @@ class Store(Protocol):
 
     async def has_items(self, session_id: str) -> bool: ...
 
+    async def ping(self) -> None:
+        """Ask the database something trivial; raises when it cannot answer (readiness)."""
+        ...
+
     async def list_sessions(self) -> list[SessionInfo]: ...
 
     async def summary(self, session_id: str) -> Summary | None: ...
@@ -127,6 +135,21 @@ class Store(Protocol):
     async def record_usage(
         self, session_id: str, usage: Usage, *, kind: str, author: Author | None = None
     ) -> None: ...
+
+    async def thread_usage(self, session_id: str) -> UsageTotals:
+        """What the thread's model calls cost: its turns (undone and forgotten ones too) and
+        its summaries."""
+        ...
+
+    async def person_usage(self, platform: str, user_id: str, *, since: datetime) -> UsageTotals:
+        """What answering one person cost since `since`, in every thread of `platform`."""
+        ...
+
+    async def usage_report(
+        self, by: UsageGrouping, *, since: datetime | None = None
+    ) -> list[UsageLine]:
+        """Usage added up per group, most tokens first (by day: oldest first)."""
+        ...
 
     async def save_summary(
         self, session_id: str, text: str, *, covers_id: int, replaces: int | None
@@ -174,4 +197,15 @@ class Store(Protocol):
 
     async def load_thread(self, dump: ThreadDump) -> bool:
         """Store a dumped thread as new; False (and nothing written) when it is already here."""
+        ...
+
+    async def forget_user(self, platform: str, user_id: str, *, dry_run: bool) -> ForgetReport:
+        """Delete everything one person wrote in `platform`'s threads, with the turns that
+        answered them, one transaction per thread.
+
+        Summaries covering a deleted row go with it; pending approvals they asked for, and any
+        in a thread that lost rows, are dropped; a thread left empty goes whole; usage records
+        keep their token counts but no longer name them. With `dry_run`, count all that and
+        change nothing.
+        """
         ...

@@ -183,7 +183,32 @@ _VERSION_2 = (
     f"CREATE INDEX IF NOT EXISTS idx_{APPROVALS}_expires_at ON {APPROVALS} (expires_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
+_VERSION_3 = (
+    # Whom each turn answered, on its usage row (see schema.py's version 3 for SQLite).
+    f"ALTER TABLE {MESSAGES} ADD COLUMN IF NOT EXISTS asked_by TEXT",
+    f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_asked_by ON {MESSAGES} (asked_by, created_at) "
+    "WHERE asked_by IS NOT NULL",
+    f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_author_id ON {USAGE} (author_id, created_at) "
+    "WHERE author_id IS NOT NULL",
+    # Deleted turns keep whom they answered in the ledger.
+    f"""
+    CREATE OR REPLACE FUNCTION bot_messages_deleted() RETURNS TRIGGER
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM {SUMMARIES} AS s USING (
+            SELECT session_id, min(id) AS first_id FROM gone GROUP BY session_id) AS g
+        WHERE s.session_id = g.session_id AND s.covers_id >= g.first_id;
+        INSERT INTO {USAGE} (session_id, author_id, kind, model, input_tokens, cached_tokens,
+            output_tokens, input_chars, created_at)
+        SELECT session_id, asked_by, 'turn', model, input_tokens, coalesce(cached_tokens, 0),
+            coalesce(output_tokens, 0), coalesce(input_chars, 0), created_at
+        FROM gone WHERE input_tokens IS NOT NULL ORDER BY id;
+        RETURN NULL;
+    END $$
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 """Schema versions in order. Append to this, never edit a released step."""
 
 

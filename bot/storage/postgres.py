@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
+from . import usage_sql
 from .codec import (
     APPROVAL_COLUMNS,
     approval_of,
@@ -40,6 +42,8 @@ from .codec import (
 )
 from .contract import ThreadBusyError
 from .deliveries import RecentKeys
+from .erasure import COLUMNS as ERASURE_COLUMNS
+from .erasure import plan_erasure, platform_prefix
 from .failures import StoreUnavailableError
 from .pg_schema import DELIVERIES, Connection, migrate
 from .reading import PAGE as _PAGE
@@ -47,6 +51,7 @@ from .reading import PagedReads
 from .records import (
     Author,
     ClearResult,
+    ForgetReport,
     Item,
     MemoryRead,
     PendingApproval,
@@ -55,6 +60,9 @@ from .records import (
     Summary,
     ThreadDump,
     Usage,
+    UsageGrouping,
+    UsageLine,
+    UsageTotals,
 )
 from .schema import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
 
@@ -76,13 +84,13 @@ WITH touched AS (
     INSERT INTO {SESSIONS} (session_id) VALUES ($1)
     ON CONFLICT (session_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
 )
-INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, {_USAGE})
+INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, {_USAGE}, asked_by)
 SELECT $1, r.data, r.author_id, r.author_name, r.model, r.input_tokens, r.cached_tokens,
-    r.output_tokens, r.input_chars
+    r.output_tokens, r.input_chars, r.asked_by
 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[],
-    $9::int[]) WITH ORDINALITY
+    $9::int[], $10::text[]) WITH ORDINALITY
     AS r(data, author_id, author_name, model, input_tokens, cached_tokens, output_tokens,
-         input_chars, n)
+         input_chars, asked_by, n)
 ORDER BY r.n
 """
 
@@ -406,6 +414,10 @@ class PostgresStore(PagedReads):
         )
         return bool(rows[0][0])
 
+    async def ping(self) -> None:
+        """One round trip on a pooled connection: what the next turn would need."""
+        await self._fetch(None, "SELECT 1")
+
     async def list_sessions(self) -> list[SessionInfo]:
         rows = await self._fetch(
             None,
@@ -492,6 +504,27 @@ class PostgresStore(PagedReads):
                 usage.output_tokens,
                 usage.input_chars,
             )
+
+    async def thread_usage(self, session_id: str) -> UsageTotals:
+        rows = await self._fetch(None, usage_sql.thread_totals(usage_sql.POSTGRES), session_id)
+        return usage_sql.totals_of(rows[0] if rows else None)
+
+    async def person_usage(self, platform: str, user_id: str, *, since: datetime) -> UsageTotals:
+        rows = await self._fetch(
+            None,
+            usage_sql.person_totals(usage_sql.POSTGRES),
+            user_id,
+            _naive(since),
+            f"{platform}:",
+        )
+        return usage_sql.totals_of(rows[0] if rows else None)
+
+    async def usage_report(
+        self, by: UsageGrouping, *, since: datetime | None = None
+    ) -> list[UsageLine]:
+        query = usage_sql.report(usage_sql.POSTGRES, by, since=since is not None)
+        args = () if since is None else (_naive(since),)
+        return usage_sql.lines_of(await self._fetch(None, query, *args))
 
     async def save_summary(
         self, session_id: str, text: str, *, covers_id: int, replaces: int | None
@@ -648,7 +681,8 @@ class PostgresStore(PagedReads):
                 session_id,
             )
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS}, {_USAGE} FROM {MESSAGES} WHERE session_id = $1 ORDER BY id",
+                f"SELECT {_COLUMNS}, {_USAGE}, asked_by FROM {MESSAGES} WHERE session_id = $1 "
+                "ORDER BY id",
                 session_id,
             )
             summaries = await conn.fetch(
@@ -684,14 +718,15 @@ class PostgresStore(PagedReads):
             for message in dump.messages:
                 new_ids[message.id] = await conn.fetchval(
                     f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, "
-                    f"created_at, {_USAGE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-                    "RETURNING id",
+                    f"created_at, {_USAGE}, asked_by) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
                     dump.session_id,
                     message.data,
                     message.author.id if message.author else None,
                     message.author.name if message.author else None,
                     _naive(message.created_at),
                     *usage_values(message.usage),
+                    message.asked_by,
                 )
             await conn.executemany(
                 f"INSERT INTO {SUMMARIES} (session_id, covers_id, summary, created_at) "
@@ -717,6 +752,103 @@ class PostgresStore(PagedReads):
                 ],
             )
             return True
+
+    async def forget_user(self, platform: str, user_id: str, *, dry_run: bool) -> ForgetReport:
+        """Delete one person's messages and the turns that answered them (see `Store`).
+
+        Each thread is planned and changed in its own transaction, under the thread's lock, so
+        a turn running in a worker finishes (and is seen whole) first. A dry run takes no lock
+        and reads one snapshot per thread.
+        """
+        prefix = platform_prefix(platform)
+        threads = await self._fetch(
+            None,
+            f"SELECT session_id FROM {MESSAGES} WHERE starts_with(session_id, $1) "
+            "AND (author_id = $2 OR asked_by = $2) "
+            f"UNION SELECT session_id FROM {USAGE} WHERE starts_with(session_id, $1) "
+            "AND author_id = $2 "
+            f"UNION SELECT session_id FROM {APPROVALS} WHERE platform = $3 AND requester_id = $2",
+            prefix,
+            user_id,
+            platform,
+        )
+        # Whose pending approvals go: theirs, and every one in a thread losing rows.
+        approvals_where = (
+            f"FROM {APPROVALS} WHERE session_id = $1 "
+            "AND ($2 OR (platform = $3 AND requester_id = $4))"
+        )
+        report = ForgetReport()
+        for session_id in sorted(row[0] for row in threads):
+            async with (
+                self._connection(session_id) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=dry_run),
+            ):
+                if not dry_run:
+                    await conn.execute(f"SELECT pg_advisory_xact_lock({lock_key(session_id)})")
+                rows = await conn.fetch(
+                    f"SELECT {ERASURE_COLUMNS.format(role='bot_role(message_data)')} "
+                    f"FROM {MESSAGES} WHERE session_id = $1 ORDER BY id",
+                    session_id,
+                )
+                plan = plan_erasure(rows, user_id)
+                approval_args = (session_id, bool(plan.ids), platform, user_id)
+                counts = await conn.fetchrow(
+                    f"SELECT (SELECT count(*) FROM {SUMMARIES} WHERE session_id = $1 "
+                    "AND covers_id >= $5), "
+                    f"(SELECT count(*) {approvals_where}), "
+                    f"(SELECT count(*) FROM {USAGE} WHERE session_id = $1 AND author_id = $4)",
+                    *approval_args,
+                    plan.first,
+                )
+                assert counts is not None
+                summaries, approvals, named = (int(count) for count in counts)
+                usage_records = named + plan.ledger_rows + plan.unlinked
+                if not dry_run:
+                    # The delete trigger drops the summaries covering these rows and copies
+                    # each turn's cost into the ledger under whom it answered (the search
+                    # index follows by cascade); so the ledger is anonymised after it.
+                    await conn.execute(
+                        f"DELETE FROM {MESSAGES} WHERE id = ANY($1::int[])", list(plan.ids)
+                    )
+                    if plan.ids:
+                        # A thread left empty goes whole: its ID may be made of theirs
+                        # (BOT_MEMORY_SCOPE=user).
+                        await conn.execute(
+                            f"DELETE FROM {SESSIONS} WHERE session_id = $1 "
+                            f"AND NOT EXISTS (SELECT 1 FROM {MESSAGES} WHERE session_id = $1)",
+                            session_id,
+                        )
+                    dropped = await conn.execute(f"DELETE {approvals_where}", *approval_args)
+                    ledger = await conn.execute(
+                        f"UPDATE {USAGE} SET author_id = NULL "
+                        "WHERE session_id = $1 AND author_id = $2",
+                        session_id,
+                        user_id,
+                    )
+                    kept = await conn.execute(
+                        f"UPDATE {MESSAGES} SET asked_by = NULL "
+                        "WHERE session_id = $1 AND asked_by = $2",
+                        session_id,
+                        user_id,
+                    )
+                    approvals = _affected(dropped)
+                    usage_records = _affected(ledger) + _affected(kept)
+            found = ForgetReport(
+                messages=plan.messages,
+                replies=plan.replies,
+                tool_steps=plan.tool_steps,
+                summaries=summaries,
+                approvals=approvals,
+                usage_records=usage_records,
+            )
+            if found != ForgetReport():
+                report += replace(found, sessions=(session_id,))
+        return report
+
+
+def _affected(status: str) -> int:
+    """The row count of a command's status (`DELETE 3`, `UPDATE 0`)."""
+    return int(status.split()[-1])
 
 
 def _utc(value: datetime | None) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 Item = dict[str, Any]
 """One SDK input item (`TResponseInputItem`), as stored: a JSON object."""
@@ -80,6 +80,36 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class UsageTotals:
+    """Model usage added up over turns and summaries (deleted turns included: the ledger)."""
+
+    calls: int = 0
+    """Recorded model runs: one per turn, one per summary."""
+    input_tokens: int = 0
+    """Tokens sent, cached ones included (as providers report them)."""
+    cached_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """What budgets count: every token sent and received."""
+        return self.input_tokens + self.output_tokens
+
+
+UsageGrouping = Literal["thread", "user", "day", "model"]
+"""How `Store.usage_report` groups: by session ID, by `platform:user_id` (summaries, which
+answer no one, as ""), by UTC day (`YYYY-MM-DD`) or by model name ("" when none was recorded)."""
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """One group of a usage report."""
+
+    key: str
+    totals: UsageTotals
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     """One row of the session list."""
 
@@ -128,6 +158,8 @@ class DumpedMessage:
     author: Author | None
     created_at: datetime
     usage: Usage | None
+    asked_by: str | None = None
+    """On the row carrying a turn's usage: the ID of the person the turn answered."""
 
 
 @dataclass(frozen=True)
@@ -164,8 +196,12 @@ class ThreadDump:
 
         Times compare to the second, the finest SQLite's `CURRENT_TIMESTAMP` keeps.
         """
-        mine = [(m.data, m.author, _second(m.created_at), m.usage) for m in self.messages]
-        theirs = [(m.data, m.author, _second(m.created_at), m.usage) for m in other.messages]
+        mine = [
+            (m.data, m.author, _second(m.created_at), m.usage, m.asked_by) for m in self.messages
+        ]
+        theirs = [
+            (m.data, m.author, _second(m.created_at), m.usage, m.asked_by) for m in other.messages
+        ]
         return (
             mine == theirs
             and [(s.text, self._position(s)) for s in self.summaries]
@@ -176,6 +212,38 @@ class ThreadDump:
 
     def _position(self, summary: DumpedSummary) -> int:
         return next((i for i, m in enumerate(self.messages) if m.id == summary.covers_id), -1)
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """What forgetting one person removed (or, in a dry run, would remove)."""
+
+    sessions: tuple[str, ...] = ()
+    """The threads that held anything of theirs, in order."""
+    messages: int = 0
+    """Their own messages."""
+    replies: int = 0
+    """The bot's replies in the turns they started."""
+    tool_steps: int = 0
+    """Every other row of those turns: tool calls, tool outputs, reasoning."""
+    summaries: int = 0
+    """Thread summaries dropped because they covered a removed row."""
+    approvals: int = 0
+    """Pending tool approvals dropped: theirs, and any in a thread that lost rows (a paused
+    run carries the thread's history)."""
+    usage_records: int = 0
+    """Usage records that named them and now name nobody (the token counts stay)."""
+
+    def __add__(self, other: ForgetReport) -> ForgetReport:
+        return ForgetReport(
+            sessions=self.sessions + other.sessions,
+            messages=self.messages + other.messages,
+            replies=self.replies + other.replies,
+            tool_steps=self.tool_steps + other.tool_steps,
+            summaries=self.summaries + other.summaries,
+            approvals=self.approvals + other.approvals,
+            usage_records=self.usage_records + other.usage_records,
+        )
 
 
 def _second(value: datetime) -> datetime:

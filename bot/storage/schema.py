@@ -231,7 +231,38 @@ async def _version_2(conn: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS = (_version_1, _version_2)
+async def _version_3(conn: aiosqlite.Connection) -> None:
+    # Whom each turn answered, on the row that carries the turn's usage, so usage adds up per
+    # person (`/usage`, the daily budget) with one indexed range read instead of a walk back to
+    # each turn's user message. Deleted turns keep it in the ledger, as `author_id`.
+    rows = await conn.execute_fetchall(f"PRAGMA table_info({MESSAGES})")
+    if "asked_by" not in {row[1] for row in rows}:
+        await conn.execute(f"ALTER TABLE {MESSAGES} ADD COLUMN asked_by TEXT")
+    await conn.execute(
+        f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_asked_by ON {MESSAGES} (asked_by, created_at) "
+        "WHERE asked_by IS NOT NULL"
+    )
+    await conn.execute(
+        f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_author_id ON {USAGE} (author_id, created_at) "
+        "WHERE author_id IS NOT NULL"
+    )
+    await conn.execute(f"DROP TRIGGER IF EXISTS {MESSAGES}_keep_usage")
+    await conn.execute(
+        f"""
+        CREATE TRIGGER {MESSAGES}_keep_usage AFTER DELETE ON {MESSAGES}
+        WHEN OLD.input_tokens IS NOT NULL
+        BEGIN
+            INSERT INTO {USAGE} (session_id, author_id, kind, model, input_tokens, cached_tokens,
+                output_tokens, input_chars, created_at)
+            VALUES (OLD.session_id, OLD.asked_by, 'turn', OLD.model, OLD.input_tokens,
+                coalesce(OLD.cached_tokens, 0), coalesce(OLD.output_tokens, 0),
+                coalesce(OLD.input_chars, 0), OLD.created_at);
+        END
+        """
+    )
+
+
+MIGRATIONS = (_version_1, _version_2, _version_3)
 """Schema versions in order; the file's `PRAGMA user_version` says how many have run.
 Append to this, never edit a released step."""
 

@@ -12,11 +12,14 @@ message costs no connection and no thread.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,6 +27,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
+from . import usage_sql
 from .codec import (
     APPROVAL_COLUMNS,
     approval_of,
@@ -35,11 +39,14 @@ from .codec import (
     window_items,
 )
 from .deliveries import RecentKeys
+from .erasure import COLUMNS as ERASURE_COLUMNS
+from .erasure import plan_erasure, platform_prefix
 from .reading import PAGE as _PAGE
 from .reading import PagedReads
 from .records import (
     Author,
     ClearResult,
+    ForgetReport,
     Item,
     MemoryRead,
     PendingApproval,
@@ -48,6 +55,9 @@ from .records import (
     Summary,
     ThreadDump,
     Usage,
+    UsageGrouping,
+    UsageLine,
+    UsageTotals,
     format_timestamp,
     parse_timestamp,
 )
@@ -293,6 +303,10 @@ class SQLiteStore(PagedReads):
         )
         return bool(next(iter(rows))[0])
 
+    async def ping(self) -> None:
+        """Read the schema's first page through the reader, so a file gone bad fails it."""
+        await self._reader.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
+
     async def list_sessions(self) -> list[SessionInfo]:
         """Every thread with stored memory, most recently active first."""
         rows = await self._reader.execute_fetchall(
@@ -368,6 +382,26 @@ class SQLiteStore(PagedReads):
             )
 
         await self._require_writer().run(record)
+
+    async def thread_usage(self, session_id: str) -> UsageTotals:
+        rows = await self._reader.execute_fetchall(
+            usage_sql.thread_totals(usage_sql.SQLITE), (session_id,)
+        )
+        return usage_sql.totals_of(next(iter(rows), None))
+
+    async def person_usage(self, platform: str, user_id: str, *, since: datetime) -> UsageTotals:
+        rows = await self._reader.execute_fetchall(
+            usage_sql.person_totals(usage_sql.SQLITE),
+            (user_id, format_timestamp(since), f"{platform}:"),
+        )
+        return usage_sql.totals_of(next(iter(rows), None))
+
+    async def usage_report(
+        self, by: UsageGrouping, *, since: datetime | None = None
+    ) -> list[UsageLine]:
+        query = usage_sql.report(usage_sql.SQLITE, by, since=since is not None)
+        params = () if since is None else (format_timestamp(since),)
+        return usage_sql.lines_of(await self._reader.execute_fetchall(query, params))
 
     # ----- summaries and search --------------------------------------------------------------
 
@@ -592,7 +626,7 @@ class SQLiteStore(PagedReads):
         )
         times = sessions[0] if sessions else None
         rows = await reader.execute_fetchall(
-            f"SELECT id, message_data, author_id, author_name, created_at, {_USAGE} "
+            f"SELECT id, message_data, author_id, author_name, created_at, {_USAGE}, asked_by "
             f"FROM {MESSAGES} WHERE session_id = ? ORDER BY id",
             (session_id,),
         )
@@ -634,7 +668,7 @@ class SQLiteStore(PagedReads):
                 usage = message.usage
                 cursor = await conn.execute(
                     f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, "
-                    f"created_at, {_USAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"created_at, {_USAGE}, asked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         dump.session_id,
                         message.data,
@@ -642,6 +676,7 @@ class SQLiteStore(PagedReads):
                         message.author.name if message.author else None,
                         format_timestamp(message.created_at),
                         *usage_values(usage),
+                        message.asked_by,
                     ),
                 )
                 new_ids[message.id] = int(cursor.lastrowid or 0)
@@ -677,10 +712,121 @@ class SQLiteStore(PagedReads):
 
         return await self._require_writer().run(load)
 
+    async def forget_user(self, platform: str, user_id: str, *, dry_run: bool) -> ForgetReport:
+        """Delete one person's messages and the turns that answered them (see `Store`).
+
+        Each thread is planned and changed inside its own transaction on the writer, so a turn
+        stored meanwhile is wholly seen or not at all. A dry run only reads, on the reader, so
+        it works on a file opened read-only.
+        """
+        prefix = platform_prefix(platform)
+        threads = await self._reader.execute_fetchall(
+            f"SELECT session_id FROM {MESSAGES} WHERE substr(session_id, 1, ?1) = ?2 "
+            "AND (author_id = ?3 OR asked_by = ?3) "
+            f"UNION SELECT session_id FROM {USAGE} WHERE substr(session_id, 1, ?1) = ?2 "
+            "AND author_id = ?3 "
+            f"UNION SELECT session_id FROM {APPROVALS} WHERE platform = ?4 AND requester_id = ?3",
+            (len(prefix), prefix, user_id, platform),
+        )
+
+        async def forget_in(conn: aiosqlite.Connection, session_id: str) -> ForgetReport:
+            rows = await conn.execute_fetchall(
+                f"SELECT {ERASURE_COLUMNS.format(role=_ROLE)} FROM {MESSAGES} "
+                "WHERE session_id = ? ORDER BY id",
+                (session_id,),
+            )
+            plan = plan_erasure(rows, user_id)
+            # Whose pending approvals go: theirs, and every one in a thread losing rows.
+            approvals_where = (
+                f"FROM {APPROVALS} WHERE session_id = ?1 "
+                "AND (?2 OR (platform = ?3 AND requester_id = ?4))"
+            )
+            approval_args = (session_id, bool(plan.ids), platform, user_id)
+            counts = list(
+                await conn.execute_fetchall(
+                    f"SELECT (SELECT count(*) FROM {SUMMARIES} WHERE session_id = ?1 "
+                    "AND covers_id >= ?5), "
+                    f"(SELECT count(*) {approvals_where}), "
+                    f"(SELECT count(*) FROM {USAGE} WHERE session_id = ?1 AND author_id = ?4)",
+                    (*approval_args, plan.first),
+                )
+            )
+            summaries, approvals, named = (int(count) for count in counts[0])
+            usage_records = named + plan.ledger_rows + plan.unlinked
+            if not dry_run:
+                # The delete triggers drop the summaries covering these rows, unindex them,
+                # and copy each turn's cost into the ledger under whom it answered; so the
+                # ledger is anonymised after it.
+                await conn.execute(
+                    f"DELETE FROM {MESSAGES} WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(plan.ids),),
+                )
+                if plan.ids:
+                    # A thread left empty goes whole: its ID may be made of theirs
+                    # (BOT_MEMORY_SCOPE=user).
+                    await conn.execute(
+                        f"DELETE FROM {SESSIONS} WHERE session_id = ?1 "
+                        f"AND NOT EXISTS (SELECT 1 FROM {MESSAGES} WHERE session_id = ?1)",
+                        (session_id,),
+                    )
+                dropped = await conn.execute(f"DELETE {approvals_where}", approval_args)
+                ledger = await conn.execute(
+                    f"UPDATE {USAGE} SET author_id = NULL WHERE session_id = ? AND author_id = ?",
+                    (session_id, user_id),
+                )
+                kept = await conn.execute(
+                    f"UPDATE {MESSAGES} SET asked_by = NULL WHERE session_id = ? AND asked_by = ?",
+                    (session_id, user_id),
+                )
+                approvals, usage_records = dropped.rowcount, ledger.rowcount + kept.rowcount
+            found = ForgetReport(
+                messages=plan.messages,
+                replies=plan.replies,
+                tool_steps=plan.tool_steps,
+                summaries=summaries,
+                approvals=approvals,
+                usage_records=usage_records,
+            )
+            touched = found != ForgetReport()
+            return replace(found, sessions=(session_id,)) if touched else found
+
+        report = ForgetReport()
+        sessions = sorted(row[0] for row in threads)
+        if dry_run:
+            for session_id in sessions:
+                report += await forget_in(self._reader, session_id)
+            return report
+        writer = self._require_writer()
+        # Deleted rows are overwritten, not just unlinked (builds default either way), for
+        # this operation only: what someone asked to have deleted should not stay readable
+        # in the file's free pages.
+        was = await writer.run(partial(_secure_delete, on=True))
+        try:
+            for session_id in sessions:
+                report += await writer.run(partial(forget_in, session_id=session_id))
+            if report.messages:
+                # FTS5 hides a deleted row's words behind a tombstone and drops them only
+                # when it merges its segments: merging now leaves no word of theirs in it.
+                await writer.run(_merge_search_index)
+        finally:
+            await writer.run(partial(_secure_delete, on=was))
+        return report
+
     def _require_writer(self) -> Writer:
         if self._writer is None:
             raise StoreReadOnlyError(f"{self.path} was opened read-only")
         return self._writer
+
+
+async def _secure_delete(conn: aiosqlite.Connection, *, on: bool | int) -> int:
+    """Set the connection's `secure_delete` (see `forget_user`); returns what it was."""
+    rows = list(await conn.execute_fetchall("PRAGMA secure_delete"))
+    await conn.execute(f"PRAGMA secure_delete = {int(on)}")
+    return int(rows[0][0])
+
+
+async def _merge_search_index(conn: aiosqlite.Connection) -> None:
+    await conn.execute(f"INSERT INTO {SEARCH} ({SEARCH}) VALUES ('optimize')")
 
 
 __all__ = ["MEMORY", "SQLiteStore", "StoreClosedError", "StoreReadOnlyError"]

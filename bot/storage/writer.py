@@ -27,11 +27,11 @@ T = TypeVar("T")
 
 _INSERT_MESSAGES = (
     f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, model, "
-    "input_tokens, cached_tokens, output_tokens, input_chars) VALUES "
+    "input_tokens, cached_tokens, output_tokens, input_chars, asked_by) VALUES "
 )
-_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_MAX_ROWS_PER_STATEMENT = 100
-"""Rows one multi-row INSERT may carry (9 parameters each, under SQLite's oldest 999 limit)."""
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_MAX_ROWS_PER_STATEMENT = 90
+"""Rows one multi-row INSERT may carry (10 parameters each, under SQLite's oldest 999 limit)."""
 
 
 class StoreClosedError(RuntimeError):

@@ -5,7 +5,8 @@ typing, threads, interaction callbacks and follow-ups), each recorded; any of th
 made to answer 429 (with the `Retry-After` header, `Via` header and JSON body discord.py
 expects), 403 or 5xx a number of times. Gateway: HELLO, IDENTIFY -> READY (with a
 `resume_gateway_url` back to the fake), heartbeat ACKs, RESUME -> RESUMED, dispatching events,
-dropping the connection, and refusing the Message Content intent with close code 4014.
+dropping the connection, refusing new connections (`gateway_down`, an outage), and refusing the
+Message Content intent with close code 4014.
 
 Sharding as Discord documents it (developer docs, "Gateway: Sharding"): any number of
 connections at once; one that IDENTIFYs with `shard: [shard_id, num_shards]` gets that array
@@ -33,6 +34,18 @@ url, proxy_url, content_type, and width/height for images) whose `url` is a sign
 served here on loopback, with no token. A URL past its `ex` time, or with a wrong signature,
 is 404 "This content is no longer available.", as Discord's CDN answers.
 
+Uploading files as the developer docs describe it (Reference, "Uploading Files"): a message
+create or edit, an interaction response, a follow-up or an edit of "@original" may come as
+`multipart/form-data` with the JSON body in a `payload_json` part and each file in a
+`files[n]` part. The payload's `attachments` list names each new file by the placeholder ID
+`n` (with its `filename` and optional `description`); on an edit it must also list, by ID, the
+attachments to keep, since any not listed are removed (without an `attachments` list an edit
+keeps them all and adds the new files). A placeholder no `files[n]` part matches is 400 (50035,
+Invalid Form Body); files over `upload_limit` bytes in all are 413 (40005, Request entity too
+large). Uploaded files are stored on the fake CDN like any attachment and echoed in the message
+object's `attachments` (id, filename, size, url, proxy_url, content_type, description, and
+`ephemeral` on an ephemeral message); `Recorded.uploads` keeps the parts as they arrived.
+
 Point discord.py at it by setting `discord.http.Route.BASE = fake.api_base` and
 `discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)`.
 """
@@ -44,14 +57,15 @@ import hashlib
 import hmac
 import itertools
 import json
+import mimetypes
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.loopback import serve_on_loopback
 
@@ -68,6 +82,8 @@ LOADING = 1 << 7
 ACK_SECONDS = 3.0
 """How long Discord waits for an interaction's initial response."""
 CDN_LIFETIME = 24 * 3600
+UPLOAD_LIMIT = 10 * 1024 * 1024
+"""Bytes of files one request may upload: a bot's limit in a guild without boosts (10 MiB)."""
 """Seconds a signed attachment URL stays valid (Discord's are about a day)."""
 MAX_CONTENT = 2000
 MAX_ROWS = 5
@@ -105,6 +121,22 @@ def user(user_id: int, name: str, *, bot: bool = False) -> Json:
 BOT_USER = user(BOT_ID, BOT_NAME, bot=True)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One file part of a multipart request, as it arrived."""
+
+    field: str
+    """The part's name, `files[n]`."""
+    filename: str
+    data: bytes
+
+
+# Typed keys (aiohttp warns on string keys): handlers read the body from here, because a
+# multipart body can be read only once.
+_PAYLOAD = web.RequestKey("payload", object)
+_UPLOADS = web.RequestKey("uploads", list)
+
+
 @dataclass
 class Recorded:
     """One REST request the bot made."""
@@ -112,8 +144,11 @@ class Recorded:
     method: str
     path: str
     body: Any
+    """The JSON body; for a multipart request, its `payload_json`."""
     at: float
     status: int = 200
+    uploads: list[Upload] = field(default_factory=list)
+    """The files of a multipart request."""
 
 
 @dataclass
@@ -211,12 +246,17 @@ class FakeDiscord:
         self.guilds: dict[int, Json] = {}
         self.messages: dict[int, Json] = {}
         self.closed_sockets = 0
+        self.gateway_down = False
+        """While True, new gateway connections are refused with 503, as in an outage (the
+        bot keeps trying to reconnect); `refused_connections` counts them."""
+        self.refused_connections = 0
         self.posted: set[int] = set()
         """IDs of the messages the bot created through REST."""
         self.commands: dict[str, list[Json]] = {}
         self.interactions: dict[int, Interaction] = {}
         self.files: dict[int, StoredFile] = {}
         self.ack_seconds = ACK_SECONDS
+        self.upload_limit = UPLOAD_LIMIT
         self.port = 0
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self._runner: web.AppRunner | None = None
@@ -404,15 +444,23 @@ class FakeDiscord:
             result: web.StreamResponse = await handler(request)
             return result
         body: Any = None
+        uploads: list[Upload] = []
         if request.can_read_body and request.content_type == "application/json":
             body = await request.json()
+        elif request.can_read_body and request.content_type == "multipart/form-data":
+            body, uploads = await _read_multipart(request)
+        # Handlers read the body from here: a multipart body can be read only once.
+        request[_PAYLOAD], request[_UPLOADS] = body, uploads
         path = request.path.removeprefix("/api/v10")
-        record = Recorded(request.method, path, body, time.monotonic())
+        record = Recorded(request.method, path, body, time.monotonic(), uploads=uploads)
         self.requests.append(record)
         failure = self._take_failure(request.method, path)
         if failure is not None:
             record.status = failure.status
             return self._failure_response(failure)
+        if sum(len(upload.data) for upload in uploads) > self.upload_limit:
+            record.status = 413
+            return _error(413, 40005, "Request entity too large")
         response: web.StreamResponse = await handler(request)
         record.status = response.status
         return response
@@ -517,28 +565,75 @@ class FakeDiscord:
         }
         return message
 
-    def _bot_message(self, channel_id: str, payload: Json) -> Json:
+    def _bot_message(self, channel_id: str, payload: Json, files: Sequence[Json] = ()) -> Json:
         """A message the bot created (through REST or an interaction), stored as posted."""
         message = self._message(channel_id, payload.get("content") or "")
         message["components"] = list(payload.get("components") or [])
         message["flags"] = int(payload.get("flags") or 0)
+        message["attachments"] = _marked(files, message["flags"])
         self.messages[int(message["id"])] = message
         self.posted.add(int(message["id"]))
         return message
 
     @staticmethod
-    def _apply_edit(message: Json, payload: Json) -> None:
-        """An edit changes only the fields it sends, as Discord's PATCH does."""
+    def _apply_edit(message: Json, payload: Json, files: list[Json] | None = None) -> None:
+        """An edit changes only the fields it sends, as Discord's PATCH does; `files` is the
+        message's attachments after it, when it names any (see `_attachments`)."""
         for key in ("content", "components"):
             if key in payload and payload[key] is not None:
                 message[key] = payload[key]
+        if files is not None:
+            message["attachments"] = _marked(files, message["flags"])
         message["edited_timestamp"] = now_iso()
 
+    def _attachments(
+        self, request: web.Request, channel_id: str, payload: Json, kept: list[Json]
+    ) -> list[Json] | web.Response | None:
+        """A message's attachments after a request: None when it leaves them alone, or a 400
+        when its `attachments` list names a file it did not send (see the module docstring)."""
+        uploads: list[Upload] = request.get(_UPLOADS) or []
+        listed = payload.get("attachments")
+        if listed is None and not uploads:
+            return None
+        parts = {upload.field: upload for upload in uploads}
+        if listed is None:
+            return [*kept, *(self._store_upload(channel_id, u, {}) for u in uploads)]
+        known = {str(a["id"]): a for a in kept}
+        result: list[Json] = []
+        for index, entry in enumerate(listed):
+            entry_id = str(entry.get("id"))
+            if entry_id in known:
+                result.append(known[entry_id])
+            elif (upload := parts.get(f"files[{entry_id}]")) is not None:
+                result.append(self._store_upload(channel_id, upload, entry))
+            else:
+                problem = {"code": "ATTACHMENT_NOT_FOUND", "message": "Unknown attachment."}
+                errors = {"attachments": {str(index): {"id": {"_errors": [problem]}}}}
+                return _error(400, 50035, "Invalid Form Body", errors)
+        return result
+
+    def _store_upload(self, channel_id: str, upload: Upload, entry: Json) -> Json:
+        """Put an uploaded file on the CDN; its attachment object, as Discord echoes it."""
+        filename = str(entry.get("filename") or upload.filename)
+        content_type, _ = mimetypes.guess_type(filename)
+        if content_type is not None and content_type.startswith("text/"):
+            content_type += "; charset=utf-8"
+        attachment = self.attachment(
+            int(channel_id), filename, upload.data, content_type or "application/octet-stream"
+        )
+        if entry.get("description"):
+            attachment["description"] = entry["description"]
+        return attachment
+
     async def _create_message(self, request: web.Request) -> web.Response:
-        payload = await request.json()
+        payload = _payload(request)
         if (invalid := _invalid_form(payload)) is not None:
             return invalid
-        message = self._bot_message(request.match_info["channel"], payload)
+        channel = request.match_info["channel"]
+        files = self._attachments(request, channel, payload, [])
+        if isinstance(files, web.Response):
+            return files
+        message = self._bot_message(channel, payload, files or [])
         if payload.get("message_reference"):
             message["message_reference"] = payload["message_reference"]
         return _json(message)
@@ -556,7 +651,7 @@ class FakeDiscord:
         return _json(message)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
-        payload = await request.json()
+        payload = _payload(request)
         message = self._channel_message(request)
         if message is None:
             return _unknown_message()
@@ -564,7 +659,10 @@ class FakeDiscord:
             return _error(403, 50005, "Cannot edit a message authored by another user")
         if (invalid := _invalid_form(payload)) is not None:
             return invalid
-        self._apply_edit(message, payload)
+        files = self._attachments(request, message["channel_id"], payload, message["attachments"])
+        if isinstance(files, web.Response):
+            return files
+        self._apply_edit(message, payload, files)
         return _json(message)
 
     async def _no_content(self, request: web.Request) -> web.Response:
@@ -597,9 +695,14 @@ class FakeDiscord:
 
     # ----- interactions ----------------------------------------------------------------------
 
-    def _interaction_message(self, interaction: Interaction, payload: Json) -> Json:
+    def _interaction_message(
+        self,
+        interaction: Interaction,
+        payload: Json,
+        files: Sequence[Json] = (),
+    ) -> Json:
         """A message answering an interaction, in its channel, naming its user."""
-        message = self._bot_message(interaction.payload["channel_id"], payload)
+        message = self._bot_message(interaction.payload["channel_id"], payload, files)
         message["interaction_metadata"] = {
             "id": interaction.payload["id"],
             "type": interaction.payload["type"],
@@ -615,7 +718,7 @@ class FakeDiscord:
             return _error(400, 40060, "Interaction has already been acknowledged.")
         if time.monotonic() - interaction.sent_at > self.ack_seconds:
             return _error(404, 10062, "Unknown interaction")
-        payload = await request.json()
+        payload = _payload(request)
         kind = payload.get("type")
         data = payload.get("data") or {}
         is_component = interaction.payload["type"] == 3
@@ -624,10 +727,17 @@ class FakeDiscord:
             return _error(400, 50035, "Invalid Form Body")
         if (invalid := _invalid_form(data)) is not None:
             return invalid
+        channel = interaction.payload["channel_id"]
+        updated = self.messages.get(interaction.original_id or 0) if kind == 7 else None
+        files = self._attachments(
+            request, channel, data, [] if updated is None else updated["attachments"]
+        )
+        if isinstance(files, web.Response):
+            return files
         interaction.response_type = kind
         message: Json | None = None
         if kind == 4:
-            message = self._interaction_message(interaction, data)
+            message = self._interaction_message(interaction, data, files or [])
             interaction.original_id = int(message["id"])
         elif kind == 5:
             flags = int(data.get("flags") or 0) | LOADING
@@ -635,7 +745,7 @@ class FakeDiscord:
             interaction.original_id = int(message["id"])
         elif kind == 7:
             message = self.messages[interaction.original_id or 0]
-            self._apply_edit(message, data)
+            self._apply_edit(message, data, files)
         return _json(
             {
                 "interaction": {
@@ -669,10 +779,13 @@ class FakeDiscord:
         interaction = self._webhook_interaction(request)
         if interaction is None:
             return _error(404, 10015, "Unknown Webhook")
-        payload = await request.json() if request.body_exists else {}
+        payload = _payload(request)
         if (invalid := _invalid_form(payload)) is not None:
             return invalid
-        message = self._interaction_message(interaction, payload)
+        files = self._attachments(request, interaction.payload["channel_id"], payload, [])
+        if isinstance(files, web.Response):
+            return files
+        message = self._interaction_message(interaction, payload, files or [])
         message["webhook_id"] = str(APP_ID)
         return _json(message)
 
@@ -683,11 +796,14 @@ class FakeDiscord:
         message = self.messages.get(interaction.original_id or 0)
         if message is None:
             return _unknown_message()
-        payload = await request.json() if request.body_exists else {}
+        payload = _payload(request)
         if (invalid := _invalid_form(payload)) is not None:
             return invalid
-        self._apply_edit(message, payload)
+        files = self._attachments(request, message["channel_id"], payload, message["attachments"])
+        if isinstance(files, web.Response):
+            return files
         message["flags"] &= ~LOADING
+        self._apply_edit(message, payload, files)
         return _json(message)
 
     # ----- CDN -------------------------------------------------------------------------------
@@ -855,7 +971,7 @@ class FakeDiscord:
             "channel": channel,
             "locale": "en-US",
             "app_permissions": "0",
-            "attachment_size_limit": 8_000_000,
+            "attachment_size_limit": self.upload_limit,
             "entitlements": [],
             "authorizing_integration_owners": {},
             "context": 0 if guild_id is not None else 1,
@@ -917,6 +1033,9 @@ class FakeDiscord:
         await connection.ws.send_str(json.dumps(frame))
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        if self.gateway_down:
+            self.refused_connections += 1
+            raise web.HTTPServiceUnavailable()
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         connection = _Connection(ws)
@@ -989,6 +1108,36 @@ def _error(status: int, code: int, message: str, errors: Json | None = None) -> 
     if errors is not None:
         body["errors"] = errors
     return _json(body, status=status)
+
+
+async def _read_multipart(request: web.Request) -> tuple[Json, list[Upload]]:
+    """A multipart body's `payload_json` (parsed; `{}` when absent) and its file parts."""
+    payload: Json = {}
+    uploads: list[Upload] = []
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            continue  # a nested multipart: Discord reads none
+        if part.name == "payload_json":
+            payload = json.loads(await part.text())
+        elif part.filename is not None:
+            data = await part.read(decode=True)
+            uploads.append(Upload(part.name or "", part.filename, bytes(data)))
+    return payload, uploads
+
+
+def _payload(request: web.Request) -> Json:
+    """The request's JSON body, or a multipart request's `payload_json` (read by the
+    middleware); `{}` for an empty body."""
+    payload: Json = request.get(_PAYLOAD) or {}
+    return payload
+
+
+def _marked(files: Sequence[Json], flags: int) -> list[Json]:
+    """Attachments as a message shows them: marked `ephemeral` on an ephemeral message."""
+    if not flags & EPHEMERAL:
+        return list(files)
+    return [{**attachment, "ephemeral": True} for attachment in files]
 
 
 def _unknown_message() -> web.Response:

@@ -20,6 +20,16 @@ that is on a message (and refuses a button that is not there any more); its `res
 takes ephemeral replies, replacements and deletions of the clicked message. Files a person
 shares are hosted at `url_private` / `url_private_download` and served only to a bearer token
 with `files:read`; anything else gets Slack's sign-in page, as HTML with status 200.
+
+Files the bot uploads go the way Slack documents for `files_upload_v2`:
+`files.getUploadURLExternal` (`filename`, `length` > 0) answers an `upload_url` and a `file_id`;
+the upload URL takes the bytes in a POST (raw, or as a multipart form) with no token, and
+answers `OK - <length>` as text; `files.completeUploadExternal` (`files` = `[{"id", "title"}]`,
+optional `channel_id`, `thread_ts`, `initial_comment`) may be called once per file, only after
+its bytes arrived, and shares it in the channel as a bot message carrying the file (hosted like
+shared files). `conversations.open` with one user opens (or finds again) the DM with them.
+Those methods check the token's scopes (`files:write`; `im:write`) and answer a missing one as
+Slack does: `{"ok": false, "error": "missing_scope", "needed": ..., "provided": ...}`.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import mimetypes
 import secrets
 import time
 from collections import deque
@@ -56,9 +67,20 @@ BOT_SCOPES = frozenset(
         "commands",
         "users:read",
         "files:read",
+        "files:write",
+        "im:write",
     }
 )
 """What slack-manifest.yml asks for; a test takes one away to see the bot without it."""
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "files.getUploadURLExternal": ("files:write",),
+    "files.completeUploadExternal": ("files:write",),
+    # Any one will do: each opens the kind of conversation it is named for.
+    "conversations.open": ("im:write", "mpim:write", "channels:manage", "groups:write"),
+}
+"""Methods whose scopes the fake checks (the bot's other methods are not checked)."""
+MAX_UPLOAD = 1024**3
+"""The largest file Slack takes (1 GB)."""
 SIGN_IN_PAGE = (
     "<!DOCTYPE html><html><head><title>Slack</title></head>"
     "<body><h1>Sign in to your workspace</h1></body></html>"
@@ -72,6 +94,27 @@ class ApiCall:
     body: dict[str, Any]
     token: str | None
     at: float = field(default_factory=time.monotonic)
+
+
+class SlackError(Exception):
+    """A method's `{"ok": false, "error": ...}` answer, with any extra fields Slack adds."""
+
+    def __init__(self, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
+@dataclass
+class Upload:
+    """A file the bot is uploading: asked for, then its bytes, then completed (shared)."""
+
+    id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    """What arrived at the upload URL; None until then."""
+    completed: bool = False
 
 
 @dataclass
@@ -105,6 +148,8 @@ class Posted:
     streaming: bool = False
     edits: int = 0
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    """Files shared with the message (as `files.completeUploadExternal` shares them)."""
 
     def buttons(self) -> list[dict[str, Any]]:
         """The buttons on the message, in the order Slack shows them."""
@@ -167,6 +212,10 @@ class FakeSlack:
         """Bot tokens Slack knows, with the scopes each was granted."""
         self.files: dict[str, HostedFile] = {}
         self.downloads: list[tuple[str, str | None]] = []
+        self.uploads: dict[str, Upload] = {}
+        """Files the bot uploads, by file ID (their upload URLs end in the ID)."""
+        self.dms: dict[str, str] = {}
+        """The DM channel `conversations.open` gave for each user."""
         """Every request for a private file: its path, and the bearer token it came with."""
         self._interactions: dict[str, Interaction] = {}
         self._file_ids = itertools.count(1)
@@ -212,8 +261,9 @@ class FakeSlack:
         return [c.ws for c in self.connections]
 
     async def start(self) -> FakeSlack:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_UPLOAD + 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_get("/link/", self._socket)
         app.router.add_post("/respond/{id}", self._respond)
         app.router.add_get("/files-pri/{owner}/download/{name}", self._file)
@@ -516,6 +566,19 @@ class FakeSlack:
     ) -> dict[str, Any]:
         """Host a file and return its object as message events carry it in `files`."""
         file_id = f"F{next(self._file_ids):06d}"
+        return self._host(file_id, name, content, mimetype, filetype=filetype, user=user)
+
+    def _host(
+        self,
+        file_id: str,
+        name: str,
+        content: bytes,
+        mimetype: str,
+        *,
+        filetype: str = "",
+        user: str = "",
+        title: str | None = None,
+    ) -> dict[str, Any]:
         hosted = HostedFile(file_id, name, mimetype, filetype or _filetype(name), content, user)
         self.files[file_id] = hosted
         base = f"http://127.0.0.1:{self.port}/files-pri/{TEAM}-{file_id}"
@@ -525,7 +588,7 @@ class FakeSlack:
             "created": now,
             "timestamp": now,
             "name": name,
-            "title": name,
+            "title": title or name,
             "mimetype": mimetype,
             "filetype": hosted.filetype,
             "pretty_type": hosted.filetype.upper(),
@@ -598,9 +661,22 @@ class FakeSlack:
                 error = refused or self.disabled[method]
                 return web.json_response({"ok": False, "error": error})
             handler = getattr(self, "_" + method.replace(".", "_"), None)
-            result = handler(body) if handler else {}
+            try:
+                self._check_scopes(method, token)
+                result = handler(body) if handler else {}
+            except SlackError as exc:
+                self.changed.notify_all()
+                return web.json_response({"ok": False, "error": exc.error, **exc.extra})
             self.changed.notify_all()
         return web.json_response({"ok": True, **result})
+
+    def _check_scopes(self, method: str, token: str | None) -> None:
+        needed = METHOD_SCOPES.get(method)
+        granted = self.tokens.get(token or "", set())
+        if needed is not None and not granted.intersection(needed):
+            raise SlackError(
+                "missing_scope", needed=",".join(needed), provided=",".join(sorted(granted))
+            )
 
     def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -713,6 +789,82 @@ class FakeSlack:
             if m.channel == channel and (m.ts == ts or m.thread_ts == ts)
         ]
         return {"messages": found, "has_more": False}
+
+    # ----- files the bot uploads -----------------------------------------------------------
+
+    def _conversations_open(self, body: dict[str, Any]) -> dict[str, Any]:
+        users = [u for u in str(body.get("users") or "").split(",") if u]
+        if not users:
+            raise SlackError("users_list_not_supplied")
+        if len(users) > 1:
+            raise SlackError("method_not_supported_for_channel_type")  # mpims: not faked
+        user = users[0]
+        if user not in USERS:
+            raise SlackError("user_not_found")
+        already = user in self.dms
+        channel = self.dms.setdefault(user, "D" + user.removeprefix("U"))
+        return {"no_op": already, "already_open": already, "channel": {"id": channel}}
+
+    def _files_getUploadURLExternal(self, body: dict[str, Any]) -> dict[str, Any]:
+        filename, length = str(body.get("filename") or ""), str(body.get("length") or "")
+        if not filename or not length.isdigit() or int(length) == 0:
+            raise SlackError("missing_argument")
+        if int(length) > MAX_UPLOAD:
+            raise SlackError("file_upload_size_restricted")
+        file_id = f"F{next(self._file_ids):06d}"
+        self.uploads[file_id] = Upload(file_id, filename, int(length))
+        url = f"http://127.0.0.1:{self.port}/upload/v1/{file_id}"
+        return {"upload_url": url, "file_id": file_id}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: takes the bytes (raw, or the file part of a form), no token."""
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None or upload.completed:
+            return web.Response(status=404, text="not_found")
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            part = next((v for v in form.values() if isinstance(v, web.FileField)), None)
+            data = b"" if part is None else part.file.read()
+        else:
+            data = await request.read()
+        async with self.changed:
+            upload.data = data
+            self.changed.notify_all()
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _files_completeUploadExternal(self, body: dict[str, Any]) -> dict[str, Any]:
+        raw = body.get("files")
+        listed = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(listed, list) or not listed:
+            raise SlackError("invalid_arguments")
+        uploads: list[tuple[Upload, str]] = []
+        for entry in listed:
+            upload = self.uploads.get(str(entry.get("id") or ""))
+            if upload is None or upload.data is None or upload.completed:
+                # Never asked for, bytes never sent, or completed already (once per file).
+                raise SlackError("file_not_found")
+            uploads.append((upload, str(entry.get("title") or upload.filename)))
+        channel = str(body.get("channel_id") or "")
+        if channel and channel not in self.dms.values() and not channel.startswith("C"):
+            raise SlackError("channel_not_found")
+        shared: list[dict[str, Any]] = []
+        for upload, title in uploads:
+            upload.completed = True
+            mimetype = mimetypes.guess_type(upload.filename)[0] or "text/plain"
+            data = upload.data or b""
+            shared.append(
+                self._host(upload.id, upload.filename, data, mimetype, user=BOT_USER, title=title)
+            )
+        if channel:
+            posted = Posted(
+                channel,
+                self.new_ts(),
+                str(body.get("initial_comment") or ""),
+                body.get("thread_ts") or None,
+                files=shared,
+            )
+            self._add(posted)
+        return {"files": [{"id": f["id"], "title": f["title"]} for f in shared]}
 
     def record_user_message(
         self, channel: str, text: str, user: str, ts: str, thread_ts: str | None = None

@@ -10,8 +10,10 @@ from agents import Tool
 
 from bot.agent import build_client
 from bot.app import build_core
+from bot.budget import Clock, utc_now
 from bot.config import Config
 from bot.core import Core
+from bot.metrics import Metrics
 from bot.storage import Store, open_store
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -43,18 +45,33 @@ def make_config(
 
 
 class BotParts:
-    """A real core on a real store and the real openai client, closed in reverse order."""
+    """A real core on a real store and the real openai client, closed in reverse order.
 
-    def __init__(self, config: Config, tools: Sequence[Tool] = ()) -> None:
+    With `metrics_port` set in the config (any value: nothing is served here), the core
+    reports to `metrics`, as `python -m bot` wires it.
+    """
+
+    def __init__(
+        self, config: Config, tools: Sequence[Tool] = (), *, clock: Clock = utc_now
+    ) -> None:
         self.config = config
         self.tools = list(tools)
+        self.clock = clock
         self.client = build_client(config)
+        self.metrics = None if config.metrics_port is None else Metrics()
         self.store: Store
         self.core: Core
 
     async def start(self) -> BotParts:
         self.store = await open_store(self.config.memory_location, pool_size=4)
-        self.core = build_core(self.config, self.store, self.client, tools=self.tools)
+        self.core = build_core(
+            self.config,
+            self.store,
+            self.client,
+            tools=self.tools,
+            clock=self.clock,
+            metrics=self.metrics,
+        )
         return self
 
     async def close(self) -> None:

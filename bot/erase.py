@@ -1,0 +1,59 @@
+"""Honouring a deletion request: `python -m bot forget-user PLATFORM USER_ID [--dry-run]`.
+
+What goes: every message the person wrote in the platform's threads, every row of the turns
+they started (the bot's replies, its tool calls and their outputs), the summaries that covered
+any of it, and pending tool approvals that carry it. What stays: other people's messages and
+the turns that answered them, and the token counts of the removed turns, which name nobody
+(`Store.forget_user` has the details).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .storage import ForgetReport, Store
+
+logger = logging.getLogger(__name__)
+
+
+async def forget_user(
+    store: Store, platform: str, user_id: str, *, dry_run: bool = False
+) -> ForgetReport:
+    """Forget one person on one platform (or, with `dry_run`, count what that would remove).
+
+    The log line holds counts only: no message text, and not whom it was about, since the
+    log is not the place to keep the name of someone who asked to be forgotten.
+    """
+    report = await store.forget_user(platform, user_id, dry_run=dry_run)
+    logger.info(
+        "%s a person's data on %s: %d thread(s), %d message(s), %d reply(ies), "
+        "%d tool step(s), %d summary(ies), %d approval(s), %d usage record(s) anonymised",
+        "Counted (dry run)" if dry_run else "Forgot",
+        platform,
+        len(report.sessions),
+        report.messages,
+        report.replies,
+        report.tool_steps,
+        report.summaries,
+        report.approvals,
+        report.usage_records,
+    )
+    return report
+
+
+def report_lines(report: ForgetReport, *, dry_run: bool) -> list[str]:
+    """The report for the person running the command, one fact a line."""
+    if report == ForgetReport():
+        return ["Nothing stored for that person: nothing to remove."]
+    lines = [
+        "Dry run: nothing was changed. This would remove:" if dry_run else "Removed:",
+        f"  {report.messages} message(s) they wrote, in {len(report.sessions)} thread(s)",
+        f"  {report.replies} bot reply(ies) and {report.tool_steps} tool step(s) answering them",
+        f"  {report.summaries} thread summary(ies) that covered them (rebuilt as threads go on)",
+        f"  {report.approvals} pending tool approval(s)",
+        f"  and {'would anonymise' if dry_run else 'anonymised'} {report.usage_records} usage "
+        "record(s) (their token counts stay, naming nobody)",
+        "Threads:",
+    ]
+    lines += [f"  {session_id}" for session_id in report.sessions]
+    return lines

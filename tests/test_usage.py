@@ -1,0 +1,343 @@
+"""Usage: every turn stores what the model reported, `/usage` and `python -m bot usage` add it
+up, and the daily budget refuses a person past it until midnight UTC (time injected)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.messages import IncomingMessage, Reply, ReplyKind, Surface
+from bot.storage import (
+    Author,
+    SQLiteStore,
+    Store,
+    ThreadDump,
+    Usage,
+    UsageTotals,
+)
+from bot.storage.records import DumpedMessage
+from bot.storage.schema import MIGRATIONS
+from tests.fakes.openai_server import FakeOpenAI, count_tokens
+from tests.support.items import msg
+from tests.support.parts import BotParts, make_config
+
+SURFACE = Surface(max_chars=2000)
+# Far from the real date, so rows the tests store right now never fall in "today" by accident.
+NOON = datetime(2031, 5, 20, 12, 0, tzinfo=UTC)
+V2_KEEP_USAGE = """
+CREATE TRIGGER agent_messages_keep_usage AFTER DELETE ON agent_messages
+WHEN OLD.input_tokens IS NOT NULL
+BEGIN
+    INSERT INTO bot_usage (session_id, author_id, kind, model, input_tokens, cached_tokens,
+        output_tokens, input_chars, created_at)
+    VALUES (OLD.session_id, NULL, 'turn', OLD.model, OLD.input_tokens,
+        coalesce(OLD.cached_tokens, 0), coalesce(OLD.output_tokens, 0),
+        coalesce(OLD.input_chars, 0), OLD.created_at);
+END
+"""
+
+
+class Clock:
+    """The time the bot believes it is; tests move it instead of sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def say(
+    parts: BotParts, text: str, *, user: str = "ann", thread: str = "discord:1:10"
+) -> Reply:
+    platform = thread.split(":")[0]
+    message = IncomingMessage(platform, thread, user, user.title(), text)
+    return await parts.core.handle(message, SURFACE)
+
+
+def _turn(
+    number: int, user: str, when: datetime, usage: Usage, *, name: str = ""
+) -> tuple[DumpedMessage, DumpedMessage]:
+    """A stored exchange as a dump holds it: the person's message, then the answer with its cost."""
+    author = Author(user, name or user.title())
+    return (
+        DumpedMessage(
+            2 * number, f'{{"role": "user", "content": "q{number}"}}', author, when, None
+        ),
+        DumpedMessage(
+            2 * number + 1,
+            f'{{"role": "assistant", "content": "a{number}"}}',
+            None,
+            when,
+            usage,
+            asked_by=user,
+        ),
+    )
+
+
+def _thread(session_id: str, *turns: tuple[DumpedMessage, DumpedMessage]) -> ThreadDump:
+    messages = tuple(m for turn in turns for m in turn)
+    return ThreadDump(
+        session_id=session_id,
+        created_at=messages[0].created_at,
+        updated_at=messages[-1].created_at,
+        messages=messages,
+        summaries=(),
+        ledger=(),
+    )
+
+
+def _usage(model: str, tokens_in: int, cached: int, tokens_out: int) -> Usage:
+    return Usage(model, tokens_in, cached, tokens_out, tokens_in * 4)
+
+
+async def _populate(store: Store) -> None:
+    """Ann and Bob on Discord and Ann (another person: another platform) on Slack, over three
+    days of NOON's month and one of the month before, plus a summary and an undone turn."""
+    today, earlier, last_month = (
+        NOON - timedelta(hours=2),
+        NOON - timedelta(days=10),
+        NOON.replace(month=4, day=28),
+    )
+    await store.load_thread(
+        _thread(
+            "discord:1:10",
+            _turn(1, "ann", last_month, _usage("gpt-a", 1000, 0, 100)),
+            _turn(2, "ann", earlier, _usage("gpt-a", 2000, 1024, 200)),
+            _turn(3, "bob", today, _usage("gpt-b", 3000, 2048, 300)),
+            _turn(4, "ann", today, _usage("gpt-a", 4000, 3072, 400)),
+        )
+    )
+    await store.load_thread(
+        _thread("discord:1:20", _turn(1, "ann", today, _usage("gpt-a", 500, 0, 50)))
+    )
+    await store.load_thread(
+        _thread("slack:T1:C1:1.0", _turn(1, "ann", today, _usage("gpt-a", 7000, 0, 700)))
+    )
+    # The thread's summary cost, and the undone last turn: both stay in the ledger.
+    await store.record_usage("discord:1:10", _usage("gpt-mini", 800, 0, 80), kind="summary")
+    assert len(await store.undo_last_exchange("discord:1:10")) == 2
+
+
+async def test_usage_adds_up_turns_undone_turns_and_summaries(store: Store) -> None:
+    await _populate(store)
+    thread = await store.thread_usage("discord:1:10")
+    assert thread == UsageTotals(5, 1000 + 2000 + 3000 + 4000 + 800, 1024 + 2048 + 3072, 1080)
+    assert thread.tokens == 10_800 + 1080
+    # Ann on Discord, today: turn 4 (undone, kept in the ledger) and her turn in thread 20;
+    # never the Slack user who happens to have the same ID, never Bob.
+    today = await store.person_usage("discord", "ann", since=NOON.replace(hour=0))
+    assert today == UsageTotals(2, 4500, 3072, 450)
+    month = await store.person_usage("discord", "ann", since=NOON.replace(day=1, hour=0))
+    assert month.tokens == 2200 + 4400 + 550
+    assert await store.person_usage("slack", "ann", since=NOON.replace(hour=0)) == UsageTotals(
+        1, 7000, 0, 700
+    )
+    assert await store.person_usage("discord", "carol", since=NOON) == UsageTotals()
+
+
+async def test_usage_report_groups_by_thread_user_day_and_model(store: Store) -> None:
+    await _populate(store)
+    by_thread = {line.key: line.totals.tokens for line in await store.usage_report("thread")}
+    assert by_thread == {"discord:1:10": 11_880, "discord:1:20": 550, "slack:T1:C1:1.0": 7700}
+    report = await store.usage_report("user")
+    assert [line.key for line in report] == ["discord:ann", "slack:ann", "discord:bob", ""]
+    assert {line.key: line.totals.tokens for line in report} == {
+        "slack:ann": 7700,
+        "discord:ann": 1100 + 2200 + 4400 + 550,
+        "discord:bob": 3300,
+        "": 880,  # the summary answered no one
+    }
+    days = await store.usage_report("day")
+    # The summary was recorded just now, by the database's clock: its day comes first.
+    assert [line.key for line in days[1:]] == ["2031-04-28", "2031-05-10", "2031-05-20"]
+    assert days[0].key <= f"{datetime.now(UTC):%Y-%m-%d}"
+    assert days[0].totals == UsageTotals(1, 800, 0, 80)
+    assert sum(line.totals.calls for line in days) == 7
+    models = {line.key: line.totals.calls for line in await store.usage_report("model")}
+    assert models == {"gpt-a": 5, "gpt-b": 1, "gpt-mini": 1}
+    since = await store.usage_report("thread", since=NOON.replace(hour=0))
+    assert {line.key: line.totals.tokens for line in since} == {
+        "discord:1:10": 3300 + 4400,  # the summary was recorded now, years before NOON
+        "discord:1:20": 550,
+        "slack:T1:C1:1.0": 7700,
+    }
+
+
+async def test_every_turn_stores_what_the_model_reported(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    parts = await BotParts(make_config(fake_openai, tmp_path / "m.sqlite3")).start()
+    try:
+        answers = [
+            await say(parts, "hello there, I am Ann"),
+            await say(parts, "and I am Bob", user="bob"),
+            await say(parts, "what did Bob say?"),
+        ]
+        assert all(reply.kind is ReplyKind.ANSWER for reply in answers)
+        dump = await parts.store.dump_thread("discord:1:10")
+    finally:
+        await parts.close()
+    costed = [m for m in dump.messages if m.usage is not None]
+    assert [m.asked_by for m in costed] == ["ann", "bob", "ann"]
+    for message, request, reply in zip(costed, fake_openai.completed, answers, strict=True):
+        assert message.usage is not None
+        assert message.usage.model == "fake-model"
+        assert message.usage.input_tokens == request.prompt_tokens > 0
+        assert message.usage.cached_tokens == request.cached_tokens
+        assert message.usage.output_tokens == count_tokens(reply.text)
+    # The fake caches a shared prompt prefix as OpenAI does (1,024 tokens at least): short
+    # turns share none, so nothing was reported cached.
+    assert all(m.usage is not None and m.usage.cached_tokens == 0 for m in costed)
+
+
+async def test_usage_command_shows_the_thread_and_the_person(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    config = make_config(fake_openai, tmp_path / "m.sqlite3", daily_tokens_per_user=100_000)
+    parts = await BotParts(config, clock=clock).start()
+    try:
+        await say(parts, "first question")
+        await say(parts, "a question in another thread", thread="discord:1:20")
+        await say(parts, "Bob's question", user="bob")
+        await say(parts, "/undo", user="bob")  # undone, but it was paid for
+        ann = sum(m.input_tokens + m.output_tokens for m in await _costs(parts, "ann"))
+        everyone = await parts.store.thread_usage("discord:1:10")
+        reply = await say(parts, "/usage")
+    finally:
+        await parts.close()
+    assert reply.kind is ReplyKind.COMMAND
+    assert f"This thread: {everyone.tokens:,} tokens over 2 model calls" in reply.text
+    assert f"You, across every thread here: {ann:,} tokens today, {ann:,} this month" in reply.text
+    assert f"Your daily budget: {ann:,} of 100,000 tokens used" in reply.text
+    assert len(fake_openai.completed) == 3  # commands never reach the model
+
+
+async def _costs(parts: BotParts, user: str) -> list[Usage]:
+    found = []
+    for session in await parts.store.list_sessions():
+        dump = await parts.store.dump_thread(session.session_id)
+        found += [m.usage for m in dump.messages if m.usage and m.asked_by == user]
+    return found
+
+
+async def test_the_daily_budget_refuses_then_resets_at_midnight_utc(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    config = make_config(fake_openai, tmp_path / "m.sqlite3", daily_tokens_per_user=60)
+    parts = await BotParts(config, clock=clock).start()
+    try:
+        first = await say(parts, "a question that costs a few tokens " * 3)
+        assert first.kind is ReplyKind.ANSWER
+        spent = (await parts.store.thread_usage("discord:1:10")).tokens
+        assert spent >= 60, "the first turn must use up the budget for this test to mean much"
+        refused = await say(parts, "another question")
+        assert refused.kind is ReplyKind.NOTICE
+        left = datetime.combine(clock.now.date() + timedelta(days=1), datetime.min.time(), UTC)
+        assert refused.text.startswith(
+            "You've used today's budget of 60 tokens; it resets at 00:00 UTC"
+        )
+        hours, minutes = divmod(int((left - clock.now).total_seconds() // 60) + 1, 60)
+        assert f"(in {hours} h {minutes} min)" in refused.text or hours == 0
+        assert len(fake_openai.completed) == 1, "a refused message never reaches the model"
+        # Commands still work, and someone else still gets answers.
+        usage = await say(parts, "/usage")
+        assert usage.kind is ReplyKind.COMMAND
+        assert "Your daily budget: 60 of 60 tokens used, 0 left" in usage.text
+        assert (await say(parts, "/history")).kind is ReplyKind.COMMAND
+        assert (await say(parts, "hi, I'm Bob", user="bob")).kind is ReplyKind.ANSWER
+        # The refused message was not stored.
+        assert "another question" not in str(await parts.store.read_items("discord:1:10"))
+        # One second past midnight UTC: a new day, a new budget.
+        clock.now = left + timedelta(seconds=1)
+        again = await say(parts, "another question")
+        assert again.kind is ReplyKind.ANSWER
+        # And the turn just stored counts at once, without waiting for the store to be read.
+        assert (await say(parts, "and one more")).kind is ReplyKind.NOTICE
+    finally:
+        await parts.close()
+
+
+def _write_env(tmp_path: Path, db: Path) -> Path:
+    env = tmp_path / "test.env"
+    env.write_text(f"BOT_DB_PATH={db}\nOPENAI_API_KEY=sk-test-not-real\n")
+    return env
+
+
+async def _populated_file(path: Path) -> None:
+    async with await SQLiteStore.open(path) as store:
+        await _populate(store)
+
+
+def test_cli_prints_a_table_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    db = tmp_path / "memory.sqlite3"
+    asyncio.run(_populated_file(db))
+    env = _write_env(tmp_path, db)
+    assert main(["--env-file", str(env), "usage", "--by", "user"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["USER", "CALLS", "INPUT", "CACHED", "OUTPUT", "TOTAL"]
+    assert table[1].split() == ["discord:ann", "4", "7,500", "4,096", "750", "8,250"]
+    assert table[4].split() == ["(summaries)", "1", "800", "0", "80", "880"]
+    assert table[-1].split()[:3] == ["TOTAL", "(all", "time)"]
+    assert table[-1].split()[-1] == f"{7700 + 8250 + 3300 + 880:,}"
+    assert main(["--env-file", str(env), "usage", "--by", "day", "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == [
+        "day",
+        "calls",
+        "input_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "total_tokens",
+    ]
+    assert [row[0] for row in rows[2:]] == ["2031-04-28", "2031-05-10", "2031-05-20"]
+    since = ["usage", "--by", "thread", "--since", "2031-05-20", "--format", "csv"]
+    assert main(["--env-file", str(env), *since]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert {row[0]: int(row[5]) for row in rows[1:]} == {
+        "slack:T1:C1:1.0": 7700,
+        "discord:1:10": 7700,
+        "discord:1:20": 550,
+    }
+    with pytest.raises(SystemExit):
+        main(["--env-file", str(env), "usage", "--since", "last tuesday"])
+    assert "is not a date like" in capsys.readouterr().err
+
+
+async def test_a_file_from_the_previous_release_learns_whom_turns_answered(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v2.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append("t", [msg("user", "old")], author=Author("u", "U"))
+    with sqlite3.connect(path) as conn:  # back to what version 2 left
+        conn.execute("DROP INDEX idx_agent_messages_asked_by")
+        conn.execute("DROP TRIGGER agent_messages_keep_usage")
+        conn.execute("ALTER TABLE agent_messages DROP COLUMN asked_by")
+        conn.execute(V2_KEEP_USAGE)
+        conn.execute("PRAGMA user_version = 2")
+    async with await SQLiteStore.open(path) as store:
+        await store.append(
+            "t",
+            [msg("user", "new"), msg("assistant", "answer")],
+            author=Author("u", "U"),
+            usage=Usage("m", 10, 0, 5, 40),
+        )
+        await store.undo_last_exchange("t")
+        assert await store.person_usage("console", "u", since=NOON - timedelta(days=3650)) == (
+            UsageTotals()
+        )
+        assert (await store.thread_usage("t")).tokens == 15
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("SELECT author_id FROM bot_usage").fetchall() == [("u",)]
