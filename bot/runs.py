@@ -190,10 +190,17 @@ class AgentRuns:
             if rejection is not None or not _has_results(turn.pending, record):
                 raise  # nothing ran: the approval stays pending, the click can be repeated
             # The tools ran but the answer did not come: keep what they returned, so a second
-            # click cannot run them again and the next message can build on their results.
+            # click cannot run them again and the next message can build on their results;
+            # and what the model calls so far cost (the request before the pause included).
+            usage = meter.usage(result.context_wrapper.usage, self._model_name)
             await self._store.append(
-                record.session_id, turn.kept, author=record.requester, settles=record.approval_id
+                record.session_id,
+                turn.kept,
+                author=record.requester,
+                usage=usage,
+                settles=record.approval_id,
             )
+            self._spent(record.platform, record.requester.id, usage)
             raise ToolRanError(exc) from exc
 
     async def _follow(

@@ -347,6 +347,11 @@ async def test_an_approved_tool_never_runs_twice_when_the_answer_fails(
         # The tool's result is kept; the approval is settled, so a second click runs nothing.
         kinds = [i.get("role") or i.get("type") for i in await stored(parts)]
         assert kinds == ["user", "function_call", "function_call_output"]
+        # So is what the request before the pause cost, for the person who asked.
+        last = (await parts.store.dump_thread(THREAD)).messages[-1]
+        assert last.usage is not None
+        assert last.usage.input_tokens == model.completed[0].prompt_tokens
+        assert last.asked_by == "id-Ann"
         again = await parts.core.decide(
             request.approval_id, Decision.APPROVE, user_id="id-Ann", user_name="Ann"
         )
