@@ -26,7 +26,7 @@ def list_sessions(config: Config, out: TextIO) -> None:
     """Write one line per stored thread, most recently active first."""
 
     async def load() -> list[tuple[str, int, str]]:
-        store = await _open_for_reading(config.database_url or _existing_file(config))
+        store = await open_configured(config)
         try:
             sessions = await store.list_sessions()
         finally:
@@ -49,7 +49,7 @@ def print_history(config: Config, session_id: str, limit: int, out: TextIO) -> N
     """Write a thread's newest `limit` items as a readable transcript."""
 
     async def load() -> str | None:
-        store = await _open_for_reading(config.database_url or _existing_file(config))
+        store = await open_configured(config)
         try:
             total = await store.count_items(session_id)
             entries = await store.history(session_id, limit=limit)

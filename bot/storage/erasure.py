@@ -11,8 +11,10 @@ over the thread rather than a subquery per message.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from .records import ForgetReport
 
 COLUMNS = "id, {role}, author_id, asked_by, input_tokens IS NOT NULL"
 """What `plan_erasure` reads per row, in thread order; `{role}` is the back end's expression
@@ -33,6 +35,20 @@ class ErasurePlan:
     the usage ledger under their ID, to be anonymised after it."""
     unlinked: int
     """Kept rows whose cost names the person (none in a thread written turn by turn)."""
+
+    def report(
+        self, session_id: str, *, summaries: int, approvals: int, usage_records: int
+    ) -> ForgetReport:
+        """What forgetting did to the thread; it is named only when something went."""
+        found = ForgetReport(
+            messages=self.messages,
+            replies=self.replies,
+            tool_steps=self.tool_steps,
+            summaries=summaries,
+            approvals=approvals,
+            usage_records=usage_records,
+        )
+        return found if found == ForgetReport() else replace(found, sessions=(session_id,))
 
     @property
     def first(self) -> int | None:

@@ -21,7 +21,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -833,16 +832,9 @@ class PostgresStore(PagedReads):
                     )
                     approvals = _affected(dropped)
                     usage_records = _affected(ledger) + _affected(kept)
-            found = ForgetReport(
-                messages=plan.messages,
-                replies=plan.replies,
-                tool_steps=plan.tool_steps,
-                summaries=summaries,
-                approvals=approvals,
-                usage_records=usage_records,
+            report += plan.report(
+                session_id, summaries=summaries, approvals=approvals, usage_records=usage_records
             )
-            if found != ForgetReport():
-                report += replace(found, sessions=(session_id,))
         return report
 
 

@@ -17,7 +17,6 @@ import logging
 import re
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -779,16 +778,9 @@ class SQLiteStore(PagedReads):
                     (session_id, user_id),
                 )
                 approvals, usage_records = dropped.rowcount, ledger.rowcount + kept.rowcount
-            found = ForgetReport(
-                messages=plan.messages,
-                replies=plan.replies,
-                tool_steps=plan.tool_steps,
-                summaries=summaries,
-                approvals=approvals,
-                usage_records=usage_records,
+            return plan.report(
+                session_id, summaries=summaries, approvals=approvals, usage_records=usage_records
             )
-            touched = found != ForgetReport()
-            return replace(found, sessions=(session_id,)) if touched else found
 
         report = ForgetReport()
         sessions = sorted(row[0] for row in threads)
