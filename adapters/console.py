@@ -20,13 +20,13 @@ from typing import TextIO
 
 from bot.adapter import (
     AdapterPlugin,
+    ApprovalEnding,
     ApprovalRequest,
     CliOption,
     Config,
     Core,
     Decision,
     IncomingMessage,
-    Outcome,
     Reply,
     ReplyKind,
     Surface,
@@ -123,7 +123,7 @@ class ConsoleAdapter:
         """Approval prompts waiting for y/n, by id, set when the core settles one first."""
 
     @property
-    def session_id(self) -> str:
+    def thread_key(self) -> str:
         return f"console:{self._thread}"
 
     @property
@@ -136,7 +136,7 @@ class ConsoleAdapter:
             f"Chatting in thread {self._thread!r} as {self._user}. "
             "Type /help for commands, Ctrl-D to quit.\n"
         )
-        waiting = await self._core.pending_approval(self.session_id)
+        waiting = await self._core.pending_approval(self._message(""))
         if waiting is not None:
             # Asked before the last quit and still unanswered: ask again.
             await self._show(waiting, self._sink())
@@ -163,15 +163,17 @@ class ConsoleAdapter:
         return None
 
     async def _answer(self, line: str) -> None:
-        message = IncomingMessage(
+        shown = self._sink()
+        await self._show(await self._core.handle(self._message(line), SURFACE, sink=shown), shown)
+
+    def _message(self, text: str) -> IncomingMessage:
+        return IncomingMessage(
             platform="console",
-            session_id=self.session_id,
+            thread_key=self.thread_key,
             author_id=self.user_id,
             author_name=self._user,
-            text=line,
+            text=text,
         )
-        shown = self._sink()
-        await self._show(await self._core.handle(message, SURFACE, sink=shown), shown)
 
     async def _show(self, first: Reply, shown: _Shown) -> None:
         """Show a reply; for an approval, ask y/n and show what that leads to."""
@@ -190,7 +192,7 @@ class ConsoleAdapter:
         settled = self._asking.setdefault(request.approval_id, asyncio.Event())
         try:
             try:
-                await self._core.approval_posted(request.approval_id, self.session_id)
+                await self._core.approval_posted(request.approval_id, self.thread_key)
             except Exception:
                 # Only the outlet needs the address; the question can still be answered here.
                 logger.warning(
@@ -224,16 +226,16 @@ class ConsoleAdapter:
         return None  # settled by the core, which the outlet has printed
 
     async def settled(
-        self, request: ApprovalRequest, address: str, outcome: Outcome, reply: Reply | None
+        self, request: ApprovalRequest, address: str, outcome: ApprovalEnding, reply: Reply | None
     ) -> None:
         """The outlet: print how an approval asked in this thread ended without a y/n."""
-        if address != self.session_id:
+        if address != self.thread_key:
             # Asked in another thread by an earlier run: not this terminal's to show; the
             # outcome is in that thread's memory.
             return
         lines = [
             "(that request expired)"
-            if outcome is Outcome.EXPIRED
+            if outcome is ApprovalEnding.EXPIRED
             else "(cancelled: a new message came in)"
         ]
         if reply is not None and reply.shown:

@@ -30,6 +30,7 @@ with warnings.catch_warnings():
     from discord.utils import MISSING
 
 from bot.adapter import (
+    NOT_HERE,
     SHUTTING_DOWN,
     AdapterPlugin,
     Command,
@@ -73,7 +74,6 @@ TOKEN_HELP = (
 )
 NOTICE_SECONDS = 5.0
 """How long a last notice may take to post while shutting down."""
-NOT_ALLOWED = "Sorry, I'm not set up to answer you here."
 CHAT_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 INVITE_PERMISSIONS = discord.Permissions(
     view_channel=True,
@@ -371,13 +371,13 @@ class DiscordAdapter:
         channel_id = facts.place.channel_id if open_thread else facts.place.parent_id
         incoming = IncomingMessage(
             platform="discord",
-            session_id=session_key(facts.place.guild_id, target_id),
+            thread_key=session_key(facts.place.guild_id, target_id),
             author_id=str(facts.author_id),
             author_name=message.author.display_name,
             text=text,
             message_id=str(message.id),
             mentioned=facts.mentioned,
-            channel_id=None
+            channel_key=None
             if channel_id is None
             else session_key(facts.place.guild_id, channel_id),
             attachments=tuple(self._downloads.describe(file) for file in message.attachments),
@@ -396,7 +396,7 @@ class DiscordAdapter:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(stream.finish(SHUTTING_DOWN), NOTICE_SECONDS)
             raise
-        await self.approvals.deliver(stream, reply, incoming.session_id)
+        await self.approvals.deliver(stream, reply, incoming.thread_key)
 
     def _stream(self, poster: DiscordPoster, channel_id: int) -> DiscordReply:
         """A reply streamed through `poster`, paced with every other write to `channel_id`."""
@@ -445,15 +445,15 @@ class DiscordAdapter:
         user = interaction.user
         try:
             if not self._permits(interaction):
-                await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+                await interaction.response.send_message(NOT_HERE, ephemeral=True)
                 return
             used = IncomingMessage(
                 platform="discord",
-                session_id=session_key(interaction.guild_id, channel_id),
+                thread_key=session_key(interaction.guild_id, channel_id),
                 author_id=str(user.id),
                 author_name=user.display_name,
                 text="",
-                channel_id=None
+                channel_key=None
                 if parent_id is None
                 else session_key(interaction.guild_id, parent_id),
             )

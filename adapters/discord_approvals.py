@@ -32,10 +32,10 @@ with warnings.catch_warnings():
 
 from bot.adapter import (
     SHUTTING_DOWN,
+    ApprovalEnding,
     ApprovalRequest,
     Core,
     Decision,
-    Outcome,
     Reply,
     ReplyKind,
     Surface,
@@ -52,8 +52,8 @@ CUSTOM_ID = re.compile(
 )
 """What the buttons carry; Discord allows 100 characters, the prefix takes 16 at most."""
 OUTCOME_LINES = {
-    Outcome.EXPIRED: "⌛ Expired — not run",
-    Outcome.CANCELLED: "🚫 Cancelled — a new message came in",
+    ApprovalEnding.EXPIRED: "⌛ Expired — not run",
+    ApprovalEnding.CANCELLED: "🚫 Cancelled — a new message came in",
 }
 
 NOTICE_SECONDS = 5.0
@@ -337,7 +337,7 @@ class DiscordApprovals:
     # ----- the outlet: endings without a click -------------------------------------------------
 
     async def settled(
-        self, request: ApprovalRequest, address: str, outcome: Outcome, reply: Reply | None
+        self, request: ApprovalRequest, address: str, outcome: ApprovalEnding, reply: Reply | None
     ) -> None:
         """Mark the prompt at `address` as expired or cancelled, and post `reply` if given."""
         try:

@@ -36,6 +36,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import (
+    NOT_HERE,
     AdapterPlugin,
     Config,
     ConfigError,
@@ -91,7 +92,6 @@ SHORTCUTS: Mapping[str, str] = {
     "show_history": "history",
 }
 """Message shortcut callback IDs (see slack-manifest.yml) and the command each one runs."""
-NOT_HERE = "Sorry, I'm not set up to answer you here."
 STREAMING_UNAVAILABLE = frozenset(
     {"unknown_method", "not_allowed_token_type", "missing_scope", "feature_not_enabled"}
 )
@@ -298,13 +298,13 @@ class SlackAdapter:
         dest = Destination(facts.channel, route.reply_thread, facts.team, facts.author)
         message = IncomingMessage(
             platform=PLATFORM,
-            session_id=route.session_id,
+            thread_key=route.session_id,
             author_id=facts.author,
             author_name=await self._author_name(event, facts.author),
             text=readable_text(str(event.get("text") or ""), context.bot_user_id or ""),
             message_id=route.message_id,
             mentioned=facts.mentioned,
-            channel_id=channel_key(facts.team, facts.channel, dm=facts.dm),
+            channel_key=channel_key(facts.team, facts.channel, dm=facts.dm),
             attachments=self._files.attachments(event),
         )
         writer = self._writer(dest)
@@ -538,7 +538,7 @@ class SlackAdapter:
             user,
             str((shortcut.get("user") or {}).get("name") or user),
             text="",
-            channel_id=channel_key(team, channel, dm=is_dm(channel)),
+            channel_key=channel_key(team, channel, dm=is_dm(channel)),
         )
         reply = await self._core.run_command(used, name, "", self._surface)
         text = await self._command_text(reply, channel, user)

@@ -24,7 +24,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapter import ApprovalRequest, Decision, Outcome, Reply
+from bot.adapter import ApprovalEnding, ApprovalRequest, Decision, Reply
 
 from .slack_stream import Destination, error_code
 from .slack_text import escape
@@ -39,9 +39,9 @@ SECTION_CHARS = 3_000
 """Block Kit's limit on a section block's text."""
 PROMPT_CHARS = 2_600
 """Where the prompt's Markdown is cut, leaving room for mrkdwn's escaping within the limit."""
-ENDINGS: Mapping[Outcome, str] = {
-    Outcome.EXPIRED: "⌛ Expired — not run",
-    Outcome.CANCELLED: "Cancelled — a new message came in",
+ENDINGS: Mapping[ApprovalEnding, str] = {
+    ApprovalEnding.EXPIRED: "⌛ Expired — not run",
+    ApprovalEnding.CANCELLED: "Cancelled — a new message came in",
 }
 
 
@@ -218,7 +218,7 @@ class SlackOutlet:
         self._show = show
 
     async def settled(
-        self, request: ApprovalRequest, address: str, outcome: Outcome, reply: Reply | None
+        self, request: ApprovalRequest, address: str, outcome: ApprovalEnding, reply: Reply | None
     ) -> None:
         where = PromptAddress.decode(address)
         if where is None:

@@ -16,12 +16,12 @@ from .commands import Command, CommandArgument
 from .config import Config
 from .core import Core
 from .messages import (
+    ApprovalEnding,
     ApprovalOutlet,
     ApprovalRequest,
     Attachment,
     Decision,
     IncomingMessage,
-    Outcome,
     Reply,
     ReplyFile,
     ReplyKind,
@@ -40,14 +40,16 @@ from .settings import (
     snowflake,
 )
 from .settings import read as read_setting
-from .texts import GENERIC, SHUTTING_DOWN
+from .texts import GENERIC, NOT_HERE, SHUTTING_DOWN
 
 __all__ = [
     "GENERIC",
+    "NOT_HERE",
     "SHUTTING_DOWN",
     "Adapter",
     "AdapterFactory",
     "AdapterPlugin",
+    "ApprovalEnding",
     "ApprovalOutlet",
     "ApprovalRequest",
     "Attachment",
@@ -59,7 +61,6 @@ __all__ = [
     "Core",
     "Decision",
     "IncomingMessage",
-    "Outcome",
     "PlatformApi",
     "Reply",
     "ReplyFile",

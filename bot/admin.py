@@ -16,8 +16,15 @@ from typing import BinaryIO, TextIO
 
 from . import erase, portable
 from .config import Config, ConfigError
-from .storage import MEMORY, SQLiteStore, Store, open_store
-from .storage.opening import is_postgres_url, redact, sqlite_path
+from .storage import (
+    IN_MEMORY,
+    SQLiteStore,
+    Store,
+    is_postgres_url,
+    open_store,
+    redact,
+    sqlite_path,
+)
 from .transcript import render_history
 from .transfer import copy_memory
 
@@ -71,7 +78,7 @@ def print_history(config: Config, session_id: str, limit: int, out: TextIO) -> N
 
 
 def _existing_file(config: Config) -> str:
-    if config.db_path == MEMORY:
+    if config.db_path == IN_MEMORY:
         raise ConfigError("BOT_DB_PATH is :memory:, so there is no stored memory to look at.")
     if not Path(config.db_path).is_file():
         raise ConfigError(f"No memory file at {config.db_path}: check BOT_DB_PATH.")
@@ -82,7 +89,7 @@ def migrate(source: str, target: str, out: TextIO) -> None:
     """Copy every thread from the `source` database to the `target` one, and say what moved."""
     if not is_postgres_url(source):
         path = sqlite_path(source)
-        if path == MEMORY or not Path(path).is_file():
+        if path == IN_MEMORY or not Path(path).is_file():
             raise ConfigError(f"No memory file at {path}: check --from.")
 
     async def run() -> list[str]:
@@ -201,7 +208,7 @@ def import_threads(config: Config, source: str, out: TextIO) -> None:
         portable.FormatError: At the first bad line; the threads before it were imported
             (and say so on `out`), nothing of the thread it belongs to was.
     """
-    if config.database_url is None and config.db_path == MEMORY:
+    if config.database_url is None and config.db_path == IN_MEMORY:
         raise ConfigError("BOT_DB_PATH is :memory:, so there is nowhere to import into.")
 
     async def run(lines: BinaryIO) -> None:

@@ -24,7 +24,7 @@ from .approvals import (
     prompt_text,
 )
 from .errors import log_failed_turn
-from .messages import ApprovalOutlet, Decision, Outcome, Reply, ReplyKind, ReplySink
+from .messages import ApprovalEnding, ApprovalOutlet, Decision, Reply, ReplyKind, ReplySink
 from .runs import AgentRuns, Paused, ToolRanError
 from .storage import Author, Item, PendingApproval, Store, ThreadBusyError
 from .texts import BUSY
@@ -115,7 +115,7 @@ class ApprovalFlow:
             return
         await self._store_not_run(record, CANCELLED.format(name=author.name))
         logger.info("Approval %s cancelled by a new message in %s", record.approval_id, session_id)
-        self._tell(record, Outcome.CANCELLED, None)
+        self._tell(record, ApprovalEnding.CANCELLED, None)
 
     async def expire(self, now: datetime | None = None) -> int:
         """Reject every approval past its deadline, telling the model; returns how many."""
@@ -131,7 +131,7 @@ class ApprovalFlow:
             except ThreadBusyError:
                 continue  # the next sweep tries again
             expired += 1
-            self._tell(record, Outcome.EXPIRED, reply)
+            self._tell(record, ApprovalEnding.EXPIRED, reply)
         return expired
 
     async def _expire_one(self, record: PendingApproval) -> Reply | None:
@@ -156,7 +156,7 @@ class ApprovalFlow:
             record.session_id, items, author=record.requester, settles=record.approval_id
         )
 
-    def _tell(self, record: PendingApproval, outcome: Outcome, reply: Reply | None) -> None:
+    def _tell(self, record: PendingApproval, outcome: ApprovalEnding, reply: Reply | None) -> None:
         """Let the platform update the prompt, in the background: never on a turn's time."""
         outlet = self._desk.outlet(record.platform)
         if outlet is None or record.address is None:
@@ -178,7 +178,7 @@ class ApprovalFlow:
         outlet: ApprovalOutlet,
         record: PendingApproval,
         address: str,
-        outcome: Outcome,
+        outcome: ApprovalEnding,
         reply: Reply | None,
     ) -> None:
         try:

@@ -52,8 +52,7 @@ from .messages import (
     Surface,
 )
 from .metrics import NO_OBSERVER, Observer, PlatformApi, TurnWatch
-from .runs import AgentRuns, Paused
-from .runs import Outcome as RunOutcome
+from .runs import AgentRuns, Paused, RunOutcome
 from .storage import Author, Store, ThreadBusyError
 from .summary import SummaryKeeper
 from .texts import BUSY, EMPTY_MESSAGE, GENERIC, OVER_BUDGET, SHUTTING_DOWN, SLOW_DOWN
@@ -165,16 +164,16 @@ class Core:
             redelivered message returns a REPEAT reply, which shows nothing.
         """
         try:
-            with log_context(session_id=self._memory_key(message), platform=message.platform):
+            with log_context(session_id=self._session_id(message), platform=message.platform):
                 return await self._handle(message, surface, sink)
         except Exception as exc:
             self._observer.refused(message.platform, error_kind(exc))
             if is_routine(exc):  # e.g. the database unreachable while checking for a repeat
-                logger.warning("Handling a message in %s failed: %s", message.session_id, exc)
+                logger.warning("Handling a message in %s failed: %s", message.thread_key, exc)
                 return Reply(friendly_error(exc), ReplyKind.ERROR)
             # A bug: the person still gets a friendly line, and the adapter clears whatever
             # "working on it" indicator it shows.
-            logger.exception("Handling a message in %s failed", message.session_id)
+            logger.exception("Handling a message in %s failed", message.thread_key)
             return Reply(GENERIC, ReplyKind.ERROR)
 
     def already_handled(self, platform: str, message_id: str) -> bool:
@@ -225,7 +224,7 @@ class Core:
         # adapter task called us (which may live as long as the connection). Cancelling the
         # caller still cancels the turn: awaiting a task propagates cancellation into it.
         return await self._tracked(
-            self._run_turn(message, text, surface, sink, watch), f"turn {message.session_id}"
+            self._run_turn(message, text, surface, sink, watch), f"turn {message.thread_key}"
         )
 
     def _refuse(self, message: IncomingMessage, outcome: str, notice: str) -> Reply:
@@ -300,11 +299,11 @@ class Core:
             )
             return Reply(friendly_error(exc), ReplyKind.ERROR)
 
-    async def pending_approval(self, session_id: str) -> Reply | None:
-        """The prompt of the approval waiting in a thread, to show again (a console that
-        restarted mid-question); None when nothing waits. Buttons on a platform need this not:
-        they keep working across restarts."""
-        return await self._approvals.pending(session_id)
+    async def pending_approval(self, message: IncomingMessage) -> Reply | None:
+        """The prompt of the approval waiting in the memory `message` would join, to show
+        again (a console that restarted mid-question); None when nothing waits. Its text is
+        not read. Buttons on a platform need this not: they keep working across restarts."""
+        return await self._approvals.pending(self._session_id(message))
 
     async def expire_approvals(self, now: datetime | None = None) -> int:
         """Reject every approval past its deadline and tell the model; returns how many.
@@ -315,9 +314,10 @@ class Core:
             return 0
         return await self._tracked(self._approvals.expire(now), "expiring approvals")
 
-    async def remembers(self, session_id: str) -> bool:
-        """Whether the thread has stored memory, so adapters can follow it after a restart."""
-        return await self._store.has_items(session_id)
+    async def remembers(self, thread_key: str) -> bool:
+        """Whether memory is stored under the thread's own key, so adapters can follow the
+        thread after a restart."""
+        return await self._store.has_items(thread_key)
 
     async def run_command(
         self, message: IncomingMessage, name: str, args: str = "", surface: Surface = PLAIN
@@ -327,11 +327,11 @@ class Core:
         `message` says where and by whom it was used (its text is not read).
         """
         invocation = Invocation(name, args, self._commands.get(name))
-        with log_context(session_id=self._memory_key(message), platform=message.platform):
+        with log_context(session_id=self._session_id(message), platform=message.platform):
             return await self._run_command(message, invocation, surface)
 
-    def _memory_key(self, message: IncomingMessage) -> str:
-        return message.memory_key(self._settings.memory_scope)
+    def _session_id(self, message: IncomingMessage) -> str:
+        return message.session_id(self._settings.memory_scope)
 
     async def idle(self) -> None:
         """Wait until no background work (summaries, prompt updates) is under way, for tests
@@ -364,7 +364,7 @@ class Core:
         problem = self._commands.problem(invocation, surface.command_prefix)
         if problem is not None or invocation.command is None:
             return Reply(problem or "", ReplyKind.COMMAND)
-        session_id = self._memory_key(message)
+        session_id = self._session_id(message)
         ctx = CommandContext(
             session_id=session_id,
             args=invocation.args,
@@ -405,7 +405,7 @@ class Core:
         self, message: IncomingMessage, text: str, sink: ReplySink | None
     ) -> tuple[Reply, str]:
         """Run a turn; its reply, and how it ended for the metrics."""
-        session_id = self._memory_key(message)
+        session_id = self._session_id(message)
         author = Author(message.author_id, message.author_name)
         try:
             # Downloads happen before the thread is held: a slow file never blocks the thread.

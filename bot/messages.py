@@ -39,9 +39,11 @@ class IncomingMessage:
 
     Attributes:
         platform: Short platform name, e.g. ``"discord"``.
-        session_id: The memory key, derived from the *thread* the message belongs to
+        thread_key: The key of the *thread* the message belongs to
             (``discord:<guild>:<thread-or-channel>``, ``slack:<team>:<channel>:<thread_ts>``,
-            ``console:<name>``). Every message in one thread maps to the same ID.
+            ``console:<name>``); every message in one thread has the same one. Under
+            ``BOT_MEMORY_SCOPE=thread`` (the default) it is also the key of the memory the
+            message joins; `session_id()` gives that key under any scope.
         author_id: Platform-stable ID of the person who wrote it.
         author_name: Display name, shown to the model so it knows who said what.
         text: The message text as the person wrote it, with any mention of the bot removed.
@@ -49,29 +51,31 @@ class IncomingMessage:
             message with the same ID (a redelivered event) is answered only once.
         mentioned: The person addressed the bot by name, so a bare command word
             (``@bot forget``) counts as the command.
-        channel_id: The memory key of the channel the thread is in, for
+        channel_key: The key of the channel the thread is in, for
             ``BOT_MEMORY_SCOPE=channel``; None when the thread is the channel itself (a
             channel's main conversation, a DM).
         attachments: Files attached to the message, in the order the platform lists them.
     """
 
     platform: str
-    session_id: str
+    thread_key: str
     author_id: str
     author_name: str
     text: str
     message_id: str | None = None
     mentioned: bool = False
-    channel_id: str | None = None
+    channel_key: str | None = None
     attachments: tuple[Attachment, ...] = ()
 
-    def memory_key(self, scope: str) -> str:
-        """Whose memory this message joins under a memory scope (`thread`, `channel`, `user`)."""
+    def session_id(self, scope: str) -> str:
+        """The memory this message joins under a memory scope (`thread`, `channel`, `user`):
+        its session ID, the key of the SDK `Session` and of the store. Only under `thread` is
+        it the thread's own key."""
         if scope == "channel":
-            return self.channel_id or self.session_id
+            return self.channel_key or self.thread_key
         if scope == "user":
             return f"{self.platform}:user:{self.author_id}"
-        return self.session_id
+        return self.thread_key
 
 
 class ReplyKind(enum.Enum):
@@ -99,7 +103,7 @@ class Decision(enum.Enum):
     REJECT = "reject"
 
 
-class Outcome(enum.Enum):
+class ApprovalEnding(enum.Enum):
     """How a pending approval ended without a click, for `ApprovalOutlet.settled()`."""
 
     EXPIRED = "expired"
@@ -216,7 +220,7 @@ class ApprovalOutlet(Protocol):
     """
 
     async def settled(
-        self, request: ApprovalRequest, address: str, outcome: Outcome, reply: Reply | None
+        self, request: ApprovalRequest, address: str, outcome: ApprovalEnding, reply: Reply | None
     ) -> None:
         """Mark the prompt at `address` (what the adapter gave `Core.approval_posted()`) as
         ended by `outcome`, and post `reply` into its thread when there is one (the model's

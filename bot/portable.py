@@ -28,8 +28,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .storage import Author, Store, StoredItem, ThreadDump, Usage
-from .storage.records import DumpedMessage, DumpedSummary, LedgerEntry
+from .storage import (
+    Author,
+    DumpedMessage,
+    DumpedSummary,
+    LedgerEntry,
+    Store,
+    StoredItem,
+    ThreadDump,
+    Usage,
+)
 from .transcript import render_markdown
 
 logger = logging.getLogger(__name__)

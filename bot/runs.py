@@ -48,7 +48,7 @@ class Paused:
     before: str
 
 
-Outcome = str | Paused
+RunOutcome = str | Paused
 """A finished run's answer (already stored), or the approval it waits for."""
 
 
@@ -120,7 +120,7 @@ class AgentRuns:
         *,
         sink: ReplySink | None,
         platform: str,
-    ) -> Outcome:
+    ) -> RunOutcome:
         """Run a new turn from its plan."""
         notes = files.image_notes
         turn = TurnSession(
@@ -152,7 +152,7 @@ class AgentRuns:
 
     async def resume(
         self, record: PendingApproval, rejection: str | None, sink: ReplySink | None
-    ) -> Outcome:
+    ) -> RunOutcome:
         """Go on with a paused run: approve its calls (`rejection` None) or reject them,
         telling the model `rejection`."""
         agent = self._agent.clone(instructions=record.instructions)
@@ -213,7 +213,7 @@ class AgentRuns:
         platform: str,
         instructions: str,
         settles: str | None = None,
-    ) -> Outcome:
+    ) -> RunOutcome:
         """Stream a run to the sink, then store it whole, or keep it paused for approval."""
         streamed: list[str] = []
         try:

@@ -11,3 +11,5 @@ OVER_BUDGET = (
     "You've used today's budget of {limit:,} tokens; it resets at 00:00 UTC (in {left}). "
     "Commands like {prefix}usage still work."
 )
+NOT_HERE = "Sorry, I'm not set up to answer you here."
+"""To someone the platform's allow-lists leave out, when they use a command or a button."""

@@ -17,10 +17,10 @@ import pytest
 from agents import FunctionTool, function_tool
 
 from bot.messages import (
+    ApprovalEnding,
     ApprovalRequest,
     Decision,
     IncomingMessage,
-    Outcome,
     Reply,
     ReplyKind,
     Surface,
@@ -85,10 +85,10 @@ def ticket_model(messages: list[dict[str, Any]]) -> str | ToolCall | Fault:
 
 class Outlet:
     def __init__(self) -> None:
-        self.ended: list[tuple[str, str, Outcome, Reply | None]] = []
+        self.ended: list[tuple[str, str, ApprovalEnding, Reply | None]] = []
 
     async def settled(
-        self, request: ApprovalRequest, address: str, outcome: Outcome, reply: Reply | None
+        self, request: ApprovalRequest, address: str, outcome: ApprovalEnding, reply: Reply | None
     ) -> None:
         self.ended.append((request.approval_id, address, outcome, reply))
 
@@ -271,7 +271,9 @@ async def test_a_new_message_cancels_the_pending_call(model: FakeOpenAI, tmp_pat
         assert "Not run" in str(outputs[0]["output"])
         await parts.core.idle()
         await _settled(parts)
-        assert [(a, o) for a, _, o, _ in outlet.ended] == [(request.approval_id, Outcome.CANCELLED)]
+        assert [(a, o) for a, _, o, _ in outlet.ended] == [
+            (request.approval_id, ApprovalEnding.CANCELLED)
+        ]
         late = await parts.core.decide(
             request.approval_id, Decision.APPROVE, user_id="id-Ann", user_name="Ann"
         )
@@ -293,7 +295,11 @@ async def test_expiry_rejects_and_posts_the_models_answer(
         assert await parts.core.expire_approvals(now=later) == 1
         await _settled(parts)
         [(approval_id, address, outcome, reply)] = outlet.ended
-        assert (approval_id, address, outcome) == (request.approval_id, "prompt-1", Outcome.EXPIRED)
+        assert (approval_id, address, outcome) == (
+            request.approval_id,
+            "prompt-1",
+            ApprovalEnding.EXPIRED,
+        )
         assert reply is not None
         assert reply.kind is ReplyKind.ANSWER
         assert "Nobody approved this tool call within 10 minutes" in reply.text

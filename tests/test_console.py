@@ -371,15 +371,20 @@ async def test_an_mcp_tool_needing_approval_from_the_config(
     assert "Traceback" not in stderr
 
 
+@pytest.mark.parametrize("scope", ["thread", "user"])
 async def test_a_prompt_left_at_quit_is_asked_again_after_a_restart(
-    fake_openai: FakeOpenAI, tmp_path: Path
+    fake_openai: FakeOpenAI, tmp_path: Path, scope: str
 ) -> None:
+    # Under BOT_MEMORY_SCOPE=user the approval is kept under the person's memory, not the
+    # console thread's key: the restarted console must ask for it where it was kept.
     fake_openai.responder = ticket_model
     log = tmp_path / "calls.jsonl"
     config = tmp_path / "mcp.json"
     entry = config_entry(log, require_approval="always", allowed_tools=ALLOWED)
     config.write_text(json.dumps({"mcpServers": {"tickets": entry}}))
-    env = bot_env(fake_openai, tmp_path / "m.sqlite3", BOT_MCP_CONFIG=str(config))
+    env = bot_env(
+        fake_openai, tmp_path / "m.sqlite3", BOT_MCP_CONFIG=str(config), BOT_MEMORY_SCOPE=scope
+    )
     first = await start_console(tmp_path, env, "console", "--name", "Tess")
     assert "delete_ticket" in await first.say("delete T-3", until=APPROVE_PROMPT)
     code, stderr = await first.quit()  # Ctrl-D at the question: it stays pending

@@ -425,8 +425,8 @@ async def test_your_own_sdk_code_can_use_a_thread_s_memory(
 )
 def test_memory_scopes_map_messages_to_the_right_memory(scope: str, expected: list[str]) -> None:
     messages = [
-        IncomingMessage("slack", "slack:T:C:1.0", "U1", "Ann", "", channel_id="slack:T:C:channel"),
-        IncomingMessage("slack", "slack:T:C:2.0", "U1", "Ann", "", channel_id="slack:T:C:channel"),
+        IncomingMessage("slack", "slack:T:C:1.0", "U1", "Ann", "", channel_key="slack:T:C:channel"),
+        IncomingMessage("slack", "slack:T:C:2.0", "U1", "Ann", "", channel_key="slack:T:C:channel"),
         IncomingMessage("slack", "slack:T:D:dm", "U1", "Ann", ""),  # a DM is its own channel
     ]
-    assert [m.memory_key(scope) for m in messages] == expected
+    assert [m.session_id(scope) for m in messages] == expected

@@ -25,7 +25,7 @@ from adapters.discord_approvals import (
 from adapters.discord_stream import DiscordReply, tool_status
 from adapters.discord_text import MAX_MESSAGE_CHARS
 from adapters.streaming import ChannelThrottle
-from bot.adapter import Decision, Outcome
+from bot.adapter import ApprovalEnding, Decision
 from tests.fakes.discord_server import APP_ID, FakeDiscord, Json
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.discord import (
@@ -68,7 +68,7 @@ def test_settled_text_keeps_the_request_and_adds_the_outcome(
 
 
 def test_settled_text_fits_one_message() -> None:
-    text = settled_text("a" * MAX_MESSAGE_CHARS, OUTCOME_LINES[Outcome.CANCELLED])
+    text = settled_text("a" * MAX_MESSAGE_CHARS, OUTCOME_LINES[ApprovalEnding.CANCELLED])
     assert len(text) == MAX_MESSAGE_CHARS
     assert text.endswith("…\n\n🚫 Cancelled — a new message came in")
 

@@ -31,7 +31,7 @@ from adapters.slack_approvals import (
 )
 from adapters.slack_stream import AnswerWriter, Destination, StatusSink
 from adapters.streaming import ChannelThrottle
-from bot.adapter import ApprovalRequest, Decision, Outcome, Reply
+from bot.adapter import ApprovalEnding, ApprovalRequest, Decision, Reply
 from tests.fakes.openai_server import (
     FakeOpenAI,
     Fault,
@@ -557,6 +557,6 @@ async def test_the_outlet_logs_an_unreadable_address(
     outlet = SlackOutlet(AsyncWebClient(token="xoxb-test", base_url=slack.api_url), show)
     request = ApprovalRequest("abc", (), ANN, "Ann", datetime.now(UTC))
     with caplog.at_level(logging.WARNING):
-        await outlet.settled(request, "garbage", Outcome.EXPIRED, None)
+        await outlet.settled(request, "garbage", ApprovalEnding.EXPIRED, None)
     assert "cannot be read" in caplog.text
     assert slack.called("chat.update") == []

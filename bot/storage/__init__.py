@@ -6,13 +6,16 @@ Both back ends keep the Agents SDK's own tables, so the SDK's `SQLiteSession` an
 
 from .contract import Store, ThreadBusyError
 from .failures import Failure, StoreUnavailableError, failure
-from .opening import open_store, redact
+from .opening import is_postgres_url, open_store, redact, sqlite_path
 from .postgres import PostgresStore
 from .records import (
     Author,
     ClearResult,
+    DumpedMessage,
+    DumpedSummary,
     ForgetReport,
     Item,
+    LedgerEntry,
     MemoryRead,
     PendingApproval,
     SessionInfo,
@@ -26,15 +29,18 @@ from .records import (
     WindowItem,
 )
 from .session import StoreSession
-from .store import MEMORY, SQLiteStore, StoreClosedError, StoreReadOnlyError
+from .store import IN_MEMORY, SQLiteStore, StoreClosedError, StoreReadOnlyError
 
 __all__ = [
-    "MEMORY",
+    "IN_MEMORY",
     "Author",
     "ClearResult",
+    "DumpedMessage",
+    "DumpedSummary",
     "Failure",
     "ForgetReport",
     "Item",
+    "LedgerEntry",
     "MemoryRead",
     "PendingApproval",
     "PostgresStore",
@@ -55,6 +61,8 @@ __all__ = [
     "UsageTotals",
     "WindowItem",
     "failure",
+    "is_postgres_url",
     "open_store",
     "redact",
+    "sqlite_path",
 ]

@@ -75,7 +75,7 @@ from .writer import StoreClosedError, Writer, insert_rows
 
 logger = logging.getLogger(__name__)
 
-MEMORY = ":memory:"
+IN_MEMORY = ":memory:"
 
 # json_extract raises on malformed JSON, and SQLite does not promise to short-circuit AND, so a
 # CASE guards it: a corrupt row never breaks a query, it just is not a user message.
@@ -145,7 +145,7 @@ class SQLiteStore(PagedReads):
 
     @classmethod
     async def open(
-        cls, path: str | Path = MEMORY, *, read_only: bool = False, busy_timeout: float = 5.0
+        cls, path: str | Path = IN_MEMORY, *, read_only: bool = False, busy_timeout: float = 5.0
     ) -> SQLiteStore:
         """Open (creating if needed) the database at `path`; `":memory:"` for a temporary one.
 
@@ -155,8 +155,8 @@ class SQLiteStore(PagedReads):
             busy_timeout: Seconds to wait for another process's write lock before failing.
         """
         path = str(path)
-        if path == MEMORY:
-            conn = await aiosqlite.connect(MEMORY, timeout=busy_timeout, isolation_level=None)
+        if path == IN_MEMORY:
+            conn = await aiosqlite.connect(IN_MEMORY, timeout=busy_timeout, isolation_level=None)
             try:
                 await ensure_schema(conn)
             except BaseException:
@@ -821,4 +821,4 @@ async def _merge_search_index(conn: aiosqlite.Connection) -> None:
     await conn.execute(f"INSERT INTO {SEARCH} ({SEARCH}) VALUES ('optimize')")
 
 
-__all__ = ["MEMORY", "SQLiteStore", "StoreClosedError", "StoreReadOnlyError"]
+__all__ = ["IN_MEMORY", "SQLiteStore", "StoreClosedError", "StoreReadOnlyError"]
