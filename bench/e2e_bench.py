@@ -50,7 +50,7 @@ from bot.app import build_core
 from bot.config import Config
 from bot.core import Core
 from bot.messages import IncomingMessage, ReplyKind, Surface
-from bot.metrics import Metrics
+from bot.ops.metrics import Metrics
 from bot.storage import SQLiteStore
 from bot.tools import open_toolbox
 from tests.support.mcp_server import config_entry, stdio_params

@@ -33,11 +33,11 @@ from bot.agent import agent_instructions, build_client
 from bot.app import build_core
 from bot.config import Config
 from bot.core import Core
-from bot.memory import Memory, Plan
+from bot.memory.exchanges import align_to_exchange
+from bot.memory.planner import MemoryPlanner, Plan
+from bot.memory.transcript import item_text
 from bot.messages import IncomingMessage, ReplyKind, Surface
 from bot.storage import Author, SQLiteStore
-from bot.transcript import item_text
-from bot.turn import align_to_exchange
 from tests.fakes.openai_server import (
     MESSAGE_OVERHEAD,
     FakeOpenAI,
@@ -99,10 +99,10 @@ def prompt_of(record: RequestRecord) -> str:
     )
 
 
-class TimedMemory(Memory):
+class TimedPlanner(MemoryPlanner):
     """The bot's planner, timing itself."""
 
-    def __init__(self, inner: Memory) -> None:
+    def __init__(self, inner: MemoryPlanner) -> None:
         self.__dict__.update(inner.__dict__)
         self.seconds: list[float] = []
 
@@ -148,8 +148,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
         client = build_client(config)
         store = await SQLiteStore.open(config.db_path)
         core: Core = build_core(config, store, client)
-        timed = TimedMemory(core._memory)  # bench-only: time the planner the core really uses
-        core._memory = timed
+        timed = TimedPlanner(core._planner)  # bench-only: time the planner the core really uses
+        core._planner = timed
         surface = Surface(max_chars=4000)
         turn_seconds: list[float] = []
         summary_turns: set[int] = set()

@@ -53,12 +53,12 @@ from agents.extensions.memory.async_sqlite_session import AsyncSQLiteSession
 from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.app import build_memory
+from bot.app import build_planner
 from bot.config import Config
-from bot.memory import SAFETY, Memory
+from bot.memory.planner import SAFETY, MemoryPlanner
+from bot.memory.turn_session import TurnSession
 from bot.storage import Author, PostgresStore, SQLiteStore, Store, Usage, redact
 from bot.storage.opening import asyncpg_url
-from bot.turn import TurnSession
 from tests.support.postgres import schema_on
 
 TurnFn = Callable[[str, int], Awaitable[None]]
@@ -100,7 +100,7 @@ async def drive(turn_fn: TurnFn, threads: int, turns: int, concurrency: int) -> 
     return rounds * threads / (time.perf_counter() - started)
 
 
-def bench_memory(store: Store, window: int) -> Memory:
+def bench_memory(store: Store, window: int) -> MemoryPlanner:
     """The bot's planner with a budget whose window holds about `window` bench items."""
     items = exchange("bench:0", 0)
     chars = sum(len(json.dumps(item)) for item in items) // len(items)
@@ -110,14 +110,14 @@ def bench_memory(store: Store, window: int) -> Memory:
     probe = Config()
     fixed = (
         probe.context_tokens - probe.output_reserve - probe.summary_tokens
-    ) / density - build_memory(probe, store).history_chars(density)
+    ) / density - build_planner(probe, store).history_chars(density)
     tokens = (window * chars + fixed + len(json.dumps({"role": "user"})) + 12) * density
-    return build_memory(Config(context_tokens=int(tokens) + probe.output_reserve), store)
+    return build_planner(Config(context_tokens=int(tokens) + probe.output_reserve), store)
 
 
 async def bot_turn(
     store: Store,
-    memory: Memory,
+    memory: MemoryPlanner,
     thread: str,
     n: int,
     windows: list[int],

@@ -29,7 +29,7 @@ from .messages import (
     Surface,
     ToolRequest,
 )
-from .metrics import PlatformApi
+from .ops.metrics import PlatformApi
 from .settings import (
     ConfigError,
     boolean,

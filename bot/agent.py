@@ -18,9 +18,9 @@ from agents.models import get_default_model
 from openai import AsyncOpenAI
 
 from .config import Config
-from .search import SEARCH_NOTE
-from .summary import SUMMARY_INSTRUCTIONS
-from .transcript import SPEAKER_NOTE
+from .memory.search import SEARCH_NOTE
+from .memory.summary import SUMMARY_INSTRUCTIONS
+from .memory.transcript import SPEAKER_NOTE
 
 # A custom endpoint that ignores keys still makes the openai client demand one.
 _PLACEHOLDER_KEY = "not-needed"

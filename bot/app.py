@@ -23,19 +23,19 @@ from .agent import (
     build_summary_agent,
     model_name,
 )
-from .approvals import ApprovalSettings
-from .attachments import AttachmentReader, AttachmentSettings
-from .budget import Clock, DailyBudget, utc_now
 from .commands import default_commands
 from .config import Config, ConfigError
 from .core import Core, CoreSettings
-from .health import Check, HealthServer
-from .memory import Memory, MemorySettings
-from .metrics import NO_OBSERVER, Metrics
-from .plugins import load_adapter
-from .search import SEARCH_TOOL, search_thread_tool
+from .memory.planner import MemoryPlanner, MemorySettings
+from .memory.search import SEARCH_TOOL, search_thread_tool
+from .memory.summary import Summarizer, SummaryKeeper
+from .ops.budget import Clock, DailyBudget, utc_now
+from .ops.health import Check, HealthServer
+from .ops.metrics import NO_OBSERVER, Metrics
+from .platforms import load_adapter
+from .runs.approvals import ApprovalSettings
+from .runs.attachments import AttachmentReader, AttachmentSettings
 from .storage import Store, open_store
-from .summary import Summarizer, SummaryKeeper
 from .tools import needs_approval, open_toolbox
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def build_core(
     every_tool = [search_thread_tool(store, bot_name=config.name), *tools]
     agent = build_agent(config, build_model(config, client), every_tool)
     run_config = build_run_config(config)
-    memory = build_memory(config, store, every_tool)
+    planner = build_planner(config, store, every_tool)
     summary_model = config.summary_model or model_name(config)
     summarizer = Summarizer(
         build_summary_agent(config, build_model(config, client, summary_model)),
@@ -111,9 +111,9 @@ def build_core(
     return Core(
         agent=agent,
         store=written,
-        memory=memory,
-        summaries=SummaryKeeper(written, memory, summarizer),
-        commands=default_commands(written, memory, config.name, budget),
+        planner=planner,
+        summaries=SummaryKeeper(written, planner, summarizer),
+        commands=default_commands(written, planner, config.name, budget),
         run_config=run_config,
         settings=CoreSettings(
             max_concurrency=config.max_concurrency,
@@ -132,9 +132,9 @@ def build_core(
     )
 
 
-def build_memory(config: Config, store: Store, tools: Sequence[Tool] = ()) -> Memory:
+def build_planner(config: Config, store: Store, tools: Sequence[Tool] = ()) -> MemoryPlanner:
     """The turn planner for the configured budget and the agent's instructions and tools."""
-    return Memory(
+    return MemoryPlanner(
         store,
         MemorySettings(
             context_tokens=config.context_tokens,

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from . import admin
+from .admin import threads as admin
+from .admin.portable import FormatError
+from .admin.usage_report import parse_day, print_usage
 from .app import serve
 from .config import ConfigError, load_config
-from .logs import configure_logging
-from .plugins import available_adapters, configured_platforms, secrets
-from .portable import FormatError
-from .reports import parse_day, print_usage
+from .ops.logs import configure_logging
+from .platforms import available_adapters, configured_platforms, secrets
 from .storage import failure
 
 logger = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from .budget import DailyBudget, start_of_day, start_of_month
-from .memory import Memory
+from .memory.planner import MemoryPlanner
+from .memory.transcript import quote_block, render_history, render_markdown, summarize_removed
 from .messages import ReplyFile
+from .ops.budget import DailyBudget, start_of_day, start_of_month
 from .storage import Store
-from .transcript import quote_block, render_history, render_markdown, summarize_removed
 
 PREFIXES = ("/", "!")
 _COMMAND = re.compile(r"^[/!]([A-Za-z][\w-]*)(?:\s+(.*))?$", re.DOTALL)
@@ -221,11 +221,11 @@ class MemoryCommand:
     description = "Show what I carry of this thread beyond its newest messages (the summary)."
     argument: CommandArgument | None = None
 
-    def __init__(self, memory: Memory) -> None:
-        self._memory = memory
+    def __init__(self, planner: MemoryPlanner) -> None:
+        self._planner = planner
 
     async def run(self, ctx: CommandContext) -> str:
-        view = await self._memory.view(ctx.session_id)
+        view = await self._planner.view(ctx.session_id)
         if view.summary is None and view.verbatim_messages == 0:
             return "I have no memory of this thread yet."
         if view.summary is None:
@@ -301,7 +301,7 @@ class HelpCommand:
 
 
 def default_commands(
-    store: Store, memory: Memory, bot_name: str, budget: DailyBudget | None = None
+    store: Store, planner: MemoryPlanner, bot_name: str, budget: DailyBudget | None = None
 ) -> CommandRegistry:
     """The registry with the standard commands; `/usage` counts against `budget` (by default
     one without a limit)."""
@@ -309,7 +309,7 @@ def default_commands(
     registry.register(ForgetCommand(store))
     registry.register(UndoCommand(store, bot_name))
     registry.register(HistoryCommand(store, bot_name))
-    registry.register(MemoryCommand(memory))
+    registry.register(MemoryCommand(planner))
     registry.register(UsageCommand(store, budget or DailyBudget(store, None)))
     registry.register(HelpCommand(registry))
     return registry

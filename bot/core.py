@@ -21,15 +21,6 @@ from typing import Any, Final, TypeVar
 import openai
 from agents import Agent, RunConfig
 
-from .approval_flow import ApprovalFlow
-from .approvals import ApprovalDesk, ApprovalSettings
-from .attachments import (
-    IMAGE_TOKENS,
-    AttachmentReader,
-    ReadFiles,
-    with_image_notes,
-)
-from .budget import DailyBudget
 from .commands import CommandAnswer, CommandContext, CommandRegistry, Invocation
 from .errors import (
     error_kind,
@@ -40,8 +31,8 @@ from .errors import (
 )
 from .guards import RateLimiter
 from .locks import KeyedLock
-from .logs import log_context
-from .memory import Memory, Plan
+from .memory.planner import MemoryPlanner, Plan
+from .memory.summary import SummaryKeeper
 from .messages import (
     ApprovalOutlet,
     Decision,
@@ -51,10 +42,19 @@ from .messages import (
     ReplySink,
     Surface,
 )
-from .metrics import NO_OBSERVER, Observer, PlatformApi, TurnWatch
-from .runs import AgentRuns, Paused, RunOutcome
+from .ops.budget import DailyBudget
+from .ops.logs import log_context
+from .ops.metrics import NO_OBSERVER, Observer, PlatformApi, TurnWatch
+from .runs.agent_runs import AgentRuns, Paused, RunOutcome
+from .runs.approval_flow import ApprovalFlow
+from .runs.approvals import ApprovalDesk, ApprovalSettings
+from .runs.attachments import (
+    IMAGE_TOKENS,
+    AttachmentReader,
+    ReadFiles,
+    with_image_notes,
+)
 from .storage import Author, Store, ThreadBusyError
-from .summary import SummaryKeeper
 from .texts import BUSY, EMPTY_MESSAGE, GENERIC, OVER_BUDGET, SHUTTING_DOWN, SLOW_DOWN
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Core:
         *,
         agent: Agent[Any],
         store: Store,
-        memory: Memory,
+        planner: MemoryPlanner,
         summaries: SummaryKeeper,
         commands: CommandRegistry,
         run_config: RunConfig,
@@ -102,7 +102,7 @@ class Core:
     ) -> None:
         self._store = store
         self._observer = observer
-        self._memory = memory
+        self._planner = planner
         self._summaries = summaries
         self._commands = commands
         self._settings = settings
@@ -120,7 +120,7 @@ class Core:
             run_config=run_config,
             desk=self._desk,
             model_name=settings.model_name,
-            measured=memory.measured,
+            measured=planner.measured,
             spent=budget.spend,
         )
         self._approvals = ApprovalFlow(
@@ -470,7 +470,7 @@ class Core:
             self._runs.start, session_id, author, sink=sink, platform=platform
         )
         extra = IMAGE_TOKENS * len(files.images)
-        plan = await self._memory.plan(session_id, author, text, extra_tokens=extra)
+        plan = await self._planner.plan(session_id, author, text, extra_tokens=extra)
         try:
             return await attempt(plan, files), plan
         except openai.BadRequestError as exc:
@@ -486,9 +486,9 @@ class Core:
                 raise
             # The budget is above the model's context, or the estimate was low for this text:
             # learn a smaller budget, retry once with less, and catch the summary up meanwhile.
-            self._memory.model_refused(plan.estimated_tokens, str(exc))
+            self._planner.model_refused(plan.estimated_tokens, str(exc))
         self._summaries.request(session_id)
-        plan = await self._memory.plan(session_id, author, text, extra_tokens=extra)
+        plan = await self._planner.plan(session_id, author, text, extra_tokens=extra)
         outcome = await attempt(plan, files)
         return outcome, replace(plan, needs_summary=True)
 

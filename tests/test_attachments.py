@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.attachments import AttachmentReader, AttachmentSettings
 from bot.messages import Attachment, IncomingMessage, Reply, ReplyKind, Surface
+from bot.runs.attachments import AttachmentReader, AttachmentSettings
 from tests.fakes.openai_server import FakeOpenAI, content_parts, image_urls, message_text
 from tests.support.parts import BotParts, make_config
 
@@ -187,7 +187,7 @@ async def test_vision_on_reports_a_refusal_instead_of_hiding_it(tmp_path: Path) 
     ],
 )
 def test_kinds_of_file(name: str, content_type: str, kind: str) -> None:
-    from bot.attachments import _kind
+    from bot.runs.attachments import _kind
 
     assert _kind(Attachment(name, content_type, 1, Served(b"").fetch)) == kind
 

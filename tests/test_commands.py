@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app import build_memory
+from bot.app import build_planner
 from bot.commands import default_commands
 from bot.config import Config
 from bot.storage import SQLiteStore
@@ -13,7 +13,7 @@ from bot.storage import SQLiteStore
 @pytest.fixture
 async def registry():
     store = await SQLiteStore.open()
-    yield default_commands(store, build_memory(Config(), store), "bot")
+    yield default_commands(store, build_planner(Config(), store), "bot")
     await store.close()
 
 

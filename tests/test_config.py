@@ -10,7 +10,7 @@ import pytest
 from adapters.discord_settings import DiscordSettings
 from adapters.slack_settings import SlackSettings
 from bot.config import Config, ConfigError, config_from_mapping, load_config
-from bot.plugins import configured_platforms, secrets
+from bot.platforms import configured_platforms, secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 

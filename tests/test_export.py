@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.portable import FormatError, Placed, jsonl, place, read_threads
+from bot.admin.portable import FormatError, Placed, jsonl, place, read_threads
+from bot.memory.transcript import user_item
 from bot.storage import Author, PostgresStore, SQLiteStore, Store, ThreadDump, Usage
 from bot.storage.records import DumpedMessage, DumpedSummary, LedgerEntry
-from bot.transcript import user_item
 from tests.support.cli import run_bot
 from tests.support.items import tool_call, tool_output
 from tests.support.postgres import PostgresSchema, fresh_schema

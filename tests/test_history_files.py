@@ -15,13 +15,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.app import build_memory
+from bot.app import build_planner
 from bot.commands import HISTORY_FILE, HISTORY_TITLE, CommandAnswer, CommandContext
 from bot.commands import default_commands as commands_for
 from bot.config import Config
+from bot.memory.transcript import render_markdown
 from bot.messages import IncomingMessage
 from bot.storage import Author, SQLiteStore, Store, StoredItem
-from bot.transcript import render_markdown
 from tests.fakes.discord_server import EPHEMERAL, FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
@@ -88,7 +88,7 @@ def history_context(
 
 
 async def run_history(store: Store, ctx: CommandContext) -> str | CommandAnswer:
-    command = commands_for(store, build_memory(Config(), store), "memorybot").get("history")
+    command = commands_for(store, build_planner(Config(), store), "memorybot").get("history")
     assert command is not None
     return await command.run(ctx)
 

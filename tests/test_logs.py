@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.logs import REDACTED, JsonFormatter, RedactingFormatter, configure_logging, log_context
 from bot.messages import IncomingMessage, ReplyKind
+from bot.ops.logs import REDACTED, JsonFormatter, RedactingFormatter, configure_logging, log_context
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support.parts import BotParts, make_config
 from tests.support.sinks import Recorder

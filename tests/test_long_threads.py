@@ -159,7 +159,7 @@ async def test_a_failing_summary_never_fails_a_turn(
         config = make_config(fake, tmp_path / "f.sqlite3", context_tokens=CONTEXT)
         parts = await BotParts(config).start()
         try:
-            with caplog.at_level(logging.WARNING, logger="bot.summary"):
+            with caplog.at_level(logging.WARNING, logger="bot.memory.summary"):
                 replies = [await say(parts, text) for text in conversation(45)]
             assert all(r.kind is ReplyKind.ANSWER for r in replies)
             assert max(request_size(r) for r in fake.requests) <= CONTEXT

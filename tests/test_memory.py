@@ -10,9 +10,9 @@ import pytest
 from agents import SQLiteSession
 from aiosqlite import connect as aiosqlite_connect
 
-from bot.app import build_memory
+from bot.app import build_planner
 from bot.config import Config
-from bot.memory import fit_exchanges
+from bot.memory.exchanges import fit_exchanges
 from bot.storage import Author, SQLiteStore, Usage
 from tests.support.items import msg, tool_call, tool_output
 
@@ -158,7 +158,7 @@ async def test_the_plan_grows_the_window_in_place_until_the_budget_and_cuts_only
     store: SQLiteStore,
 ) -> None:
     config = Config(context_tokens=8_000, max_output_tokens=1_000, summary_tokens=500)
-    memory = build_memory(config, store)
+    memory = build_planner(config, store)
     previous: list[int] = []
     for turn in range(200):
         plan = await memory.plan("t", ANN, f"message {turn}")
@@ -175,7 +175,7 @@ async def test_the_plan_grows_the_window_in_place_until_the_budget_and_cuts_only
 
 async def test_images_take_their_tokens_out_of_the_window(store: SQLiteStore) -> None:
     config = Config(context_tokens=8_000, max_output_tokens=1_000, summary_tokens=500)
-    memory = build_memory(config, store)
+    memory = build_planner(config, store)
     for turn in range(100):
         await store.append("t", [msg("user", f"q {turn} " * 20), msg("assistant", "a " * 50)])
     plain = await memory.plan("t", ANN, "look")
@@ -185,7 +185,7 @@ async def test_images_take_their_tokens_out_of_the_window(store: SQLiteStore) ->
 
 
 async def test_a_message_larger_than_the_budget_is_cut_to_fit(store: SQLiteStore) -> None:
-    memory = build_memory(Config(context_tokens=8_000), store)
+    memory = build_planner(Config(context_tokens=8_000), store)
     plan = await memory.plan("t", ANN, "é" * 50_000)
     assert plan.kept_chars is not None
     assert len(json.dumps(plan.item)) <= memory.history_chars(0.4) // 2
@@ -201,7 +201,7 @@ async def test_a_window_longer_than_one_page_skips_corrupt_rows_and_fills(
         )
     plant_corrupt_rows(path, "t", 70)  # more than a whole page of the newest rows
     async with await SQLiteStore.open(path) as store:
-        memory = build_memory(Config(), store)
+        memory = build_planner(Config(), store)
         plan = await memory.plan("t", ANN, "next")
         assert [stored.item["content"] for stored in plan.window] == [f"m{n}" for n in range(300)]
         assert not plan.needs_summary

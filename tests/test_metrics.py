@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.messages import IncomingMessage, ReplyKind
-from bot.metrics import NO_OBSERVER, Metrics
+from bot.ops.metrics import NO_OBSERVER, Metrics
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.fakes.slack_server import ApiFault, FakeSlack

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.app import build_memory
+from bot.app import build_planner
 from bot.commands import default_commands
 from bot.config import Config
 from bot.messages import IncomingMessage, ReplyKind, Surface
@@ -42,7 +42,7 @@ def test_the_store_round_trips_any_text_and_session_id(session_id: str, texts: l
 def test_the_command_parser_never_fails(text: str) -> None:
     async def check() -> None:
         async with await SQLiteStore.open() as store:
-            registry = default_commands(store, build_memory(Config(), store), "bot")
+            registry = default_commands(store, build_planner(Config(), store), "bot")
             invocation = registry.parse(text)
             if invocation is not None:
                 assert isinstance(registry.problem(invocation), str | None)

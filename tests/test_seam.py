@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = sorted((ROOT / "adapters").glob("*.py"))
 CORE = sorted((ROOT / "bot").rglob("*.py"))
 PLATFORM_LIBRARIES = ("adapters", "discord", "slack_bolt", "slack_sdk", "aiohttp")
-SERVES_HTTP = {ROOT / "bot" / "health.py": "aiohttp"}
+SERVES_HTTP = {ROOT / "bot" / "ops" / "health.py": "aiohttp"}
 """Core modules that may use one of those libraries for something that is no platform: the
 health and metrics server is aiohttp's."""
 

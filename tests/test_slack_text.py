@@ -8,7 +8,7 @@ import pytest
 
 from adapters.slack import SHORTCUTS
 from adapters.slack_text import to_mrkdwn
-from bot.app import build_memory
+from bot.app import build_planner
 from bot.commands import default_commands
 from bot.config import Config
 from bot.storage import SQLiteStore
@@ -45,7 +45,7 @@ async def test_the_manifest_declares_what_the_adapter_uses() -> None:
     for callback_id in SHORTCUTS:
         assert f"callback_id: {callback_id}" in manifest
     async with await SQLiteStore.open() as store:
-        registry = default_commands(store, build_memory(Config(), store), "bot")
+        registry = default_commands(store, build_planner(Config(), store), "bot")
     for command in registry:  # every command the adapter registers as a slash command
         assert f"command: /{command.name}" in manifest
     for event in ("app_mention", "message.channels", "message.groups", "message.im"):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.memory.exchanges import align_to_exchange
+from bot.memory.turn_session import TurnSession
 from bot.storage import Author, SQLiteStore, WindowItem
-from bot.turn import TurnSession, align_to_exchange
 from tests.support.items import msg, tool_output
 
 ANN = Author("u1", "Ann")

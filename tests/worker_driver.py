@@ -25,8 +25,8 @@ from adapters.slack_settings import SlackSettings
 from bot.agent import build_client
 from bot.app import build_core, run_until_stopped
 from bot.config import load_config
-from bot.logs import configure_logging
-from bot.plugins import secrets
+from bot.ops.logs import configure_logging
+from bot.platforms import secrets
 from bot.storage import open_store
 
 API_URL = "WORKER_SLACK_API_URL"

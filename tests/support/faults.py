@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 
 from bot.guards import RateLimiter
-from bot.turn import TurnSession
+from bot.memory.turn_session import TurnSession
 
 Where = Literal["before the turn", "in the turn"]
 WHERES: tuple[Where, ...] = ("before the turn", "in the turn")

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from bot.health import Check, HealthServer
+from bot.ops.health import Check, HealthServer
 
 
 class Scrape:

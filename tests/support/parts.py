@@ -10,10 +10,10 @@ from agents import Tool
 
 from bot.agent import build_client
 from bot.app import build_core
-from bot.budget import Clock, utc_now
 from bot.config import Config
 from bot.core import Core
-from bot.metrics import Metrics
+from bot.ops.budget import Clock, utc_now
+from bot.ops.metrics import Metrics
 from bot.storage import Store, open_store
 from tests.fakes.openai_server import FakeOpenAI
 

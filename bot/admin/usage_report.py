@@ -7,9 +7,9 @@ import csv
 from datetime import UTC, date, datetime
 from typing import TextIO
 
-from .admin import open_configured
-from .config import Config
-from .storage import UsageGrouping, UsageLine, UsageTotals
+from ..config import Config
+from ..storage import UsageGrouping, UsageLine, UsageTotals
+from .threads import open_configured
 
 _HEADERS = ("calls", "input_tokens", "cached_tokens", "output_tokens", "total_tokens")
 _TITLES = {"thread": "THREAD", "user": "USER", "day": "DAY (UTC)", "model": "MODEL"}

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from cachetools import LRUCache
 
-from .storage import Store, Usage
+from ..storage import Store, Usage
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Final
 
-from .messages import Attachment
-from .storage import Item
+from ..messages import Attachment
+from ..storage import Item
 
 logger = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from typing import Final
 
 from cachetools import LRUCache
 
-from .config import MIN_HISTORY_TOKENS
-from .storage import Author, Item, Store, Summary, Usage, WindowItem
+from ..config import MIN_HISTORY_TOKENS
+from ..storage import Author, Item, Store, Summary, Usage, WindowItem
+from .exchanges import fit_exchanges
 from .transcript import user_item
-from .turn import align_to_exchange
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class MemoryView:
     budget_tokens: int
 
 
-class Memory:
+class MemoryPlanner:
     """Plans each turn's request for a thread and knows when its summary is due."""
 
     def __init__(
@@ -255,18 +255,6 @@ class Memory:
             item = dict(user_item(author, text[:keep]))
             size = _chars(item)
         return item, size, (keep if keep < len(text) else None)
-
-
-def fit_exchanges(items: Sequence[WindowItem], max_chars: int) -> list[WindowItem]:
-    """The newest whole exchanges of `items` whose sizes add up to at most `max_chars`."""
-    total = 0
-    start = len(items)
-    for index in range(len(items) - 1, -1, -1):
-        total += items[index].chars
-        if total > max_chars:
-            break
-        start = index
-    return align_to_exchange(list(items[start:]))
 
 
 def _newest(items: Sequence[WindowItem], max_chars: int) -> tuple[list[WindowItem], bool]:

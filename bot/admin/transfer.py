@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .storage import Store
+from ..storage import Store
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from .storage import ForgetReport, Store
+from ..storage import ForgetReport, Store
 
 logger = logging.getLogger(__name__)
 

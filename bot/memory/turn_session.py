@@ -9,11 +9,11 @@ transaction; a turn that fails or is cancelled is simply never committed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from agents.memory import SessionSettings
 
-from .storage import Author, Item, Store, Usage, WindowItem
+from ..storage import Author, Item, Store, Usage, WindowItem
 
 if TYPE_CHECKING:
     from agents import TResponseInputItem
@@ -126,20 +126,3 @@ class TurnSession:
     def _check_open(self) -> None:
         if self._committed:
             raise RuntimeError("this turn is already committed")
-
-
-def align_to_exchange(items: list[Any]) -> list[Any]:
-    """Drop a cut-off window's leading items up to its first user message.
-
-    A window that starts mid-exchange would show the model answers without their question or
-    tool outputs without their call. If the window has no user message at all (one very long
-    exchange), it is returned whole and the SDK drops any orphaned tool output.
-    """
-    for index, entry in enumerate(items):
-        if is_user_message(entry.item if isinstance(entry, WindowItem) else entry):
-            return items[index:]
-    return items
-
-
-def is_user_message(item: Any) -> bool:
-    return isinstance(item, dict) and item.get("role") == "user"

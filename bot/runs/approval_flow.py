@@ -15,6 +15,11 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import cast
 
+from ..errors import log_failed_turn
+from ..messages import ApprovalEnding, ApprovalOutlet, Decision, Reply, ReplyKind, ReplySink
+from ..storage import Author, Item, PendingApproval, Store, ThreadBusyError
+from ..texts import BUSY
+from .agent_runs import AgentRuns, Paused, ToolRanError
 from .approvals import (
     ALREADY_DECIDED,
     CANCELLED,
@@ -23,11 +28,6 @@ from .approvals import (
     not_run_outputs,
     prompt_text,
 )
-from .errors import log_failed_turn
-from .messages import ApprovalEnding, ApprovalOutlet, Decision, Reply, ReplyKind, ReplySink
-from .runs import AgentRuns, Paused, ToolRanError
-from .storage import Author, Item, PendingApproval, Store, ThreadBusyError
-from .texts import BUSY
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from datetime import UTC
 
 from openai.types.responses import EasyInputMessageParam
 
-from .storage import Author, Item, StoredItem
+from ..storage import Author, Item, StoredItem
 
 SPEAKER_NOTE = (
     "Messages from people start with the speaker's display name in square brackets, "

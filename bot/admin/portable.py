@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .storage import (
+from ..memory.transcript import render_markdown
+from ..storage import (
     Author,
     DumpedMessage,
     DumpedSummary,
@@ -38,7 +39,6 @@ from .storage import (
     ThreadDump,
     Usage,
 )
-from .transcript import render_markdown
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from typing import Any, Final
 
 from agents import Agent, RunConfig, Runner
 
-from .errors import EmptyAnswerError
-from .memory import HIGH_WATER, LOW_WATER, Memory, fit_exchanges
-from .storage import Store, Usage, WindowItem
+from ..errors import EmptyAnswerError
+from ..storage import Store, Usage, WindowItem
+from .exchanges import fit_exchanges, is_user_message
+from .meter import UsageMeter
+from .planner import HIGH_WATER, LOW_WATER, MemoryPlanner
 from .transcript import summary_input
-from .turn import is_user_message
-from .usage import UsageMeter
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +74,13 @@ class SummaryKeeper:
     def __init__(
         self,
         store: Store,
-        memory: Memory,
+        planner: MemoryPlanner,
         summarizer: Summarizer,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._memory = memory
+        self._planner = planner
         self._summarizer = summarizer
         self._clock = clock
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -135,9 +135,9 @@ class SummaryKeeper:
         Everything after the summary except the newest exchanges (up to the low-water mark) is
         folded, oldest first, as much as one call can read; the caller repeats for the rest.
         """
-        summary, ratio = await self._memory.state(session_id)
+        summary, ratio = await self._planner.state(session_id)
         after = summary.covers_id if summary else 0
-        budget = self._memory.history_chars(ratio)
+        budget = self._planner.history_chars(ratio)
         recent, complete = await self._store.read_window(
             session_id, after_id=after, max_chars=int(HIGH_WATER * budget)
         )

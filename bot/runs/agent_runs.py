@@ -27,15 +27,15 @@ from agents.result import RunResultStreaming
 from agents.stream_events import RawResponsesStreamEvent
 from openai.types.responses import ResponseTextDeltaEvent
 
+from ..errors import EmptyAnswerError
+from ..memory.meter import UsageMeter
+from ..memory.planner import Plan
+from ..memory.search import TurnContext
+from ..memory.turn_session import TurnSession
+from ..messages import ApprovalRequest, ReplySink
+from ..storage import Author, Item, PendingApproval, Store, Usage
 from .approvals import ApprovalDesk, waiting_calls
 from .attachments import ReadFiles, with_images, without_images
-from .errors import EmptyAnswerError
-from .memory import Plan
-from .messages import ApprovalRequest, ReplySink
-from .search import TurnContext
-from .storage import Author, Item, PendingApproval, Store, Usage
-from .turn import TurnSession
-from .usage import UsageMeter
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any, Final
 
 from agents import ToolApprovalItem
 
-from .messages import ApprovalOutlet, ApprovalRequest, ToolRequest
-from .storage import Author, Item, PendingApproval
+from ..messages import ApprovalOutlet, ApprovalRequest, ToolRequest
+from ..storage import Author, Item, PendingApproval
 
 logger = logging.getLogger(__name__)
 

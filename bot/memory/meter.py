@@ -8,7 +8,7 @@ from typing import Any
 from agents import Agent, RunContextWrapper, RunHooks, TResponseInputItem
 from agents.usage import Usage as SdkUsage
 
-from .storage import Usage
+from ..storage import Usage
 
 
 class UsageMeter(RunHooks[Any]):

@@ -29,7 +29,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from .storage import Item, Store, Usage
+from ..storage import Item, Store, Usage
 
 __all__ = [
     "NO_OBSERVER",

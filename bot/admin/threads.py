@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from . import erase, portable
-from .config import Config, ConfigError
-from .storage import (
+from ..config import Config, ConfigError
+from ..memory.transcript import render_history
+from ..storage import (
     IN_MEMORY,
     SQLiteStore,
     Store,
@@ -25,7 +25,7 @@ from .storage import (
     redact,
     sqlite_path,
 )
-from .transcript import render_history
+from . import erase, portable
 from .transfer import copy_memory
 
 

@@ -12,7 +12,7 @@ from typing import Final
 
 from agents import FunctionTool, RunContextWrapper, function_tool
 
-from .storage import Store
+from ..storage import Store
 from .transcript import describe
 
 SEARCH_TOOL: Final = "search_thread"
