@@ -9,29 +9,24 @@ turn is stored in one transaction before the reply is returned.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
-import math
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
-import openai
 from agents import Agent, RunConfig
 
 from .commands import CommandAnswer, CommandContext, CommandRegistry, Invocation
 from .errors import (
     error_kind,
     friendly_error,
-    is_context_overflow,
     is_routine,
     log_failed_turn,
 )
-from .guards import RateLimiter
-from .locks import KeyedLock
-from .memory.planner import MemoryPlanner, Plan
+from .guards import Admission, RateLimiter
+from .locks import ThreadHolds
+from .memory.planner import MemoryPlanner
 from .memory.summary import SummaryKeeper
 from .messages import (
     ApprovalOutlet,
@@ -45,17 +40,16 @@ from .messages import (
 from .ops.budget import DailyBudget
 from .ops.logs import log_context
 from .ops.metrics import NO_OBSERVER, Observer, PlatformApi, TurnWatch
-from .runs.agent_runs import AgentRuns, Paused, RunOutcome
+from .runs.agent_runs import AgentRuns, Paused
 from .runs.approval_flow import ApprovalFlow
 from .runs.approvals import ApprovalDesk, ApprovalSettings
 from .runs.attachments import (
-    IMAGE_TOKENS,
     AttachmentReader,
-    ReadFiles,
-    with_image_notes,
 )
+from .runs.attempts import TurnAttempts
+from .runs.sink import guarded
 from .storage import Author, Store, ThreadBusyError
-from .texts import BUSY, EMPTY_MESSAGE, GENERIC, OVER_BUDGET, SHUTTING_DOWN, SLOW_DOWN
+from .texts import BUSY, EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,18 +96,17 @@ class Core:
     ) -> None:
         self._store = store
         self._observer = observer
-        self._planner = planner
         self._summaries = summaries
         self._commands = commands
         self._settings = settings
-        self._threads = KeyedLock()
-        self._model_slots = asyncio.Semaphore(settings.max_concurrency)
+        self._holds = ThreadHolds(
+            store, observer, wait=settings.thread_wait, model_slots=settings.max_concurrency
+        )
         self._active: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._rate = RateLimiter(settings.rate_limit_per_minute)
+        self._admission = Admission(RateLimiter(settings.rate_limit_per_minute), budget)
         self._desk = ApprovalDesk(settings.approvals)
         self._attachments = attachments
-        self._budget = budget
         self._runs = AgentRuns(
             agent=agent,
             store=store,
@@ -123,11 +116,18 @@ class Core:
             measured=planner.measured,
             spent=budget.spend,
         )
+        self._attempts = TurnAttempts(
+            planner=planner,
+            runs=self._runs,
+            attachments=attachments,
+            summarize=summaries.request,
+            model_name=settings.model_name,
+        )
         self._approvals = ApprovalFlow(
             store=store,
             desk=self._desk,
             runs=self._runs,
-            hold=lambda session_id: self._hold(session_id, model_slot=True),
+            hold=lambda session_id: self._holds.hold(session_id, model_slot=True),
         )
 
     @property
@@ -202,22 +202,13 @@ class Core:
             return self._refuse(message, "empty", notice)
         if self._closing:
             return self._refuse(message, "shutting_down", SHUTTING_DOWN)
-        wait = self._rate.wait_time(f"{message.platform}:{message.author_id}")
-        if wait > 0:
-            notice = SLOW_DOWN.format(seconds=max(1, round(wait)))
-            return self._refuse(message, "rate_limited", notice)
-        if await self._budget.exhausted(message.platform, message.author_id):
-            return self._refuse(
-                message,
-                "over_budget",
-                OVER_BUDGET.format(
-                    limit=self._budget.limit or 0,
-                    left=_hours_minutes(self._budget.resets_in()),
-                    prefix=surface.command_prefix,
-                ),
-            )
+        refusal = await self._admission.refusal(
+            message.platform, message.author_id, prefix=surface.command_prefix
+        )
+        if refusal is not None:
+            return self._refuse(message, refusal.outcome, refusal.notice)
         watch = self._observer.turn(message.platform)
-        sink = _guarded(sink, watch.first_text)
+        sink = guarded(sink, watch.first_text)
         if sink is not None:
             await sink.started()
         # Its own task, so `drain()` can wait for exactly this turn rather than for whatever
@@ -286,7 +277,7 @@ class Core:
                     user_id=user_id,
                     user_name=user_name,
                     allowed=allowed,
-                    sink=_guarded(sink),
+                    sink=guarded(sink),
                 ),
                 f"approval {approval_id}",
             )
@@ -374,7 +365,7 @@ class Core:
             user_id=message.author_id,
         )
         try:
-            async with self._hold(session_id):
+            async with self._holds.hold(session_id):
                 answer = await invocation.command.run(ctx)
         except ThreadBusyError:
             return Reply(BUSY, ReplyKind.NOTICE)
@@ -414,11 +405,11 @@ class Core:
             )
             if files.text:
                 text = f"{text}\n\n{files.text}".strip()
-            async with self._hold(session_id, model_slot=True):
+            async with self._holds.hold(session_id, model_slot=True):
                 if self._settings.may_pause:
                     await self._approvals.cancel_pending(session_id, author)
-                outcome, plan = await self._answer(
-                    session_id, author, text, files, sink, message.platform
+                outcome, plan = await self._attempts.answer(
+                    session_id, author, text, files, sink=sink, platform=message.platform
                 )
         except ThreadBusyError:
             logger.info("Thread %s stayed busy; told the person to try again", session_id)
@@ -434,122 +425,11 @@ class Core:
             notice = f"\n\n(Your message was cut to its first {plan.kept_chars:,} characters.)"
         return Reply(outcome + notice, ReplyKind.ANSWER), "answered"
 
-    @contextlib.asynccontextmanager
-    async def _hold(self, session_id: str, *, model_slot: bool = False) -> AsyncIterator[None]:
-        """Hold a thread for a turn or a command, waiting at most `thread_wait` in all.
-
-        This worker's own turns queue on an in-process lock first, so only the one about to
-        run holds a model slot and, on PostgreSQL, a connection for the cross-worker lock.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.thread_wait
-        observer = self._observer
-        async with contextlib.AsyncExitStack() as held:
-            # One wait for the thread (this worker's queue, then other workers'), with the
-            # wait for a model slot in between counted apart.
-            with observer.waiting("thread") as thread_wait:
-                await held.enter_async_context(self._threads.hold(session_id, until=deadline))
-                if model_slot:
-                    with thread_wait.paused(), observer.waiting("model_slot"):
-                        await held.enter_async_context(self._model_slots)
-                await held.enter_async_context(
-                    self._store.hold_thread(session_id, wait=max(0.0, deadline - loop.time()))
-                )
-            yield
-
-    async def _answer(
-        self,
-        session_id: str,
-        author: Author,
-        text: str,
-        files: ReadFiles,
-        sink: ReplySink | None,
-        platform: str,
-    ) -> tuple[RunOutcome, Plan]:
-        attempt = functools.partial(
-            self._runs.start, session_id, author, sink=sink, platform=platform
-        )
-        extra = IMAGE_TOKENS * len(files.images)
-        plan = await self._planner.plan(session_id, author, text, extra_tokens=extra)
-        try:
-            return await attempt(plan, files), plan
-        except openai.BadRequestError as exc:
-            if files.images and not is_context_overflow(exc):
-                # With BOT_VISION=auto a model that cannot see says so with a 400; it is told
-                # what the images were instead, and is not sent images again.
-                self._attachments.refused_images(self._settings.model_name)
-                if self._attachments.sees(self._settings.model_name):
-                    raise
-                plan = replace(plan, item=with_image_notes(plan.item, files.image_notes))
-                return await attempt(plan, files.blind()), plan
-            if not is_context_overflow(exc):
-                raise
-            # The budget is above the model's context, or the estimate was low for this text:
-            # learn a smaller budget, retry once with less, and catch the summary up meanwhile.
-            self._planner.model_refused(plan.estimated_tokens, str(exc))
-        self._summaries.request(session_id)
-        plan = await self._planner.plan(session_id, author, text, extra_tokens=extra)
-        outcome = await attempt(plan, files)
-        return outcome, replace(plan, needs_summary=True)
-
 
 def _clean(text: str) -> str:
     """Trim, and replace what cannot be stored as UTF-8 (lone surrogates)."""
     return text.encode("utf-8", "replace").decode("utf-8").strip()
 
 
-def _hours_minutes(span: timedelta) -> str:
-    minutes = max(1, math.ceil(span.total_seconds() / 60))
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
-
-
 def _message_key(platform: str, message_id: str) -> str:
     return f"{platform}:{message_id}"
-
-
-def _guarded(
-    sink: ReplySink | None, first_text: Callable[[], None] | None = None
-) -> ReplySink | None:
-    """Wrap a sink so a platform hiccup while streaming cannot sink the turn itself.
-
-    After the first failure the sink is skipped; the adapter still gets the whole reply.
-    `first_text` is called once, when the first words have been shown.
-    """
-    return None if sink is None else _GuardedSink(sink, first_text)
-
-
-class _GuardedSink:
-    # Checked before each call, so a failed sink costs nothing more per delta (the hot path).
-    def __init__(self, sink: ReplySink, first_text: Callable[[], None] | None) -> None:
-        self._sink = sink
-        self._failed = False
-        self._first_text = first_text
-
-    async def started(self) -> None:
-        if not self._failed:
-            try:
-                await self._sink.started()
-            except Exception as exc:
-                self._give_up(exc)
-
-    async def delta(self, text: str) -> None:
-        if not self._failed:
-            try:
-                await self._sink.delta(text)
-            except Exception as exc:
-                self._give_up(exc)
-        if self._first_text is not None:
-            first_text, self._first_text = self._first_text, None
-            first_text()
-
-    async def tool(self, name: str) -> None:
-        if not self._failed:
-            try:
-                await self._sink.tool(name)
-            except Exception as exc:
-                self._give_up(exc)
-
-    def _give_up(self, exc: Exception) -> None:
-        self._failed = True
-        logger.warning("Showing a reply live failed; it will be delivered whole", exc_info=exc)
