@@ -20,7 +20,6 @@ from .messages import ReplyFile
 from .ops.budget import DailyBudget, start_of_day, start_of_month
 from .storage import Store
 
-PREFIXES = ("/", "!")
 _COMMAND = re.compile(r"^[/!]([A-Za-z][\w-]*)(?:\s+(.*))?$", re.DOTALL)
 _BARE_COMMAND = re.compile(r"^([A-Za-z][\w-]*)(?:\s+(\d+))?$")
 HISTORY_FILE = "history.md"

@@ -4,3 +4,23 @@ forgetting a person.
 
 Only the CLI imports it; nothing on a turn's path does (`tests/test_layers.py`).
 """
+
+from .command import AdminCommand, AdminContext
+from .erase import FORGET_USER
+from .files import EXPORT, IMPORT
+from .threads import HISTORY, SESSIONS
+from .transfer import MIGRATE
+from .usage_report import USAGE
+
+COMMANDS: tuple[AdminCommand, ...] = (
+    SESSIONS,
+    HISTORY,
+    MIGRATE,
+    USAGE,
+    EXPORT,
+    IMPORT,
+    FORGET_USER,
+)
+"""Every admin command, in the order `python -m bot --help` lists them."""
+
+__all__ = ["COMMANDS", "AdminCommand", "AdminContext"]

@@ -9,9 +9,14 @@ the turns that answered them, and the token counts of the removed turns, which n
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import logging
 
+from ..config import ConfigError
 from ..storage import ForgetReport, Store
+from .command import AdminCommand, AdminContext
+from .stores import open_configured, open_for_writing
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +62,47 @@ def report_lines(report: ForgetReport, *, dry_run: bool) -> list[str]:
     ]
     lines += [f"  {session_id}" for session_id in report.sessions]
     return lines
+
+
+def forget_user_command(ctx: AdminContext) -> None:
+    """Delete one person's messages and the turns that answered them, and report the counts."""
+    platform, user_id, dry_run = ctx.args.platform, ctx.args.user_id, ctx.args.dry_run
+    if not platform or ":" in platform:
+        raise ConfigError(f"{platform!r} is not a platform name (e.g. discord, slack, console)")
+    if not user_id.strip():
+        raise ConfigError("USER_ID is empty")
+
+    async def run() -> list[str]:
+        opening = open_configured if dry_run else open_for_writing
+        store = await opening(ctx.config)
+        try:
+            report = await forget_user(store, platform, user_id, dry_run=dry_run)
+        finally:
+            await store.close()
+        lines = report_lines(report, dry_run=dry_run)
+        if not report.sessions and ctx.platforms and platform not in ctx.platforms:
+            lines.append(f"(platforms are named as session IDs begin: {', '.join(ctx.platforms)})")
+        return lines
+
+    for line in asyncio.run(run()):
+        ctx.out.write(line + "\n")
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("platform", metavar="PLATFORM", help="discord, slack or console")
+    parser.add_argument("user_id", metavar="USER_ID", help="their ID on that platform")
+    parser.add_argument("--dry-run", action="store_true", help="count, change nothing")
+
+
+FORGET_USER = AdminCommand(
+    "forget-user",
+    "delete everything one person wrote, and the replies to them",
+    forget_user_command,
+    arguments=_arguments,
+    description=(
+        "Delete every message PERSON wrote in PLATFORM's threads, the bot's replies and "
+        "tool steps that answered them, the summaries that covered them and their pending "
+        "approvals; usage records keep their token counts but no longer name them. For "
+        "honouring a deletion request: see the README."
+    ),
+)

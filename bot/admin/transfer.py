@@ -6,10 +6,16 @@ whole threads only and running it again carries on: threads already there are le
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..storage import Store
+from ..config import ConfigError
+from ..storage import IN_MEMORY, Store, is_postgres_url, open_store, redact, sqlite_path
+from .command import AdminCommand, AdminContext
+from .stores import open_for_reading
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +66,47 @@ async def copy_memory(source: Store, target: Store) -> TransferReport:
             report.differing.append(info.session_id)
             logger.warning("Not copying %s: the target holds it differently", info.session_id)
     return report
+
+
+def migrate(ctx: AdminContext) -> None:
+    """Copy every thread from `--from` to `--to`, and say what moved."""
+    source, target = ctx.args.source, ctx.args.target
+    if not is_postgres_url(source):
+        path = sqlite_path(source)
+        if path == IN_MEMORY or not Path(path).is_file():
+            raise ConfigError(f"No memory file at {path}: check --from.")
+
+    async def run() -> list[str]:
+        origin = await open_for_reading(source)
+        try:
+            destination = await open_store(target)
+            try:
+                report = await copy_memory(origin, destination)
+            finally:
+                await destination.close()
+        finally:
+            await origin.close()
+        return report.lines()
+
+    ctx.out.write(f"Copying memory from {redact(source)} to {redact(target)} ...\n")
+    for line in asyncio.run(run()):
+        ctx.out.write(line + "\n")
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="source", required=True, metavar="URL")
+    parser.add_argument("--to", dest="target", required=True, metavar="URL")
+
+
+MIGRATE = AdminCommand(
+    "migrate",
+    "copy every thread from one memory database to another (safe to repeat)",
+    migrate,
+    arguments=_arguments,
+    description=(
+        "Copy every thread (items, authors, times, summaries, usage) from one database to "
+        "another, e.g. --from sqlite:///memory.sqlite3 --to postgresql://bot@db/memorybot. "
+        "Threads the target already has are left alone, so running it twice copies nothing "
+        "twice."
+    ),
+)

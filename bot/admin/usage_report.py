@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 from datetime import UTC, date, datetime
 from typing import TextIO
 
-from ..config import Config
 from ..storage import UsageGrouping, UsageLine, UsageTotals
-from .threads import open_configured
+from .command import AdminCommand, AdminContext
+from .stores import open_configured
 
 _HEADERS = ("calls", "input_tokens", "cached_tokens", "output_tokens", "total_tokens")
 _TITLES = {"thread": "THREAD", "user": "USER", "day": "DAY (UTC)", "model": "MODEL"}
@@ -25,23 +26,23 @@ def parse_day(raw: str) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def print_usage(
-    config: Config, by: UsageGrouping, since: datetime | None, fmt: str, out: TextIO
-) -> None:
+def print_usage(ctx: AdminContext) -> None:
     """Write the usage report as an aligned table or as CSV."""
+    by: UsageGrouping = ctx.args.by
+    since: datetime | None = ctx.args.since
 
     async def load() -> list[UsageLine]:
-        store = await open_configured(config)
+        store = await open_configured(ctx.config)
         try:
             return await store.usage_report(by, since=since)
         finally:
             await store.close()
 
     lines = asyncio.run(load())
-    if fmt == "csv":
-        write_csv(lines, by, out)
+    if ctx.args.format == "csv":
+        write_csv(lines, by, ctx.out)
     else:
-        write_table(lines, by, since, out)
+        write_table(lines, by, since, ctx.out)
 
 
 def write_csv(lines: list[UsageLine], by: UsageGrouping, out: TextIO) -> None:
@@ -89,3 +90,28 @@ def _numbers(totals: UsageTotals) -> tuple[int, int, int, int, int]:
         totals.output_tokens,
         totals.tokens,
     )
+
+
+def _day(raw: str) -> datetime:
+    try:
+        return parse_day(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", choices=("thread", "user", "day", "model"), default="thread")
+    parser.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="from this UTC day on")
+    parser.add_argument("--format", choices=("table", "csv"), default="table")
+
+
+USAGE = AdminCommand(
+    "usage",
+    "model tokens used, by thread, person, day or model (read-only)",
+    print_usage,
+    arguments=_arguments,
+    description=(
+        "Add up the tokens every model call used (turns, undone ones included, and "
+        "summaries), grouped as asked. Days are UTC."
+    ),
+)
