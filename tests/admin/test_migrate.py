@@ -11,7 +11,7 @@ from bot.storage import Author, PostgresStore, SQLiteStore, Usage, redact
 from tests.support.items import msg, tool_call, tool_output
 from tests.support.postgres import PostgresSchema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _migrate(source: str, target: str) -> tuple[int, str]:

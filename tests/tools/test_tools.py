@@ -302,7 +302,7 @@ def test_a_bad_mcp_config_is_one_clear_line(tmp_path: Path, content: str, proble
 
 
 def test_the_example_config_reads(tmp_path: Path) -> None:
-    example = Path(__file__).resolve().parents[1] / "examples" / "mcp.json"
+    example = Path(__file__).resolve().parents[2] / "examples" / "mcp.json"
     specs = read_mcp_config(example, {"TICKETS_TOKEN": "t"})
     assert specs, "examples/mcp.json names at least one server"
 
