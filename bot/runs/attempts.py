@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import openai
 
@@ -17,31 +17,18 @@ from .agent_runs import AgentRuns, RunOutcome
 from .attachments import IMAGE_TOKENS, AttachmentReader, ReadFiles, with_image_notes
 
 
+@dataclass
 class TurnAttempts:
     """Plans a turn and runs it, retrying once when the model refuses the request."""
 
-    def __init__(
-        self,
-        *,
-        planner: MemoryPlanner,
-        runs: AgentRuns,
-        attachments: AttachmentReader,
-        summarize: Callable[[str], None],
-        model_name: str | None,
-    ) -> None:
-        """
-        Args:
-            planner: Chooses what each attempt carries.
-            runs: Runs the agent.
-            attachments: Learns whether the model sees images.
-            summarize: Asks for the thread's summary to catch up (after a refusal as too long).
-            model_name: The model the turn runs on.
-        """
-        self._planner = planner
-        self._runs = runs
-        self._attachments = attachments
-        self._summarize = summarize
-        self._model_name = model_name
+    planner: MemoryPlanner
+    """Chooses what each attempt carries."""
+    runs: AgentRuns
+    attachments: AttachmentReader
+    """Learns whether the model sees images."""
+    summarize: Callable[[str], None]
+    """Asks for a thread's summary to catch up (after a refusal as too long)."""
+    model_name: str | None
 
     async def answer(
         self,
@@ -55,18 +42,18 @@ class TurnAttempts:
     ) -> tuple[RunOutcome, Plan]:
         """Run the turn; its outcome, and the plan it ran with. The caller holds the thread."""
         attempt = functools.partial(
-            self._runs.start, session_id, author, sink=sink, platform=platform
+            self.runs.start, session_id, author, sink=sink, platform=platform
         )
         extra = IMAGE_TOKENS * len(files.images)
-        plan = await self._planner.plan(session_id, author, text, extra_tokens=extra)
+        plan = await self.planner.plan(session_id, author, text, extra_tokens=extra)
         try:
             return await attempt(plan, files), plan
         except openai.BadRequestError as exc:
             if files.images and not is_context_overflow(exc):
                 # With BOT_VISION=auto a model that cannot see says so with a 400; it is told
                 # what the images were instead, and is not sent images again.
-                self._attachments.refused_images(self._model_name)
-                if self._attachments.sees(self._model_name):
+                self.attachments.refused_images(self.model_name)
+                if self.attachments.sees(self.model_name):
                     raise
                 plan = replace(plan, item=with_image_notes(plan.item, files.image_notes))
                 return await attempt(plan, files.blind()), plan
@@ -74,8 +61,8 @@ class TurnAttempts:
                 raise
             # The budget is above the model's context, or the estimate was low for this text:
             # learn a smaller budget, retry once with less, and catch the summary up meanwhile.
-            self._planner.model_refused(plan.estimated_tokens, str(exc))
-        self._summarize(session_id)
-        plan = await self._planner.plan(session_id, author, text, extra_tokens=extra)
+            self.planner.model_refused(plan.estimated_tokens, str(exc))
+        self.summarize(session_id)
+        plan = await self.planner.plan(session_id, author, text, extra_tokens=extra)
         outcome = await attempt(plan, files)
         return outcome, replace(plan, needs_summary=True)
