@@ -18,12 +18,7 @@ from typing import Any, Final, TypeVar
 from agents import Agent, RunConfig
 
 from .commands import CommandAnswer, CommandContext, CommandRegistry, Invocation
-from .errors import (
-    error_kind,
-    friendly_error,
-    is_routine,
-    log_failed_turn,
-)
+from .errors import error_kind, friendly_error, is_routine, log_failed_turn
 from .guards import Admission, RateLimiter
 from .locks import ThreadHolds
 from .memory.planner import MemoryPlanner
@@ -43,9 +38,7 @@ from .ops.metrics import NO_OBSERVER, Observer, PlatformApi, TurnWatch
 from .runs.agent_runs import AgentRuns, Paused
 from .runs.approval_flow import ApprovalFlow
 from .runs.approvals import ApprovalDesk, ApprovalSettings
-from .runs.attachments import (
-    AttachmentReader,
-)
+from .runs.attachments import AttachmentReader
 from .runs.attempts import TurnAttempts
 from .runs.sink import guarded
 from .storage import Author, Store, ThreadBusyError
