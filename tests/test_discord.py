@@ -22,8 +22,8 @@ import yarl
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord import DiscordAdapter, create
-from adapters.discord_settings import DiscordSettings
-from adapters.discord_text import MAX_MESSAGE_CHARS
+from adapters.discord.settings import DiscordSettings
+from adapters.discord.text import MAX_MESSAGE_CHARS
 from adapters.text import split_message
 from bot.config import ConfigError
 from bot.texts import GENERIC
@@ -390,7 +390,7 @@ async def test_a_discord_5xx_still_delivers_the_reply(
     running: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     running.fake.fail("POST", rf"^/channels/{CHANNEL}/messages$", 503)
-    with caplog.at_level(logging.WARNING, logger="adapters.discord_stream"):
+    with caplog.at_level(logging.WARNING, logger="adapters.discord.stream"):
         await running.say(CHANNEL, "hello", mention=True)
     assert running.shown(CHANNEL) == ["You said: [Ann] hello. Before that: nothing."]
     assert any("503" in r.getMessage() for r in caplog.records)

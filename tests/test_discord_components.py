@@ -14,7 +14,7 @@ from typing import Any, cast
 import aiohttp
 import pytest
 
-from adapters.discord_approvals import (
+from adapters.discord.approvals import (
     CUSTOM_ID,
     OUTCOME_LINES,
     PromptAddress,
@@ -22,8 +22,8 @@ from adapters.discord_approvals import (
     decided_line,
     settled_text,
 )
-from adapters.discord_stream import DiscordReply, tool_status
-from adapters.discord_text import MAX_MESSAGE_CHARS
+from adapters.discord.stream import DiscordReply, tool_status
+from adapters.discord.text import MAX_MESSAGE_CHARS
 from adapters.streaming import ChannelThrottle
 from bot.adapter import ApprovalEnding, Decision
 from tests.fakes.discord_server import APP_ID, FakeDiscord, Json

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.discord_settings import DiscordSettings
+from adapters.discord.settings import DiscordSettings
 from bot.config import Config, ConfigError, config_from_mapping
 from tests.fakes.discord_server import APP_ID, BOT_USER, FakeDiscord, Json, shard_of
 from tests.fakes.openai_server import FakeOpenAI

@@ -6,14 +6,14 @@ import re
 
 import pytest
 
-from adapters.discord_rules import (
+from adapters.discord.rules import (
     AccessPolicy,
     Decision,
     MessageFacts,
     Place,
     decide,
 )
-from adapters.discord_text import (
+from adapters.discord.text import (
     session_key,
     strip_mentions,
     thread_title,

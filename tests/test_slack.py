@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from adapters.slack import SlackAdapter, create
-from adapters.slack_settings import SlackSettings
-from adapters.slack_text import to_mrkdwn
+from adapters.slack.settings import SlackSettings
+from adapters.slack.text import to_mrkdwn
 from bot.config import ConfigError
 from bot.messages import IncomingMessage
 from bot.texts import GENERIC

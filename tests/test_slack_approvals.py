@@ -17,7 +17,7 @@ import pytest
 from agents import FunctionTool, function_tool
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_approvals import (
+from adapters.slack.approvals import (
     APPROVE,
     REJECT,
     Click,
@@ -29,7 +29,7 @@ from adapters.slack_approvals import (
     prompt_markdown,
     read_click,
 )
-from adapters.slack_stream import AnswerWriter, Destination, StatusSink
+from adapters.slack.stream import AnswerWriter, Destination, StatusSink
 from adapters.streaming import ChannelThrottle
 from bot.adapter import ApprovalEnding, ApprovalRequest, Decision, Reply
 from tests.fakes.openai_server import (

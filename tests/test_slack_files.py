@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from adapters.downloads import DownloadError
-from adapters.slack_files import (
+from adapters.slack.files import (
     SharedFile,
     SlackFiles,
     is_slack_url,
@@ -99,7 +99,7 @@ async def test_without_files_read_the_model_gets_a_note_and_the_log_says_why(
     slack.tokens[BOT_TOKEN].discard("files:read")
     async with running(slack, fake_openai) as bot:
         notes = slack.share_file("notes.txt", NOTES, "text/plain", user=ANN)
-        with caplog.at_level(logging.WARNING, logger="adapters.slack_files"):
+        with caplog.at_level(logging.WARNING, logger="adapters.slack.files"):
             await bot.send_event(bot.share("read this", [notes], channel=DM))
             answer = await bot.answer(DM, None)
         assert "[notes.txt was attached but I couldn't download it.]" in text_of(
@@ -176,7 +176,7 @@ async def test_the_sign_in_page_is_not_taken_for_the_file(
     reader = SlackFiles("xoxb-without-scope", api_url=slack.api_url)
     reader.open()
     try:
-        with caplog.at_level(logging.INFO, logger="adapters.slack_files"):
+        with caplog.at_level(logging.INFO, logger="adapters.slack.files"):
             for _ in range(2):
                 with pytest.raises(DownloadError, match=r"files:read"):
                     await reader.download(file, limit=10_000)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.slack_rules import (
+from adapters.slack.rules import (
     AccessPolicy,
     EventFacts,
     Route,

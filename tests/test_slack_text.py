@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.slack import SHORTCUTS
-from adapters.slack_text import to_mrkdwn
+from adapters.slack.adapter import SHORTCUTS
+from adapters.slack.text import to_mrkdwn
 from bot.app import build_memory
 from bot.commands import default_commands
 from bot.config import Config

@@ -22,7 +22,7 @@ from agents import FunctionTool, Tool, function_tool
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord import DiscordAdapter
-from adapters.discord_settings import DiscordSettings
+from adapters.discord.settings import DiscordSettings
 from bot.adapter import Decision
 from bot.config import Config
 from tests.fakes.discord_server import BOT_ID, BOT_USER, FakeDiscord, Json, user

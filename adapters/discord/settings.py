@@ -8,7 +8,7 @@ from typing import Literal
 
 from bot.adapter import Config, ConfigError, boolean, id_set, read_setting, snowflake
 
-from .discord_rules import AccessPolicy
+from .rules import AccessPolicy
 
 TOKEN = "DISCORD_TOKEN"
 SECRET_KEYS = (TOKEN,)

@@ -20,15 +20,11 @@ import functools
 import json
 import logging
 import re
-import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-with warnings.catch_warnings():
-    # discord.py imports the deprecated `audioop` for voice, which this bot never uses.
-    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    import discord
+import discord
 
 from bot.adapter import (
     SHUTTING_DOWN,
@@ -41,9 +37,9 @@ from bot.adapter import (
     Surface,
 )
 
-from .discord_stream import AnswerSink, DiscordPoster, DiscordReply
-from .discord_text import MAX_MESSAGE_CHARS
-from .inflight import InFlight
+from ..inflight import InFlight
+from .stream import AnswerSink, DiscordPoster, DiscordReply
+from .text import MAX_MESSAGE_CHARS
 
 logger = logging.getLogger(__name__)
 

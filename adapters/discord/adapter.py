@@ -1,10 +1,7 @@
-"""The Discord adapter: channels, threads and DMs, slash commands, streamed replies.
+"""The Discord adapter itself: discord.py's events in, the core's replies out.
 
 discord.py owns the connection (gateway, resume, sharding, HTTP rate limits); this module turns
-its events into neutral messages for the core and shows the replies. The rules deciding when to
-answer live in `discord_rules`, text helpers in `discord_text`, the growing reply (and its
-"Using …" line) in `discord_stream`, approval prompts and their buttons in `discord_approvals`,
-and attachment downloads in `discord_files`.
+its events into neutral messages for the core and shows the replies.
 """
 
 from __future__ import annotations
@@ -14,25 +11,19 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import aiohttp
+import discord
 from cachetools import LRUCache
-
-with warnings.catch_warnings():
-    # discord.py imports the deprecated `audioop` for voice, which this bot never uses.
-    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    import discord
-    from discord import app_commands
-    from discord.gateway import DiscordWebSocket
-    from discord.utils import MISSING
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.utils import MISSING
 
 from bot.adapter import (
     NOT_HERE,
     SHUTTING_DOWN,
-    AdapterPlugin,
     Command,
     Config,
     ConfigError,
@@ -44,20 +35,20 @@ from bot.adapter import (
     Surface,
 )
 
-from .discord_approvals import ApprovalButton, DiscordApprovals
-from .discord_files import DiscordFiles
-from .discord_rules import MessageFacts, Place, decide
-from .discord_settings import SECRET_KEYS, DiscordSettings, configured
-from .discord_stream import AnswerSink, DiscordPoster, DiscordReply, discord_file
-from .discord_text import (
+from ..inflight import InFlight
+from ..streaming import ChannelThrottle
+from ..text import split_message
+from .approvals import ApprovalButton, DiscordApprovals
+from .files import DiscordFiles
+from .rules import MessageFacts, Place, decide
+from .settings import DiscordSettings
+from .stream import AnswerSink, DiscordPoster, DiscordReply, discord_file
+from .text import (
     MAX_MESSAGE_CHARS,
     session_key,
     strip_mentions,
     thread_title,
 )
-from .inflight import InFlight
-from .streaming import ChannelThrottle
-from .text import split_message
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +93,7 @@ class _Client(discord.Client):
 
     async def setup_hook(self) -> None:
         # Approval buttons are matched by their custom ID's template, so prompts posted before
-        # a restart keep working without being reloaded (see `discord_approvals`).
+        # a restart keep working without being reloaded (see `approvals`).
         self.add_dynamic_items(ApprovalButton)
         await self.adapter.register_commands()
 
@@ -430,7 +421,7 @@ class DiscordAdapter:
     async def on_approval_click(
         self, interaction: discord.Interaction[Any], decision: Decision, approval_id: str
     ) -> None:
-        """Someone clicked Approve or Reject on a prompt (see `discord_approvals`)."""
+        """Someone clicked Approve or Reject on a prompt (see `approvals`)."""
         await self.approvals.on_click(interaction, decision, approval_id)
 
     # ----- slash commands -------------------------------------------------------------------
@@ -581,11 +572,3 @@ def _role_ids(user: discord.User | discord.Member) -> tuple[int, ...]:
 def create(core: Core, config: Config, options: Mapping[str, str]) -> DiscordAdapter:
     """Build the Discord adapter for `python -m bot discord`."""
     return DiscordAdapter(core, DiscordSettings.from_config(config))
-
-
-PLUGIN = AdapterPlugin(
-    summary="serve Discord (needs DISCORD_TOKEN)",
-    create=create,
-    configured=configured,
-    secret_keys=SECRET_KEYS,
-)

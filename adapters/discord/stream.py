@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-with warnings.catch_warnings():
-    # discord.py imports the deprecated `audioop` for voice, which this bot never uses.
-    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    import discord
+import discord
 
 from bot.adapter import ReplyFile
 
-from .streaming import CannotPost, ChannelThrottle, Poster, StreamedReply
+from ..streaming import CannotPost, ChannelThrottle, Poster, StreamedReply
 
 logger = logging.getLogger(__name__)
 

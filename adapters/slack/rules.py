@@ -1,7 +1,7 @@
 """When the Slack bot answers and which conversation a message belongs to, as plain data.
 
 The adapter turns a Slack event into `EventFacts`; everything deciding what to do with it
-lives here, free of slack-bolt, so each rule has a direct unit test (as `discord_rules`).
+lives here, free of slack-bolt, so each rule has a direct unit test (as Discord's `rules`).
 
 * A mention in a channel: the answer goes in a thread under the mention, and that thread is
   the conversation (``slack:<team>:<channel>:<thread_ts>``). Later messages in a thread the bot

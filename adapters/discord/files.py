@@ -9,16 +9,12 @@ core gives, so a file that lies about its size cannot fill memory.
 from __future__ import annotations
 
 import functools
-import warnings
 
-with warnings.catch_warnings():
-    # discord.py imports the deprecated `audioop` for voice, which this bot never uses.
-    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    import discord
+import discord
 
 from bot.adapter import Attachment
 
-from .downloads import Downloads
+from ..downloads import Downloads
 
 
 class DiscordFiles(Downloads):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .text import FENCE
+from ..text import FENCE
 
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^\s)]+|mailto:[^\s)]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)

@@ -8,7 +8,7 @@ refusing or dropping the stream, or an answer too long for one message) the shar
 
 While a turn runs the thread's assistant status says what the bot is doing ("is thinking…",
 "is using lookup_ticket…"). A turn that stops for a tool approval ends in a prompt with buttons
-(built by `slack_approvals`), which takes the place of whatever had streamed.
+(built by `approvals`), which takes the place of whatever had streamed.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import Reply, ReplyKind
 
-from .slack_text import to_mrkdwn
-from .streaming import CannotPost, ChannelThrottle, StreamedReply
-from .text import reconcile
+from ..streaming import CannotPost, ChannelThrottle, StreamedReply
+from ..text import reconcile
+from .text import to_mrkdwn
 
 logger = logging.getLogger(__name__)
 

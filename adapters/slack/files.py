@@ -23,7 +23,7 @@ import aiohttp
 
 from bot.adapter import Attachment
 
-from .downloads import DownloadError, Downloads
+from ..downloads import DownloadError, Downloads
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,4 @@
-"""The Slack adapter: one memory per thread, on slack-bolt's `AsyncApp`.
-
-Which messages the bot answers and which memory each belongs to is decided in `slack_rules`;
-answers are shown by `slack_stream`. Commands work in a conversation as ``!forget``,
-``!undo``, ``!history [page]`` or ``!help`` (or ``@bot forget`` after a mention), as message
-shortcuts, and as slash commands outside threads. A tool that needs approval is shown with
-Approve / Reject buttons (`slack_approvals`); shared files reach the core through
-`slack_files`, and a command's file (the whole `/history`) goes to the asker's DM through
-`slack_uploads`. How it connects (Socket Mode or HTTP) is `slack_connection`'s.
-"""
+"""The Slack adapter itself: slack-bolt's listeners in, the core's replies out."""
 
 from __future__ import annotations
 
@@ -37,7 +28,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import (
     NOT_HERE,
-    AdapterPlugin,
     Config,
     ConfigError,
     Core,
@@ -48,8 +38,9 @@ from bot.adapter import (
     Surface,
 )
 
-from .inflight import InFlight
-from .slack_approvals import (
+from ..inflight import InFlight
+from ..streaming import ChannelThrottle
+from .approvals import (
     APPROVE,
     REJECT,
     Click,
@@ -61,9 +52,9 @@ from .slack_approvals import (
     prompt_markdown,
     read_click,
 )
-from .slack_connection import SlackConnection
-from .slack_files import SlackFiles
-from .slack_rules import (
+from .connection import SlackConnection
+from .files import SlackFiles
+from .rules import (
     PLATFORM,
     channel_key,
     decide,
@@ -76,11 +67,10 @@ from .slack_rules import (
     shortcut_route,
     slash_command_session,
 )
-from .slack_settings import SECRET_KEYS, SlackSettings, configured
-from .slack_stream import AnswerWriter, Destination, StatusSink, error_code
-from .slack_text import to_mrkdwn
-from .slack_uploads import SENT_IN_DM, send_in_dm
-from .streaming import ChannelThrottle
+from .settings import SlackSettings
+from .stream import AnswerWriter, Destination, StatusSink, error_code
+from .text import to_mrkdwn
+from .uploads import SENT_IN_DM, send_in_dm
 
 logger = logging.getLogger(__name__)
 
@@ -622,11 +612,3 @@ def create(core: Core, config: Config, options: Mapping[str, str]) -> SlackAdapt
         ConfigError: A token is missing or is of the wrong kind.
     """
     return SlackAdapter(core, SlackSettings.from_config(config))
-
-
-PLUGIN = AdapterPlugin(
-    summary="serve Slack (needs SLACK_BOT_TOKEN and an app token or signing secret)",
-    create=create,
-    configured=configured,
-    secret_keys=SECRET_KEYS,
-)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from bot.adapter import Config, ConfigError, boolean, name_set, read_setting
 from bot.adapter import port as port_number
 
-from .slack_rules import AccessPolicy
+from .rules import AccessPolicy
 
 SECRET_KEYS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
 MAX_SOCKET_CONNECTIONS = 10

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import ReplyFile
 
-from .slack_stream import error_code
+from .stream import error_code
 
 logger = logging.getLogger(__name__)
 

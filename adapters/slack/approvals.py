@@ -26,8 +26,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import ApprovalEnding, ApprovalRequest, Decision, Reply
 
-from .slack_stream import Destination, error_code
-from .slack_text import escape
+from .stream import Destination, error_code
+from .text import escape
 
 logger = logging.getLogger(__name__)
 
