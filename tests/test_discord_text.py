@@ -8,13 +8,13 @@ import pytest
 
 from adapters.discord.rules import (
     AccessPolicy,
-    Decision,
     MessageFacts,
     Place,
+    Route,
     decide,
+    thread_key,
 )
 from adapters.discord.text import (
-    session_key,
     strip_mentions,
     thread_title,
 )
@@ -25,9 +25,9 @@ FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 # ----- keys, mentions, titles ----------------------------------------------------------------
 
 
-def test_session_keys() -> None:
-    assert session_key(10, 20) == "discord:10:20"
-    assert session_key(None, 40) == "discord:dm:40"
+def test_thread_keys() -> None:
+    assert thread_key(10, 20) == "discord:10:20"
+    assert thread_key(None, 40) == "discord:dm:40"
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_when_the_bot_answers() -> None:
 
 def test_open_threads_only_for_channel_mentions() -> None:
     options = {"reply_to_bots": False, "open_threads": True}
-    assert decide(facts(mentioned=True), EVERYONE, **options) == Decision(True, open_thread=True)
+    assert decide(facts(mentioned=True), EVERYONE, **options) == Route(True, open_thread=True)
     assert not decide(facts(THREAD, mentioned=True), EVERYONE, **options).open_thread
     assert not decide(facts(DM), EVERYONE, **options).open_thread
 

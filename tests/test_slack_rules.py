@@ -1,4 +1,4 @@
-"""When the Slack bot answers and which memory a message goes to: the pure rules, as tables."""
+"""When the Slack bot answers and which thread a message goes to: the pure rules, as tables."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from adapters.slack.rules import (
     mentions,
     needs_thread_check,
     readable_text,
-    session_key,
     shortcut_route,
-    slash_command_session,
+    slash_command_thread_key,
+    thread_key,
 )
 
 T = "T1"
@@ -36,7 +36,7 @@ def facts(**overrides: object) -> EventFacts:
 
 
 def route(thread: str, reply_thread: str | None, channel: str = C) -> Route:
-    return Route(session_key(T, channel, thread), reply_thread, f"{channel}:{TS}")
+    return Route(thread_key(T, channel, thread), reply_thread, f"{channel}:{TS}")
 
 
 @pytest.mark.parametrize(
@@ -145,16 +145,16 @@ def test_the_thread_look_up_is_made_only_when_it_decides(event: EventFacts, need
     assert needs_thread_check(event) is needed
 
 
-def test_commands_outside_messages_find_their_memory() -> None:
-    assert slash_command_session(T, C, "general") == "slack:T1:C1:channel"
-    assert slash_command_session(T, D, "directmessage") == "slack:T1:D1:dm"
-    assert shortcut_route(T, C, TS, ROOT) == (session_key(T, C, ROOT), ROOT)
-    assert shortcut_route(T, C, TS, None) == (session_key(T, C, TS), TS)
-    assert shortcut_route(T, D, TS, None) == (session_key(T, D, "dm"), None)
+def test_commands_outside_messages_find_their_thread() -> None:
+    assert slash_command_thread_key(T, C, "general") == "slack:T1:C1:channel"
+    assert slash_command_thread_key(T, D, "directmessage") == "slack:T1:D1:dm"
+    assert shortcut_route(T, C, TS, ROOT) == (thread_key(T, C, ROOT), ROOT)
+    assert shortcut_route(T, C, TS, None) == (thread_key(T, C, TS), TS)
+    assert shortcut_route(T, D, TS, None) == (thread_key(T, D, "dm"), None)
 
 
-def test_session_keys_and_dm_detection() -> None:
-    assert session_key("T1", "C1", "1700000000.000100") == "slack:T1:C1:1700000000.000100"
+def test_thread_keys_and_dm_detection() -> None:
+    assert thread_key("T1", "C1", "1700000000.000100") == "slack:T1:C1:1700000000.000100"
     assert is_dm("D123")
     assert not is_dm("C123")
     assert is_dm("C123", "im")

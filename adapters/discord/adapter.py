@@ -40,12 +40,11 @@ from ..streaming import ChannelThrottle
 from ..text import split_message
 from .approvals import ApprovalButton, DiscordApprovals
 from .files import DiscordFiles
-from .rules import MessageFacts, Place, decide
+from .rules import MessageFacts, Place, decide, thread_key
 from .settings import DiscordSettings
 from .stream import AnswerSink, DiscordPoster, DiscordReply, discord_file
 from .text import (
     MAX_MESSAGE_CHARS,
-    session_key,
     strip_mentions,
     thread_title,
 )
@@ -292,14 +291,14 @@ class DiscordAdapter:
         if await self._follows_after_restart(facts):
             facts = dataclasses.replace(facts, thread_active=True)
         settings = self._settings
-        decision = decide(
+        route = decide(
             facts,
             settings.policy,
             reply_to_bots=settings.reply_to_bots,
             open_threads=settings.open_threads,
         )
-        if not decision.answer:
-            if decision.reason == "outside the allow-lists":
+        if not route.answer:
+            if route.reason == "outside the allow-lists":
                 logger.info(
                     "Ignored a message from user %s in channel %s: outside the allow-lists",
                     facts.author_id,
@@ -307,7 +306,7 @@ class DiscordAdapter:
                 )
             return
         text = strip_mentions(message.content, me.id, bot_roles)
-        await self._tracked(self._answer(message, facts, text, decision.open_thread))
+        await self._tracked(self._answer(message, facts, text, route.open_thread))
 
     async def _follows_after_restart(self, facts: MessageFacts) -> bool:
         """Whether an unmentioned thread message is in a thread the bot has memory of.
@@ -327,7 +326,7 @@ class DiscordAdapter:
             or self._threads.get(place.channel_id) is False
         ):
             return False
-        remembered = await self._core.remembers(session_key(place.guild_id, place.channel_id))
+        remembered = await self._core.remembers(thread_key(place.guild_id, place.channel_id))
         self._threads[place.channel_id] = remembered
         return remembered
 
@@ -354,7 +353,7 @@ class DiscordAdapter:
     async def _answer(
         self, message: discord.Message, facts: MessageFacts, text: str, open_thread: bool
     ) -> None:
-        # A thread started from a message takes the message's ID, so its memory key is known
+        # A thread started from a message takes the message's ID, so its thread key is known
         # before the thread exists; the thread is only opened once the core starts a turn.
         target_id = message.id if open_thread else facts.place.channel_id
         if facts.in_thread:
@@ -362,7 +361,7 @@ class DiscordAdapter:
         channel_id = facts.place.channel_id if open_thread else facts.place.parent_id
         incoming = IncomingMessage(
             platform="discord",
-            thread_key=session_key(facts.place.guild_id, target_id),
+            thread_key=thread_key(facts.place.guild_id, target_id),
             author_id=str(facts.author_id),
             author_name=message.author.display_name,
             text=text,
@@ -370,7 +369,7 @@ class DiscordAdapter:
             mentioned=facts.mentioned,
             channel_key=None
             if channel_id is None
-            else session_key(facts.place.guild_id, channel_id),
+            else thread_key(facts.place.guild_id, channel_id),
             attachments=tuple(self._downloads.describe(file) for file in message.attachments),
         )
         poster = DiscordPoster(message.channel, message)
@@ -440,13 +439,13 @@ class DiscordAdapter:
                 return
             used = IncomingMessage(
                 platform="discord",
-                thread_key=session_key(interaction.guild_id, channel_id),
+                thread_key=thread_key(interaction.guild_id, channel_id),
                 author_id=str(user.id),
                 author_name=user.display_name,
                 text="",
                 channel_key=None
                 if parent_id is None
-                else session_key(interaction.guild_id, parent_id),
+                else thread_key(interaction.guild_id, parent_id),
             )
             work = asyncio.create_task(self._core.run_command(used, name, args, SURFACE))
             done, _ = await asyncio.wait({work}, timeout=self._defer_after)

@@ -1,13 +1,25 @@
-"""When the Discord bot answers: allow-lists and the addressed-to-bot rules, as plain data.
+"""When the Discord bot answers and which conversation a message belongs to, as plain data.
 
 The adapter turns a discord.py message into `MessageFacts`; everything deciding what to do
-with it lives here, free of discord.py, so each rule has a direct unit test.
+with it lives here, free of discord.py, so each rule has a direct unit test (as Slack's
+`rules`). A thread has its own channel ID, so "the channel the message is in" is exactly the
+conversation: a thread, a channel outside threads, or a DM (`thread_key`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+def thread_key(guild_id: int | None, channel_id: int) -> str:
+    """The key of a channel, thread or DM's conversation (`IncomingMessage.thread_key`).
+
+    Args:
+        guild_id: The guild (server), or None for a DM.
+        channel_id: The thread's ID inside a thread, otherwise the channel's (or DM's) ID.
+    """
+    return f"discord:{'dm' if guild_id is None else guild_id}:{channel_id}"
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,8 @@ class MessageFacts:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What to do with a message."""
+class Route:
+    """Whether the bot answers a message, and where (or why not)."""
 
     answer: bool
     open_thread: bool = False
@@ -90,7 +102,7 @@ class Decision:
 
 def decide(
     facts: MessageFacts, policy: AccessPolicy, *, reply_to_bots: bool, open_threads: bool
-) -> Decision:
+) -> Route:
     """Whether and where to answer a message.
 
     The bot answers every message in a DM, every message in a thread it started or was
@@ -98,11 +110,11 @@ def decide(
     `reply_to_bots`, and nobody outside the allow-lists.
     """
     if facts.is_self:
-        return Decision(False, reason="own message")
+        return Route(False, reason="own message")
     if not facts.is_chat:
-        return Decision(False, reason="system message")
+        return Route(False, reason="system message")
     if facts.author_is_bot and not reply_to_bots:
-        return Decision(False, reason="from a bot")
+        return Route(False, reason="from a bot")
     if facts.place.guild_id is None:
         addressed = True
     elif facts.in_thread:
@@ -110,8 +122,8 @@ def decide(
     else:
         addressed = facts.mentioned
     if not addressed:
-        return Decision(False, reason="not addressed to the bot")
+        return Route(False, reason="not addressed to the bot")
     if not policy.permits(facts.place, facts.author_id, facts.role_ids):
-        return Decision(False, reason="outside the allow-lists")
+        return Route(False, reason="outside the allow-lists")
     opens = open_threads and facts.place.guild_id is not None and not facts.in_thread
-    return Decision(True, open_thread=opens)
+    return Route(True, open_thread=opens)

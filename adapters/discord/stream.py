@@ -1,4 +1,4 @@
-"""Showing one answer in Discord while the model writes it: discord.py behind `streaming`.
+"""Showing one answer in Discord while the model writes it: discord.py behind the streamer.
 
 The shared `StreamedReply` does the posting and editing; this module gives it discord.py's
 calls (`DiscordPoster`), adds what Discord shows besides the text (`DiscordReply`: a line naming

@@ -1,6 +1,7 @@
-"""Pure text helpers for the Discord adapter: memory keys, mentions, thread titles.
+"""Pure text helpers for the Discord adapter: mentions, thread titles.
 
-Splitting and throttling are shared with the other platforms (`text`, `streaming`).
+Splitting and throttling are shared with the other platforms (`adapters.text`,
+`adapters.streaming`).
 
 Nothing here imports discord.py, so all of it is unit-tested without a connection.
 """
@@ -12,25 +13,6 @@ from collections.abc import Iterable
 
 MAX_MESSAGE_CHARS = 2000
 """Discord's limit for one message's content."""
-
-
-def session_key(guild_id: int | None, channel_id: int) -> str:
-    """The memory key for a channel, thread or DM.
-
-    A thread has its own channel ID, so "the channel the message is in" is exactly the
-    conversation: a thread is its own session, a channel outside threads one session and a
-    DM one session.
-
-    Args:
-        guild_id: The guild (server), or None for a DM.
-        channel_id: The thread's ID inside a thread, otherwise the channel's (or DM's) ID.
-    """
-    return f"discord:{'dm' if guild_id is None else guild_id}:{channel_id}"
-
-
-def parent_key(guild_id: int | None, parent_id: int | None) -> str | None:
-    """The memory key of the channel a thread belongs to; None outside threads."""
-    return None if parent_id is None else session_key(guild_id, parent_id)
 
 
 def strip_mentions(content: str, user_id: int, role_ids: Iterable[int] = ()) -> str:

@@ -65,7 +65,7 @@ from .rules import (
     needs_thread_check,
     readable_text,
     shortcut_route,
-    slash_command_session,
+    slash_command_thread_key,
 )
 from .settings import SlackSettings
 from .stream import AnswerWriter, Destination, StatusSink, error_code
@@ -288,7 +288,7 @@ class SlackAdapter:
         dest = Destination(facts.channel, route.reply_thread, facts.team, facts.author)
         message = IncomingMessage(
             platform=PLATFORM,
-            thread_key=route.session_id,
+            thread_key=route.thread_key,
             author_id=facts.author,
             author_name=await self._author_name(event, facts.author),
             text=readable_text(str(event.get("text") or ""), context.bot_user_id or ""),
@@ -498,13 +498,13 @@ class SlackAdapter:
         if not self._settings.policy.permits(channel, user):
             await respond(text=NOT_HERE, response_type="ephemeral")
             return
-        session = slash_command_session(
+        thread_key = slash_command_thread_key(
             str(command.get("team_id") or ""), channel, command.get("channel_name")
         )
         name = str(command.get("command") or "").lstrip("/")
         args = str(command.get("text") or "").strip()
         used = IncomingMessage(
-            PLATFORM, session, user, str(command.get("user_name") or user), text=""
+            PLATFORM, thread_key, user, str(command.get("user_name") or user), text=""
         )
         reply = await self._core.run_command(used, name, args, self._slash_surface)
         text = await self._command_text(reply, channel, user)
@@ -518,13 +518,13 @@ class SlackAdapter:
             await respond(text=NOT_HERE, response_type="ephemeral")
             return
         target: dict[str, Any] = shortcut.get("message") or {}
-        session, reply_thread = shortcut_route(
+        thread_key, reply_thread = shortcut_route(
             team, channel, target.get("ts"), target.get("thread_ts")
         )
         name = SHORTCUTS[str(shortcut.get("callback_id"))]
         used = IncomingMessage(
             PLATFORM,
-            session,
+            thread_key,
             user,
             str((shortcut.get("user") or {}).get("name") or user),
             text="",

@@ -23,9 +23,9 @@ from typing import Any
 
 PLATFORM = "slack"
 DM_THREAD = "dm"
-"""The thread part of the session key shared by top-level messages in a DM."""
+"""The thread part of the thread key shared by top-level messages in a DM."""
 CHANNEL_THREAD = "channel"
-"""The thread part of the session key slash commands use in a channel."""
+"""The thread part of the thread key slash commands use in a channel."""
 ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "bot_message"})
 """Message subtypes that are something someone said (not edits, joins, deletions...)."""
 
@@ -65,16 +65,16 @@ class EventFacts:
 
 @dataclass(frozen=True)
 class Route:
-    """Where a message goes: its memory, the thread to answer in and its redelivery ID."""
+    """Where a message goes: its thread key, the thread to answer in and its redelivery ID."""
 
-    session_id: str
+    thread_key: str
     reply_thread: str | None
     """None for a top-level answer in a DM."""
     message_id: str
 
 
-def session_key(team: str, channel: str, thread: str) -> str:
-    """The memory key of one Slack conversation.
+def thread_key(team: str, channel: str, thread: str) -> str:
+    """The key of one Slack conversation (`IncomingMessage.thread_key`).
 
     Args:
         team: The workspace ID (``T...``).
@@ -153,30 +153,30 @@ def decide(facts: EventFacts, policy: AccessPolicy, *, reply_to_bots: bool) -> R
     else:
         return None
     return Route(
-        session_key(facts.team, facts.channel, thread),
+        thread_key(facts.team, facts.channel, thread),
         reply_thread,
         message_id(facts.channel, facts.ts),
     )
 
 
-def slash_command_session(team: str, channel: str, channel_name: str | None) -> str:
-    """The memory a slash command acts on: the channel's own, or the DM's."""
+def slash_command_thread_key(team: str, channel: str, channel_name: str | None) -> str:
+    """The thread a slash command acts on: the channel's own, or the DM's."""
     return channel_key(team, channel, dm=channel_name == "directmessage" or is_dm(channel))
 
 
 def channel_key(team: str, channel: str, *, dm: bool) -> str:
-    """The memory key of a channel's (or DM's) own conversation, outside any thread."""
-    return session_key(team, channel, DM_THREAD if dm else CHANNEL_THREAD)
+    """The thread key of a channel's (or DM's) own conversation, outside any thread."""
+    return thread_key(team, channel, DM_THREAD if dm else CHANNEL_THREAD)
 
 
 def shortcut_route(
     team: str, channel: str, ts: str | None, thread_ts: str | None
 ) -> tuple[str, str | None]:
-    """(session, thread to answer in) for a message shortcut used on the message `ts`."""
+    """(thread key, thread to answer in) for a message shortcut used on the message `ts`."""
     if thread_ts is None and is_dm(channel):
-        return session_key(team, channel, DM_THREAD), None
+        return thread_key(team, channel, DM_THREAD), None
     thread = thread_ts or ts or ""
-    return session_key(team, channel, thread), thread
+    return thread_key(team, channel, thread), thread
 
 
 # ----- incoming text -------------------------------------------------------------------------

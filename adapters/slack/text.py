@@ -1,6 +1,6 @@
 """Pure text helpers for the Slack adapter: Markdown to mrkdwn.
 
-Splitting is shared with the other platforms (`text`).
+Splitting is shared with the other platforms (`adapters.text`).
 
 Nothing here talks to Slack, so all of it is unit-tested without a network.
 """
