@@ -10,20 +10,11 @@ import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
-from cachetools import LRUCache
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncRateLimitErrorRetryHandler,
-    async_default_handlers,
-)
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import (
@@ -32,7 +23,6 @@ from bot.adapter import (
     ConfigError,
     Core,
     IncomingMessage,
-    PlatformApi,
     Reply,
     ReplyKind,
     Surface,
@@ -40,6 +30,7 @@ from bot.adapter import (
 
 from ..inflight import InFlight
 from ..streaming import ChannelThrottle
+from .api_calls import retry_handlers
 from .approvals import (
     APPROVE,
     REJECT,
@@ -54,13 +45,13 @@ from .approvals import (
 )
 from .connection import SlackConnection
 from .files import SlackFiles
+from .lookups import SlackLookups
 from .rules import (
     PLATFORM,
     channel_key,
     decide,
     facts_from_event,
     is_dm,
-    mentions,
     message_id,
     needs_thread_check,
     readable_text,
@@ -122,16 +113,10 @@ class SlackAdapter:
         self._max_chars = max_chars
         self._surface = Surface(max_chars=max_chars, command_prefix="!")
         self._slash_surface = Surface(max_chars=max_chars, command_prefix="/")
-        # Honour Retry-After on HTTP 429 on top of the default connection-error retries.
-        retries: list[AsyncRetryHandler] = [
-            *async_default_handlers(),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-        ]
-        api = core.platform_api(PLATFORM)
         self.client = AsyncWebClient(
             token=settings.bot_token,
             base_url=base_url or AsyncWebClient.BASE_URL,
-            retry_handlers=retries if api is None else counted(api, retries),
+            retry_handlers=retry_handlers(core.platform_api(PLATFORM)),
         )
         self.app = AsyncApp(
             client=self.client,
@@ -140,9 +125,7 @@ class SlackAdapter:
             # Socket Mode traffic is authenticated by the app token, not signed.
             request_verification_enabled=not settings.socket_mode,
         )
-        # Whether the bot takes part in a thread: a miss stays until it answers there.
-        self._threads: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=10_000)
-        self._names: LRUCache[str, str] = LRUCache(maxsize=10_000)
+        self._lookups = SlackLookups(self.client)
         self._inflight = InFlight("Slack")
         self._throttle = ChannelThrottle(update_interval)
         self._stopped = asyncio.Event()
@@ -280,7 +263,12 @@ class SlackAdapter:
             return
         if needs_thread_check(facts):
             thread_ts = facts.thread_ts or ""
-            in_thread = await self._bot_in_thread(facts.channel, thread_ts, context)
+            in_thread = await self._lookups.bot_in_thread(
+                facts.channel,
+                thread_ts,
+                bot_user=context.bot_user_id or "",
+                bot_id=context.bot_id or "",
+            )
             facts = dataclasses.replace(facts, bot_in_thread=in_thread)
         route = decide(facts, self._settings.policy, reply_to_bots=self._settings.reply_to_bots)
         if route is None:
@@ -290,7 +278,7 @@ class SlackAdapter:
             platform=PLATFORM,
             thread_key=route.thread_key,
             author_id=facts.author,
-            author_name=await self._author_name(event, facts.author),
+            author_name=await self._lookups.author_name(event, facts.author),
             text=readable_text(str(event.get("text") or ""), context.bot_user_id or ""),
             message_id=route.message_id,
             mentioned=facts.mentioned,
@@ -302,7 +290,7 @@ class SlackAdapter:
         try:
             reply = await self._core.handle(message, self._surface, sink)
             if dest.thread_ts is not None:
-                self._threads[(dest.channel, dest.thread_ts)] = True
+                self._lookups.joined(dest.channel, dest.thread_ts)
             if reply.ephemeral:
                 await self._ephemeral(
                     dest, await self._command_text(reply, dest.channel, dest.user_id)
@@ -357,31 +345,6 @@ class SlackAdapter:
             address = PromptAddress(dest.channel, dest.thread_ts, ts, text)
             await self._core.approval_posted(approval.approval_id, address.encode())
 
-    async def _bot_in_thread(self, channel: str, thread_ts: str, context: AsyncBoltContext) -> bool:
-        """Whether the bot takes part in a thread: it posted there, or the root mentions it."""
-        known = self._threads.get((channel, thread_ts))
-        if known is not None:
-            return known
-        bot_user, bot_id = context.bot_user_id or "", context.bot_id or ""
-        try:
-            response = await self.client.conversations_replies(
-                channel=channel, ts=thread_ts, limit=200
-            )
-        except SlackApiError as exc:
-            logger.warning(
-                "Could not read thread %s in %s: %s", thread_ts, channel, error_code(exc)
-            )
-            return False
-        messages: list[dict[str, Any]] = list(response.get("messages") or [])
-        found = any(
-            m.get("user") == bot_user
-            or (bot_id and m.get("bot_id") == bot_id)
-            or (m.get("ts") == thread_ts and mentions(str(m.get("text") or ""), bot_user))
-            for m in messages
-        )
-        self._threads[(channel, thread_ts)] = found
-        return found
-
     async def _approval_click(
         self, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
@@ -389,7 +352,7 @@ class SlackAdapter:
         if click is None:
             logger.warning("Ignored a click on an approval button without its details")
             return
-        name = await self._author_name({}, click.user)
+        name = await self._lookups.author_name({}, click.user)
         dest = Destination(click.channel, click.thread_ts, click.team, click.user)
         writer = self._writer(dest)
         sink = StatusSink(writer, functools.partial(self.set_status, dest))
@@ -425,29 +388,6 @@ class SlackAdapter:
         if not await self._ephemeral(dest, text):
             with contextlib.suppress(Exception):
                 await respond(text=text, response_type="ephemeral", replace_original=False)
-
-    async def _author_name(self, event: dict[str, Any], author: str) -> str:
-        if event.get("username"):
-            return str(event["username"])
-        if author in self._names:
-            return self._names[author]
-        name = author
-        try:
-            response = await self.client.users_info(user=author)
-            user: dict[str, Any] = response.get("user") or {}
-            profile: dict[str, Any] = user.get("profile") or {}
-            name = str(
-                profile.get("display_name")
-                or profile.get("real_name")
-                or user.get("real_name")
-                or user.get("name")
-                or author
-            )
-        except SlackApiError as exc:
-            logger.info("Could not look up user %s: %s", author, error_code(exc))
-            return name  # not cached: the next message may well succeed
-        self._names[author] = name
-        return name
 
     async def set_status(self, dest: Destination, status: str) -> bool:
         """Show (or clear) 'is thinking…' under the thread; a failure only costs the hint."""
@@ -535,74 +475,6 @@ class SlackAdapter:
         if not await self._ephemeral(Destination(channel, reply_thread, team, user), text):
             with contextlib.suppress(Exception):
                 await respond(text=text, response_type="ephemeral")
-
-
-def counted(api: PlatformApi, handlers: list[AsyncRetryHandler]) -> list[AsyncRetryHandler]:
-    """slack_sdk retry handlers that also count failed calls (`api.error`) and the retries
-    `handlers` make (`api.retry`)."""
-    return [_ErrorCounter(api), *(_RetryCounter(api, handler) for handler in handlers)]
-
-
-class _ErrorCounter(AsyncRetryHandler):
-    """Asked first about every response and failure slack_sdk gets; counts the failed ones
-    and never retries itself."""
-
-    def __init__(self, api: PlatformApi) -> None:
-        super().__init__(max_retry_count=0)
-        self._api = api
-
-    async def can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if error is not None:
-            self._api.error("connection")
-        elif response is not None:
-            body = response.body or {}
-            if response.status_code >= 400:
-                self._api.error(str(response.status_code))
-            elif body.get("ok") is False:
-                # Slack answers most failures 200 with its own code ("missing_scope").
-                self._api.error(str(body.get("error") or "unknown"))
-        return False
-
-
-class _RetryCounter(AsyncRetryHandler):
-    """One of slack_sdk's retry handlers, counting each retry it makes."""
-
-    def __init__(self, api: PlatformApi, handler: AsyncRetryHandler) -> None:
-        super().__init__(handler.max_retry_count, handler.interval_calculator)
-        self._api = api
-        self._handler = handler
-
-    async def can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return await self._handler.can_retry_async(
-            state=state, request=request, response=response, error=error
-        )
-
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        self._api.retry()
-        await self._handler.prepare_for_next_attempt_async(
-            state=state, request=request, response=response, error=error
-        )
 
 
 def create(core: Core, config: Config, options: Mapping[str, str]) -> SlackAdapter:
