@@ -17,21 +17,25 @@ import pytest
 from agents import FunctionTool, function_tool
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.approvals import (
+from adapters.inflight import InFlight
+from adapters.slack.approvals import SlackApprovals
+from adapters.slack.delivery import SlackDelivery
+from adapters.slack.lookups import SlackLookups
+from adapters.slack.prompts import (
     APPROVE,
     REJECT,
     Click,
     PromptAddress,
-    SlackOutlet,
     decided_line,
     ended_blocks,
     prompt_blocks,
     prompt_markdown,
     read_click,
 )
+from adapters.slack.rules import AccessPolicy
 from adapters.slack.stream import AnswerWriter, Destination, StatusSink
 from adapters.streaming import ChannelThrottle
-from bot.adapter import ApprovalEnding, ApprovalRequest, Decision, Reply
+from bot.adapter import ApprovalEnding, ApprovalRequest, Decision, Surface
 from tests.fakes.openai_server import (
     FakeOpenAI,
     Fault,
@@ -551,10 +555,18 @@ async def test_a_prompt_replaces_an_answer_already_streamed(slack: FakeSlack) ->
 async def test_the_outlet_logs_an_unreadable_address(
     slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def show(dest: Destination, reply: Reply) -> None:
-        raise AssertionError("nothing to show without an address")
-
-    outlet = SlackOutlet(AsyncWebClient(token="xoxb-test", base_url=slack.api_url), show)
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+    core: Any = None  # nothing reaches the core without an address
+    delivery = SlackDelivery(core, client, streaming=True, max_chars=3900, update_interval=0)
+    outlet = SlackApprovals(
+        core,
+        client,
+        delivery=delivery,
+        lookups=SlackLookups(client),
+        policy=AccessPolicy(),
+        inflight=InFlight("Slack"),
+        surface=Surface(max_chars=3900, command_prefix="!"),
+    )
     request = ApprovalRequest("abc", (), ANN, "Ann", datetime.now(UTC))
     with caplog.at_level(logging.WARNING):
         await outlet.settled(request, "garbage", ApprovalEnding.EXPIRED, None)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.slack.adapter import SHORTCUTS
+from adapters.slack.commands import SHORTCUTS
 from adapters.slack.text import to_mrkdwn
 from bot.app import build_memory
 from bot.commands import default_commands

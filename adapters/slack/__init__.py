@@ -1,12 +1,15 @@
 """The Slack adapter: one memory per thread, on slack-bolt's `AsyncApp`.
 
-Which messages the bot answers and which thread each belongs to is decided in `rules`;
-answers are shown by `stream`. Commands work in a conversation as ``!forget``, ``!undo``,
-``!history [page]`` or ``!help`` (or ``@bot forget`` after a mention), as message shortcuts,
-and as slash commands outside threads. A tool that needs approval is shown with Approve /
-Reject buttons (`approvals`); shared files reach the core through `files`, and a command's
-file (the whole `/history`) goes to the asker's DM through `uploads`. How it connects (Socket
-Mode or HTTP) is `connection`'s; the `SLACK_*` settings are read in `settings`.
+`adapter` registers the listeners and turns events into the core's messages. Which messages
+the bot answers and which thread each belongs to is decided in `rules`; `lookups` asks Slack
+what the rules need (is the bot in this thread?) and people's names. Replies go out through
+`delivery`, streamed by `stream`. Commands work in a conversation as ``!forget``, ``!undo``,
+``!history [page]`` or ``!help`` (or ``@bot forget`` after a mention), and as message shortcuts
+and slash commands outside threads (`commands`). A tool that needs approval is shown with
+Approve / Reject buttons (`prompts`), and clicks and expiries are handled in `approvals`.
+Shared files reach the core through `files`, and a command's file (the whole `/history`) goes
+to the asker's DM through `uploads`. How it connects (Socket Mode or HTTP) is `connection`'s,
+the client's retries and their counting `api_calls`', and the `SLACK_*` settings `settings`'.
 """
 
 from __future__ import annotations
