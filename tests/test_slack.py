@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -610,6 +612,73 @@ async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
         await slack.wait_for(lambda: slack.thread_text(CHANNEL, ts) == expected)
         assert len(slack.bot_messages(CHANNEL, ts)) == 1
         assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+
+
+# ----- one error path ------------------------------------------------------------------------
+
+
+async def failures_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The ERROR records logged by the time one shows up (within 5 s)."""
+    for _ in range(500):
+        if any(r.levelno >= logging.ERROR for r in caplog.records):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # room for a second report, which must not come
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+async def test_a_failing_listener_is_reported_once_through_the_app_s_error_handler(
+    slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+) -> None:
+    options: dict[str, Any] = {"signing_secret": SECRET} if mode == "http" else {}
+    async with running(slack, fake_openai, **options) as bot:
+        real = bot.parts.core.handle
+
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(bot.parts.core, "handle", broken)
+        with caplog.at_level(logging.INFO):
+            await bot.mention("hello")
+            (failure,) = await failures_logged(caplog)
+        assert failure.name == "adapters.slack.adapter"
+        assert failure.getMessage() == (
+            "A Slack listener failed on a event_callback request: RuntimeError: boom"
+        )
+        assert failure.exc_info is not None
+        assert failure.exc_info[1] is not None
+        assert str(failure.exc_info[1]) == "boom"
+        monkeypatch.setattr(bot.parts.core, "handle", real)
+        ts = await bot.mention("still there?")  # the bot keeps serving
+        assert "still there?" in await bot.answer(CHANNEL, ts)
+
+
+async def test_a_slack_error_escaping_a_listener_is_reported_by_its_code(
+    slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with running(slack, fake_openai) as bot:
+        slack.disable("chat.meMessage", "not_in_channel")
+
+        async def refused(*args: Any, **kwargs: Any) -> Any:
+            return await bot.adapter.client.chat_meMessage(channel=CHANNEL, text="hi")
+
+        monkeypatch.setattr(bot.parts.core, "handle", refused)
+        with caplog.at_level(logging.INFO):
+            await bot.mention("hello")
+            (failure,) = await failures_logged(caplog)
+        assert failure.name == "adapters.slack.adapter"
+        assert failure.getMessage() == (
+            "A Slack API call failed on a event_callback request: not_in_channel"
+        )
+        assert failure.exc_info is None
 
 
 # ----- one owner per decision ----------------------------------------------------------------

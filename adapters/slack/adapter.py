@@ -213,22 +213,25 @@ class SlackAdapter:
         await self._tracked(self._approvals.on_click(body, action, respond))
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        """The one place a listener's failure is logged: bolt hands over whatever a listener
+        or middleware raised (registered with `app.error`)."""
+        what = body.get("type") or body.get("command") or "Slack"
+        if isinstance(error, SlackApiError):
+            # Slack's short code says it all, and never carries a token.
+            logger.error("A Slack API call failed on a %s request: %s", what, error_code(error))
+            return
         logger.error(
             "A Slack listener failed on a %s request: %s: %s",
-            body.get("type") or body.get("command") or "Slack",
+            what,
             type(error).__name__,
             error,
             exc_info=error,
         )
 
     async def _tracked(self, work: Awaitable[None]) -> None:
-        """Run listener work so `close()` can wait for it; a failure is logged, never raised."""
-        try:
-            await self._inflight.run(work)
-        except SlackApiError as exc:
-            logger.error("A Slack API call failed: %s", error_code(exc))
-        except Exception:
-            logger.exception("Handling a Slack request failed")
+        """Run listener work so `close()` can wait for it; a failure goes on to bolt, which
+        reports it through `_on_error`."""
+        await self._inflight.run(work)
 
     # ----- messages ------------------------------------------------------------------------
 
