@@ -14,7 +14,7 @@ from typing import Any, cast
 import aiohttp
 import pytest
 
-from adapters.discord.approvals import (
+from adapters.discord.prompts import (
     CUSTOM_ID,
     OUTCOME_LINES,
     PromptAddress,

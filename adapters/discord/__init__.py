@@ -1,10 +1,13 @@
 """The Discord adapter: channels, threads and DMs, slash commands, streamed replies.
 
-discord.py owns the connection (gateway, resume, sharding, HTTP rate limits); `adapter` turns
-its events into neutral messages for the core and shows the replies. The rules deciding when to
-answer live in `rules`, text helpers in `text`, the growing reply (and its "Using …" line) in
-`stream`, approval prompts and their buttons in `approvals`, attachment downloads in `files`,
-and the `DISCORD_*` settings in `settings`.
+discord.py owns the connection (gateway, resume, sharding, HTTP rate limits); `client` wires
+its events to `adapter`, which turns them into neutral messages for the core. The rules
+deciding when to answer and which thread a message belongs to live in `rules`, read out of
+discord.py's objects by `facts`; text helpers are in `text`. Replies go out through `delivery`,
+streamed by `stream` (the growing reply and its "Using …" line). Approval prompts and their
+buttons are `prompts`, clicks and expiries `approvals`; slash commands are `commands`,
+attachment downloads `files`, the counting of failed API calls `api_calls`, and the
+`DISCORD_*` settings `settings`.
 """
 
 from __future__ import annotations

@@ -128,3 +128,8 @@ def _registration(raw: str) -> Registration:
 def configured(environment: Mapping[str, str]) -> bool:
     """Whether Discord's credentials are set."""
     return bool(environment.get(TOKEN))
+
+
+def shard_list(shard_ids: tuple[int, ...] | None) -> str:
+    """Shard numbers as a log line names them: ``0, 2``, or ``all``."""
+    return "all" if shard_ids is None else ", ".join(map(str, shard_ids))

@@ -1,4 +1,4 @@
-"""Pure text helpers for the Discord adapter: mentions, thread titles.
+"""Pure text helpers for the Discord adapter: message size, mentions, thread titles.
 
 Splitting and throttling are shared with the other platforms (`adapters.text`,
 `adapters.streaming`).
@@ -11,8 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from bot.adapter import Surface
+
 MAX_MESSAGE_CHARS = 2000
 """Discord's limit for one message's content."""
+SURFACE = Surface(max_chars=MAX_MESSAGE_CHARS, command_prefix="/")
+"""What Discord shows, as the core needs to know it."""
 
 
 def strip_mentions(content: str, user_id: int, role_ids: Iterable[int] = ()) -> str:
