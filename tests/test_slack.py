@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -617,68 +618,61 @@ async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
 # ----- one error path ------------------------------------------------------------------------
 
 
-async def failures_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    """The ERROR records logged by the time one shows up (within 5 s)."""
-    for _ in range(500):
-        if any(r.levelno >= logging.ERROR for r in caplog.records):
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)  # room for a second report, which must not come
-    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+async def one_failure(
+    bot: Harness, caplog: pytest.LogCaptureFixture, handle: Callable[..., Awaitable[Any]]
+) -> logging.LogRecord:
+    """Mention the bot while the core's `handle` is `handle`, and return the one ERROR record
+    that reports the listener's failure (a second one would fail the test)."""
+    real = bot.parts.core.handle
+    setattr(bot.parts.core, "handle", handle)  # noqa: B010 (a method replaced for one call)
+    try:
+        with caplog.at_level(logging.INFO):
+            await bot.mention("hello")
+            for _ in range(500):
+                if any(r.levelno >= logging.ERROR for r in caplog.records):
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # room for a second report, which must not come
+    finally:
+        setattr(bot.parts.core, "handle", real)  # noqa: B010
+    (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failure.name == "adapters.slack.adapter"
+    return failure
 
 
 @pytest.mark.parametrize("mode", ["http", "socket"])
 async def test_a_failing_listener_is_reported_once_through_the_app_s_error_handler(
-    slack: FakeSlack,
-    fake_openai: FakeOpenAI,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    mode: str,
+    slack: FakeSlack, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture, mode: str
 ) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
     options: dict[str, Any] = {"signing_secret": SECRET} if mode == "http" else {}
     async with running(slack, fake_openai, **options) as bot:
-        real = bot.parts.core.handle
-
-        async def broken(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("boom")
-
-        monkeypatch.setattr(bot.parts.core, "handle", broken)
-        with caplog.at_level(logging.INFO):
-            await bot.mention("hello")
-            (failure,) = await failures_logged(caplog)
-        assert failure.name == "adapters.slack.adapter"
+        failure = await one_failure(bot, caplog, broken)
         assert failure.getMessage() == (
             "A Slack listener failed on a event_callback request: RuntimeError: boom"
         )
         assert failure.exc_info is not None
-        assert failure.exc_info[1] is not None
         assert str(failure.exc_info[1]) == "boom"
-        monkeypatch.setattr(bot.parts.core, "handle", real)
         ts = await bot.mention("still there?")  # the bot keeps serving
         assert "still there?" in await bot.answer(CHANNEL, ts)
 
 
 async def test_a_slack_error_escaping_a_listener_is_reported_by_its_code(
-    slack: FakeSlack,
-    fake_openai: FakeOpenAI,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    slack: FakeSlack, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
+    slack.disable("chat.meMessage", "not_in_channel")
     async with running(slack, fake_openai) as bot:
-        slack.disable("chat.meMessage", "not_in_channel")
 
         async def refused(*args: Any, **kwargs: Any) -> Any:
             return await bot.adapter.client.chat_meMessage(channel=CHANNEL, text="hi")
 
-        monkeypatch.setattr(bot.parts.core, "handle", refused)
-        with caplog.at_level(logging.INFO):
-            await bot.mention("hello")
-            (failure,) = await failures_logged(caplog)
-        assert failure.name == "adapters.slack.adapter"
+        failure = await one_failure(bot, caplog, refused)
         assert failure.getMessage() == (
             "A Slack API call failed on a event_callback request: not_in_channel"
         )
-        assert failure.exc_info is None
+        assert failure.exc_info is None  # the code says it all
 
 
 # ----- one owner per decision ----------------------------------------------------------------

@@ -35,7 +35,7 @@ from adapters.slack.prompts import (
 from adapters.slack.rules import AccessPolicy
 from adapters.slack.stream import AnswerWriter, Destination, StatusSink
 from adapters.streaming import ChannelThrottle
-from bot.adapter import ApprovalEnding, ApprovalRequest, Decision, Surface
+from bot.adapter import ApprovalEnding, ApprovalRequest, Decision
 from tests.fakes.openai_server import (
     FakeOpenAI,
     Fault,
@@ -558,14 +558,9 @@ async def test_the_outlet_logs_an_unreadable_address(
     client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
     core: Any = None  # nothing reaches the core without an address
     delivery = SlackDelivery(core, client, streaming=True, max_chars=3900, update_interval=0)
+    lookups = SlackLookups(client)
     outlet = SlackApprovals(
-        core,
-        client,
-        delivery=delivery,
-        lookups=SlackLookups(client),
-        policy=AccessPolicy(),
-        inflight=InFlight("Slack"),
-        surface=Surface(max_chars=3900, command_prefix="!"),
+        core, delivery, lookups, policy=AccessPolicy(), inflight=InFlight("Slack")
     )
     request = ApprovalRequest("abc", (), ANN, "Ann", datetime.now(UTC))
     with caplog.at_level(logging.WARNING):

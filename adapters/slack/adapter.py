@@ -15,7 +15,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapter import Config, ConfigError, Core, IncomingMessage, Surface
+from bot.adapter import Config, ConfigError, Core, IncomingMessage
 
 from ..inflight import InFlight
 from .api_calls import retry_handlers
@@ -73,7 +73,6 @@ class SlackAdapter:
         """
         self._core = core
         self._settings = settings
-        self._surface = Surface(max_chars=max_chars, command_prefix="!")
         self.client = AsyncWebClient(
             token=settings.bot_token,
             base_url=base_url or AsyncWebClient.BASE_URL,
@@ -96,21 +95,9 @@ class SlackAdapter:
             update_interval=update_interval,
         )
         self._approvals = SlackApprovals(
-            core,
-            self.client,
-            delivery=self._delivery,
-            lookups=self._lookups,
-            policy=settings.policy,
-            inflight=self._inflight,
-            surface=self._surface,
+            core, self._delivery, self._lookups, policy=settings.policy, inflight=self._inflight
         )
-        self._commands = SlackCommands(
-            core,
-            delivery=self._delivery,
-            policy=settings.policy,
-            surface=self._surface,
-            slash_surface=Surface(max_chars=max_chars, command_prefix="/"),
-        )
+        self._commands = SlackCommands(core, self._delivery, settings.policy)
         self._stopped = asyncio.Event()
         self._connection = SlackConnection(
             self.app,
@@ -272,7 +259,7 @@ class SlackAdapter:
             attachments=self._files.attachments(event),
         )
         async with self._delivery.turn(dest) as (writer, sink):
-            reply = await self._core.handle(message, self._surface, sink)
+            reply = await self._core.handle(message, self._delivery.surface, sink)
             if dest.thread_ts is not None:
                 self._lookups.joined(dest.channel, dest.thread_ts)
             if reply.ephemeral:

@@ -16,14 +16,13 @@ import logging
 from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapter import ApprovalEnding, ApprovalRequest, Core, Reply, ReplyKind, Surface
+from bot.adapter import ApprovalEnding, ApprovalRequest, Core, Reply, ReplyKind
 
 from ..inflight import InFlight
 from .delivery import SlackDelivery
 from .lookups import SlackLookups
-from .prompts import ENDINGS, Click, PromptAddress, decided_line, end_prompt, read_click
+from .prompts import ENDINGS, Click, PromptAddress, decided_line, read_click
 from .rules import AccessPolicy
 from .stream import Destination
 from .text import to_mrkdwn
@@ -36,32 +35,26 @@ class SlackApprovals:
 
     Args:
         core: The core that decides.
-        client: The bot's Web API client.
-        delivery: Shows the resumed turn's answer, or the next prompt.
+        delivery: Shows the resumed turn's answer, or the next prompt, and ends prompts.
         lookups: The clicker's display name.
         policy: The allow-lists the clicker must pass.
         inflight: The adapter's work under way, so shutdown lets a posting finish.
-        surface: What Slack can show.
     """
 
     def __init__(
         self,
         core: Core,
-        client: AsyncWebClient,
-        *,
         delivery: SlackDelivery,
         lookups: SlackLookups,
+        *,
         policy: AccessPolicy,
         inflight: InFlight,
-        surface: Surface,
     ) -> None:
         self._core = core
-        self._client = client
         self._delivery = delivery
         self._lookups = lookups
         self._policy = policy
         self._inflight = inflight
-        self._surface = surface
 
     async def on_click(
         self, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
@@ -80,12 +73,12 @@ class SlackApprovals:
                 user_id=click.user,
                 user_name=name,
                 allowed=self._policy.permits(click.channel, click.user),
-                surface=self._surface,
+                surface=self._delivery.surface,
                 sink=sink,
             )
             if reply.kind in {ReplyKind.ANSWER, ReplyKind.APPROVAL}:
                 line = decided_line(click.decision, name)
-                await end_prompt(self._client, click.channel, click.ts, click.text, line)
+                await self._delivery.end_prompt(click.channel, click.ts, click.text, line)
                 await self._delivery.show(reply, writer, dest)
             elif reply.kind is ReplyKind.ERROR and writer.posted:
                 # The resumed turn failed partway: the failure replaces what had streamed,
@@ -115,7 +108,7 @@ class SlackApprovals:
                 address[:200],
             )
             return
-        await end_prompt(self._client, where.channel, where.ts, where.text, ENDINGS[outcome])
+        await self._delivery.end_prompt(where.channel, where.ts, where.text, ENDINGS[outcome])
         if reply is not None and reply.shown:
             dest = Destination(where.channel, where.thread_ts, "", request.requester_id)
             await self._inflight.run(self._delivery.show_complete(reply, dest))

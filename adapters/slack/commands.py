@@ -7,12 +7,13 @@ two arrive as their own payloads, each answered for the person who used it alone
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
-from bot.adapter import NOT_HERE, Core, IncomingMessage, Surface
+from bot.adapter import NOT_HERE, Core, IncomingMessage
 
 from .delivery import SlackDelivery
 from .rules import (
@@ -40,24 +41,14 @@ class SlackCommands:
         core: The core that runs commands.
         delivery: Answers the person who used one.
         policy: The allow-lists, which apply to commands too.
-        surface: What a conversation shows (shortcuts answer about one).
-        slash_surface: The same, where commands are written ``/forget``.
     """
 
-    def __init__(
-        self,
-        core: Core,
-        *,
-        delivery: SlackDelivery,
-        policy: AccessPolicy,
-        surface: Surface,
-        slash_surface: Surface,
-    ) -> None:
+    def __init__(self, core: Core, delivery: SlackDelivery, policy: AccessPolicy) -> None:
         self._core = core
         self._delivery = delivery
         self._policy = policy
-        self._surface = surface
-        self._slash_surface = slash_surface
+        # Slash commands are written /forget; the help they show says so.
+        self._slash_surface = dataclasses.replace(delivery.surface, command_prefix="/")
 
     async def slash_command(self, command: dict[str, Any], respond: AsyncRespond) -> None:
         """Run a slash command (already acknowledged) on its channel's or DM's own thread."""
@@ -98,7 +89,7 @@ class SlackCommands:
             text="",
             channel_key=channel_key(team, channel, dm=is_dm(channel)),
         )
-        reply = await self._core.run_command(used, name, "", self._surface)
+        reply = await self._core.run_command(used, name, "", self._delivery.surface)
         text = await self._delivery.command_text(reply, channel, user)
         dest = Destination(channel, reply_thread, team, user)
         if not await self._delivery.ephemeral(dest, text):

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapter import Core, Reply, ReplyKind
+from bot.adapter import Core, Reply, ReplyKind, Surface
 
 from ..streaming import ChannelThrottle
-from .prompts import post_prompt
+from .prompts import end_prompt, post_prompt
 from .rules import is_dm
 from .stream import AnswerWriter, Destination, StatusSink, error_code
 from .text import to_mrkdwn
@@ -58,6 +58,8 @@ class SlackDelivery:
         self._max_chars = max_chars
         self._update_interval = update_interval
         self._throttle = ChannelThrottle(update_interval)
+        self.surface = Surface(max_chars=max_chars, command_prefix="!")
+        """What Slack shows, for the core: messages up to `max_chars`, commands as ``!forget``."""
 
     def writer(self, dest: Destination, *, streaming: bool | None = None) -> AnswerWriter:
         """A writer for one answer at `dest`, streaming natively unless told or learnt not to."""
@@ -94,6 +96,10 @@ class SlackDelivery:
         """Post a reply that is complete already (the answer after a prompt expired)."""
         # Nothing to stream: one post.
         await self.show(reply, self.writer(dest, streaming=False), dest)
+
+    async def end_prompt(self, channel: str, ts: str, text: str, ending: str) -> bool:
+        """Take the buttons off the prompt `ts` and add the line saying how it ended."""
+        return await end_prompt(self._client, channel, ts, text, ending)
 
     async def set_status(self, dest: Destination, status: str) -> bool:
         """Show (or clear) 'is thinking…' under the thread; a failure only costs the hint."""
