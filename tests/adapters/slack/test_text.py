@@ -14,6 +14,8 @@ from bot.config import Config
 from bot.storage import SQLiteStore
 from tests.fakes.slack_server import BOT_SCOPES
 
+ROOT = Path(__file__).resolve().parents[3]
+
 
 @pytest.mark.parametrize(
     ("markdown", "mrkdwn"),
@@ -41,7 +43,7 @@ def test_code_blocks_are_left_alone_but_lose_their_language() -> None:
 
 
 async def test_the_manifest_declares_what_the_adapter_uses() -> None:
-    manifest = (Path(__file__).parent.parent / "slack-manifest.yml").read_text()
+    manifest = (ROOT / "slack-manifest.yml").read_text()
     for callback_id in SHORTCUTS:
         assert f"callback_id: {callback_id}" in manifest
     async with await SQLiteStore.open() as store:
