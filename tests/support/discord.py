@@ -323,3 +323,15 @@ def discord_config(
     return make_config(
         fake_openai, db_path, environment={**environment, **(env or {})}, **overrides
     )
+
+
+@pytest.fixture
+async def running(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """A bot on the fake guild, with the default settings."""
+    harness = await Harness.start(
+        fake_discord, discord_config(fake_openai, tmp_path / "memory.sqlite3")
+    )
+    yield harness
+    await harness.stop()

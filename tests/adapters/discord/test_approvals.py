@@ -1,4 +1,4 @@
-"""Tools on Discord, end to end: the "Using …" line, and approvals by button.
+"""Tools on Discord: the "Using …" line, and approvals by button, end to end and part by part.
 
 Real discord.py against the fake Discord (component interactions, interaction callbacks,
 follow-ups, message components) and the real core against the fake model, which calls
@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from bot.adapter import SHUTTING_DOWN, Decision
+from adapters.discord.prompts import (
+    CUSTOM_ID,
+    OUTCOME_LINES,
+    PromptAddress,
+    custom_id,
+    decided_line,
+    settled_text,
+)
+from adapters.discord.text import MAX_MESSAGE_CHARS
+from bot.adapter import SHUTTING_DOWN, ApprovalEnding, Decision
 from tests.fakes.discord_server import FakeDiscord, Json
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support.discord import (
@@ -349,3 +358,66 @@ async def test_a_resumed_turn_cut_short_by_shutdown_gives_the_buttons_back(
     assert current(approving, prompt)["content"] == seen["content"]
     assert len(buttons(current(approving, prompt))) == 2
     assert await approving.parts.store.count_items(SESSION) == 0
+
+
+# ----- acknowledged before the work -------------------------------------------------------
+
+
+async def test_a_click_is_acknowledged_before_the_resumed_turn_runs(
+    approving: Harness, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    await approving.say(THREAD_A, "ticket T-1?", mention=True)
+    prompt = approving.prompts(THREAD_A)[0]
+    # Discord gives 3 s; here 0.3 s, with a model slower than that.
+    fake_discord.ack_seconds = 0.3
+    fake_openai.latency = 0.6
+    await approving.click(prompt, Decision.APPROVE, channel=thread(THREAD_A, 101))
+    assert approving.shown(THREAD_A)[-1].startswith("The ticket says:")
+    assert not buttons(fake_discord.messages[int(prompt["id"])])
+    assert all(r.status == 200 for r in fake_discord.requests if "/interactions/" in r.path)
+
+
+# ----- the pure parts ----------------------------------------------------------------------
+
+
+def test_custom_ids_fit_discord_s_limit_and_round_trip() -> None:
+    longest = custom_id(Decision.REJECT, "x" * 84)
+    assert len(longest) == 100
+    match = CUSTOM_ID.fullmatch(longest)
+    assert match is not None
+    assert (match["decision"], match["approval_id"]) == ("reject", "x" * 84)
+    assert CUSTOM_ID.fullmatch(custom_id(Decision.APPROVE, "Ab-_9")) is not None
+    for foreign in ("approval:maybe:abc", "approval:approve:", "other:approve:abc"):
+        assert CUSTOM_ID.fullmatch(foreign) is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "line", "expected"),
+    [
+        ("Run it?", "✅ Approved by Ann", "Run it?\n\n✅ Approved by Ann"),
+        ("", "⌛ Expired — not run", "⌛ Expired — not run"),
+    ],
+)
+def test_settled_text_keeps_the_request_and_adds_the_outcome(
+    prompt: str, line: str, expected: str
+) -> None:
+    assert settled_text(prompt, line) == expected
+
+
+def test_settled_text_fits_one_message() -> None:
+    text = settled_text("a" * MAX_MESSAGE_CHARS, OUTCOME_LINES[ApprovalEnding.CANCELLED])
+    assert len(text) == MAX_MESSAGE_CHARS
+    assert text.endswith("…\n\n🚫 Cancelled — a new message came in")
+
+
+def test_decided_lines_escape_markdown_in_names() -> None:
+    assert decided_line(Decision.APPROVE, "Ann") == "✅ Approved by Ann"
+    assert decided_line(Decision.REJECT, "*Bo*") == "❌ Rejected by \\*Bo\\*"
+
+
+def test_prompt_addresses_round_trip_and_foreign_ones_are_refused() -> None:
+    address = PromptAddress(30, 1_100_000_000_000_000_006)
+    assert PromptAddress.loads(address.dumps()) == address
+    for foreign in ("", "{}", '{"channel": "C1", "ts": "1.2"}', "not json"):
+        with pytest.raises(ValueError, match="not a Discord prompt address"):
+            PromptAddress.loads(foreign)

@@ -1,58 +1,15 @@
-"""The Discord adapter's pure parts: keys, mentions, splitting, throttling, rules, streaming."""
+"""When the Discord bot answers and which thread a message goes to: the pure rules, as tables."""
 
 from __future__ import annotations
 
-import re
+from adapters.discord.rules import AccessPolicy, MessageFacts, Place, Route, decide, thread_key
 
-import pytest
-
-from adapters.discord.rules import (
-    AccessPolicy,
-    MessageFacts,
-    Place,
-    Route,
-    decide,
-    thread_key,
-)
-from adapters.discord.text import (
-    strip_mentions,
-    thread_title,
-)
-
-FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
-
-
-# ----- keys, mentions, titles ----------------------------------------------------------------
+# ----- keys ----------------------------------------------------------------------------------
 
 
 def test_thread_keys() -> None:
     assert thread_key(10, 20) == "discord:10:20"
     assert thread_key(None, 40) == "discord:dm:40"
-
-
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        ("<@42> hello", "hello"),
-        ("<@!42> hello", "hello"),
-        ("hello <@42>", "hello"),
-        ("hi <@42>, how are you?", "hi , how are you?"),
-        ("<@&7> by role", "by role"),
-        ("<@43> is someone else", "<@43> is someone else"),
-        ("<@42> /forget", "/forget"),
-        ("<@42>\n```py\ncode\n```", "```py\ncode\n```"),
-    ],
-)
-def test_strip_mentions(content: str, expected: str) -> None:
-    assert strip_mentions(content, 42, [7]) == expected
-
-
-def test_thread_title() -> None:
-    assert thread_title("plan a trip\nto Rome") == "plan a trip"
-    assert thread_title("   ") == "Conversation"
-    long = thread_title("x" * 200)
-    assert len(long) == 80
-    assert long.endswith("…")
 
 
 # ----- rules ---------------------------------------------------------------------------------
