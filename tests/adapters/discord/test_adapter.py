@@ -534,6 +534,6 @@ async def test_a_missing_token_is_a_config_error(fake_openai: FakeOpenAI) -> Non
 
 
 async def test_an_empty_message_gets_a_clear_answer(running: Harness) -> None:
-    await running.say(DM, "", guild=None)  # no text and no files (files: test_discord_files)
+    await running.say(DM, "", guild=None)  # no text and no files (files: test_files)
     assert "empty message" in running.last(DM)
     assert await running.parts.store.count_items(f"discord:dm:{DM}") == 0
