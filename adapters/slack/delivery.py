@@ -56,7 +56,6 @@ class SlackDelivery:
         self._client = client
         self._streaming = streaming
         self._max_chars = max_chars
-        self._update_interval = update_interval
         self._throttle = ChannelThrottle(update_interval)
         self.surface = Surface(max_chars=max_chars, command_prefix="!")
         """What Slack shows, for the core: messages up to `max_chars`, commands as ``!forget``."""
@@ -69,7 +68,7 @@ class SlackDelivery:
             throttle=self._throttle,
             streaming=self._streaming if streaming is None else streaming,
             max_chars=self._max_chars,
-            interval=self._update_interval,
+            interval=self._throttle.interval,
         )
 
     @contextlib.asynccontextmanager
