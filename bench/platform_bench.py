@@ -54,7 +54,7 @@ async def bot_parts(config: Config) -> AsyncIterator[Any]:
 @asynccontextmanager
 async def slack_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
     from adapters.slack import SlackAdapter
-    from adapters.slack_settings import SlackSettings
+    from adapters.slack.settings import SlackSettings
     from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
 
     async with FakeSlack() as slack, bot_parts(config) as core:
@@ -128,7 +128,7 @@ async def discord_bot(config: Config) -> AsyncIterator[tuple[Send, Latencies]]:
         from discord.gateway import DiscordWebSocket
 
     from adapters.discord import DiscordAdapter
-    from adapters.discord_settings import DiscordSettings
+    from adapters.discord.settings import DiscordSettings
     from tests.fakes.discord_server import FakeDiscord, user
 
     class Probed(DiscordAdapter):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.discord_settings import DiscordSettings
-from adapters.slack_settings import SlackSettings
+from adapters.discord.settings import DiscordSettings
+from adapters.slack.settings import SlackSettings
 from bot.config import Config, ConfigError, config_from_mapping, load_config
 from bot.platforms import configured_platforms, secrets
 
@@ -108,7 +108,7 @@ def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
 
 def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
-    sources = [ROOT / "bot" / "config.py", *(ROOT / "adapters").glob("*.py")]
+    sources = [ROOT / "bot" / "config.py", *(ROOT / "adapters").rglob("*.py")]
     source = "\n".join(path.read_text() for path in sources)
     read = set(re.findall(r'"((?:OPENAI|BOT|DISCORD|SLACK)_[A-Z_]+)"', source))
     assert read <= documented, f"undocumented: {sorted(read - documented)}"

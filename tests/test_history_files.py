@@ -267,7 +267,7 @@ async def test_discord_typed_history_keeps_its_text_when_the_file_is_refused(
     await seed(discord_bot.parts.store, THREAD_KEY, 12)
     # No Attach Files permission in the channel: Discord refuses the edit that adds it.
     discord_bot.fake.fail("PATCH", rf"/channels/{THREAD_A}/messages/\d+$", 403)
-    with caplog.at_level(logging.WARNING, logger="adapters.discord_stream"):
+    with caplog.at_level(logging.WARNING, logger="adapters.discord.stream"):
         await discord_bot.say(THREAD_A, "!history")
     (answer,) = discord_bot.fake.channel_messages(THREAD_A)
     assert answer["content"].startswith("What I remember of this thread (page 1 of 2")
@@ -359,13 +359,13 @@ async def test_slack_history_still_answers_when_the_upload_is_refused(
         ts = await bot.mention("first")
         await bot.answer(CHANNEL, ts)
         await seed(bot.parts.store, session(CHANNEL, ts), 12)
-        with caplog.at_level(logging.WARNING, logger="adapters.slack_uploads"):
+        with caplog.at_level(logging.WARNING, logger="adapters.slack.uploads"):
             await bot.say("!history", thread_ts=ts)
             shown = (await bot.ephemerals(1))[0]
         assert shown["text"].startswith("What I remember of this thread (page 1 of 2")
         assert SENT_NOTE not in shown["text"]
         assert shared_in_dm(slack) == []
-        warnings = [r for r in caplog.records if r.name == "adapters.slack_uploads"]
+        warnings = [r for r in caplog.records if r.name == "adapters.slack.uploads"]
         assert len(warnings) == 1
         line = warnings[0].getMessage()
         assert "missing_scope" in line

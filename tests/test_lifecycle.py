@@ -62,7 +62,7 @@ async def test_sigterm_lets_a_discord_answer_finish_then_stops(
     tmp_path: Path,
 ) -> None:
     from adapters.discord import DiscordAdapter
-    from adapters.discord_settings import DiscordSettings
+    from adapters.discord.settings import DiscordSettings
 
     fake_openai.latency = 0.5
     config = discord_config(fake_openai, tmp_path / "memory.sqlite3")
@@ -93,7 +93,7 @@ async def test_one_shutdown_deadline_covers_the_core_and_every_adapter(
     fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     from adapters.discord import DiscordAdapter
-    from adapters.discord_settings import DiscordSettings
+    from adapters.discord.settings import DiscordSettings
     from adapters.slack import SlackAdapter
 
     fake_openai.latency = 60.0  # answers that would never finish in time

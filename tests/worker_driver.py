@@ -21,7 +21,7 @@ import os
 import sys
 
 from adapters.slack import SlackAdapter
-from adapters.slack_settings import SlackSettings
+from adapters.slack.settings import SlackSettings
 from bot.agent import build_client
 from bot.app import build_core, run_until_stopped
 from bot.config import load_config

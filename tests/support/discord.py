@@ -22,7 +22,7 @@ from agents import FunctionTool, Tool, function_tool
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord import DiscordAdapter
-from adapters.discord_settings import DiscordSettings
+from adapters.discord.settings import DiscordSettings
 from bot.adapter import Decision
 from bot.config import Config
 from tests.fakes.discord_server import BOT_ID, BOT_USER, FakeDiscord, Json, user
@@ -323,3 +323,15 @@ def discord_config(
     return make_config(
         fake_openai, db_path, environment={**environment, **(env or {})}, **overrides
     )
+
+
+@pytest.fixture
+async def running(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """A bot on the fake guild, with the default settings."""
+    harness = await Harness.start(
+        fake_discord, discord_config(fake_openai, tmp_path / "memory.sqlite3")
+    )
+    yield harness
+    await harness.stop()

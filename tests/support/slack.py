@@ -17,8 +17,8 @@ from agents import Tool
 from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack import SlackAdapter
-from adapters.slack_rules import AccessPolicy
-from adapters.slack_settings import SlackSettings
+from adapters.slack.rules import AccessPolicy
+from adapters.slack.settings import SlackSettings
 from bot.config import Config
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
