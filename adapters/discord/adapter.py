@@ -30,7 +30,7 @@ from .facts import bot_role_mentions, message_facts
 from .files import DiscordFiles
 from .rules import MessageFacts, decide, thread_key
 from .settings import DiscordSettings, shard_list
-from .stream import AnswerSink, DiscordPoster
+from .stream import NOTICE_SECONDS, AnswerSink, DiscordPoster
 from .text import SURFACE, strip_mentions, thread_title
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ TOKEN_HELP = (
     "Discord rejected DISCORD_TOKEN. Copy a fresh token from the Developer Portal (Bot page, "
     "Reset Token) into .env."
 )
-NOTICE_SECONDS = 5.0
-"""How long a last notice may take to post while shutting down."""
 INVITE_PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,

@@ -31,13 +31,10 @@ from .delivery import DiscordDelivery
 from .facts import permits
 from .prompts import OUTCOME_LINES, PromptAddress, approval_view, decided_line, settled_text
 from .rules import AccessPolicy
-from .stream import AnswerSink, DiscordPoster
+from .stream import NOTICE_SECONDS, AnswerSink, DiscordPoster
 from .text import SURFACE
 
 logger = logging.getLogger(__name__)
-
-NOTICE_SECONDS = 5.0
-"""How long putting a prompt back may take while shutting down."""
 
 
 class _ClickSink:

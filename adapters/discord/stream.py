@@ -21,6 +21,10 @@ from ..streaming import CannotPost, ChannelThrottle, Poster, StreamedReply
 
 logger = logging.getLogger(__name__)
 
+NOTICE_SECONDS = 5.0
+"""How long a last notice may take to post while shutting down (a partial answer replaced,
+a prompt given its buttons back)."""
+
 Reference = discord.Message | discord.PartialMessage
 
 
