@@ -57,7 +57,7 @@ from bot.app import build_memory
 from bot.config import Config
 from bot.memory import SAFETY, Memory
 from bot.storage import Author, PostgresStore, SQLiteStore, Store, Usage, redact
-from bot.storage.opening import asyncpg_url
+from bot.storage.urls import asyncpg_url
 from bot.turn import TurnSession
 from tests.support.postgres import schema_on
 

@@ -21,9 +21,9 @@ from bot.storage import (
     StoreUnavailableError,
     failure,
 )
-from bot.storage.pg_schema import MIGRATIONS
-from bot.storage.schema import MIGRATIONS as SQLITE_MIGRATIONS
-from bot.storage.schema import SchemaTooNewError
+from bot.storage.layout import SchemaTooNewError
+from bot.storage.postgres.schema import MIGRATIONS
+from bot.storage.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from bot.texts import BUSY
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.items import msg, tool_call, tool_output

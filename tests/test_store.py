@@ -28,7 +28,7 @@ from bot.storage import (
     ThreadBusyError,
     Usage,
 )
-from bot.storage.writer import Writer
+from bot.storage.sqlite.writer import Writer
 from tests.support.items import msg, tool_call, tool_output
 
 TRICKY = [

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .layout import MESSAGES, USAGE
 from .records import UsageGrouping, UsageLine, UsageTotals
-from .schema import MESSAGES, USAGE
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from . import usage_sql
-from .codec import (
+from .. import usage_sql
+from ..codec import (
     APPROVAL_COLUMNS,
     approval_of,
     decode,
@@ -39,15 +39,15 @@ from .codec import (
     usage_values,
     window_items,
 )
-from .contract import ThreadBusyError
-from .deliveries import RecentKeys
-from .erasure import COLUMNS as ERASURE_COLUMNS
-from .erasure import plan_erasure, platform_prefix
-from .failures import StoreUnavailableError
-from .pg_schema import DELIVERIES, Connection, migrate
-from .reading import PAGE as _PAGE
-from .reading import PagedReads
-from .records import (
+from ..contract import ThreadBusyError
+from ..deliveries import RecentKeys
+from ..erasure import COLUMNS as ERASURE_COLUMNS
+from ..erasure import plan_erasure, platform_prefix
+from ..failures import StoreUnavailableError
+from ..layout import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
+from ..reading import PAGE as _PAGE
+from ..reading import PagedReads
+from ..records import (
     Author,
     ClearResult,
     ForgetReport,
@@ -63,7 +63,8 @@ from .records import (
     UsageLine,
     UsageTotals,
 )
-from .schema import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
+from ..urls import redact
+from .schema import DELIVERIES, Connection, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +200,6 @@ class PostgresStore(PagedReads):
         cls, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0
     ) -> PostgresStore:
         """Connect a pool to `url` (`postgresql://user@host/db`) and migrate the schema."""
-        from .opening import redact  # the URL helpers live beside open_store
-
         try:
             pool = await asyncpg.create_pool(
                 url,

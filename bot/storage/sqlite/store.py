@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from . import usage_sql
-from .codec import (
+from .. import usage_sql
+from ..codec import (
     APPROVAL_COLUMNS,
     approval_of,
     decode_items,
@@ -37,12 +37,13 @@ from .codec import (
     usage_values,
     window_items,
 )
-from .deliveries import RecentKeys
-from .erasure import COLUMNS as ERASURE_COLUMNS
-from .erasure import plan_erasure, platform_prefix
-from .reading import PAGE as _PAGE
-from .reading import PagedReads
-from .records import (
+from ..deliveries import RecentKeys
+from ..erasure import COLUMNS as ERASURE_COLUMNS
+from ..erasure import plan_erasure, platform_prefix
+from ..layout import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, USAGE_COLUMNS
+from ..reading import PAGE as _PAGE
+from ..reading import PagedReads
+from ..records import (
     Author,
     ClearResult,
     ForgetReport,
@@ -60,17 +61,7 @@ from .records import (
     format_timestamp,
     parse_timestamp,
 )
-from .schema import (
-    APPROVALS,
-    MESSAGES,
-    SEARCH,
-    SESSIONS,
-    SUMMARIES,
-    USAGE,
-    USAGE_COLUMNS,
-    ensure_schema,
-    index_new_messages,
-)
+from .schema import ensure_schema, index_new_messages
 from .writer import StoreClosedError, Writer, insert_rows
 
 logger = logging.getLogger(__name__)
