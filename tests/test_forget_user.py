@@ -29,6 +29,7 @@ from tests.support.cli import run_bot
 from tests.support.items import msg, tool_call, tool_output
 from tests.support.parts import BotParts, make_config
 from tests.support.postgres import fresh_schema
+from tests.support.stores import summary_of
 
 CHAT = Surface(max_chars=2000)
 ANN, BO, CY = Author("U-ANN", "Ann"), Author("U-BO", "Bo"), Author("U-CY", "Cy")
@@ -179,7 +180,7 @@ async def test_the_store_forgets_one_person_in_one_platform(store: Store) -> Non
         msg("user", "[Bo] b2"),
         msg("assistant", "r-b2"),
     ]
-    summary = await store.summary(thread)
+    summary = await summary_of(store, thread)
     assert summary is not None
     assert summary.text == "before Ann"
     assert await store.approval("bo-here") is None

@@ -21,7 +21,6 @@ from .records import (
     PendingApproval,
     SessionInfo,
     StoredItem,
-    Summary,
     ThreadDump,
     Usage,
     UsageGrouping,
@@ -107,10 +106,6 @@ class Store(Protocol):
 
     async def list_sessions(self) -> list[SessionInfo]: ...
 
-    async def summary(self, session_id: str) -> Summary | None: ...
-
-    async def tokens_per_char(self, session_id: str) -> float | None: ...
-
     async def search(self, session_id: str, query: str, *, limit: int) -> list[StoredItem]: ...
 
     # ----- writes --------------------------------------------------------------------------
@@ -183,10 +178,6 @@ class Store(Protocol):
 
     async def due_approvals(self, now: datetime) -> list[PendingApproval]:
         """Pending approvals whose deadline has passed, oldest first."""
-        ...
-
-    async def drop_approval(self, approval_id: str) -> bool:
-        """Forget a pending approval without storing anything; says whether it was there."""
         ...
 
     # ----- moving memory between databases -------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .codec import up_to_chars, window_items
-from .records import Item, MemoryRead, Summary, WindowItem
+from .records import Item, MemoryRead, WindowItem
 from .session import StoreSession
 
 PAGE = 64
@@ -91,14 +91,6 @@ class PagedReads(ABC):
             max_chars,
         )
         return items
-
-    async def summary(self, session_id: str) -> Summary | None:
-        """The thread's newest rolling summary, if it has one."""
-        return (await self.read_memory(session_id, density=False)).summary
-
-    async def tokens_per_char(self, session_id: str) -> float | None:
-        """The thread's measured tokens per stored character over its recent turns, if any."""
-        return (await self.read_memory(session_id)).tokens_per_char
 
     async def _walk(
         self,

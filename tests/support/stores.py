@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage import PostgresStore, SQLiteStore, Store
+from bot.storage import PostgresStore, SQLiteStore, Store, Summary
 from tests.support.postgres import fresh_schema
 
 
@@ -21,3 +21,13 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         async with fresh_schema() as schema, await PostgresStore.open(schema.url) as opened:
             yield opened
+
+
+async def summary_of(store: Store, session_id: str) -> Summary | None:
+    """The thread's newest summary, as the memory planner reads it."""
+    return (await store.read_memory(session_id, density=False)).summary
+
+
+async def density_of(store: Store, session_id: str) -> float | None:
+    """The thread's measured tokens per stored character, as the memory planner reads it."""
+    return (await store.read_memory(session_id)).tokens_per_char

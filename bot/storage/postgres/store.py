@@ -638,13 +638,6 @@ class PostgresStore(PagedReads):
         )
         return [approval_of(row, _utc) for row in rows]
 
-    async def drop_approval(self, approval_id: str) -> bool:
-        async with self._connection() as conn:
-            status = await conn.execute(
-                f"DELETE FROM {APPROVALS} WHERE approval_id = $1", approval_id
-            )
-        return bool(int(status.split()[-1]))
-
     async def undo_last_exchange(self, session_id: str) -> list[StoredItem]:
         rows = await self._fetch(
             session_id,

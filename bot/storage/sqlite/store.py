@@ -561,15 +561,6 @@ class SQLiteStore(PagedReads):
         )
         return [approval_of(row, parse_timestamp) for row in rows]
 
-    async def drop_approval(self, approval_id: str) -> bool:
-        async def drop(conn: aiosqlite.Connection) -> bool:
-            cursor = await conn.execute(
-                f"DELETE FROM {APPROVALS} WHERE approval_id = ?", (approval_id,)
-            )
-            return cursor.rowcount > 0
-
-        return await self._require_writer().run(drop)
-
     async def undo_last_exchange(self, session_id: str) -> list[StoredItem]:
         """Remove the last user message and everything after it, atomically.
 
