@@ -29,6 +29,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.support.items import msg, tool_call, tool_output
 from tests.support.parts import BotParts, make_config
 from tests.support.postgres import PostgresSchema
+from tests.support.stores import summary_of
 
 TRICKY = [
     msg("user", "héllo — 你好 — 🎉 — '); DROP TABLE agent_messages; --"),
@@ -191,6 +192,30 @@ async def _terminate_bot_connections(postgres: PostgresSchema) -> None:
         )
     finally:
         await admin.close()
+
+
+async def test_a_summary_of_a_row_an_undo_is_deleting_waits_and_is_void(
+    postgres: PostgresSchema,
+) -> None:
+    # Another worker's /undo deletes the row the summary covers and has not committed yet.
+    async with await PostgresStore.open(postgres.url) as store:
+        await store.append("t", [msg("user", "a"), msg("assistant", "b")])
+        covered = (await store.history("t", limit=1))[0].id
+        other = await asyncpg.connect(postgres.url)
+        try:
+            undo = other.transaction()
+            await undo.start()
+            await other.execute("DELETE FROM agent_messages WHERE id = $1", covered)
+            save = asyncio.create_task(
+                store.save_summary("t", "S", covers_id=covered, replaces=None)
+            )
+            await asyncio.sleep(0.3)
+            assert not save.done()  # it waits for the row, not for a stale snapshot of it
+            await undo.commit()
+            assert not await save
+        finally:
+            await other.close()
+        assert await summary_of(store, "t") is None
 
 
 async def test_delivery_keys_older_than_a_day_are_pruned(postgres: PostgresSchema) -> None:

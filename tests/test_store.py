@@ -20,6 +20,8 @@ from agents.memory import Session
 
 from bot.storage import (
     Author,
+    ClearResult,
+    ForgetReport,
     PendingApproval,
     PostgresStore,
     SQLiteStore,
@@ -30,7 +32,7 @@ from bot.storage import (
 )
 from bot.storage.sqlite.writer import Writer
 from tests.support.items import msg, tool_call, tool_output
-from tests.support.stores import summary_of
+from tests.support.stores import insert_raw, summary_of
 
 TRICKY = [
     msg("user", "héllo wörld — 你好 — 🎉🚀 — مرحبا — \u202eRTL\u202c"),
@@ -444,6 +446,42 @@ async def test_a_dumped_thread_loads_identically_once(store: Store, tmp_path: Pa
         assert again.same_memory(dump)
         assert await copy.read_items("t") == TRICKY
         assert len(again.messages) == len(dump.messages)
+
+
+async def test_two_copies_of_a_thread_loading_at_once_store_it_once(
+    store: Store, tmp_path: Path
+) -> None:
+    async with await SQLiteStore.open(tmp_path / "source.sqlite3") as source:
+        await source.append("t", TRICKY, author=Author("u1", "Ann"), usage=Usage("m", 9))
+        dump = await source.dump_thread("t")
+    loaded = await asyncio.gather(*(store.load_thread(dump) for _ in range(4)))
+    assert sorted(loaded) == [False, False, False, True]
+    assert (await store.dump_thread("t")).same_memory(dump)
+
+
+async def test_rows_that_are_no_json_trip_no_operation(store: Store) -> None:
+    await store.append("t", [msg("user", "keep"), msg("assistant", "x")])
+    await insert_raw(store, "t", "{not json")
+    assert await store.count_items("t") == 3
+    assert await store.count_messages("t", up_to=2**31 - 1) == 2  # it has no role
+    assert [s.item for s in await store.history("t", limit=10)] == [
+        msg("user", "keep"),
+        msg("assistant", "x"),
+    ]
+    assert await store.read_items("t") == [msg("user", "keep"), msg("assistant", "x")]
+    # Popping skips it, as the SDK's sessions do; /undo walks back over it.
+    assert await store.pop_item("t") == msg("assistant", "x")
+    await insert_raw(store, "t", "[1, 2]")
+    assert [r.item for r in await store.undo_last_exchange("t")] == [msg("user", "keep"), [1, 2]]
+    assert await store.count_items("t") == 0
+    thread = "console:u"
+    await store.append(thread, [msg("user", "a"), msg("assistant", "b")], author=Author("p", "P"))
+    await insert_raw(store, thread, "\\x00 not json")
+    # Forgetting reads it as a step of their turn.
+    assert await store.forget_user("console", "p", dry_run=True) == ForgetReport(
+        sessions=(thread,), messages=1, replies=1, tool_steps=1
+    )
+    assert await store.clear(thread) == ClearResult(items=3, messages=2)
 
 
 def _approval(approval_id: str, session_id: str, *, minutes: float = 15) -> PendingApproval:

@@ -22,5 +22,10 @@ STORED_COLUMNS = "id, message_data, author_id, author_name, created_at"
 """A message row as `codec.decode_stored` reads it."""
 
 
+def qualified(columns: str, alias: str) -> str:
+    """A column list (`"id, message_data"`) with each column of table `alias` (`m.id, ...`)."""
+    return ", ".join(f"{alias}.{column}" for column in columns.split(", "))
+
+
 class SchemaTooNewError(RuntimeError):
     """The database was migrated by a newer release of the bot than this one."""

@@ -3,9 +3,11 @@ fresh SQLite file and a fresh PostgreSQL schema (skipped, with the reason, witho
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.storage import PostgresStore, SQLiteStore, Store, Summary
@@ -31,3 +33,17 @@ async def summary_of(store: Store, session_id: str) -> Summary | None:
 async def density_of(store: Store, session_id: str) -> float | None:
     """The thread's measured tokens per stored character, as the memory planner reads it."""
     return (await store.read_memory(session_id)).tokens_per_char
+
+
+async def insert_raw(store: Store, session_id: str, data: str) -> None:
+    """A row written past the store (as another program might), e.g. text that is no JSON."""
+    statement = "INSERT INTO agent_messages (session_id, message_data) VALUES ($1, $2)"
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as file:
+            file.execute(statement.replace("$", "?"), (session_id, data))
+        return
+    server = await asyncpg.connect(store.location)  # the test server needs no password
+    try:
+        await server.execute(statement, session_id, data)
+    finally:
+        await server.close()
