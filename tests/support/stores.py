@@ -1,5 +1,6 @@
 """The store on each back end: tests taking `store` (imported from here) run twice, against a
-fresh SQLite file and a fresh PostgreSQL schema (skipped, with the reason, without a server)."""
+fresh SQLite file and a fresh PostgreSQL schema (skipped, with the reason, without a server);
+and what store tests read through the contract (summaries, dumps) or write past it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.storage import PostgresStore, SQLiteStore, Store, Summary
+from bot.storage import PostgresStore, SQLiteStore, Store, Summary, ThreadDump
 from tests.support.postgres import fresh_schema
 
 
@@ -47,3 +48,29 @@ async def insert_raw(store: Store, session_id: str, data: str) -> None:
         await server.execute(statement, session_id, data)
     finally:
         await server.close()
+
+
+async def everything(store: Store, sessions: list[str] | None = None) -> dict[str, ThreadDump]:
+    """Every thread's dump (or these threads', listed or not: a ledger outlives its thread)."""
+    if sessions is None:
+        sessions = [s.session_id for s in await store.list_sessions()]
+    return {session_id: await store.dump_thread(session_id) for session_id in sessions}
+
+
+def tokens_in(dumps: dict[str, ThreadDump]) -> int:
+    """Input tokens recorded anywhere in the dumps: on turns' rows and in the ledger."""
+    return sum(
+        [m.usage.input_tokens for d in dumps.values() for m in d.messages if m.usage]
+        + [e.usage.input_tokens for d in dumps.values() for e in d.ledger]
+    )
+
+
+def people_in(dumps: dict[str, ThreadDump], prefix: str) -> set[str | None]:
+    """Every person ID the platform's threads still hold, anywhere."""
+    found: set[str | None] = set()
+    for session_id, dump in dumps.items():
+        if session_id.startswith(prefix):
+            found |= {m.author.id for m in dump.messages if m.author}
+            found |= {m.asked_by for m in dump.messages}
+            found |= {e.author_id for e in dump.ledger}
+    return found

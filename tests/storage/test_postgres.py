@@ -4,8 +4,6 @@ migrations, losing the server's connections, and a core serving turns from it.""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -17,13 +15,11 @@ from bot.storage import (
     Author,
     Failure,
     PostgresStore,
-    SQLiteStore,
     StoreUnavailableError,
     failure,
 )
 from bot.storage.layout import SchemaTooNewError
 from bot.storage.postgres.schema import MIGRATIONS
-from bot.storage.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from bot.texts import BUSY
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.items import msg, tool_call, tool_output
@@ -114,21 +110,6 @@ async def test_schema_versions_run_once_even_when_workers_start_together(
         await conn.close()
     with pytest.raises(SchemaTooNewError, match="upgrade the bot"):
         await PostgresStore.open(postgres.url)
-
-
-async def test_a_sqlite_file_from_before_versioning_is_migrated_in_place(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    async with await SQLiteStore.open(path) as store:
-        await store.append("t", [msg("user", "kept")], author=Author("u", "U"))
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 0")  # what the previous release left
-    async with await SQLiteStore.open(path) as store:
-        assert await store.read_items("t") == [msg("user", "kept")]
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(SQLITE_MIGRATIONS)
-        conn.execute(f"PRAGMA user_version = {len(SQLITE_MIGRATIONS) + 1}")
-    with pytest.raises(SchemaTooNewError):
-        await SQLiteStore.open(path)
 
 
 async def test_a_dropped_connection_fails_the_write_and_the_pool_recovers(
