@@ -3,6 +3,11 @@
 Two back ends implement it: `SQLiteStore` (one process, one file; the default) and
 `PostgresStore` (any number of worker processes on one server). The core is written against
 this Protocol alone, so it never knows which one it has.
+
+Both are mostly one implementation: `operations.Operations` writes the contract once over two
+primitives a back end supplies (`primitives`), with statements written once per dialect
+(`statements`, `dialect`); each back end adds its per-turn hot path. A new back end is a
+`Dialect`, the two primitives, that hot path and its schema.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class Primitives(ABC):
 
     @abstractmethod
     async def _read(self, statement: str, *args: Any, thread: str | None = None) -> Sequence[Any]:
-        """The rows of one statement, committed data only.
+        """The rows of one statement, run on its own (no transaction of ours around it).
 
         `thread` names the thread the read is about: a task holding that thread reads on the
         connection of its hold (PostgreSQL).
