@@ -58,7 +58,7 @@ from bot.config import Config
 from bot.memory.planner import SAFETY, MemoryPlanner
 from bot.memory.turn_session import TurnSession
 from bot.storage import Author, PostgresStore, SQLiteStore, Store, Usage, redact
-from bot.storage.opening import asyncpg_url
+from bot.storage.urls import asyncpg_url
 from tests.support.postgres import schema_on
 
 TurnFn = Callable[[str, int], Awaitable[None]]

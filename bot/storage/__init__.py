@@ -6,7 +6,7 @@ Both back ends keep the Agents SDK's own tables, so the SDK's `SQLiteSession` an
 
 from .contract import Store, ThreadBusyError
 from .failures import Failure, StoreUnavailableError, failure
-from .opening import is_postgres_url, open_store, redact, sqlite_path
+from .opening import open_store
 from .postgres import PostgresStore
 from .records import (
     Author,
@@ -29,7 +29,8 @@ from .records import (
     WindowItem,
 )
 from .session import StoreSession
-from .store import IN_MEMORY, SQLiteStore, StoreClosedError, StoreReadOnlyError
+from .sqlite import IN_MEMORY, SQLiteStore, StoreClosedError, StoreReadOnlyError
+from .urls import is_postgres_url, redact, sqlite_path
 
 __all__ = [
     "IN_MEMORY",

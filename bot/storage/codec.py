@@ -22,6 +22,8 @@ from .records import (
     StoredItem,
     ThreadDump,
     Usage,
+    UsageLine,
+    UsageTotals,
     WindowItem,
 )
 
@@ -201,3 +203,16 @@ def approval_of(row: Any, timestamp: Callable[[Any], datetime]) -> PendingApprov
         expires_at=timestamp(row[9]),
         address=row[10],
     )
+
+
+def totals_of(row: Any) -> UsageTotals:
+    """(calls, input, cached, output) as totals."""
+    if row is None:
+        return UsageTotals()
+    calls, input_tokens, cached, output = row
+    return UsageTotals(int(calls), int(input_tokens), int(cached), int(output))
+
+
+def lines_of(rows: Iterable[Any]) -> list[UsageLine]:
+    """(key, calls, input, cached, output) rows as report lines."""
+    return [UsageLine(str(row[0] or ""), totals_of(row[1:])) for row in rows]

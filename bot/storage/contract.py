@@ -3,6 +3,11 @@
 Two back ends implement it: `SQLiteStore` (one process, one file; the default) and
 `PostgresStore` (any number of worker processes on one server). The core is written against
 this Protocol alone, so it never knows which one it has.
+
+Both are mostly one implementation: `operations.Operations` writes the contract once over two
+primitives a back end supplies (`primitives`), with statements written once per dialect
+(`statements`, `dialect`); each back end adds its per-turn hot path. A new back end is a
+`Dialect`, the two primitives, that hot path and its schema.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from .records import (
     PendingApproval,
     SessionInfo,
     StoredItem,
-    Summary,
     ThreadDump,
     Usage,
     UsageGrouping,
@@ -107,10 +111,6 @@ class Store(Protocol):
 
     async def list_sessions(self) -> list[SessionInfo]: ...
 
-    async def summary(self, session_id: str) -> Summary | None: ...
-
-    async def tokens_per_char(self, session_id: str) -> float | None: ...
-
     async def search(self, session_id: str, query: str, *, limit: int) -> list[StoredItem]: ...
 
     # ----- writes --------------------------------------------------------------------------
@@ -183,10 +183,6 @@ class Store(Protocol):
 
     async def due_approvals(self, now: datetime) -> list[PendingApproval]:
         """Pending approvals whose deadline has passed, oldest first."""
-        ...
-
-    async def drop_approval(self, approval_id: str) -> bool:
-        """Forget a pending approval without storing anything; says whether it was there."""
         ...
 
     # ----- moving memory between databases -------------------------------------------------

@@ -1,4 +1,4 @@
-"""Which rows forgetting a person removes from one thread: the same walk on every back end.
+"""Forgetting a person (`forget_user`): which rows of a thread go, and deleting them.
 
 A turn is appended atomically, one thread at a time: a user message, then everything the
 run produced for it (tool calls, their outputs, the answer). So the rows that answered a
@@ -6,19 +6,20 @@ person are those after each of their messages up to the next user message, whoev
 that. Deciding it here, over rows both stores read in one ordered scan, keeps SQLite and
 PostgreSQL from ever disagreeing about what "the replies to them" means, and costs one pass
 over the thread rather than a subquery per message.
+
+The operation itself is written once too, over the back ends' primitives; SQLite adds the
+wiping of freed pages around it (`_erase`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
+from .primitives import Primitives, Scope, Transaction
 from .records import ForgetReport
-
-COLUMNS = "id, {role}, author_id, asked_by, input_tokens IS NOT NULL"
-"""What `plan_erasure` reads per row, in thread order; `{role}` is the back end's expression
-for the item's role (NULL for a row that is not a JSON object)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class ErasurePlan:
 
 
 def plan_erasure(rows: Iterable[Any], user_id: str) -> ErasurePlan:
-    """Walk a thread's `COLUMNS` rows, oldest first, and pick the person's turns.
+    """Walk a thread's `Statements.erasure_rows`, oldest first, and pick the person's turns.
 
     Rows before the thread's first user message belong to no turn and stay. A row attributed
     to the person is theirs even if its role cannot be read.
@@ -92,3 +93,60 @@ def platform_prefix(platform: str) -> str:
     if not platform or ":" in platform:
         raise ValueError(f"not a platform name: {platform!r}")
     return f"{platform}:"
+
+
+class Erasure(Primitives):
+    """`forget_user`, over the back end's primitives."""
+
+    async def forget_user(self, platform: str, user_id: str, *, dry_run: bool) -> ForgetReport:
+        """Delete one person's messages and the turns that answered them (see `Store`).
+
+        Each thread is planned and changed in one transaction of its own, under the thread's
+        lock, so a turn running meanwhile is wholly seen or not at all. A dry run only reads,
+        one snapshot per thread, and takes no lock (on SQLite, it works on a file opened
+        read-only).
+        """
+        threads = await self._read(
+            self._sql.their_threads, platform_prefix(platform), user_id, platform
+        )
+        sessions = sorted(row[0] for row in threads)
+
+        async def forget_all() -> ForgetReport:
+            report = ForgetReport()
+            for session_id in sessions:
+                report += await self._transaction(
+                    partial(self._forget_in, session_id, platform, user_id, dry_run=dry_run),
+                    Scope(session_id, snapshot=True, read_only=dry_run, exclusive=not dry_run),
+                )
+            return report
+
+        return await forget_all() if dry_run else await self._erase(forget_all)
+
+    async def _erase(self, forget: Callable[[], Awaitable[ForgetReport]]) -> ForgetReport:
+        """Run `forget`'s deletions; a back end whose deleted bytes could stay readable
+        overrides this to wipe them too."""
+        return await forget()
+
+    async def _forget_in(
+        self, session_id: str, platform: str, user_id: str, tx: Transaction, *, dry_run: bool
+    ) -> ForgetReport:
+        sql = self._sql
+        plan = plan_erasure(await tx.rows(sql.erasure_rows, session_id), user_id)
+        approval_args = (session_id, bool(plan.ids), platform, user_id)
+        counts = (await tx.rows(sql.erasure_counts, *approval_args, plan.first))[0]
+        summaries, approvals, named = (int(count) for count in counts)
+        usage_records = named + plan.ledger_rows + plan.unlinked
+        if not dry_run:
+            # The delete triggers drop the summaries covering these rows, unindex them, and
+            # copy each turn's cost into the ledger under whom it answered; so the ledger is
+            # anonymised after it.
+            await tx.run(sql.erase_rows, sql.dialect.ids(plan.ids))
+            if plan.ids:
+                await tx.run(sql.drop_emptied, session_id)
+            approvals = await tx.run(sql.drop_their_approvals, *approval_args)
+            usage_records = 0
+            for statement in sql.unname:
+                usage_records += await tx.run(statement, session_id, user_id)
+        return plan.report(
+            session_id, summaries=summaries, approvals=approvals, usage_records=usage_records
+        )

@@ -1,45 +1,53 @@
-"""The reads every back end shares, built on one primitive: a page of a thread's rows.
+"""The reads every back end shares: a thread's window, range and newest items, page by page.
 
-A back end says how to fetch one page of `(id, message_data)` rows between two IDs; walking a
-thread, reading a window up to a budget, a range, or the SDK's newest-N all follow from it, so
-SQLite and PostgreSQL cannot drift apart in what a window means.
+Each is built on one statement, a page of `(id, message_data)` rows between two IDs, read
+with the back end's `_read`; walking a thread, reading a window up to a budget, a range, or
+the SDK's newest-N all follow from it, so SQLite and PostgreSQL cannot drift apart in what a
+window means.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator
 
 from .codec import up_to_chars, window_items
+from .primitives import Primitives
 from .records import Item, MemoryRead, Summary, WindowItem
-from .session import StoreSession
 
 PAGE = 64
 """Rows fetched in the first step of a walk; each further step doubles it."""
+MEASURED_ROWS = 60
+"""Newest rows whose recorded usage a thread's tokens-per-character figure averages (a turn
+records it on one row, so about the last 20-30 turns)."""
 
 
-class PagedReads(ABC):
-    """Mixed into each store: its shared reads. Subclasses supply `_page` and `read_memory`."""
+class PagedReads(Primitives):
+    """Mixed into each store: its reads of a thread's items, over `_read`."""
 
-    @abstractmethod
-    async def _page(
-        self,
-        session_id: str,
-        *,
-        after_id: int,
-        before_id: int | None,
-        limit: int,
-        newest_first: bool,
-    ) -> Sequence[Any]:
-        """Up to `limit` `(id, message_data)` rows strictly between the IDs, in that order."""
+    async def read_memory(self, session_id: str, *, density: bool = True) -> MemoryRead:
+        """The thread's summary, measured density and newest items after the summary.
 
-    @abstractmethod
-    async def read_memory(self, session_id: str, *, density: bool = True) -> MemoryRead: ...
-
-    def session(self, session_id: str, *, limit: int | None = None) -> StoreSession:
-        """An SDK `Session` for one thread. Cheap: no I/O, no connection, no thread."""
-        return StoreSession(self, session_id, limit=limit)  # type: ignore[arg-type]
+        One query, so planning a turn costs one trip to the database however the thread is
+        kept; a window longer than the first page continues with `read_window`. Without
+        `density` (the caller has a recent figure) the usage is not read.
+        """
+        rows = await self._read(
+            self._sql.memory_read,
+            session_id,
+            MEASURED_ROWS if density else 0,
+            PAGE,
+            thread=session_id,
+        )
+        _, covers_id, text, created_at, tokens, chars = next(row for row in rows if row[0] == 0)
+        summary = (
+            None
+            if text is None
+            else Summary(text, int(covers_id), self._sql.dialect.time_of(created_at))
+        )
+        page = sorted((row[1], row[2]) for row in rows if row[0] == 1)
+        measured = float(tokens) / float(chars) if tokens and chars else None
+        below = int(page[0][0]) if len(page) == PAGE else None
+        return MemoryRead(summary, measured, list(window_items(page)), continue_below=below)
 
     async def read_items(self, session_id: str, limit: int | None = None) -> list[Item]:
         """A thread's items, oldest first; with `limit`, only the newest `limit` of them.
@@ -92,14 +100,6 @@ class PagedReads(ABC):
         )
         return items
 
-    async def summary(self, session_id: str) -> Summary | None:
-        """The thread's newest rolling summary, if it has one."""
-        return (await self.read_memory(session_id, density=False)).summary
-
-    async def tokens_per_char(self, session_id: str) -> float | None:
-        """The thread's measured tokens per stored character over its recent turns, if any."""
-        return (await self.read_memory(session_id)).tokens_per_char
-
     async def _walk(
         self,
         session_id: str,
@@ -114,12 +114,13 @@ class PagedReads(ABC):
         Pages double in size: a short read costs one small query, a long window few hops.
         """
         while True:
-            rows = await self._page(
+            rows = await self._read(
+                self._sql.page_newest if newest_first else self._sql.page_oldest,
                 session_id,
-                after_id=after_id,
-                before_id=before_id,
-                limit=page,
-                newest_first=newest_first,
+                after_id,
+                before_id,
+                page,
+                thread=session_id,
             )
             for stored in window_items(rows):
                 yield stored

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from agents.memory import SessionSettings
+
+from .records import ClearResult, Item
 
 if TYPE_CHECKING:
     from agents import TResponseInputItem
 
-    from .contract import Store
+
+class Thread(Protocol):
+    """What a `StoreSession` asks of the store: the four calls the SDK's protocol maps to."""
+
+    async def read_items(self, session_id: str, limit: int | None = None) -> list[Item]: ...
+
+    async def append(self, session_id: str, items: Sequence[Item]) -> None: ...
+
+    async def pop_item(self, session_id: str) -> Item | None: ...
+
+    async def clear(self, session_id: str) -> ClearResult: ...
 
 
 class StoreSession:
@@ -20,7 +33,7 @@ class StoreSession:
     SDK's `SQLiteSession`.
     """
 
-    def __init__(self, store: Store, session_id: str, *, limit: int | None = None) -> None:
+    def __init__(self, store: Thread, session_id: str, *, limit: int | None = None) -> None:
         self._store = store
         self.session_id = session_id
         self.session_settings: SessionSettings | None = SessionSettings(limit=limit)

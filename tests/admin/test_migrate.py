@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.storage import Author, PostgresStore, SQLiteStore, Usage, redact
 from tests.support.items import msg, tool_call, tool_output
 from tests.support.postgres import PostgresSchema
+from tests.support.stores import summary_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +82,7 @@ async def test_migrating_a_populated_file_is_identical_and_idempotent(
             assert after.same_memory(before), thread
             assert len(after.messages) == len(before.messages)
             assert await target.read_items(thread) == await source.read_items(thread)
-            assert await target.summary(thread) is not None
+            assert await summary_of(target, thread) is not None
 
 
 async def test_a_thread_that_moved_on_in_the_target_is_left_alone(

@@ -27,6 +27,7 @@ from tests.fakes.openai_server import (
 )
 from tests.support.model import is_summary_request, searching, summarizing
 from tests.support.parts import BotParts, make_config
+from tests.support.stores import density_of, summary_of
 
 CONTEXT = 16_000
 FACT = "The launch code is ZX-4471, keep it safe."
@@ -163,7 +164,7 @@ async def test_a_failing_summary_never_fails_a_turn(
                 replies = [await say(parts, text) for text in conversation(45)]
             assert all(r.kind is ReplyKind.ANSWER for r in replies)
             assert max(request_size(r) for r in fake.requests) <= CONTEXT
-            assert await parts.store.summary("console:long") is None
+            assert await summary_of(parts.store, "console:long") is None
             # Logged once, then retried only after a pause: not one failing call per turn.
             failures = [r for r in caplog.records if "Summarising" in r.getMessage()]
             assert len(failures) == 1
@@ -213,10 +214,10 @@ async def test_memory_forget_undo_and_history_with_a_summary(
     assert "hello" in shown_pages[-1]
     assert any(FACT in page for page in shown_pages)
     await command("/undo")
-    summary = await parts.store.summary("console:long")
+    summary = await summary_of(parts.store, "console:long")
     assert summary is not None  # the undone exchange was never summarised
     await command("/forget")
-    assert await parts.store.summary("console:long") is None
+    assert await summary_of(parts.store, "console:long") is None
     assert "no memory" in await command("/memory")
 
 
@@ -226,12 +227,12 @@ async def test_summary_and_index_survive_a_restart(tmp_path: Path) -> None:
         parts = await BotParts(config).start()
         for text in conversation(40):
             await say(parts, text)
-        before = await parts.store.summary("console:long")
+        before = await summary_of(parts.store, "console:long")
         await parts.close()
         restarted = await BotParts(config).start()
         try:
             assert before is not None
-            assert await restarted.store.summary("console:long") == before
+            assert await summary_of(restarted.store, "console:long") == before
             assert await restarted.store.search("console:long", "ZX-4471", limit=3)
             await say(restarted, "still there?")
             assert "ZX-4471" in message_text(fake.requests[-1].messages[0])
@@ -253,7 +254,7 @@ async def test_every_turn_stores_the_usage_the_model_reported(
     parts, fake = long_bot
     await say(parts, "hello there")
     await say(parts, "and again")
-    measured = await parts.store.tokens_per_char("console:long")
+    measured = await density_of(parts.store, "console:long")
     assert measured is not None
     assert 0.1 < measured < 0.4  # English text in JSON: about a quarter of a token per char
     assert fake.requests[-1].prompt_tokens > 0

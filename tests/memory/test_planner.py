@@ -15,6 +15,7 @@ from bot.config import Config
 from bot.memory.exchanges import fit_exchanges
 from bot.storage import Author, SQLiteStore, Usage
 from tests.support.items import msg, tool_call, tool_output
+from tests.support.stores import density_of, summary_of
 
 ANN = Author("u1", "Ann")
 
@@ -84,13 +85,13 @@ async def test_summaries_never_cover_a_message_that_is_gone(store: SQLiteStore) 
     # Built on a summary that is no longer the newest: refused.
     assert not await store.save_summary("t", "stale", covers_id=ids[5], replaces=ids[1])
     await store.undo_last_exchange("t")  # q3/a3 were never summarised
-    assert (summary := await store.summary("t")) is not None
+    assert (summary := await summary_of(store, "t")) is not None
     assert summary.text == "second"
     await store.undo_last_exchange("t")  # q2/a2 were: back to the summary before them
-    assert (summary := await store.summary("t")) is not None
+    assert (summary := await summary_of(store, "t")) is not None
     assert summary.text == "first"
     await store.clear("t")
-    assert await store.summary("t") is None
+    assert await summary_of(store, "t") is None
 
 
 async def test_a_summary_of_a_thread_forgotten_meanwhile_is_dropped(store: SQLiteStore) -> None:
@@ -98,7 +99,7 @@ async def test_a_summary_of_a_thread_forgotten_meanwhile_is_dropped(store: SQLit
     ids = [stored.id for stored in await store.history("t", limit=10)]
     await store.clear("t")
     assert not await store.save_summary("t", "late", covers_id=ids[1], replaces=None)
-    assert await store.summary("t") is None
+    assert await summary_of(store, "t") is None
 
 
 async def test_search_finds_words_in_its_own_thread_only(store: SQLiteStore) -> None:
@@ -143,15 +144,15 @@ async def test_an_existing_database_is_indexed_on_open_and_kept_current(tmp_path
 
 
 async def test_usage_is_stored_with_the_turn_and_measures_the_thread(store: SQLiteStore) -> None:
-    assert await store.tokens_per_char("t") is None
+    assert await density_of(store, "t") is None
     await store.append(
         "t",
         [msg("user", "hi"), msg("assistant", "hello")],
         author=ANN,
         usage=Usage("m", input_tokens=300, cached_tokens=0, output_tokens=5, input_chars=1_000),
     )
-    assert await store.tokens_per_char("t") == pytest.approx(0.3)
-    assert await store.tokens_per_char("other") is None
+    assert await density_of(store, "t") == pytest.approx(0.3)
+    assert await density_of(store, "other") is None
 
 
 async def test_the_plan_grows_the_window_in_place_until_the_budget_and_cuts_only_then(

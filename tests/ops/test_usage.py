@@ -22,7 +22,7 @@ from bot.storage import (
     UsageTotals,
 )
 from bot.storage.records import DumpedMessage
-from bot.storage.schema import MIGRATIONS
+from bot.storage.sqlite.schema import MIGRATIONS
 from tests.fakes.openai_server import FakeOpenAI, count_tokens
 from tests.support.items import msg
 from tests.support.parts import BotParts, make_config

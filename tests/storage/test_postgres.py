@@ -4,8 +4,6 @@ migrations, losing the server's connections, and a core serving turns from it.""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -17,18 +15,17 @@ from bot.storage import (
     Author,
     Failure,
     PostgresStore,
-    SQLiteStore,
     StoreUnavailableError,
     failure,
 )
-from bot.storage.pg_schema import MIGRATIONS
-from bot.storage.schema import MIGRATIONS as SQLITE_MIGRATIONS
-from bot.storage.schema import SchemaTooNewError
+from bot.storage.layout import SchemaTooNewError
+from bot.storage.postgres.schema import MIGRATIONS
 from bot.texts import BUSY
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.items import msg, tool_call, tool_output
 from tests.support.parts import BotParts, make_config
 from tests.support.postgres import PostgresSchema
+from tests.support.stores import summary_of
 
 TRICKY = [
     msg("user", "héllo — 你好 — 🎉 — '); DROP TABLE agent_messages; --"),
@@ -115,21 +112,6 @@ async def test_schema_versions_run_once_even_when_workers_start_together(
         await PostgresStore.open(postgres.url)
 
 
-async def test_a_sqlite_file_from_before_versioning_is_migrated_in_place(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    async with await SQLiteStore.open(path) as store:
-        await store.append("t", [msg("user", "kept")], author=Author("u", "U"))
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 0")  # what the previous release left
-    async with await SQLiteStore.open(path) as store:
-        assert await store.read_items("t") == [msg("user", "kept")]
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(SQLITE_MIGRATIONS)
-        conn.execute(f"PRAGMA user_version = {len(SQLITE_MIGRATIONS) + 1}")
-    with pytest.raises(SchemaTooNewError):
-        await SQLiteStore.open(path)
-
-
 async def test_a_dropped_connection_fails_the_write_and_the_pool_recovers(
     postgres: PostgresSchema,
 ) -> None:
@@ -191,6 +173,30 @@ async def _terminate_bot_connections(postgres: PostgresSchema) -> None:
         )
     finally:
         await admin.close()
+
+
+async def test_a_summary_of_a_row_an_undo_is_deleting_waits_and_is_void(
+    postgres: PostgresSchema,
+) -> None:
+    # Another worker's /undo deletes the row the summary covers and has not committed yet.
+    async with await PostgresStore.open(postgres.url) as store:
+        await store.append("t", [msg("user", "a"), msg("assistant", "b")])
+        covered = (await store.history("t", limit=1))[0].id
+        other = await asyncpg.connect(postgres.url)
+        try:
+            undo = other.transaction()
+            await undo.start()
+            await other.execute("DELETE FROM agent_messages WHERE id = $1", covered)
+            save = asyncio.create_task(
+                store.save_summary("t", "S", covers_id=covered, replaces=None)
+            )
+            await asyncio.sleep(0.3)
+            assert not save.done()  # it waits for the row, not for a stale snapshot of it
+            await undo.commit()
+            assert not await save
+        finally:
+            await other.close()
+        assert await summary_of(store, "t") is None
 
 
 async def test_delivery_keys_older_than_a_day_are_pruned(postgres: PostgresSchema) -> None:

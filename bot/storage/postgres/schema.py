@@ -15,7 +15,7 @@ import logging
 
 import asyncpg
 
-from .schema import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
+from ..layout import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ _VERSION_1 = (
 )
 
 _VERSION_2 = (
-    # Turns paused for a tool approval (see schema.py's version 2 for SQLite).
+    # Turns paused for a tool approval (see sqlite/schema.py's version 2).
     f"""
     CREATE TABLE IF NOT EXISTS {APPROVALS} (
         approval_id TEXT PRIMARY KEY,
@@ -184,7 +184,7 @@ _VERSION_2 = (
 )
 
 _VERSION_3 = (
-    # Whom each turn answered, on its usage row (see schema.py's version 3 for SQLite).
+    # Whom each turn answered, on its usage row (see sqlite/schema.py's version 3).
     f"ALTER TABLE {MESSAGES} ADD COLUMN IF NOT EXISTS asked_by TEXT",
     f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_asked_by ON {MESSAGES} (asked_by, created_at) "
     "WHERE asked_by IS NOT NULL",

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import aiosqlite
 
-SESSIONS = "agent_sessions"
-MESSAGES = "agent_messages"
-SUMMARIES = "bot_summaries"
-USAGE = "bot_usage"
-SEARCH = "bot_search"
+from ..layout import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
+
 SEARCH_STATE = "bot_search_state"
-APPROVALS = "bot_approvals"
 
 _SDK_TABLES = (
     f"""
@@ -51,7 +47,6 @@ _BOT_COLUMNS = {
     "output_tokens": "INTEGER",
     "input_chars": "INTEGER",
 }
-USAGE_COLUMNS = ("model", "input_tokens", "cached_tokens", "output_tokens", "input_chars")
 
 
 def searchable_text(row: str) -> str:
@@ -186,10 +181,6 @@ async def index_new_messages(conn: aiosqlite.Connection) -> tuple[int, bool]:
         )
         await conn.execute(f"UPDATE {SEARCH_STATE} SET indexed_through = ?", (through,))
     return through, through >= newest
-
-
-class SchemaTooNewError(RuntimeError):
-    """The database was migrated by a newer release of the bot than this one."""
 
 
 async def _version_1(conn: aiosqlite.Connection) -> None:

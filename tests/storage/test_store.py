@@ -1,42 +1,29 @@
-"""The store contract, on both back ends, and the SQLite store beside the SDK's `SQLiteSession`.
-
-Tests taking `store` run against SQLite and PostgreSQL alike (the same functions,
-parametrised); the ones taking a path are about SQLite files.
-"""
+"""The store contract, on both back ends: every test takes `store` and runs against SQLite and
+PostgreSQL alike (the same functions, parametrised). SQLite files have `test_sqlite.py`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiosqlite
 import pytest
-from agents import SQLiteSession
 from agents.memory import Session
 
 from bot.storage import (
     Author,
+    ClearResult,
+    ForgetReport,
     PendingApproval,
     PostgresStore,
     SQLiteStore,
     Store,
-    StoreReadOnlyError,
     ThreadBusyError,
     Usage,
 )
-from bot.storage.writer import Writer
-from tests.support.items import msg, tool_call, tool_output
-
-TRICKY = [
-    msg("user", "héllo wörld — 你好 — 🎉🚀 — مرحبا — \u202eRTL\u202c"),
-    msg("assistant", "'); DROP TABLE agent_messages; --"),
-    msg("user", 'quote " and backslash \\ and NUL \x00 in text'),
-    msg("assistant", "lone surrogate \ud800 survives as an escape"),
-]
+from tests.support.items import TRICKY, msg, tool_call, tool_output
+from tests.support.stores import insert_raw, summary_of
 
 
 async def test_store_session_satisfies_the_sdk_protocol(store: Store) -> None:
@@ -58,64 +45,6 @@ async def test_session_ids_with_sql_and_path_characters(store: Store, session_id
     await session.add_items([msg("user", "hi")])  # type: ignore[list-item]
     assert await session.get_items() == [msg("user", "hi")]
     assert [s.session_id for s in await store.list_sessions()] == [session_id]
-
-
-async def test_sdk_reads_what_the_store_wrote(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
-    async with await SQLiteStore.open(path) as store:
-        await store.session("t1").add_items(TRICKY)  # type: ignore[arg-type]
-        await store.append("t2", [msg("user", "[Ann] hi")], author=Author("u1", "Ann"))
-    sdk = SQLiteSession("t1", path)
-    try:
-        assert await sdk.get_items() == TRICKY
-        assert await sdk.get_items(limit=2) == TRICKY[-2:]
-        assert await sdk.pop_item() == TRICKY[-1]
-    finally:
-        sdk.close()
-    other = SQLiteSession("t2", path)
-    try:
-        assert await other.get_items() == [msg("user", "[Ann] hi")]
-    finally:
-        other.close()
-
-
-async def test_store_reads_what_the_sdk_wrote(tmp_path: Path) -> None:
-    path = tmp_path / "sdk-first.sqlite3"
-    sdk = SQLiteSession("t1", path)
-    try:
-        await sdk.add_items(TRICKY)  # type: ignore[arg-type]
-    finally:
-        sdk.close()
-    async with await SQLiteStore.open(path) as store:
-        session = store.session("t1")
-        assert await session.get_items() == TRICKY
-        # The bot's extra columns were added to the SDK's table in place.
-        await store.append("t1", [msg("user", "[Bo] more")], author=Author("u2", "Bo"))
-        history = await store.history("t1", limit=10)
-        assert history[-1].author == Author("u2", "Bo")
-        assert history[0].author is None
-    sdk = SQLiteSession("t1", path)
-    try:
-        assert len(await sdk.get_items()) == len(TRICKY) + 1
-    finally:
-        sdk.close()
-
-
-@pytest.mark.parametrize("limit", [None, 0, 1, 2, 3, 5, 6, 50, -1])
-async def test_get_items_limit_matches_sqlite_session(tmp_path: Path, limit: int | None) -> None:
-    items = [msg("user" if i % 2 == 0 else "assistant", f"item {i}") for i in range(6)]
-    sdk = SQLiteSession("t", tmp_path / "sdk.sqlite3")
-    try:
-        await sdk.add_items(items)  # type: ignore[arg-type]
-        expected = await sdk.get_items(limit)
-    finally:
-        sdk.close()
-    async with await SQLiteStore.open(tmp_path / "ours.sqlite3") as store:
-        session = store.session("t")
-        await session.add_items(items)  # type: ignore[arg-type]
-        assert await session.get_items(limit) == expected
-    if limit is not None and limit > 0:
-        assert expected == items[-limit:]
 
 
 async def test_session_settings_limit_applies_when_no_limit_is_passed(store: Store) -> None:
@@ -156,20 +85,6 @@ async def test_undo_removes_the_last_exchange_with_its_tool_steps(store: Store) 
     assert await store.undo_last_exchange("t") == []
 
 
-async def test_undo_does_not_trip_over_a_corrupt_row(tmp_path: Path) -> None:
-    path = tmp_path / "corrupt.sqlite3"
-    async with await SQLiteStore.open(path) as store:
-        await store.append("t", [msg("user", "keep"), msg("assistant", "x")])
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO agent_messages (session_id, message_data) VALUES ('t', '{not json')"
-        )
-    async with await SQLiteStore.open(path) as store:
-        removed = await store.undo_last_exchange("t")
-        assert [r.item for r in removed] == [msg("user", "keep"), msg("assistant", "x")]
-        assert await store.count_items("t") == 0
-
-
 async def test_history_has_authors_and_times(store: Store) -> None:
     before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     await store.append(
@@ -203,56 +118,6 @@ async def test_delete_idle_is_the_only_way_sessions_expire(store: Store) -> None
     assert await store.read_items("a") == []
 
 
-async def test_file_database_uses_wal_and_the_window_index(tmp_path: Path) -> None:
-    path = tmp_path / "wal.sqlite3"
-    async with await SQLiteStore.open(path):
-        pass
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        plan = " ".join(
-            str(row[-1])
-            for row in conn.execute(
-                "EXPLAIN QUERY PLAN SELECT message_data FROM agent_messages "
-                "WHERE session_id = ? ORDER BY id DESC LIMIT 40",
-                ("t",),
-            )
-        )
-    assert "idx_agent_messages_session_id" in plan
-    assert "TEMP B-TREE" not in plan  # no sort: the index already yields newest first
-
-
-async def test_memory_survives_reopening_a_file(tmp_path: Path) -> None:
-    path = tmp_path / "persist.sqlite3"
-    async with await SQLiteStore.open(path) as store:
-        await store.session("t").add_items([msg("user", "remember me")])  # type: ignore[list-item]
-    async with await SQLiteStore.open(path) as store:
-        assert await store.session("t").get_items() == [msg("user", "remember me")]
-
-
-async def test_in_memory_store_works_and_is_private() -> None:
-    async with await SQLiteStore.open(":memory:") as store:
-        await store.session("t").add_items([msg("user", "x")])  # type: ignore[list-item]
-        assert await store.session("t").get_items() == [msg("user", "x")]
-    async with await SQLiteStore.open(":memory:") as fresh:
-        assert await fresh.session("t").get_items() == []
-
-
-async def test_sessions_cost_no_connection_and_no_thread(tmp_path: Path) -> None:
-    async with await SQLiteStore.open(tmp_path / "memory.sqlite3") as store:
-        await _sessions_cost_nothing(store)
-
-
-async def _sessions_cost_nothing(store: Store) -> None:
-    await store.session("warm").get_items()
-    threads = threading.active_count()
-    for i in range(500):
-        session = store.session(f"t{i % 7}")
-        await session.add_items([msg("user", str(i))])  # type: ignore[list-item]
-        await session.get_items(limit=5)
-    assert threading.active_count() == threads
-    assert await store.count_items("t0") == len(range(0, 500, 7))
-
-
 async def test_concurrent_appends_all_land_in_order(store: Store) -> None:
     async def thread_writer(name: str) -> None:
         for i in range(20):
@@ -262,62 +127,6 @@ async def test_concurrent_appends_all_land_in_order(store: Store) -> None:
     for n in range(25):
         items = await store.read_items(f"t{n}")
         assert [m["content"] for m in items[::2]] == [f"t{n}-{i}" for i in range(20)]
-
-
-async def test_one_bad_append_does_not_sink_the_batch_it_shared(tmp_path: Path) -> None:
-    conn = await aiosqlite.connect(tmp_path / "w.sqlite3")
-    try:
-        await conn.execute(
-            "CREATE TABLE agent_sessions (session_id TEXT PRIMARY KEY, "
-            "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, "
-            "updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"
-        )
-        await conn.execute(
-            "CREATE TABLE agent_messages (id INTEGER PRIMARY KEY, "
-            "session_id TEXT NOT NULL, message_data TEXT NOT NULL, "
-            "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, author_id TEXT, "
-            "author_name TEXT, model TEXT, input_tokens INTEGER, cached_tokens INTEGER, "
-            "output_tokens INTEGER, input_chars INTEGER, asked_by TEXT)"
-        )
-        writer = Writer(conn)
-        no_cost = (None, None, None, None, None, None)
-        bad_row = ("t", None, None, None, *no_cost)  # violates NOT NULL on message_data
-        results = await asyncio.gather(
-            writer.append([("t", '"a"', None, None, *no_cost)]),
-            writer.append([bad_row]),  # type: ignore[list-item]
-            writer.append([("t", '"b"', None, None, *no_cost)]),
-            return_exceptions=True,
-        )
-        assert results[0] is None
-        assert results[2] is None
-        assert isinstance(results[1], sqlite3.IntegrityError)
-        rows = await conn.execute_fetchall("SELECT message_data FROM agent_messages ORDER BY id")
-        assert [r[0] for r in rows] == ['"a"', '"b"']
-        await writer.close()
-    finally:
-        await conn.close()
-
-
-async def test_read_only_store_refuses_writes(tmp_path: Path) -> None:
-    path = tmp_path / "ro.sqlite3"
-    async with await SQLiteStore.open(path) as store:
-        await store.append("t", [msg("user", "x")])
-    async with await SQLiteStore.open(path, read_only=True) as readonly:
-        assert await readonly.read_items("t") == [msg("user", "x")]
-        with pytest.raises(StoreReadOnlyError):
-            await readonly.clear("t")
-
-
-async def test_writes_after_close_fail_clearly(tmp_path: Path) -> None:
-    from bot.storage import StoreClosedError
-
-    store = await SQLiteStore.open(tmp_path / "closed.sqlite3")
-    await store.close()
-    with pytest.raises(StoreClosedError):
-        await store.append("t", [msg("user", "late")])
-
-
-# ----- the rest of the contract: turns, summaries, search, usage, coordination, dumps ------
 
 
 async def test_a_turn_replacing_its_tail_is_one_transaction(store: Store) -> None:
@@ -358,19 +167,19 @@ async def test_summaries_are_compare_and_set_and_die_with_their_messages(store: 
     assert await store.save_summary("t", "S1", covers_id=rows[1].id, replaces=None)
     assert not await store.save_summary("t", "stale", covers_id=rows[3].id, replaces=None)
     assert await store.save_summary("t", "S2", covers_id=rows[3].id, replaces=rows[1].id)
-    summary = await store.summary("t")
+    summary = await summary_of(store, "t")
     assert summary is not None
     assert (summary.text, summary.covers_id) == ("S2", rows[3].id)
     read = await store.read_memory("t")
     assert read.summary == summary
     assert read.newest == []  # everything is covered
     await store.undo_last_exchange("t")  # deletes what S2 covered: back to S1
-    fallback = await store.summary("t")
+    fallback = await summary_of(store, "t")
     assert fallback is not None
     assert fallback.text == "S1"
     assert not await store.save_summary("t", "gone", covers_id=rows[3].id, replaces=rows[1].id)
     await store.clear("t")
-    assert await store.summary("t") is None
+    assert await summary_of(store, "t") is None
 
 
 async def test_search_finds_words_and_prefixes_in_this_thread_only(store: Store) -> None:
@@ -445,6 +254,42 @@ async def test_a_dumped_thread_loads_identically_once(store: Store, tmp_path: Pa
         assert len(again.messages) == len(dump.messages)
 
 
+async def test_two_copies_of_a_thread_loading_at_once_store_it_once(
+    store: Store, tmp_path: Path
+) -> None:
+    async with await SQLiteStore.open(tmp_path / "source.sqlite3") as source:
+        await source.append("t", TRICKY, author=Author("u1", "Ann"), usage=Usage("m", 9))
+        dump = await source.dump_thread("t")
+    loaded = await asyncio.gather(*(store.load_thread(dump) for _ in range(4)))
+    assert sorted(loaded) == [False, False, False, True]
+    assert (await store.dump_thread("t")).same_memory(dump)
+
+
+async def test_rows_that_are_no_json_trip_no_operation(store: Store) -> None:
+    await store.append("t", [msg("user", "keep"), msg("assistant", "x")])
+    await insert_raw(store, "t", "{not json")
+    assert await store.count_items("t") == 3
+    assert await store.count_messages("t", up_to=2**31 - 1) == 2  # it has no role
+    assert [s.item for s in await store.history("t", limit=10)] == [
+        msg("user", "keep"),
+        msg("assistant", "x"),
+    ]
+    assert await store.read_items("t") == [msg("user", "keep"), msg("assistant", "x")]
+    # Popping skips it, as the SDK's sessions do; /undo walks back over it.
+    assert await store.pop_item("t") == msg("assistant", "x")
+    await insert_raw(store, "t", "[1, 2]")
+    assert [r.item for r in await store.undo_last_exchange("t")] == [msg("user", "keep"), [1, 2]]
+    assert await store.count_items("t") == 0
+    thread = "console:u"
+    await store.append(thread, [msg("user", "a"), msg("assistant", "b")], author=Author("p", "P"))
+    await insert_raw(store, thread, "\\x00 not json")
+    # Forgetting reads it as a step of their turn.
+    assert await store.forget_user("console", "p", dry_run=True) == ForgetReport(
+        sessions=(thread,), messages=1, replies=1, tool_steps=1
+    )
+    assert await store.clear(thread) == ClearResult(items=3, messages=2)
+
+
 def _approval(approval_id: str, session_id: str, *, minutes: float = 15) -> PendingApproval:
     return PendingApproval(
         approval_id=approval_id,
@@ -485,8 +330,8 @@ async def test_due_approvals_and_forgetting_a_thread(store: Store) -> None:
     await store.save_approval(_approval("fresh", "t3", minutes=10))
     due = await store.due_approvals(datetime.now(UTC))
     assert [a.approval_id for a in due] == ["late", "later"]
-    assert await store.drop_approval("late")
-    assert not await store.drop_approval("late")
+    await store.append("t1", [], settles="late")  # settled by a turn storing nothing
+    assert await store.approval("late") is None
     await store.clear("t2")
     assert await store.approval("later") is None
     assert await store.approval("fresh") is not None

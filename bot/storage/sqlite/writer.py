@@ -18,16 +18,16 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .codec import Row
-from .schema import MESSAGES
+from ..codec import Row
+from ..layout import MESSAGES, USAGE_LIST
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _INSERT_MESSAGES = (
-    f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, model, "
-    "input_tokens, cached_tokens, output_tokens, input_chars, asked_by) VALUES "
+    f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, {USAGE_LIST}, "
+    "asked_by) VALUES "
 )
 _ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_ROWS_PER_STATEMENT = 90

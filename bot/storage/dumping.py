@@ -1,0 +1,84 @@
+"""Moving a thread between databases: its whole memory out, exactly, and in again as new."""
+
+from __future__ import annotations
+
+from .codec import thread_dump, usage_values
+from .primitives import Primitives, Scope, Transaction
+from .records import ThreadDump
+
+
+class Dumps(Primitives):
+    """`dump_thread` and `load_thread`, over the back end's primitives."""
+
+    async def dump_thread(self, session_id: str) -> ThreadDump:
+        """Everything stored for a thread, exactly as stored: items, authors, times, usage,
+        summaries; one snapshot of them where the back end has concurrent writers."""
+        sql = self._sql
+
+        async def dump(tx: Transaction) -> ThreadDump:
+            times = await tx.rows(sql.dump_times, session_id)
+            return thread_dump(
+                session_id,
+                times[0] if times else None,
+                await tx.rows(sql.dump_messages, session_id),
+                await tx.rows(sql.dump_summaries, session_id),
+                await tx.rows(sql.dump_ledger, session_id),
+                sql.dialect.time_of,
+            )
+
+        return await self._transaction(dump, Scope(session_id, snapshot=True, read_only=True))
+
+    async def load_thread(self, dump: ThreadDump) -> bool:
+        """Store a dumped thread under its own ID, in one transaction, unless it is here.
+
+        Returns False, and writes nothing, when the database knows the thread already. The
+        thread's lock is taken first: two copies of one thread loading at once would both
+        see it absent.
+        """
+        sql = self._sql
+        stamp = sql.dialect.stamp
+        thread = dump.session_id
+
+        async def load(tx: Transaction) -> bool:
+            if (await tx.rows(sql.thread_known, thread))[0][0]:
+                return False
+            await tx.run(sql.load_session, thread, stamp(dump.created_at), stamp(dump.updated_at))
+            new_ids: dict[int, int] = {}
+            for message in dump.messages:
+                author = message.author
+                rows = await tx.rows(
+                    sql.load_message,
+                    thread,
+                    message.data,
+                    author.id if author else None,
+                    author.name if author else None,
+                    stamp(message.created_at),
+                    *usage_values(message.usage),
+                    message.asked_by,
+                )
+                new_ids[message.id] = int(rows[0][0])
+            await tx.run(sql.load_updated, thread, stamp(dump.updated_at))
+            await tx.run_many(
+                sql.load_summary,
+                [
+                    (thread, new_ids[s.covers_id], s.text, stamp(s.created_at))
+                    for s in dump.summaries
+                    if s.covers_id in new_ids
+                ],
+            )
+            await tx.run_many(
+                sql.load_ledger,
+                [
+                    (
+                        thread,
+                        entry.author_id,
+                        entry.kind,
+                        *usage_values(entry.usage),
+                        stamp(entry.created_at),
+                    )
+                    for entry in dump.ledger
+                ],
+            )
+            return True
+
+        return await self._transaction(load, Scope(thread, exclusive=True))

@@ -1,0 +1,31 @@
+"""The names both back ends give their tables and columns, so a statement is written once.
+
+`agent_sessions` and `agent_messages` are the Agents SDK's own tables (its `SQLiteSession` and
+`SQLAlchemySession` read and write them too); the `bot_` tables are the bot's. Each back end's
+`schema` module creates them in its own types.
+"""
+
+from __future__ import annotations
+
+SESSIONS = "agent_sessions"
+MESSAGES = "agent_messages"
+SUMMARIES = "bot_summaries"
+USAGE = "bot_usage"
+SEARCH = "bot_search"
+APPROVALS = "bot_approvals"
+
+USAGE_COLUMNS = ("model", "input_tokens", "cached_tokens", "output_tokens", "input_chars")
+"""What a model call cost, as `agent_messages` (on a turn's last row) and `bot_usage` keep it."""
+USAGE_LIST = ", ".join(USAGE_COLUMNS)
+
+STORED_COLUMNS = "id, message_data, author_id, author_name, created_at"
+"""A message row as `codec.decode_stored` reads it."""
+
+
+def qualified(columns: str, alias: str) -> str:
+    """A column list (`"id, message_data"`) with each column of table `alias` (`m.id, ...`)."""
+    return ", ".join(f"{alias}.{column}" for column in columns.split(", "))
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer release of the bot than this one."""
