@@ -2,23 +2,21 @@
 
 `storage` is the bottom and imports nothing else of the bot; `memory` plans what the model
 sees and never reaches up into `runs`; `runs` runs turns and never reaches into the core that
-schedules them; `ops` watches and never steers; `admin` is the offline tool, which only the CLI
-imports, so nothing on a turn's path can. Everything else sees `bot.storage` as one package.
+schedules them; `ops` and `tools` watch and serve and never steer; `admin` is the offline tool,
+which only the CLI imports, so nothing on a turn's path can. Everything else sees `bot.storage`
+as one package, and no modules import each other in a circle.
 """
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BOT = ROOT / "bot"
+from tests.support.imports import ROOT, imports, module_name, within
 
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "bot.storage": ("bot.",),
+    "bot.storage": ("bot",),
     "bot.memory": ("bot.runs", "bot.core", "bot.commands", "bot.app", "bot.cli", "bot.ops"),
     "bot.runs": ("bot.core", "bot.commands", "bot.app", "bot.cli"),
     "bot.ops": ("bot.memory", "bot.runs", "bot.core", "bot.commands", "bot.app", "bot.cli"),
@@ -28,62 +26,66 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 ADMIN_USERS = ("bot.admin", "bot.cli")
 """The only modules that may import `bot.admin`."""
 
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def imports(path: Path) -> Iterator[str]:
-    """Every module `path` imports, relative imports resolved (`from . import x` gives both
-    the package and `package.x`, as `x` may be either a name or a module)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                target = ".".join([*base, *([node.module] if node.module else [])])
-            else:
-                target = node.module or ""
-            yield target
-            yield from (f"{target}.{alias.name}" for alias in node.names)
-
-
-MODULES = sorted(BOT.rglob("*.py"))
-
-
-def within(module: str, package: str) -> bool:
-    return module == package or module.startswith(f"{package}.")
+MODULES = {
+    module_name(path): path
+    for folder in ("bot", "adapters")
+    for path in (ROOT / folder).rglob("*.py")
+}
 
 
 def test_every_layer_is_read() -> None:
-    found = {module_name(path) for path in MODULES}
-    for package in [*FORBIDDEN, "bot.admin"]:
-        assert sum(within(module, package) for module in found) >= 3, package
+    for package in [*FORBIDDEN, "bot.admin", "adapters.discord", "adapters.slack"]:
+        assert sum(within(module, package) for module in MODULES) >= 3, package
+    assert {"bot.storage.sqlite.store", "bot.storage.postgres.store"} <= set(MODULES)
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_imports_point_down(path: Path) -> None:
-    name = module_name(path)
-    bot_imports = {m for m in imports(path) if within(m, "bot")}
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, "bot")))
+def test_imports_point_down(module: str) -> None:
+    ours = {m for m in imports(MODULES[module]) if within(m, "bot")}
     for package, forbidden in FORBIDDEN.items():
-        if within(name, package):
+        if within(module, package):
             wrong = {
                 m
-                for m in bot_imports
-                if not within(m, package) and any(m.startswith(f) for f in forbidden)
+                for m in ours
+                if not within(m, package) and any(within(m, above) for above in forbidden)
             }
-            assert not wrong, f"{name} ({package}) imports {sorted(wrong)}"
-    if not any(within(name, user) for user in ADMIN_USERS):
-        assert not {m for m in bot_imports if within(m, "bot.admin")}, f"{name} imports admin"
-    if not within(name, "bot.storage"):
-        inside = {m for m in bot_imports if m.startswith("bot.storage.")}
-        # `from .storage import Store` reads as the package and a name in it, which is fine.
-        modules = {m for m in inside if (BOT / "storage" / f"{m.split('.')[2]}.py").exists()}
-        modules |= {m for m in inside if (BOT / "storage" / m.split(".")[2]).is_dir()}
-        assert not modules, f"{name} reaches into the storage package: {sorted(modules)}"
+            assert not wrong, f"{module} ({package}) imports {sorted(wrong)}"
+    if not any(within(module, user) for user in ADMIN_USERS):
+        assert not {m for m in ours if within(m, "bot.admin")}, f"{module} imports bot.admin"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not within(m, "bot.storage")))
+def test_storage_is_used_only_through_its_package(module: str) -> None:
+    reached = {m for m in imports(MODULES[module]) if m.startswith("bot.storage.")}
+    assert not reached, f"{module} reaches into storage: {sorted(reached)}"
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    graph = {
+        module: {m for m in imports(path) if m in MODULES and m != module}
+        for module, path in MODULES.items()
+    }
+    # A package imports its own modules to re-export them; that is not a cycle of design.
+    for module, path in MODULES.items():
+        if path.name == "__init__.py":
+            graph[module] = {m for m in graph[module] if not within(m, module)}
+    cycles: list[list[str]] = []
+    finished: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            cycles.append([*trail[trail.index(module) :], module])
+        elif module not in finished:
+            for imported in sorted(graph[module]):
+                visit(imported, [*trail, module])
+            finished.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert not cycles, f"import cycles: {cycles[0]}"
+
+
+def test_the_walk_resolves_relative_imports() -> None:
+    # Reading means parsing: the core's own relative imports resolve to its modules.
+    core: Path = MODULES["bot.core"]
+    assert {"bot.commands", "bot.storage", "bot.runs.agent_runs"} <= imports(core)

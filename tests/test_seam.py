@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 import bot.adapter
+from tests.support.imports import ROOT, imports, within
 
-ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = sorted((ROOT / "adapters").rglob("*.py"))
 CORE = sorted((ROOT / "bot").rglob("*.py"))
 PLATFORM_PACKAGES = {"adapters/discord", "adapters/slack"}
@@ -20,28 +19,18 @@ SERVES_HTTP = {ROOT / "bot" / "ops" / "health.py": "aiohttp"}
 health and metrics server is aiohttp's."""
 
 
-def imported_modules(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-    return found
-
-
 def test_the_walks_read_every_package() -> None:
     packages = {str(path.parent.relative_to(ROOT)) for path in ADAPTERS}
     assert packages >= {"adapters", *PLATFORM_PACKAGES}
     assert len(ADAPTERS) >= 20
     assert len(CORE) >= 30
     # Reading means parsing: most adapter modules reach the core, and only through the seam.
-    assert sum("bot.adapter" in imported_modules(path) for path in ADAPTERS) >= 12
+    assert sum("bot.adapter" in imports(path) for path in ADAPTERS) >= 12
 
 
 @pytest.mark.parametrize("path", ADAPTERS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_adapters_use_the_core_only_through_bot_adapter(path: Path) -> None:
-    from_core = {m for m in imported_modules(path) if m == "bot" or m.startswith("bot.")}
+    from_core = {m for m in imports(path) if within(m, "bot")}
     where = path.relative_to(ROOT)
     assert from_core <= {"bot.adapter"}, f"{where} reaches past the seam: {from_core}"
 
@@ -51,7 +40,7 @@ def test_the_core_never_imports_a_platform(path: Path) -> None:
     allowed = SERVES_HTTP.get(path)
     platform = {
         m
-        for m in imported_modules(path)
+        for m in imports(path)
         if m.split(".")[0] in PLATFORM_LIBRARIES and m.split(".")[0] != allowed
     }
     assert not platform, f"{path.relative_to(ROOT)} imports {platform}"
@@ -66,5 +55,10 @@ def test_the_seam_exports_what_it_names() -> None:
     "path", sorted((ROOT / "tests").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_test_modules_share_helpers_through_tests_support_only(path: Path) -> None:
-    others = {m for m in imported_modules(path) if m.startswith(("tests.test_", "tests.conftest"))}
+    others = {m for m in imports(path) if within(m, "tests") and _is_test_module(m)}
     assert not others, f"{path.relative_to(ROOT)} imports {others}: move it to tests/support/"
+
+
+def _is_test_module(module: str) -> bool:
+    leaf = module.rpartition(".")[2]
+    return leaf.startswith("test_") or leaf == "conftest"
