@@ -5,10 +5,12 @@ caches each statement once per connection, and is the fastest asyncio driver by 
 margin in its own and third-party benchmarks; the SDK's `SQLAlchemySession` uses it under
 SQLAlchemy on PostgreSQL too. One pool per process, sized from `BOT_DATABASE_POOL`.
 
-Every mutation is one transaction, most of them one statement (one round trip). Turns are
-serialised per thread across workers with a session-level advisory lock, held on one pooled
-connection for the turn, which the server drops with the connection if the worker dies;
-the turn is stored on that same connection, so a turn whose lock was lost stores nothing.
+Every mutation is one transaction; a turn's is one statement (one round trip), the rarer
+ones (commands, approvals, summaries) run in an explicit transaction through the shared
+operations. Turns are serialised per thread across workers with a session-level advisory
+lock, held on one pooled connection for the turn, which the server drops with the connection
+if the worker dies; the turn is stored on that same connection, so a turn whose lock was lost
+stores nothing.
 """
 
 from __future__ import annotations
