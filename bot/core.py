@@ -184,7 +184,9 @@ class Core:
         if message.message_id is not None and not await self._store.first_delivery(
             _message_key(message.platform, message.message_id)
         ):
-            logger.info("Ignored a redelivered message %s", message.message_id)
+            # Routine: Slack sends a mention twice (`app_mention` and `message`), and another
+            # worker may have taken it. Adapters that can tell a real redelivery log it.
+            logger.debug("Skipped message %s: it was taken already", message.message_id)
             return REPEAT
         text = _clean(message.text)
         invocation = self._commands.parse(text, bare=message.mentioned)

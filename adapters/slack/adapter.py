@@ -12,6 +12,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -173,10 +174,16 @@ class SlackAdapter:
             self.app.action(action_id)(self._on_approval)
         self.app.error(self._on_error)
 
-    async def _on_mention(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def _on_mention(
+        self, event: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
+    ) -> None:
+        _note_redelivery(request)
         await self._tracked(self._handle_event(event, context, via_mention=True))
 
-    async def _on_message(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def _on_message(
+        self, event: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
+    ) -> None:
+        _note_redelivery(request)
         await self._tracked(self._handle_event(event, context, via_mention=False))
 
     async def _on_slash_command(
@@ -205,10 +212,10 @@ class SlackAdapter:
         what = body.get("type") or body.get("command") or "Slack"
         if isinstance(error, SlackApiError):
             # Slack's short code says it all, and never carries a token.
-            logger.error("A Slack API call failed on a %s request: %s", what, error_code(error))
+            logger.error("A Slack API call failed on a request (%s): %s", what, error_code(error))
             return
         logger.error(
-            "A Slack listener failed on a %s request: %s: %s",
+            "A Slack listener failed on a request (%s): %s: %s",
             what,
             type(error).__name__,
             error,
@@ -267,6 +274,15 @@ class SlackAdapter:
                 await self._delivery.ephemeral(dest, text)
             else:
                 await self._delivery.show(reply, writer, dest)
+
+
+def _note_redelivery(request: AsyncBoltRequest) -> None:
+    """Log Slack's own retries of an event: they mean an earlier delivery was not acked in
+    time. The second event of every mention (`app_mention` and `message`) is not one."""
+    attempt = request.headers.get("x-slack-retry-num") or ["0"]  # Socket Mode says 0 first
+    if attempt[0] != "0":
+        reason = request.headers.get("x-slack-retry-reason") or ["unknown"]
+        logger.warning("Slack delivered an event again (retry %s, %s)", attempt[0], reason[0])
 
 
 def create(core: Core, config: Config, options: Mapping[str, str]) -> SlackAdapter:

@@ -573,7 +573,7 @@ async def test_a_failing_listener_is_reported_once_through_the_app_s_error_handl
     async with running(slack, fake_openai, **options) as bot:
         failure = await one_failure(bot, caplog, broken)
         assert failure.getMessage() == (
-            "A Slack listener failed on a event_callback request: RuntimeError: boom"
+            "A Slack listener failed on a request (event_callback): RuntimeError: boom"
         )
         assert failure.exc_info is not None
         assert str(failure.exc_info[1]) == "boom"
@@ -592,7 +592,7 @@ async def test_a_slack_error_escaping_a_listener_is_reported_by_its_code(
 
         failure = await one_failure(bot, caplog, refused)
         assert failure.getMessage() == (
-            "A Slack API call failed on a event_callback request: not_in_channel"
+            "A Slack API call failed on a request (event_callback): not_in_channel"
         )
         assert failure.exc_info is None  # the code says it all
 
@@ -647,3 +647,25 @@ async def test_what_people_type_reaches_the_model_and_memory_decoded(
         history = (await bot.ephemerals(1))[0]["text"]
         assert "is 3 &lt; 5 &amp;&amp; 7 &gt; 2?" in history  # shown as typed, escaped once
         assert "&amp;lt;" not in history
+
+
+async def test_a_mention_and_its_message_twin_log_no_redelivery(
+    slack: FakeSlack, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running(slack, fake_openai) as bot:
+        ts = slack.new_ts()
+        text = f"<@{BOT_USER}> hello"
+        mention = {"type": "app_mention", "user": ANN, "text": text, "ts": ts, "channel": CHANNEL}
+        # Slack sends both for every mention in a channel the bot is in.
+        await bot.send_event(mention)
+        await bot.send_event(bot.message_event(text, ts=ts))
+        await bot.answer(CHANNEL, ts)
+        await asyncio.sleep(0.1)
+        loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+        assert not [line for line in loud if "redeliver" in line or "again" in line]
+        await bot.send_event(mention, retry=1)
+        await asyncio.sleep(0.1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "Slack delivered an event again (retry 1, timeout)" in warnings
+    assert len(slack.bot_messages(CHANNEL, ts)) == 1
