@@ -64,8 +64,9 @@ def name_set(raw: str) -> frozenset[str]:
 
 
 def port(raw: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ValueError("must be a port number between 1 and 65535")
+    """A port to listen on; 0 lets the system pick a free one (the server logs which)."""
+    if not raw.isdigit() or not 0 <= int(raw) < 65536:
+        raise ValueError("must be a port number between 0 (any free port) and 65535")
     return int(raw)
 
 

@@ -4,7 +4,7 @@
 
 Everything comes from the environment, as a deployed worker's settings do: `BOT_DATABASE_URL`
 (the memory shared by the workers), `OPENAI_BASE_URL` (the fake model), `SLACK_BOT_TOKEN`,
-`SLACK_SIGNING_SECRET` and `SLACK_PORT` (0, the default here, lets the OS pick a free port),
+`SLACK_SIGNING_SECRET` and `SLACK_PORT` (0 lets the OS pick a free port, as in any deployment),
 plus two of the driver's own: `WORKER_SLACK_API_URL`, the fake Slack's Web API base URL, and
 `WORKER_UPDATE_INTERVAL`, the least time between two edits of a streaming answer (default 1 s,
 the adapter's own).
@@ -16,7 +16,6 @@ like the real bot (`bot.app.run_until_stopped`), and tests SIGKILL it to play a 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import sys
 
@@ -47,14 +46,7 @@ async def main() -> None:
     config = load_config(dotenv_path=None)
     configure_logging(config.log_level or "INFO", config.secrets + secrets(config.environment))
     config.require_model_credentials()
-    # SLACK_PORT only takes 1-65535 (a deployment names its port); 0 asks the OS for one.
-    environment = dict(config.environment)
-    if environment.get("SLACK_PORT", "0") == "0":
-        environment.pop("SLACK_PORT", None)
-        settings = SlackSettings.from_config(dataclasses.replace(config, environment=environment))
-        settings = dataclasses.replace(settings, port=0)
-    else:
-        settings = SlackSettings.from_config(config)
+    settings = SlackSettings.from_config(config)
     client = build_client(config)
     store = await open_store(config.memory_location, pool_size=config.pool_size)
     try:

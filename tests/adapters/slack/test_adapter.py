@@ -29,6 +29,7 @@ from tests.support.slack import (
     DM,
     SECRET,
     Harness,
+    event_envelope,
     running,
     session,
     signed_headers,
@@ -391,6 +392,38 @@ async def test_http_mode_verifies_signatures(slack: FakeSlack, fake_openai: Fake
         await asyncio.sleep(0.2)
         assert len(slack.bot_messages(CHANNEL, ts)) == 1
         assert len(fake_openai.requests) == 1
+
+
+async def test_slack_port_0_listens_on_a_free_port_and_says_which(
+    slack: FakeSlack, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.slack")
+    environment = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": SECRET, "SLACK_PORT": "0"}
+    config = make_config(fake_openai, environment=environment)
+    parts = await BotParts(config).start()
+    adapter = SlackAdapter(
+        parts.core, SlackSettings.from_config(config), host="127.0.0.1", base_url=slack.api_url
+    )
+    task = asyncio.create_task(adapter.run())
+    try:
+        while adapter.http_port is None:
+            await asyncio.sleep(0.01)
+        assert adapter.http_port != 0
+        url = f"http://127.0.0.1:{adapter.http_port}/slack/events"
+        assert f"Listening for Slack on {url}" in caplog.messages
+        ts = slack.new_ts()
+        text = f"<@{BOT_USER}> hi"
+        event = {"type": "app_mention", "user": ANN, "text": text, "ts": ts, "channel": CHANNEL}
+        body = json.dumps(event_envelope(event, "Ev1"))
+        async with aiohttp.ClientSession() as http, http.post(
+            url, data=body, headers=signed_headers(body)
+        ) as answer:
+            assert answer.status == 200
+        await slack.wait_for_replies(CHANNEL, ts)
+    finally:
+        await adapter.close(grace=1.0)
+        await task
+        await parts.close()
 
 
 # ----- start-up ----------------------------------------------------------------------------
