@@ -35,6 +35,7 @@ from .ops.metrics import NO_OBSERVER, Metrics
 from .platforms import load_adapter
 from .runs.approvals import ApprovalSettings
 from .runs.attachments import AttachmentReader, AttachmentSettings
+from .runs.vision import BlindModels
 from .storage import Store, open_store
 from .tools import needs_approval, open_toolbox
 
@@ -125,7 +126,8 @@ def build_core(
             may_pause=needs_approval(every_tool),
         ),
         attachments=AttachmentReader(
-            AttachmentSettings(vision=config.vision, max_bytes=config.max_attachment_bytes)
+            AttachmentSettings(vision=config.vision, max_bytes=config.max_attachment_bytes),
+            BlindModels(written, endpoint=str(client.base_url), clock=clock),
         ),
         budget=budget,
         observer=NO_OBSERVER if metrics is None else metrics,

@@ -94,7 +94,8 @@ class Config:
     approvers: Approvers = "asker"
     """Who may approve a tool call: the person who asked, or anyone allowed to use the bot."""
     vision: Vision = "auto"
-    """Whether images reach the model: `auto` tries and stops for a model that refuses them."""
+    """Whether images reach the model: `auto` sends them until the model server says the model
+    cannot see (then, for a day, on every worker, a note instead); `on` always, `off` never."""
     max_attachment_bytes: int = 10_000_000
     """The largest file the bot downloads; bigger ones get a note instead."""
     metrics_port: int | None = None

@@ -9,8 +9,9 @@
 - Anything else, anything larger than `BOT_MAX_ATTACHMENT_BYTES`, and a download that fails,
   gets a one-line note, so the model can say it could not read it.
 
-`BOT_VISION=auto` sends images until the model refuses one, then remembers that model as
-unable to see (for the life of the process) and sends the note instead.
+`BOT_VISION=auto` sends images until the model server says the model takes no image input;
+then every worker sends a note instead, for a day (see `vision`). A picture the server could
+not read is left out of that one request only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Final
 
 from ..messages import Attachment
 from ..storage import Item
+from .vision import BlindModels
 
 logger = logging.getLogger(__name__)
 
@@ -152,30 +154,44 @@ class ReadFiles:
 
 
 class AttachmentReader:
-    """Reads attachments for the model, and remembers which models refused images."""
+    """Reads attachments for the model, and knows whether the model sees images."""
 
-    def __init__(self, settings: AttachmentSettings) -> None:
+    def __init__(self, settings: AttachmentSettings, blind: BlindModels | None = None) -> None:
+        """
+        Args:
+            settings: What to read.
+            blind: What the workers learnt about models that cannot see; without it (a reader
+                on its own) `auto` sends images and learns nothing.
+        """
         self._settings = settings
-        self._blind: set[str] = set()
+        self._blind = blind
 
-    def sees(self, model: str | None) -> bool:
-        if self._settings.vision == "off":
-            return False
-        return self._settings.vision == "on" or (model or "") not in self._blind
+    @property
+    def vision(self) -> str:
+        """`auto`, `on` or `off`."""
+        return self._settings.vision
 
-    def refused_images(self, model: str | None) -> None:
-        """The model refused image input: with `auto`, stop sending it images."""
-        if self._settings.vision == "auto":
-            logger.warning("Model %s refused image input; images will get a note instead", model)
-            self._blind.add(model or "")
+    async def sees(self, model: str | None) -> bool:
+        if self._settings.vision != "auto":
+            return self._settings.vision == "on"
+        return self._blind is None or not await self._blind.blind(model or "")
+
+    async def cannot_see(self, model: str | None, reason: str) -> None:
+        """The model server said the model takes no image input: with `auto`, every worker
+        stops sending it images."""
+        if self._settings.vision == "auto" and self._blind is not None:
+            await self._blind.learn(model or "", reason)
 
     async def read(self, attachments: Sequence[Attachment], *, model: str | None) -> ReadFiles:
         read = ReadFiles()
         blocks: list[str] = []
+        sees: bool | None = None  # asked once, and only when there is an image
         for attachment in attachments:
             kind = _kind(attachment)
             too_big = attachment.size is not None and attachment.size > self._settings.max_bytes
-            if kind == "image" and not self.sees(model):
+            if kind == "image" and sees is None:
+                sees = await self.sees(model)
+            if kind == "image" and not sees:
                 blocks.append(f"[{attachment.name} is an image; I can't see images here.]")
                 continue
             if kind == "other":
@@ -220,12 +236,18 @@ def with_images(item: Item, images: Sequence[Item]) -> Item:
     return {**item, "content": [*parts, *images]}
 
 
-def with_image_notes(item: Item, notes: Sequence[str]) -> Item:
-    """A text message item saying which images it came with, for a model that cannot see."""
+BLIND_NOTE: Final = "this model can't see images"
+"""Said of each image to a model that takes no image input."""
+UNREAD_NOTE: Final = "it could not be read, so it was left out"
+"""Said of each image of a request the model server refused for its images."""
+
+
+def with_image_notes(item: Item, notes: Sequence[str], why: str = BLIND_NOTE) -> Item:
+    """A text message item saying which images it came with and `why` they are not there."""
     content = item.get("content")
     if not notes or not isinstance(content, str):
         return item
-    text = " ".join(f"{note} (this model can't see images)" for note in notes)
+    text = " ".join(f"{note} ({why})" for note in notes)
     return {**item, "content": f"{content}\n\n{text}"}
 
 

@@ -1,9 +1,10 @@
 """One turn's runs: planned, then retried once with less when the model refuses the request
-(too long for its context, or images it cannot see), so a thread never wedges on the model."""
+(too long for its context, or its images), so a thread never wedges on the model."""
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -14,7 +15,17 @@ from ..memory.planner import MemoryPlanner, Plan
 from ..messages import ReplySink
 from ..storage import Author
 from .agent_runs import AgentRuns, RunOutcome
-from .attachments import IMAGE_TOKENS, AttachmentReader, ReadFiles, with_image_notes
+from .attachments import (
+    BLIND_NOTE,
+    IMAGE_TOKENS,
+    UNREAD_NOTE,
+    AttachmentReader,
+    ReadFiles,
+    with_image_notes,
+)
+from .vision import ImageRefusal, image_refusal
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,16 +59,17 @@ class TurnAttempts:
         plan = await self.planner.plan(session_id, author, text, extra_tokens=extra)
         try:
             return await attempt(plan, files), plan
-        except openai.BadRequestError as exc:
-            if files.images and not is_context_overflow(exc):
-                # With BOT_VISION=auto a model that cannot see says so with a 400; it is told
-                # what the images were instead, and is not sent images again.
-                self.attachments.refused_images(self.model_name)
-                if self.attachments.sees(self.model_name):
+        except openai.APIStatusError as exc:
+            refusal = image_refusal(exc) if files.images else None
+            if refusal is not None:
+                # The person still gets an answer: the same request without its images, the
+                # model told what they were and why they are missing.
+                why = await self._images_refused(refusal, exc)
+                if why is None:
                     raise
-                plan = replace(plan, item=with_image_notes(plan.item, files.image_notes))
+                plan = replace(plan, item=with_image_notes(plan.item, files.image_notes, why))
                 return await attempt(plan, files.blind()), plan
-            if not is_context_overflow(exc):
+            if not (isinstance(exc, openai.BadRequestError) and is_context_overflow(exc)):
                 raise
             # The budget is above the model's context, or the estimate was low for this text:
             # learn a smaller budget, retry once with less, and catch the summary up meanwhile.
@@ -66,3 +78,18 @@ class TurnAttempts:
         plan = await self.planner.plan(session_id, author, text, extra_tokens=extra)
         outcome = await attempt(plan, files)
         return outcome, replace(plan, needs_summary=True)
+
+    async def _images_refused(
+        self, refusal: ImageRefusal, exc: openai.APIStatusError
+    ) -> str | None:
+        """Learn what a refusal of images says about the model; what to tell it instead.
+
+        None when the model cannot see but `BOT_VISION=on` says it does: that is for the bot's
+        owner to hear about (the turn fails), not to hide."""
+        if refusal is ImageRefusal.PICTURE:
+            logger.warning("The model refused a request with images; retrying without: %s", exc)
+            return UNREAD_NOTE
+        if self.attachments.vision == "on":
+            return None
+        await self.attachments.cannot_see(self.model_name, str(exc.message))
+        return BLIND_NOTE

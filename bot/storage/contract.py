@@ -185,6 +185,18 @@ class Store(Protocol):
         """Pending approvals whose deadline has passed, oldest first."""
         ...
 
+    # ----- what the model server said about the model -------------------------------------
+
+    async def blind_since(self, model: str, endpoint: str) -> datetime | None:
+        """When the model at `endpoint` last said it takes no image input; None if never.
+        Shared by every worker, so they agree on what to send it."""
+        ...
+
+    async def remember_blind(self, model: str, endpoint: str, *, at: datetime, reason: str) -> None:
+        """Record that the model at `endpoint` said it takes no image input (at `at`), with
+        what it said; replaces an earlier record."""
+        ...
+
     # ----- moving memory between databases -------------------------------------------------
 
     async def dump_thread(self, session_id: str) -> ThreadDump:

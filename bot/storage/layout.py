@@ -13,6 +13,7 @@ SUMMARIES = "bot_summaries"
 USAGE = "bot_usage"
 SEARCH = "bot_search"
 APPROVALS = "bot_approvals"
+BLIND_MODELS = "bot_blind_models"
 
 USAGE_COLUMNS = ("model", "input_tokens", "cached_tokens", "output_tokens", "input_chars")
 """What a model call cost, as `agent_messages` (on a turn's last row) and `bot_usage` keep it."""

@@ -214,6 +214,22 @@ class Operations(PagedReads, Dumps, Erasure):
         rows = await self._read(self._sql.due_approvals, self._sql.dialect.zoned(now))
         return [approval_of(row, self._sql.dialect.time_of) for row in rows]
 
+    # ----- what the model server said about the model -------------------------------------
+
+    async def blind_since(self, model: str, endpoint: str) -> datetime | None:
+        """When the model at `endpoint` last said it takes no image input; None if never."""
+        rows = await self._read(self._sql.blind_since, model, endpoint)
+        return self._sql.dialect.time_of(rows[0][0]) if rows else None
+
+    async def remember_blind(self, model: str, endpoint: str, *, at: datetime, reason: str) -> None:
+        """Record that the model at `endpoint` said it takes no image input (at `at`)."""
+        values = (model, endpoint, self._sql.dialect.stamp(at), reason)
+
+        async def remember(tx: Transaction) -> None:
+            await tx.run(self._sql.remember_blind, *values)
+
+        await self._transaction(remember, Scope())
+
     # ----- usage ---------------------------------------------------------------------------
 
     async def record_usage(

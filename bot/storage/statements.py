@@ -13,7 +13,16 @@ from typing import get_args
 
 from .codec import APPROVAL_COLUMNS
 from .dialect import Dialect
-from .layout import APPROVALS, MESSAGES, SESSIONS, STORED_COLUMNS, SUMMARIES, USAGE, USAGE_LIST
+from .layout import (
+    APPROVALS,
+    BLIND_MODELS,
+    MESSAGES,
+    SESSIONS,
+    STORED_COLUMNS,
+    SUMMARIES,
+    USAGE,
+    USAGE_LIST,
+)
 from .records import UsageGrouping
 
 _SPOKEN = "('user', 'assistant')"
@@ -189,6 +198,17 @@ class Statements:
             for by, since in product(get_args(UsageGrouping), (False, True))
         }
         """By (grouping, whether a `since` parameter is given)."""
+
+        # ----- what the model server said about the model ----------------------------------
+        self.blind_since = sql(
+            f"SELECT learnt_at FROM {BLIND_MODELS} WHERE model = $1 AND endpoint = $2"
+        )
+        self.remember_blind = sql(
+            f"INSERT INTO {BLIND_MODELS} (model, endpoint, learnt_at, reason) {_values(4)} "
+            "ON CONFLICT (model, endpoint) DO UPDATE "
+            "SET learnt_at = excluded.learnt_at, reason = excluded.reason"
+        )
+        """(model, endpoint, when, what the server said)."""
 
         # ----- moving a thread between databases -------------------------------------------
         self.dump_times = sql(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,9 @@ import pytest
 
 from bot.messages import Attachment, IncomingMessage, Reply, ReplyKind, Surface
 from bot.runs.attachments import AttachmentReader, AttachmentSettings
-from tests.fakes.openai_server import FakeOpenAI, content_parts, image_urls, message_text
+from tests.fakes.openai_server import FakeOpenAI, Fault, content_parts, image_urls, message_text
 from tests.support.parts import BotParts, make_config
+from tests.support.postgres import fresh_schema
 
 CHAT = Surface(max_chars=2000)
 THREAD = "console:files"
@@ -48,8 +51,8 @@ def attach(name: str, content_type: str, served: Served, size: int | None = None
     return Attachment(name, content_type, len(served.data) if size is None else size, served.fetch)
 
 
-async def send(parts: BotParts, text: str, *files: Attachment) -> Reply:
-    message = IncomingMessage("console", THREAD, "id-Ann", "Ann", text, attachments=files)
+async def send(parts: BotParts, text: str, *files: Attachment, thread: str = THREAD) -> Reply:
+    message = IncomingMessage("console", thread, "id-Ann", "Ann", text, attachments=files)
     return await parts.core.handle(message, CHAT)
 
 
@@ -215,3 +218,130 @@ async def test_an_image_turn_stays_out_of_the_threads_token_density(
     assert plain.input_chars > 0
     assert pictured.input_tokens > 0
     assert pictured.input_chars == 0
+
+
+# OpenAI's refusal of a picture it cannot decode (`invalid_image_format`): the picture's fault,
+# not the model's.
+UNREADABLE = (
+    "You uploaded an unsupported image. Please make sure your image is below 20 MB in size and "
+    "is of one the following formats: ['png', 'jpeg', 'gif', 'webp']."
+)
+
+
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+async def test_a_picture_the_model_cannot_read_is_left_out_of_that_turn_only(
+    fake_openai: FakeOpenAI, tmp_path: Path, api: str
+) -> None:
+    parts = await BotParts(make_config(fake_openai, tmp_path / "m.sqlite3", model_api=api)).start()
+    try:
+        fake_openai.fail_next(Fault(status=400, body=UNREADABLE, error_code="invalid_image_format"))
+        broken = Served(b"\x89PNG truncated")
+        reply = await send(parts, "what is this?", attach("broken.png", "image/png", broken))
+        assert reply.kind is ReplyKind.ANSWER  # answered without the picture
+        refused, retried = fake_openai.requests[-2:]
+        assert image_urls(refused.messages[-1])
+        assert not image_urls(retried.messages[-1])
+        # One bad picture says nothing about the model: the next picture is sent as usual.
+        photo = Served(PNG)
+        reply = await send(parts, "and this one?", attach("cat.png", "image/png", photo))
+        assert reply.kind is ReplyKind.ANSWER
+        assert photo.downloads == 1
+        assert image_urls(fake_openai.requests[-1].messages[-1])
+        # The model was told the picture could not be read (so its answer says so), not that
+        # it cannot see.
+        told = message_text(retried.messages[-1])
+        assert "broken.png" in told
+        assert "could not be read" in told
+        assert "can't see" not in told
+    finally:
+        await parts.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (400, "facebook/opt-125m is not a multimodal model None"),  # vLLM
+        (500, "image input is not supported - hint: provide the mmproj"),  # llama.cpp
+    ],
+)
+async def test_other_servers_saying_the_model_cannot_see_are_understood(
+    fake_openai: FakeOpenAI, tmp_path: Path, status: int, said: str
+) -> None:
+    parts = await BotParts(make_config(fake_openai, tmp_path / "m.sqlite3")).start()
+    try:
+        fake_openai.fail_next(Fault(status=status, body=said, error_type="invalid_request_error"))
+        reply = await send(parts, "what is this?", attach("cat.png", "image/png", Served(PNG)))
+        assert reply.kind is ReplyKind.ANSWER
+        assert "can't see images" in message_text(fake_openai.requests[-1].messages[-1])
+        photo = Served(PNG)
+        await send(parts, "and this?", attach("dog.png", "image/png", photo))
+        assert photo.downloads == 0
+    finally:
+        await parts.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def shared_memory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[dict[str, Any]]:
+    """Where two bots (two workers) keep one memory: a SQLite file, or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield {"db_path": tmp_path / "shared.sqlite3"}
+    else:
+        async with fresh_schema() as schema:
+            yield {"database_url": schema.url}
+
+
+async def test_every_worker_learns_that_a_model_cannot_see(shared_memory: dict[str, Any]) -> None:
+    async with FakeOpenAI(vision=False) as blind:
+        one = await BotParts(make_config(blind, **shared_memory)).start()
+        two = await BotParts(make_config(blind, **shared_memory)).start()
+        try:
+            reply = await send(one, "what is this?", attach("cat.png", "image/png", Served(PNG)))
+            assert reply.kind is ReplyKind.ANSWER
+            assert "can't see images" in message_text(blind.requests[-1].messages[-1])
+            asked = len(blind.requests)
+            # The other worker agrees at once: its picture is not even downloaded.
+            photo = Served(PNG)
+            reply = await send(
+                two, "and this?", attach("dog.png", "image/png", photo), thread="console:two"
+            )
+            assert reply.kind is ReplyKind.ANSWER
+            assert photo.downloads == 0
+            assert len(blind.requests) == asked + 1  # one request, with no image in it
+            last = blind.requests[-1].messages[-1]
+            assert not image_urls(last)
+            assert "[dog.png is an image; I can't see images here.]" in message_text(last)
+        finally:
+            await two.close()
+            await one.close()
+
+
+async def test_what_was_learnt_is_retried_after_a_day_and_vision_on_overrides_it(
+    tmp_path: Path,
+) -> None:
+    now = [datetime(2026, 3, 1, 12, tzinfo=UTC)]
+    async with FakeOpenAI(vision=False) as blind:
+        config = make_config(blind, tmp_path / "m.sqlite3")
+        parts = await BotParts(config, clock=lambda: now[0]).start()
+        forced = await BotParts(make_config(blind, tmp_path / "m.sqlite3", vision="on")).start()
+        try:
+            await send(parts, "one", attach("a.png", "image/png", Served(PNG)))
+            later = Served(PNG)
+            await send(parts, "two", attach("b.png", "image/png", later))
+            assert later.downloads == 0  # learnt
+            # An operator's BOT_VISION=on sends images whatever was learnt.
+            on = Served(PNG)
+            await send(forced, "three", attach("c.png", "image/png", on), thread="console:on")
+            assert on.downloads == 1
+            assert image_urls(blind.requests[-1].messages[-1])
+            # A day on, the model is given another chance (its server may have changed).
+            now[0] += timedelta(days=1, minutes=1)
+            again = Served(PNG)
+            reply = await send(parts, "four", attach("d.png", "image/png", again))
+            assert reply.kind is ReplyKind.ANSWER
+            assert again.downloads == 1
+            assert image_urls(blind.requests[-2].messages[-1])  # tried, refused, retried
+        finally:
+            await forced.close()
+            await parts.close()

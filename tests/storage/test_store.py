@@ -335,3 +335,14 @@ async def test_due_approvals_and_forgetting_a_thread(store: Store) -> None:
     await store.clear("t2")
     assert await store.approval("later") is None
     assert await store.approval("fresh") is not None
+
+
+async def test_a_model_that_cannot_see_is_kept_per_model_and_endpoint(store: Store) -> None:
+    at = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
+    assert await store.blind_since("m", "http://127.0.0.1:8000/v1") is None
+    await store.remember_blind("m", "http://127.0.0.1:8000/v1", at=at, reason="no image input")
+    later = at + timedelta(hours=3)
+    await store.remember_blind("m", "http://127.0.0.1:8000/v1", at=later, reason="still none")
+    assert await store.blind_since("m", "http://127.0.0.1:8000/v1") == later
+    assert await store.blind_since("m", "http://127.0.0.1:9000/v1") is None
+    assert await store.blind_since("m2", "http://127.0.0.1:8000/v1") is None

@@ -15,7 +15,16 @@ import logging
 
 import asyncpg
 
-from ..layout import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
+from ..layout import (
+    APPROVALS,
+    BLIND_MODELS,
+    MESSAGES,
+    SEARCH,
+    SESSIONS,
+    SUMMARIES,
+    USAGE,
+    SchemaTooNewError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +217,20 @@ _VERSION_3 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
+_VERSION_4 = (
+    # Models that take no image input, per endpoint (see sqlite/schema.py's version 4).
+    f"""
+    CREATE TABLE IF NOT EXISTS {BLIND_MODELS} (
+        model TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        learnt_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (model, endpoint)
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
 """Schema versions in order. Append to this, never edit a released step."""
 
 

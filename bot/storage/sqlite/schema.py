@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import aiosqlite
 
-from ..layout import APPROVALS, MESSAGES, SEARCH, SESSIONS, SUMMARIES, USAGE, SchemaTooNewError
+from ..layout import (
+    APPROVALS,
+    BLIND_MODELS,
+    MESSAGES,
+    SEARCH,
+    SESSIONS,
+    SUMMARIES,
+    USAGE,
+    SchemaTooNewError,
+)
 
 SEARCH_STATE = "bot_search_state"
 
@@ -253,7 +262,23 @@ async def _version_3(conn: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS = (_version_1, _version_2, _version_3)
+async def _version_4(conn: aiosqlite.Connection) -> None:
+    # Models whose server said they take no image input (`BOT_VISION=auto`), per endpoint, so
+    # every worker stops sending them pictures; `learnt_at` lets the bot try again later.
+    await conn.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {BLIND_MODELS} (
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            learnt_at TIMESTAMP NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (model, endpoint)
+        ) WITHOUT ROWID
+        """
+    )
+
+
+MIGRATIONS = (_version_1, _version_2, _version_3, _version_4)
 """Schema versions in order; the file's `PRAGMA user_version` says how many have run.
 Append to this, never edit a released step."""
 
