@@ -13,6 +13,7 @@ from agents import (
     OpenAIResponsesModel,
     RunConfig,
     Tool,
+    ToolErrorFormatterArgs,
 )
 from agents.models import get_default_model
 from openai import AsyncOpenAI
@@ -80,9 +81,24 @@ def build_summary_agent(config: Config, model: Model) -> Agent[Any]:
     )
 
 
+TOOL_NOT_AVAILABLE = "The tool {name} is not available here. Answer without it."
+"""What the model reads when it calls a tool it was not offered (an MCP allow-list left it
+out, or it made one up): a tool result like any failing tool's, so the turn goes on."""
+
+
 def build_run_config(config: Config) -> RunConfig:
     """Per-run settings; tracing exports nothing unless the owner turned it on."""
     return RunConfig(
         tracing_disabled=not config.tracing,
         workflow_name=f"{config.name} chat turn",
+        # The SDK's default ends the run with ModelBehaviorError, which cost the person the
+        # whole turn for a call nothing would have run anyway.
+        tool_not_found_behavior="return_error_to_model",
+        tool_error_formatter=_tool_error,
     )
+
+
+def _tool_error(args: ToolErrorFormatterArgs[Any]) -> str | None:
+    if args.kind == "tool_not_found":
+        return TOOL_NOT_AVAILABLE.format(name=args.tool_name)
+    return None  # the SDK's own wording

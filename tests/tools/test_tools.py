@@ -154,11 +154,15 @@ async def test_the_allow_list_and_approval_list_apply(model: FakeOpenAI, tmp_pat
         assert tool_names(bot.toolbox.tools) == ["lookup_ticket", "delete_ticket"]
         offered = [t["function"]["name"] for t in model_tools(bot, model)]
         assert "secret_admin" not in offered
-        # A model that calls the left-out tool anyway gets nothing run.
+        # A model that calls the left-out tool anyway gets nothing run, and is told so.
         refused = await say(bot.parts, "call secret_admin {}")
-        assert refused.kind is ReplyKind.ERROR
+        assert refused.kind is ReplyKind.ANSWER
+        assert refused.text == (
+            "The tool said: The tool secret_admin is not available here. Answer without it."
+        )
         assert calls(log) == []
-        assert await bot.stored() == []
+        kinds = [i.get("role") or i.get("type") for i in await bot.stored()]
+        assert kinds == ["user", "function_call", "function_call_output", "assistant"]
         paused = await say(bot.parts, 'call delete_ticket {"ticket": "T-2"}')
         assert paused.kind is ReplyKind.APPROVAL
         assert calls(log) == []
