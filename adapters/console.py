@@ -36,6 +36,12 @@ from .text import reconcile
 
 logger = logging.getLogger(__name__)
 
+_ENDINGS = {
+    ApprovalEnding.EXPIRED: "(that request expired)",
+    ApprovalEnding.CANCELLED: "(cancelled: a new message came in)",
+    ApprovalEnding.WITHDRAWN: "(withdrawn: the tool call was not run)",
+}
+
 PROMPT = "you> "
 BOT_PROMPT = "bot> "
 APPROVE_PROMPT = "Approve? [y/n] "
@@ -233,11 +239,7 @@ class ConsoleAdapter:
             # Asked in another thread by an earlier run: not this terminal's to show; the
             # outcome is in that thread's memory.
             return
-        lines = [
-            "(that request expired)"
-            if outcome is ApprovalEnding.EXPIRED
-            else "(cancelled: a new message came in)"
-        ]
+        lines = [_ENDINGS[outcome]]
         if reply is not None and reply.shown:
             lines.append(f"{BOT_PROMPT}{_label(reply)}{reply.text}")
         asking = self._asking.get(request.approval_id)

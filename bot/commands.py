@@ -8,17 +8,19 @@ argument specs here, or just pass the typed text (`/forget`, `!forget`) to the c
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Protocol, cast
 
 from .memory.planner import MemoryPlanner
 from .memory.transcript import quote_block, render_history, render_markdown, summarize_removed
 from .messages import ReplyFile
 from .ops.budget import DailyBudget, start_of_day, start_of_month
-from .storage import Store
+from .storage import Item, PendingApproval, Store, StoredItem
 
 _COMMAND = re.compile(r"^[/!]([A-Za-z][\w-]*)(?:\s+(.*))?$", re.DOTALL)
 _BARE_COMMAND = re.compile(r"^([A-Za-z][\w-]*)(?:\s+(\d+))?$")
@@ -26,6 +28,14 @@ HISTORY_FILE = "history.md"
 """The name `/history` gives the whole thread's transcript when it sends one."""
 HISTORY_TITLE = "What I remember of this thread"
 """The transcript's heading, and the file's caption."""
+WITHDRAWN = "The tool call waiting for approval was not run."
+
+
+def waiting_items(approval: PendingApproval) -> list[StoredItem]:
+    """A paused turn's items (kept with its approval, not in the thread) as if stored."""
+    items = cast("list[Item]", json.loads(approval.items))
+    now = datetime.now(UTC)
+    return [StoredItem(0, item, approval.requester, now) for item in items]
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,8 @@ class CommandAnswer:
 
     text: str
     file: ReplyFile | None = None
+    withdrawn: PendingApproval | None = None
+    """A paused turn the command took back, whose prompt the core then shows as ended."""
 
 
 class Command(Protocol):
@@ -150,14 +162,18 @@ class ForgetCommand:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def run(self, ctx: CommandContext) -> str:
+    async def run(self, ctx: CommandContext) -> CommandAnswer:
+        withdrawn = await self._store.withdraw_approval(ctx.session_id)
         result = await self._store.clear(ctx.session_id)
+        waiting = f" {WITHDRAWN}" if withdrawn else ""
         if result.items == 0:
-            return "There is nothing to forget: this thread has no memory yet."
+            text = "There is nothing to forget: this thread has no memory yet."
+            return CommandAnswer(text + waiting, withdrawn=withdrawn)
         extra = result.items - result.messages
         steps = f" (and {extra} tool step{'s' * (extra != 1)})" if extra else ""
         noun = "message" if result.messages == 1 else "messages"
-        return f"Done: I forgot {result.messages} {noun}{steps} from this thread."
+        text = f"Done: I forgot {result.messages} {noun}{steps} from this thread."
+        return CommandAnswer(text + waiting, withdrawn=withdrawn)
 
 
 class UndoCommand:
@@ -169,7 +185,13 @@ class UndoCommand:
         self._store = store
         self._bot_name = bot_name
 
-    async def run(self, ctx: CommandContext) -> str:
+    async def run(self, ctx: CommandContext) -> str | CommandAnswer:
+        # A turn waiting for approval is the last exchange, though none of it is stored yet:
+        # taking it back is what the person means, and leaves the one before it alone.
+        withdrawn = await self._store.withdraw_approval(ctx.session_id)
+        if withdrawn is not None:
+            waiting = summarize_removed(waiting_items(withdrawn), self._bot_name)
+            return CommandAnswer(f"Undone: I removed {waiting}. {WITHDRAWN}", withdrawn=withdrawn)
         removed = await self._store.undo_last_exchange(ctx.session_id)
         if not removed:
             return "There is nothing to undo: this thread has no messages in memory."

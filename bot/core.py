@@ -368,6 +368,8 @@ class Core:
             logger.exception("Command %s failed in %s", invocation.name, session_id)
             return Reply(friendly_error(exc), ReplyKind.ERROR)
         if isinstance(answer, CommandAnswer):
+            if answer.withdrawn is not None:
+                self._approvals.withdrawn(answer.withdrawn)
             return Reply(answer.text, ReplyKind.COMMAND, file=answer.file)
         return Reply(answer, ReplyKind.COMMAND)
 

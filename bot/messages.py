@@ -110,6 +110,8 @@ class ApprovalEnding(enum.Enum):
     """Nobody decided within `BOT_APPROVAL_TIMEOUT`: the call was rejected, the model told."""
     CANCELLED = "cancelled"
     """A new message came into the thread first: the call was not run."""
+    WITHDRAWN = "withdrawn"
+    """`/undo` or `/forget` took the waiting turn back: the call was not run."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ CUSTOM_ID = re.compile(
 OUTCOME_LINES = {
     ApprovalEnding.EXPIRED: "⌛ Expired — not run",
     ApprovalEnding.CANCELLED: "🚫 Cancelled — a new message came in",
+    ApprovalEnding.WITHDRAWN: "↩️ Withdrawn — not run",
 }
 
 

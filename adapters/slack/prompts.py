@@ -40,6 +40,7 @@ PROMPT_CHARS = 2_600
 ENDINGS: Mapping[ApprovalEnding, str] = {
     ApprovalEnding.EXPIRED: "⌛ Expired — not run",
     ApprovalEnding.CANCELLED: "Cancelled — a new message came in",
+    ApprovalEnding.WITHDRAWN: "↩️ Withdrawn — not run",
 }
 
 

@@ -117,6 +117,11 @@ class ApprovalFlow:
         logger.info("Approval %s cancelled by a new message in %s", record.approval_id, session_id)
         self._tell(record, ApprovalEnding.CANCELLED, None)
 
+    def withdrawn(self, record: PendingApproval) -> None:
+        """A command took a paused turn back (the store has dropped it): end its prompt."""
+        logger.info("Approval %s withdrawn in %s", record.approval_id, record.session_id)
+        self._tell(record, ApprovalEnding.WITHDRAWN, None)
+
     async def expire(self, now: datetime | None = None) -> int:
         """Reject every approval past its deadline, telling the model; returns how many."""
         now = now or datetime.now(UTC)

@@ -177,6 +177,10 @@ class Store(Protocol):
         """The thread's pending approval, if it has one."""
         ...
 
+    async def withdraw_approval(self, session_id: str) -> PendingApproval | None:
+        """Delete the thread's pending approval and return it: its turn is never stored."""
+        ...
+
     async def address_approval(self, approval_id: str, address: str) -> None:
         """Record where the prompt for it was shown."""
         ...

@@ -201,6 +201,19 @@ class Operations(PagedReads, Dumps, Erasure):
         rows = await self._read(self._sql.approval_in, session_id, thread=session_id)
         return approval_of(rows[0], self._sql.dialect.time_of) if rows else None
 
+    async def withdraw_approval(self, session_id: str) -> PendingApproval | None:
+        """Take back the thread's pending approval, if it has one: none of its turn is kept."""
+
+        async def withdraw(tx: Transaction) -> PendingApproval | None:
+            rows = await tx.rows(self._sql.approval_in, session_id)
+            if not rows:
+                return None
+            record = approval_of(rows[0], self._sql.dialect.time_of)
+            await tx.run(self._sql.settle, record.approval_id)
+            return record
+
+        return await self._transaction(withdraw, Scope(session_id))
+
     async def address_approval(self, approval_id: str, address: str) -> None:
         """Record where the prompt for it was shown."""
 

@@ -283,6 +283,41 @@ async def test_a_new_message_cancels_the_pending_call(model: FakeOpenAI, tmp_pat
         await parts.close()
 
 
+@pytest.mark.parametrize("command", ["/undo", "/forget"])
+async def test_undo_or_forget_takes_back_the_waiting_turn(
+    model: FakeOpenAI, tmp_path: Path, command: str
+) -> None:
+    tickets = Tickets()
+    parts, outlet = await start(model, tmp_path / "m.sqlite3", tickets)
+    try:
+        await say(parts, "remember the number 7")
+        before = await stored(parts)
+        request = await paused(parts)
+        reply = await say(parts, command)
+        assert reply.kind is ReplyKind.COMMAND
+        assert reply.text.endswith("The tool call waiting for approval was not run.")
+        if command == "/undo":
+            assert reply.text.startswith("Undone: I removed Ann's message “please delete T-7”")
+            assert await stored(parts) == before  # the exchange before it stays
+        else:
+            assert await stored(parts) == []
+        assert await parts.store.approval_in(THREAD) is None
+        await _settled(parts)
+        assert [(a, o) for a, _, o, _ in outlet.ended] == [
+            (request.approval_id, ApprovalEnding.WITHDRAWN)
+        ]
+        late = await parts.core.decide(
+            request.approval_id, Decision.APPROVE, user_id="id-Ann", user_name="Ann"
+        )
+        assert late.kind is ReplyKind.NOTICE
+        assert tickets.deleted == []
+        if command == "/undo":
+            again = await say(parts, "/undo")  # now the exchange before it
+            assert again.text.startswith("Undone: I removed Ann's message “remember the number 7”")
+    finally:
+        await parts.close()
+
+
 async def test_expiry_rejects_and_posts_the_models_answer(
     model: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -335,6 +335,11 @@ async def test_due_approvals_and_forgetting_a_thread(store: Store) -> None:
     await store.clear("t2")
     assert await store.approval("later") is None
     assert await store.approval("fresh") is not None
+    withdrawn = await store.withdraw_approval("t3")
+    assert withdrawn is not None
+    assert withdrawn.approval_id == "fresh"
+    assert await store.approval("fresh") is None
+    assert await store.withdraw_approval("t3") is None
 
 
 async def test_a_model_that_cannot_see_is_kept_per_model_and_endpoint(store: Store) -> None:
