@@ -9,7 +9,7 @@ transaction; a turn that fails or is cancelled is simply never committed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from agents.memory import SessionSettings
 
@@ -99,6 +99,20 @@ class TurnSession:
         """This turn's items as memory keeps them."""
         keep = self._keep
         return [keep(item) for item in self._pending] if keep else list(self._pending)
+
+    def keeping(self, data: Any) -> Any:
+        """`data` (JSON values, e.g. a paused run's state) with every message in it as memory
+        keeps it: what is kept beside the thread keeps no more than the thread does."""
+        keep = self._keep
+        if keep is None:
+            return data
+        if isinstance(data, list):
+            return [self.keeping(value) for value in data]
+        if not isinstance(data, dict):
+            return data
+        if isinstance(data.get("content"), list):
+            data = keep(data)
+        return {key: self.keeping(value) for key, value in data.items()}
 
     async def commit(self, usage: Usage | None = None, *, settles: str | None = None) -> None:
         """Store the whole turn, and what it cost, durably in one transaction.

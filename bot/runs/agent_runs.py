@@ -238,7 +238,9 @@ class AgentRuns:
                 interruptions=result.interruptions,
                 # The context is rebuilt from the thread on resume; serialising it explicitly
                 # keeps the SDK from warning that a dataclass cannot be restored from JSON.
-                state=result.to_state().to_json(context_serializer=_context_json),
+                # With images as placeholders, as the thread keeps them: the model saw them
+                # before it asked for the tool, and a resumed run reads on from its result.
+                state=turn.keeping(result.to_state().to_json(context_serializer=_context_json)),
                 items=turn.kept,
                 instructions=instructions,
             )

@@ -2,7 +2,8 @@
 
 A run that reaches a tool needing approval stops; the SDK's `RunState`, the turn's items so far
 and its instructions are kept in the database (nothing enters the thread's memory yet), so a
-click still works after a restart or on another worker. The rules:
+click still works after a restart or on another worker. Images in it are kept as the thread
+keeps them, as one-line placeholders: the model saw them before it asked for the tool. The rules:
 
 - **Who decides**: `BOT_APPROVERS=asker` (default) lets only the person who asked approve or
   reject; `allowed` lets anyone the platform's allow-lists let talk to the bot.

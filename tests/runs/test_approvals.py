@@ -7,6 +7,7 @@ Real `Runner` and `openai` client against the fake model, real SQLite; a `@funct
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from agents import FunctionTool, function_tool
 from bot.messages import (
     ApprovalEnding,
     ApprovalRequest,
+    Attachment,
     Decision,
     IncomingMessage,
     Reply,
@@ -29,6 +31,7 @@ from tests.fakes.openai_server import (
     FakeOpenAI,
     Fault,
     ToolCall,
+    image_urls,
     message_text,
     reply_from_history,
 )
@@ -37,6 +40,8 @@ from tests.support.sinks import Recorder
 
 CHAT = Surface(max_chars=2000)
 THREAD = "console:approvals"
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+"""The smallest valid PNG (1x1, one transparent pixel), base64-encoded."""
 
 
 @dataclass
@@ -73,8 +78,8 @@ class Tickets:
 def ticket_model(messages: list[dict[str, Any]]) -> str | ToolCall | Fault:
     """Calls a tool when asked to, and answers with what the tool said."""
     last = messages[-1] if messages else {}
-    if last.get("role") == "tool":
-        return f"Tool said: {message_text(last)}"
+    if last.get("role") == "tool" or last.get("type") == "function_call_output":
+        return f"Tool said: {message_text(last) or last.get('output', '')}"
     text = message_text(last) if last.get("role") == "user" else ""
     if "delete T-" in text:
         return ToolCall("delete_ticket", {"ticket": text.split("delete ")[1].split()[0]})
@@ -314,6 +319,41 @@ async def test_undo_or_forget_takes_back_the_waiting_turn(
         if command == "/undo":
             again = await say(parts, "/undo")  # now the exchange before it
             assert again.text.startswith("Undone: I removed Ann's message “remember the number 7”")
+    finally:
+        await parts.close()
+
+
+@pytest.mark.parametrize("model_api", ["chat_completions", "responses"])
+async def test_a_paused_turn_keeps_placeholders_not_its_images(
+    model: FakeOpenAI, tmp_path: Path, model_api: str
+) -> None:
+    tickets = Tickets()
+    parts, _ = await start(model, tmp_path / "m.sqlite3", tickets, model_api=model_api)
+    try:
+        png = base64.b64decode(PNG)
+
+        async def fetch(limit: int) -> bytes:
+            return png
+
+        photo = Attachment("receipt.png", "image/png", len(png), fetch)
+        message = IncomingMessage(
+            "console", THREAD, "id-Ann", "Ann", "please delete T-7", attachments=(photo,)
+        )
+        reply = await parts.core.handle(message, CHAT)
+        assert reply.kind is ReplyKind.APPROVAL
+        assert reply.approval is not None
+        assert image_urls(model.requests[-1].messages[-1])  # the model saw it
+        record = await parts.store.approval_in(THREAD)
+        assert record is not None
+        for kept in (record.state, record.items):
+            assert PNG not in kept
+            assert "[image: receipt.png, 68 bytes]" in kept
+        done = await parts.core.decide(
+            reply.approval.approval_id, Decision.APPROVE, user_id="id-Ann", user_name="Ann"
+        )
+        assert done.text == "Tool said: Ticket T-7 deleted."
+        assert not any(image_urls(m) for m in model.requests[-1].messages)
+        assert PNG not in json.dumps(await stored(parts))
     finally:
         await parts.close()
 
