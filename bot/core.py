@@ -121,6 +121,7 @@ class Core:
             desk=self._desk,
             runs=self._runs,
             hold=lambda session_id: self._holds.hold(session_id, model_slot=True),
+            observer=observer,
         )
 
     @property

@@ -15,11 +15,12 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import cast
 
-from ..errors import log_failed_turn
+from ..errors import error_kind, log_failed_turn
 from ..messages import ApprovalEnding, ApprovalOutlet, Decision, Reply, ReplyKind, ReplySink
+from ..ops.metrics import NO_OBSERVER, Observer
 from ..storage import Author, Item, PendingApproval, Store, ThreadBusyError
 from ..texts import BUSY
-from .agent_runs import AgentRuns, Paused, ToolRanError
+from .agent_runs import AgentRuns, Paused, RunOutcome, ToolRanError
 from .approvals import (
     ALREADY_DECIDED,
     CANCELLED,
@@ -28,6 +29,7 @@ from .approvals import (
     not_run_outputs,
     prompt_text,
 )
+from .sink import guarded
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +42,20 @@ Hold = Callable[[str], AbstractAsyncContextManager[None]]
 class ApprovalFlow:
     """Decides, cancels and expires paused turns."""
 
-    def __init__(self, *, store: Store, desk: ApprovalDesk, runs: AgentRuns, hold: Hold) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        desk: ApprovalDesk,
+        runs: AgentRuns,
+        hold: Hold,
+        observer: Observer = NO_OBSERVER,
+    ) -> None:
         self._store = store
         self._desk = desk
         self._runs = runs
         self._hold = hold
+        self._observer = observer
         self._notices: set[asyncio.Task[None]] = set()
 
     def prompt(self, paused: Paused) -> Reply:
@@ -84,15 +95,16 @@ class ApprovalFlow:
             return Reply(ALREADY_DECIDED, ReplyKind.NOTICE)
         if sink is not None:
             await sink.started()
+        reason = None if decision is Decision.APPROVE else REJECTED.format(name=user_name)
         try:
             async with self._hold(record.session_id):
                 # Read again under the hold: another click, or another worker, may have won.
                 current = await self._store.approval(approval_id)
                 if current is None:
                     return Reply(ALREADY_DECIDED, ReplyKind.NOTICE)
-                reason = None if decision is Decision.APPROVE else REJECTED.format(name=user_name)
-                outcome = await self._runs.resume(current, reason, sink)
+                outcome = await self._resume(current, reason, sink)
         except ThreadBusyError:
+            self._observer.refused(record.platform, "busy")
             return Reply(BUSY, ReplyKind.NOTICE)
         except ToolRanError as exc:
             # Settled: the prompt can show the decision; the person learns the answer failed.
@@ -106,6 +118,25 @@ class ApprovalFlow:
             if isinstance(outcome, Paused)
             else Reply(outcome, ReplyKind.ANSWER)
         )
+
+    async def _resume(
+        self, record: PendingApproval, reason: str | None, sink: ReplySink | None
+    ) -> RunOutcome:
+        """Resume a decided turn, counted as a turn of its own (the click started it)."""
+        watch = self._observer.turn(record.platform)
+        ending = "shutting_down"  # what a run cancelled by a stop counts as
+        try:
+            outcome = await self._runs.resume(record, reason, guarded(sink, watch.first_text))
+            ending = "approval" if isinstance(outcome, Paused) else "answered"
+            return outcome
+        except ToolRanError as exc:
+            ending = error_kind(exc.cause)
+            raise
+        except Exception as exc:
+            ending = error_kind(exc)
+            raise
+        finally:
+            watch.finished(ending)
 
     async def cancel_pending(self, session_id: str, author: Author) -> None:
         """A new message came while a call waited: store the call as not run. The caller holds

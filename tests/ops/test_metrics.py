@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from agents import function_tool
 
-from bot.messages import IncomingMessage, ReplyKind
+from bot.messages import Decision, IncomingMessage, ReplyKind
 from bot.ops.metrics import NO_OBSERVER, Metrics
 from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI, Fault
+from tests.fakes.openai_server import FakeOpenAI, Fault, calling
 from tests.fakes.slack_server import ApiFault, FakeSlack
 from tests.support.discord import CHANNEL, Harness, discord_config
 from tests.support.metrics import Scrape, serving
@@ -217,3 +218,39 @@ async def _until(check: Callable[[], Awaitable[Scrape | None]], within: float = 
             if found is not None:
                 return found
             await asyncio.sleep(0.01)
+
+
+async def test_a_turn_resumed_by_a_click_is_counted_as_a_turn(tmp_path: Path) -> None:
+    @function_tool(needs_approval=True)
+    async def delete_ticket(ticket: str) -> str:
+        """Delete a ticket.
+
+        Args:
+            ticket: The ticket's ID.
+        """
+        return f"Ticket {ticket} deleted."
+
+    async with FakeOpenAI(calling("delete_ticket", {"ticket": "T-1"})) as model:
+        config = make_config(model, tmp_path / "memory.sqlite3", metrics_port=0)
+        parts = await BotParts(config, tools=[delete_ticket]).start()
+        try:
+            paused = await parts.core.handle(said("test:t", "ann", "delete T-1"), sink=Recorder())
+            assert paused.approval is not None
+            done = await parts.core.decide(
+                paused.approval.approval_id,
+                Decision.APPROVE,
+                user_id="ann",
+                user_name="Ann",
+                sink=Recorder(),
+            )
+            assert done.text == "The tool said: Ticket T-1 deleted."
+            async with serving(registry=metrics_of(parts).registry) as http:
+                scrape = await http.scrape()
+        finally:
+            await parts.close()
+    turns = "memorybot_turns_total"
+    assert scrape.value(turns, platform="test", outcome="approval") == 1
+    assert scrape.value(turns, platform="test", outcome="answered") == 1
+    assert scrape.value("memorybot_turn_duration_seconds_count", platform="test") == 2
+    assert scrape.value("memorybot_time_to_first_token_seconds_count", platform="test") == 1
+    assert scrape.value("memorybot_active_turns") == 0
