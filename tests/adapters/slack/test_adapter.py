@@ -31,9 +31,9 @@ from tests.support.slack import (
     Harness,
     event_envelope,
     running,
-    session,
     signed_headers,
     slack_settings,
+    thread_key,
 )
 
 # ----- conversations -----------------------------------------------------------------------
@@ -53,7 +53,7 @@ async def test_a_mention_opens_a_thread_and_is_answered_there(
         assert start["recipient_user_id"] == ANN
         assert start["recipient_team_id"] == TEAM
         assert slack.called("chat.stopStream")
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_follow_ups_in_the_thread_need_no_mention_and_remember(
@@ -106,8 +106,8 @@ async def test_dms_share_one_memory_and_a_dm_thread_has_its_own(
         await bot.say("in a thread now", channel=DM, thread_ts=second)
         threaded = await bot.answer(DM, second)
         assert threaded == "You said: [Ann] in a thread now. Before that: nothing."
-        assert await bot.parts.store.count_items(session(DM, "dm")) == 4
-        assert await bot.parts.store.count_items(session(DM, second)) == 2
+        assert await bot.parts.store.count_items(thread_key(DM, "dm")) == 4
+        assert await bot.parts.store.count_items(thread_key(DM, second)) == 2
 
 
 async def test_channel_scope_shares_one_memory_across_a_channel_s_threads(
@@ -119,7 +119,7 @@ async def test_channel_scope_shares_one_memory_across_a_channel_s_threads(
         second = await bot.mention("and bananas")
         answer = await bot.answer(CHANNEL, second)
         assert "apples" in answer  # another thread of the same channel, one memory
-        assert await bot.parts.store.count_items(session(CHANNEL, "channel")) == 4
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, "channel")) == 4
 
 
 async def test_user_scope_follows_a_person_from_a_dm_into_a_channel(
@@ -168,7 +168,7 @@ async def test_a_redelivered_event_gets_one_reply_and_one_stored_turn(
         await asyncio.sleep(0.2)
         assert len(slack.bot_messages(CHANNEL, ts)) == 1
         assert len(fake_openai.requests) == 1
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_streamed_text_equals_the_model_output(
@@ -242,13 +242,13 @@ async def test_a_model_error_shows_a_friendly_message_and_keeps_history(
     async with running(slack, fake_openai) as bot:
         ts = await bot.mention("first")
         await bot.answer(CHANNEL, ts)
-        before = await bot.parts.store.read_items(session(CHANNEL, ts))
+        before = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         fake_openai.fail_next(Fault(status=500))
         await bot.say("this fails", thread_ts=ts)
         failed = await bot.answer(CHANNEL, ts, count=2)
         assert failed.startswith(":warning: ")
         assert "fake error" not in failed
-        assert await bot.parts.store.read_items(session(CHANNEL, ts)) == before
+        assert await bot.parts.store.read_items(thread_key(CHANNEL, ts)) == before
 
 
 async def test_ignores_itself_other_bots_and_people_not_allowed(
@@ -281,7 +281,7 @@ async def answered_once(
     assert [len(bot.slack.bot_messages(CHANNEL, ts)) for ts in threads] == [1] * len(threads)
     assert len(fake_openai.requests) == len(threads)
     for ts in threads:
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_events_spread_over_two_connections_are_each_answered_once(
@@ -503,7 +503,7 @@ async def test_an_answer_slack_will_not_take_gets_a_friendly_line(
         ts = await bot.mention("hi")
         answer = await bot.answer(CHANNEL, ts)
         assert answer == "Sorry, Slack did not accept my answer. Please try again in a moment."
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_close_lets_an_answer_under_way_finish(
@@ -547,7 +547,7 @@ async def test_a_socket_drop_mid_stream_completes_the_reply_and_reconnects(
         await bot.say("still there?", thread_ts=ts)
         second = await bot.answer(CHANNEL, ts, count=2)
         assert "Before that: [Ann] a long answer, please." in second
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 4
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 4
 
 
 async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
@@ -567,7 +567,7 @@ async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
         # The stream is stopped first and then edited into the whole answer.
         await slack.wait_for(lambda: slack.thread_text(CHANNEL, ts) == expected)
         assert len(slack.bot_messages(CHANNEL, ts)) == 1
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 # ----- one error path ------------------------------------------------------------------------
@@ -646,7 +646,7 @@ async def test_an_unexpected_fault_shows_the_friendly_line_and_clears_the_status
         await slack.wait_for(lambda: slack.bot_messages(CHANNEL, ts)[-1].text == friendly)
         assert len(slack.bot_messages(CHANNEL, ts)) == 2
         assert slack.statuses == {}  # "is thinking…" is not left up
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_commands_and_slowed_down_messages_show_no_thinking_status(
