@@ -19,7 +19,7 @@ from adapters.slack.text import to_mrkdwn
 from bot.config import ConfigError
 from bot.texts import GENERIC
 from tests.fakes.openai_server import FakeOpenAI, Fault, user_texts
-from tests.fakes.slack_server import BOT_USER, TEAM, ApiFault, FakeSlack
+from tests.fakes.slack_server import BOT_USER, TEAM, ApiFault, FakeSlack, Posted
 from tests.support.faults import WHERES, Where, inject_bug
 from tests.support.parts import BotParts, make_config
 from tests.support.slack import (
@@ -249,6 +249,39 @@ async def test_a_model_error_shows_a_friendly_message_and_keeps_history(
         assert failed.startswith(":warning: ")
         assert "fake error" not in failed
         assert await bot.parts.store.read_items(thread_key(CHANNEL, ts)) == before
+
+
+def shown_as_finished(message: Posted, *, marks: tuple[str, ...]) -> list[str]:
+    """The versions of `message` people saw as finished (no longer streaming) that carry none
+    of `marks` (the error line, " …" for an answer still being written)."""
+    return [
+        text
+        for text, streaming in message.versions
+        if not streaming and not any(mark in text for mark in marks)
+    ]
+
+
+async def test_a_turn_failing_after_streaming_began_never_shows_the_partial_as_finished(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_chars = 3
+    fake_openai.chunk_delay = 0.01
+    async with running(slack, fake_openai) as bot:
+        fake_openai.fail_next(Fault(break_after=8))
+        ts = await bot.mention("tell me a long story")
+        await slack.wait_for(
+            lambda: (
+                any(not m.streaming for m in slack.bot_messages(CHANNEL, ts))
+                and slack.bot_messages(CHANNEL, ts)[-1].text.startswith(":warning: ")
+            )
+        )
+        (message,) = slack.bot_messages(CHANNEL, ts)
+        streamed = [text for text, streaming in message.versions if streaming and text]
+        assert streamed  # the answer had begun to show
+        assert shown_as_finished(message, marks=(":warning: ", " …")) == []
+        assert message.text.startswith(":warning: ")  # the failure, and nothing else, stays
+        assert "You said" not in message.text
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
 
 
 async def test_ignores_itself_other_bots_and_people_not_allowed(
@@ -566,7 +599,9 @@ async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
         expected = "You said: [Ann] through the storm. Before that: nothing."
         # The stream is stopped first and then edited into the whole answer.
         await slack.wait_for(lambda: slack.thread_text(CHANNEL, ts) == expected)
-        assert len(slack.bot_messages(CHANNEL, ts)) == 1
+        (message,) = slack.bot_messages(CHANNEL, ts)
+        # Stopped, the stream said it went on; only the whole answer stood as finished.
+        assert set(shown_as_finished(message, marks=(" …",))) == {expected}
         assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
