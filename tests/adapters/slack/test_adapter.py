@@ -29,7 +29,6 @@ from tests.support.slack import (
     DM,
     SECRET,
     Harness,
-    event_envelope,
     running,
     signed_headers,
     slack_settings,
@@ -430,33 +429,21 @@ async def test_http_mode_verifies_signatures(slack: FakeSlack, fake_openai: Fake
 async def test_slack_port_0_listens_on_a_free_port_and_says_which(
     slack: FakeSlack, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
+    environment = {
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_PORT": "0",
+    }
+    settings = SlackSettings.from_config(make_config(fake_openai, environment=environment))
+    assert settings.port == 0
     caplog.set_level(logging.INFO, logger="adapters.slack")
-    environment = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": SECRET, "SLACK_PORT": "0"}
-    config = make_config(fake_openai, environment=environment)
-    parts = await BotParts(config).start()
-    adapter = SlackAdapter(
-        parts.core, SlackSettings.from_config(config), host="127.0.0.1", base_url=slack.api_url
-    )
-    task = asyncio.create_task(adapter.run())
-    try:
-        while adapter.http_port is None:
-            await asyncio.sleep(0.01)
-        assert adapter.http_port != 0
-        url = f"http://127.0.0.1:{adapter.http_port}/slack/events"
-        assert f"Listening for Slack on {url}" in caplog.messages
-        ts = slack.new_ts()
-        text = f"<@{BOT_USER}> hi"
-        event = {"type": "app_mention", "user": ANN, "text": text, "ts": ts, "channel": CHANNEL}
-        body = json.dumps(event_envelope(event, "Ev1"))
-        async with aiohttp.ClientSession() as http, http.post(
-            url, data=body, headers=signed_headers(body)
-        ) as answer:
-            assert answer.status == 200
-        await slack.wait_for_replies(CHANNEL, ts)
-    finally:
-        await adapter.close(grace=1.0)
-        await task
-        await parts.close()
+    async with running(slack, fake_openai, signing_secret=SECRET, port=settings.port) as bot:
+        port = bot.adapter.http_port
+        assert port is not None
+        assert port > 0
+        assert f"Listening for Slack on http://127.0.0.1:{port}/slack/events" in caplog.messages
+        ts = await bot.mention("hi")
+        assert await bot.answer(CHANNEL, ts) == "You said: [Ann] hi. Before that: nothing."
 
 
 # ----- start-up ----------------------------------------------------------------------------
