@@ -266,7 +266,11 @@ class SlackAdapter:
             attachments=self._files.attachments(event),
         )
         async with self._delivery.turn(dest) as (writer, sink):
-            reply = await self._core.handle(message, self._delivery.surface, sink)
+            try:
+                reply = await self._core.handle(message, self._delivery.surface, sink)
+            except asyncio.CancelledError:
+                await self._delivery.cut_short(writer)
+                raise
             if dest.thread_ts is not None:
                 self._lookups.joined(dest.channel, dest.thread_ts)
             if reply.ephemeral:

@@ -16,6 +16,7 @@ import pytest
 from adapters.slack import SlackAdapter, create
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import to_mrkdwn
+from bot.adapter import SHUTTING_DOWN
 from bot.config import ConfigError
 from bot.texts import GENERIC
 from tests.fakes.openai_server import FakeOpenAI, Fault, user_texts
@@ -537,6 +538,31 @@ async def test_close_lets_an_answer_under_way_finish(
     finally:
         await harness.close()
     assert slack.thread_text(CHANNEL, ts) == "You said: [Ann] slow one. Before that: nothing."
+
+
+@pytest.mark.parametrize("when", ["thinking", "streaming"])
+async def test_a_turn_cut_off_at_shutdown_says_so(
+    slack: FakeSlack, fake_openai: FakeOpenAI, when: str
+) -> None:
+    fake_openai.chunk_chars = 2
+    fake_openai.chunk_delay = 0.05
+    if when == "thinking":
+        fake_openai.latency = 30.0  # the model has not answered when the bot stops
+    harness = await Harness(slack, make_config(fake_openai)).start()
+    try:
+        ts = await harness.mention("a long story, please")
+        if when == "thinking":
+            await slack.wait_for(lambda: slack.statuses.get((CHANNEL, ts)) == "is thinking…")
+        else:
+            await slack.wait_for(lambda: slack.called("chat.appendStream"))
+        await harness.parts.core.drain(grace=0.01)
+        assert await harness.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
+    finally:
+        await harness.close()  # lets the adapter's listeners finish, as shutting down does
+    (message,) = slack.bot_messages(CHANNEL, ts)
+    assert message.text == SHUTTING_DOWN
+    assert not message.streaming
+    assert slack.statuses == {}
 
 
 async def test_other_bots_are_answered_when_configured(

@@ -35,7 +35,7 @@ from adapters.slack.prompts import (
 from adapters.slack.rules import AccessPolicy
 from adapters.slack.stream import AnswerWriter, Destination, StatusSink
 from adapters.streaming import ChannelThrottle
-from bot.adapter import ApprovalEnding, ApprovalRequest, Decision
+from bot.adapter import SHUTTING_DOWN, ApprovalEnding, ApprovalRequest, Decision
 from tests.fakes.openai_server import (
     FakeOpenAI,
     Fault,
@@ -44,6 +44,7 @@ from tests.fakes.openai_server import (
     reply_from_history,
 )
 from tests.fakes.slack_server import TEAM, FakeSlack, Posted
+from tests.support.parts import make_config
 from tests.support.slack import ANN, BEN, CHANNEL, DM, SECRET, Harness, running, thread_key
 
 ANSWER = "Done: Ticket T-1: the printer is on fire."
@@ -349,6 +350,29 @@ async def test_a_resume_that_fails_after_the_tool_ran_settles_the_prompt(
         assert prompt.buttons() == []
         assert ending(prompt) == "✅ Approved by Ann"
         assert slack.ephemerals == []
+
+
+async def test_a_resumed_turn_cut_off_at_shutdown_says_so_and_keeps_the_buttons(
+    slack: FakeSlack, fake_openai: FakeOpenAI, ran: list[str]
+) -> None:
+    fake_openai.responder = ticket_model
+    harness = await Harness(slack, make_config(fake_openai), tools=[ticket_tool(ran)]).start()
+    try:
+        ts = await harness.mention("what does ticket T-1 say?")
+        prompt = await prompt_in(slack, CHANNEL, ts)
+        fake_openai.chunk_chars = 2
+        fake_openai.chunk_delay = 0.05
+        await harness.click(CHANNEL, prompt.ts, APPROVE)
+        await slack.wait_for(lambda: slack.called("chat.appendStream"))
+        await harness.parts.core.drain(grace=0.01)
+        assert await harness.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
+    finally:
+        await harness.close()  # lets the click's listener finish, as shutting down does
+    shown = slack.bot_messages(CHANNEL, ts)
+    assert [m.ts for m in shown[:-1]] == [prompt.ts]
+    assert shown[-1].text == SHUTTING_DOWN
+    assert len(prompt.buttons()) == 2  # still pending: it can be clicked again after the restart
+    assert slack.statuses == {}
 
 
 async def test_an_expired_request_is_marked_and_the_model_s_answer_posted(
