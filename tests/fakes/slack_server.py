@@ -1,10 +1,10 @@
 """A fake Slack on loopback: the Web API, a Socket Mode websocket and `response_url`s.
 
 Point the real `AsyncWebClient` at `FakeSlack.api_url`. Every Web API call is recorded with
-its parsed body; messages the bot posts, streams and edits are kept per channel, each with
-every version people saw, so a test can read a thread as a person would see it, then and now.
-Faults are queued per method: an HTTP status with headers (429 + Retry-After) or a Slack error
-code (`{"ok": false, "error": ...}`).
+its parsed body and the TCP connection it came on; messages the bot posts, streams and edits
+are kept per channel, each with every version people saw, so a test can read a thread as a
+person would see it, then and now. Faults are queued per method: an HTTP status with headers
+(429 + Retry-After) or a Slack error code (`{"ok": false, "error": ...}`).
 
 The Socket Mode side behaves as Slack documents it: every `apps.connections.open` returns a new
 URL, an app may keep several connections open at once (Slack allows 10), each gets `hello` (with
@@ -95,6 +95,8 @@ class ApiCall:
     body: dict[str, Any]
     token: str | None
     at: float = field(default_factory=time.monotonic)
+    connection: tuple[str, int] | None = None
+    """The caller's end of the TCP connection the call came on (its address and port)."""
 
 
 class SlackError(Exception):
@@ -653,11 +655,13 @@ class FakeSlack:
         body.update(request.query)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") or body.get("token")
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        connection = (str(peer[0]), int(peer[1])) if peer else None
         held = self.holds.get(method)
         if held is not None:
             await held.wait()
         async with self.changed:
-            self.calls.append(ApiCall(method, body, token))
+            self.calls.append(ApiCall(method, body, token, connection=connection))
             queue = self.faults.get(method)
             fault = queue.popleft() if queue else None
             if fault is not None:

@@ -498,6 +498,27 @@ async def test_a_rejected_bot_token_is_a_config_error(
         await parts.close()
 
 
+async def test_web_api_calls_share_one_http_session_closed_at_shutdown(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    harness = await Harness(slack, make_config(fake_openai)).start()
+    try:
+        session = harness.adapter.client.session
+        ts = await harness.mention("hello")
+        await harness.answer(CHANNEL, ts)
+        await harness.say("and again", thread_ts=ts)
+        await harness.answer(CHANNEL, ts, count=2)
+        assert harness.adapter.client.session is session
+    finally:
+        await harness.close()
+    connections = {call.connection for call in slack.calls}
+    assert len(slack.calls) >= 8
+    # slack_sdk would otherwise open (and close) a session, so a connection, for every call.
+    assert len(connections) <= len(slack.calls) // 2
+    assert isinstance(session, aiohttp.ClientSession)
+    assert session.closed
+
+
 async def test_slack_errors_while_answering_fall_back_and_still_deliver(
     slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
