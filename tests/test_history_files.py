@@ -36,7 +36,7 @@ from tests.support.discord import (
     thread,
 )
 from tests.support.items import msg, tool_call, tool_output
-from tests.support.slack import ANN, CHANNEL, running, session
+from tests.support.slack import ANN, CHANNEL, running, thread_key
 
 THREAD_KEY = f"discord:{GUILD}:{THREAD_A}"
 ANN_ID = int(DISCORD_ANN["id"])
@@ -291,7 +291,7 @@ async def test_slack_typed_history_sends_the_whole_thread_to_the_person_s_dm(
     async with running(slack, fake_openai) as bot:
         ts = await bot.mention("first")
         await bot.answer(CHANNEL, ts)
-        said = await seed(bot.parts.store, session(CHANNEL, ts), 12)
+        said = await seed(bot.parts.store, thread_key(CHANNEL, ts), 12)
 
         await bot.say("!history", thread_ts=ts)
         shown = (await bot.ephemerals(1))[0]
@@ -302,7 +302,9 @@ async def test_slack_typed_history_sends_the_whole_thread_to_the_person_s_dm(
 
         assert slack.called("conversations.open")[0]["users"] == ANN
         asked = slack.called("files.getUploadURLExternal")[0]
-        expected = await whole_thread(bot.parts.store, session(CHANNEL, ts), bot.parts.config.name)
+        expected = await whole_thread(
+            bot.parts.store, thread_key(CHANNEL, ts), bot.parts.config.name
+        )
         assert (asked["filename"], int(asked["length"])) == (HISTORY_FILE, len(expected.encode()))
         (post,) = slack.bot_messages(DM_WITH_ANN)
         assert post.text == f"The full history you asked for in <#{CHANNEL}>."
@@ -319,7 +321,7 @@ async def test_slack_slash_history_sends_the_file_too(
     slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
     async with running(slack, fake_openai) as bot:
-        channel_session = session(CHANNEL, "channel")
+        channel_session = thread_key(CHANNEL, "channel")
         await bot.parts.core.handle(
             IncomingMessage("slack", channel_session, ANN, "Ann", "channel note")
         )
@@ -358,7 +360,7 @@ async def test_slack_history_still_answers_when_the_upload_is_refused(
     async with running(slack, fake_openai) as bot:
         ts = await bot.mention("first")
         await bot.answer(CHANNEL, ts)
-        await seed(bot.parts.store, session(CHANNEL, ts), 12)
+        await seed(bot.parts.store, thread_key(CHANNEL, ts), 12)
         with caplog.at_level(logging.WARNING, logger="adapters.slack.uploads"):
             await bot.say("!history", thread_ts=ts)
             shown = (await bot.ephemerals(1))[0]

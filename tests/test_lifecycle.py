@@ -14,7 +14,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 from tests.support.discord import ANN, DM, discord_config
 from tests.support.parts import BotParts
-from tests.support.slack import CHANNEL, session, slack_settings
+from tests.support.slack import CHANNEL, slack_settings, thread_key
 from tests.support.slack import Harness as SlackHarness
 
 
@@ -50,7 +50,7 @@ async def test_sigterm_lets_a_slack_answer_finish_then_stops(
             assert [m.text for m in replies] == [
                 "You said: [Ann] a slow question. Before that: nothing."
             ]
-            assert await parts.store.count_items(session(CHANNEL, ts)) == 2
+            assert await parts.store.count_items(thread_key(CHANNEL, ts)) == 2
             assert not slack.sockets  # disconnected
         finally:
             await parts.close()

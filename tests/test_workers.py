@@ -24,7 +24,7 @@ import pytest
 from tests.fakes.openai_server import FakeOpenAI, Fault, user_texts
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
 from tests.support.postgres import PostgresSchema
-from tests.support.slack import ANN, CHANNEL, event_envelope, session, signed_headers
+from tests.support.slack import ANN, CHANNEL, event_envelope, signed_headers, thread_key
 from tests.support.workers import Worker, Workers, worker_environment
 
 START_TIMEOUT = 20.0
@@ -133,7 +133,7 @@ class Cluster:
         try:
             rows = await conn.fetch(
                 "SELECT message_data FROM agent_messages WHERE session_id = $1 ORDER BY id",
-                session(CHANNEL, thread_ts),
+                thread_key(CHANNEL, thread_ts),
             )
         finally:
             await conn.close()

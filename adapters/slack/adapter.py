@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapter import Config, ConfigError, Core, IncomingMessage
 
 from ..inflight import InFlight
-from .api_calls import retry_handlers
+from .api_calls import close_session, open_session, retry_handlers
 from .approvals import SlackApprovals
 from .commands import SHORTCUTS, SlackCommands
 from .connection import SlackConnection
@@ -126,14 +126,16 @@ class SlackAdapter:
 
     async def run(self) -> None:
         """Connect (Socket Mode) or listen (HTTP mode) until `close()`."""
-        await self._check_token()
+        open_session(self.client)
         try:
+            await self._check_token()
             self._files.open()
             await self._connection.open()
             await self._stopped.wait()
         finally:
             await self._connection.close()
             await self._files.close()
+            await close_session(self.client)
 
     async def close(self, grace: float) -> None:
         """Let answers under way finish (up to `grace` seconds), then disconnect."""
@@ -141,6 +143,7 @@ class SlackAdapter:
         self._stopped.set()
         await self._connection.close()
         await self._files.close()
+        await close_session(self.client)
 
     async def problem(self) -> str | None:
         """ "not connected" while no Socket Mode connection is up (or, in HTTP mode, before
@@ -266,7 +269,11 @@ class SlackAdapter:
             attachments=self._files.attachments(event),
         )
         async with self._delivery.turn(dest) as (writer, sink):
-            reply = await self._core.handle(message, self._delivery.surface, sink)
+            try:
+                reply = await self._core.handle(message, self._delivery.surface, sink)
+            except asyncio.CancelledError:
+                await self._delivery.cut_short(writer)
+                raise
             if dest.thread_ts is not None:
                 self._lookups.joined(dest.channel, dest.thread_ts)
             if reply.ephemeral:

@@ -1,5 +1,5 @@
-"""Calls to Slack's Web API: which ones slack_sdk tries again, and counting failed and retried
-ones for `/metrics`.
+"""Calls to Slack's Web API: the one HTTP session they share, which ones slack_sdk tries
+again, and counting failed and retried ones for `/metrics`.
 
 slack_sdk asks each retry handler of the client, in order, about every response and failure;
 the counters ride on that, so they see every call without wrapping the client.
@@ -7,6 +7,7 @@ the counters ride on that, so they see every call without wrapping the client.
 
 from __future__ import annotations
 
+import aiohttp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -15,8 +16,29 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import PlatformApi
+
+
+def open_session(client: AsyncWebClient) -> None:
+    """Give `client` one HTTP session for all its calls, kept until `close_session`; without
+    one, slack_sdk opens a session, so a connection, for every call and closes it after.
+
+    Bolt's per-request clients and the Socket Mode handler's `apps.connections.open` take the
+    session from this client too. Call it in the running loop, as aiohttp requires.
+    """
+    if client.session is None or client.session.closed:
+        # The timeout slack_sdk gives the session it would open for each call.
+        timeout = aiohttp.ClientTimeout(total=client.timeout)
+        client.session = aiohttp.ClientSession(timeout=timeout)
+
+
+async def close_session(client: AsyncWebClient) -> None:
+    """Close the session `open_session` gave `client`; safe to call more than once."""
+    session, client.session = client.session, None
+    if session is not None:
+        await session.close()
 
 
 def retry_handlers(api: PlatformApi | None) -> list[AsyncRetryHandler]:

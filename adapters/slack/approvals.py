@@ -11,6 +11,7 @@ can win, so the prompt's last state never depends on which of two updates Slack 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -67,15 +68,21 @@ class SlackApprovals:
         name = await self._lookups.author_name({}, click.user)
         dest = Destination(click.channel, click.thread_ts, click.team, click.user)
         async with self._delivery.turn(dest) as (writer, sink):
-            reply = await self._core.decide(
-                click.approval_id,
-                click.decision,
-                user_id=click.user,
-                user_name=name,
-                allowed=self._policy.permits(click.channel, click.user),
-                surface=self._delivery.surface,
-                sink=sink,
-            )
+            try:
+                reply = await self._core.decide(
+                    click.approval_id,
+                    click.decision,
+                    user_id=click.user,
+                    user_name=name,
+                    allowed=self._policy.permits(click.channel, click.user),
+                    surface=self._delivery.surface,
+                    sink=sink,
+                )
+            except asyncio.CancelledError:
+                # The resumed turn stored nothing and the request is still pending: the
+                # prompt keeps its buttons, to be clicked again once the bot is back.
+                await self._delivery.cut_short(writer)
+                raise
             if reply.kind in {ReplyKind.ANSWER, ReplyKind.APPROVAL}:
                 line = decided_line(click.decision, name)
                 await self._delivery.end_prompt(click.channel, click.ts, click.text, line)

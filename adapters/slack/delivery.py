@@ -2,11 +2,13 @@
 under it, and what only one person may see.
 
 Every reply the adapter shows goes through `SlackDelivery`, whatever brought it (a message, a
-click, a command, an expiry), so streaming is given up in one place when Slack refuses it.
+click, a command, an expiry), so streaming is given up in one place when Slack refuses it, and
+a turn cut off by a shutdown says so in one way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -15,7 +17,7 @@ from collections.abc import AsyncIterator
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapter import Core, Reply, ReplyKind, Surface
+from bot.adapter import SHUTTING_DOWN, Core, Reply, ReplyKind, Surface
 
 from ..streaming import ChannelThrottle
 from .prompts import end_prompt, post_prompt
@@ -30,6 +32,8 @@ STREAMING_UNAVAILABLE = frozenset(
     {"unknown_method", "not_allowed_token_type", "missing_scope", "feature_not_enabled"}
 )
 """Errors that mean streaming will never work here, so the adapter stops trying."""
+NOTICE_SECONDS = 5.0
+"""How long the notice of a turn cut off by a shutdown may take to show."""
 
 
 class SlackDelivery:
@@ -83,6 +87,14 @@ class SlackDelivery:
             if sink.needs_clearing:
                 await self.set_status(dest, "")
         self._learn_streaming(writer)
+
+    async def cut_short(self, writer: AnswerWriter) -> None:
+        """Say the bot is restarting where a turn cut off by a shutdown was answering: in
+        place of what had streamed (nothing of the turn was stored), or of "is thinking…".
+        Never raises; gives up after `NOTICE_SECONDS`."""
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            async with asyncio.timeout(NOTICE_SECONDS):
+                await writer.finish(Reply(SHUTTING_DOWN, ReplyKind.NOTICE))
 
     async def show(self, reply: Reply, writer: AnswerWriter, dest: Destination) -> None:
         """Show a turn's reply in its thread: the answer, or a prompt with buttons."""

@@ -9,6 +9,10 @@ refusing or dropping the stream, or an answer too long for one message) the shar
 While a turn runs the thread's assistant status says what the bot is doing ("is thinking…",
 "is using lookup_ticket…"). A turn that stops for a tool approval ends in a prompt with buttons
 (built by `approvals`), which takes the place of whatever had streamed.
+
+Slack shows a stopped stream as finished at once, so a stream stopped before the answer is
+whole ends with a word saying so: " …" when the message goes on by being edited, or the
+failure (or notice) that then takes its place.
 """
 
 from __future__ import annotations
@@ -197,7 +201,7 @@ class AnswerWriter:
         of whatever was streamed before the model asked for the tool; returns the prompt
         message's ts, or None when Slack took neither the edit nor a new post (logged)."""
         text = render(markdown, True)
-        handle = await self._stop_native()
+        handle = await self._stop_native(WRITING)
         if handle is None and self._text:
             # Text went to the post-and-edit reply (maybe not posted yet): let it settle on the
             # prompt's text first, so no write still under way lands after the buttons.
@@ -246,9 +250,13 @@ class AnswerWriter:
             text = reply.text
             if await self._stop_stream_with(text):
                 return
+            ending = WRITING
         else:
             text = (ERROR_PREFIX if reply.kind is ReplyKind.ERROR else "") + reply.text
-        await self._leave_stream()
+            # The failure ends the streamed message before it replaces it, so the unfinished
+            # answer never stands alone as if it were all.
+            ending = f"\n\n{text}"
+        await self._leave_stream(ending)
         if not await self._posted.finish(text):
             await self._post_quietly(DELIVERY_FAILED)
 
@@ -305,26 +313,29 @@ class AnswerWriter:
             return False
         return True
 
-    async def _leave_stream(self) -> None:
-        """Go on by posting and editing, in the streamed message if there is one."""
+    async def _leave_stream(self, ending: str = WRITING) -> None:
+        """Go on by posting and editing, in the streamed message if there is one, whose
+        stream is stopped with `ending` (see `_stop_native`)."""
         if not self._native:
             return
-        ts = await self._stop_native()
+        ts = await self._stop_native(ending)
         if ts is not None:
             self._posted.adopt(ts)
         await self._posted.add(self._text)
 
-    async def _stop_native(self) -> str | None:
+    async def _stop_native(self, ending: str) -> str | None:
         """Stop Slack's native stream, if one was started; returns its message's ts.
 
-        A failed stop leaves the message as streamed so far, to be edited from here on.
+        Slack shows a stopped stream as a finished message at once, so `ending` goes last in
+        it to say it is not one (" …", or the failure that replaces it next). A failed stop
+        leaves the message as streamed so far, to be edited from here on.
         """
         self._native = False
         stream, self._stream = self._stream, None
         if stream is None or stream.ts is None:
             return None
         try:
-            await stream.stop()
+            await stream.stop(markdown_text=ending)
         except SlackApiError as exc:
             logger.info("Stopping the stream in %s failed: %s", self._dest.channel, error_code(exc))
         return stream.ts

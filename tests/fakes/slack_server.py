@@ -1,9 +1,10 @@
 """A fake Slack on loopback: the Web API, a Socket Mode websocket and `response_url`s.
 
 Point the real `AsyncWebClient` at `FakeSlack.api_url`. Every Web API call is recorded with
-its parsed body; messages the bot posts, streams and edits are kept per channel so a test can
-read a thread as a person would see it. Faults are queued per method: an HTTP status with
-headers (429 + Retry-After) or a Slack error code (`{"ok": false, "error": ...}`).
+its parsed body and the TCP connection it came on; messages the bot posts, streams and edits
+are kept per channel, each with every version people saw, so a test can read a thread as a
+person would see it, then and now. Faults are queued per method: an HTTP status with headers
+(429 + Retry-After) or a Slack error code (`{"ok": false, "error": ...}`).
 
 The Socket Mode side behaves as Slack documents it: every `apps.connections.open` returns a new
 URL, an app may keep several connections open at once (Slack allows 10), each gets `hello` (with
@@ -94,6 +95,8 @@ class ApiCall:
     body: dict[str, Any]
     token: str | None
     at: float = field(default_factory=time.monotonic)
+    connection: tuple[str, int] | None = None
+    """The caller's end of the TCP connection the call came on (its address and port)."""
 
 
 class SlackError(Exception):
@@ -150,6 +153,13 @@ class Posted:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
     """Files shared with the message (as `files.completeUploadExternal` shares them)."""
+    versions: list[tuple[str, bool]] = field(default_factory=list)
+    """Every state people saw the message in, oldest first: its text, and whether it was
+    still streaming (Slack shows a streaming message as unfinished)."""
+
+    def seen(self) -> None:
+        """Note the message's current state as one people saw."""
+        self.versions.append((self.text, self.streaming))
 
     def buttons(self) -> list[dict[str, Any]]:
         """The buttons on the message, in the order Slack shows them."""
@@ -475,6 +485,7 @@ class FakeSlack:
             message.text = body.get("text", "")
             message.blocks = _blocks(body.get("blocks")) or []
             message.edits += 1
+            message.seen()
         elif body.get("response_type") == "in_channel":
             self._add(
                 Posted(
@@ -644,11 +655,13 @@ class FakeSlack:
         body.update(request.query)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") or body.get("token")
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        connection = (str(peer[0]), int(peer[1])) if peer else None
         held = self.holds.get(method)
         if held is not None:
             await held.wait()
         async with self.changed:
-            self.calls.append(ApiCall(method, body, token))
+            self.calls.append(ApiCall(method, body, token, connection=connection))
             queue = self.faults.get(method)
             fault = queue.popleft() if queue else None
             if fault is not None:
@@ -712,6 +725,7 @@ class FakeSlack:
         return posted
 
     def _add(self, posted: Posted) -> None:
+        posted.seen()
         if posted.thread_ts is not None and posted.user == BOT_USER:
             self.statuses.pop((posted.channel, posted.thread_ts), None)
         self.messages.append(posted)
@@ -736,6 +750,7 @@ class FakeSlack:
             message.blocks = blocks
         message.streaming = False
         message.edits += 1
+        message.seen()
         return {"channel": message.channel, "ts": message.ts}
 
     def _chat_postEphemeral(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -765,12 +780,14 @@ class FakeSlack:
     def _chat_appendStream(self, body: dict[str, Any]) -> dict[str, Any]:
         message = self._find(body["channel"], body["ts"])
         message.text += self._chunk_text(body)
+        message.seen()
         return {"channel": message.channel, "ts": message.ts}
 
     def _chat_stopStream(self, body: dict[str, Any]) -> dict[str, Any]:
         message = self._find(body["channel"], body["ts"])
         message.text += self._chunk_text(body)
         message.streaming = False
+        message.seen()
         return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
 
     def _assistant_threads_setStatus(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from agents import Tool
 from slack_sdk.signature import SignatureVerifier
 
-from adapters.slack import SlackAdapter
+from adapters.slack import SlackAdapter, rules
 from adapters.slack.rules import AccessPolicy
 from adapters.slack.settings import SlackSettings
 from bot.config import Config
@@ -296,8 +296,10 @@ async def running(
         yield harness
 
 
-def session(channel: str, thread: str) -> str:
-    return f"slack:{TEAM}:{channel}:{thread}"
+def thread_key(channel: str, thread: str) -> str:
+    """The thread key of `thread` (a root's ts, ``dm`` or ``channel``) in the fake workspace;
+    under the default memory scope, also the session ID its memory is stored under."""
+    return rules.thread_key(TEAM, channel, thread)
 
 
 def slack_settings(**overrides: Any) -> SlackSettings:

@@ -16,10 +16,11 @@ import pytest
 from adapters.slack import SlackAdapter, create
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import to_mrkdwn
+from bot.adapter import SHUTTING_DOWN
 from bot.config import ConfigError
 from bot.texts import GENERIC
 from tests.fakes.openai_server import FakeOpenAI, Fault, user_texts
-from tests.fakes.slack_server import BOT_USER, TEAM, ApiFault, FakeSlack
+from tests.fakes.slack_server import BOT_USER, TEAM, ApiFault, FakeSlack, Posted
 from tests.support.faults import WHERES, Where, inject_bug
 from tests.support.parts import BotParts, make_config
 from tests.support.slack import (
@@ -29,11 +30,10 @@ from tests.support.slack import (
     DM,
     SECRET,
     Harness,
-    event_envelope,
     running,
-    session,
     signed_headers,
     slack_settings,
+    thread_key,
 )
 
 # ----- conversations -----------------------------------------------------------------------
@@ -53,7 +53,7 @@ async def test_a_mention_opens_a_thread_and_is_answered_there(
         assert start["recipient_user_id"] == ANN
         assert start["recipient_team_id"] == TEAM
         assert slack.called("chat.stopStream")
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_follow_ups_in_the_thread_need_no_mention_and_remember(
@@ -106,8 +106,8 @@ async def test_dms_share_one_memory_and_a_dm_thread_has_its_own(
         await bot.say("in a thread now", channel=DM, thread_ts=second)
         threaded = await bot.answer(DM, second)
         assert threaded == "You said: [Ann] in a thread now. Before that: nothing."
-        assert await bot.parts.store.count_items(session(DM, "dm")) == 4
-        assert await bot.parts.store.count_items(session(DM, second)) == 2
+        assert await bot.parts.store.count_items(thread_key(DM, "dm")) == 4
+        assert await bot.parts.store.count_items(thread_key(DM, second)) == 2
 
 
 async def test_channel_scope_shares_one_memory_across_a_channel_s_threads(
@@ -119,7 +119,7 @@ async def test_channel_scope_shares_one_memory_across_a_channel_s_threads(
         second = await bot.mention("and bananas")
         answer = await bot.answer(CHANNEL, second)
         assert "apples" in answer  # another thread of the same channel, one memory
-        assert await bot.parts.store.count_items(session(CHANNEL, "channel")) == 4
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, "channel")) == 4
 
 
 async def test_user_scope_follows_a_person_from_a_dm_into_a_channel(
@@ -168,7 +168,7 @@ async def test_a_redelivered_event_gets_one_reply_and_one_stored_turn(
         await asyncio.sleep(0.2)
         assert len(slack.bot_messages(CHANNEL, ts)) == 1
         assert len(fake_openai.requests) == 1
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_streamed_text_equals_the_model_output(
@@ -242,13 +242,46 @@ async def test_a_model_error_shows_a_friendly_message_and_keeps_history(
     async with running(slack, fake_openai) as bot:
         ts = await bot.mention("first")
         await bot.answer(CHANNEL, ts)
-        before = await bot.parts.store.read_items(session(CHANNEL, ts))
+        before = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         fake_openai.fail_next(Fault(status=500))
         await bot.say("this fails", thread_ts=ts)
         failed = await bot.answer(CHANNEL, ts, count=2)
         assert failed.startswith(":warning: ")
         assert "fake error" not in failed
-        assert await bot.parts.store.read_items(session(CHANNEL, ts)) == before
+        assert await bot.parts.store.read_items(thread_key(CHANNEL, ts)) == before
+
+
+def shown_as_finished(message: Posted, *, marks: tuple[str, ...]) -> list[str]:
+    """The versions of `message` people saw as finished (no longer streaming) that carry none
+    of `marks` (the error line, " …" for an answer still being written)."""
+    return [
+        text
+        for text, streaming in message.versions
+        if not streaming and not any(mark in text for mark in marks)
+    ]
+
+
+async def test_a_turn_failing_after_streaming_began_never_shows_the_partial_as_finished(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_chars = 3
+    fake_openai.chunk_delay = 0.01
+    async with running(slack, fake_openai) as bot:
+        fake_openai.fail_next(Fault(break_after=8))
+        ts = await bot.mention("tell me a long story")
+        await slack.wait_for(
+            lambda: (
+                any(not m.streaming for m in slack.bot_messages(CHANNEL, ts))
+                and slack.bot_messages(CHANNEL, ts)[-1].text.startswith(":warning: ")
+            )
+        )
+        (message,) = slack.bot_messages(CHANNEL, ts)
+        streamed = [text for text, streaming in message.versions if streaming and text]
+        assert streamed  # the answer had begun to show
+        assert shown_as_finished(message, marks=(":warning: ", " …")) == []
+        assert message.text.startswith(":warning: ")  # the failure, and nothing else, stays
+        assert "You said" not in message.text
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
 
 
 async def test_ignores_itself_other_bots_and_people_not_allowed(
@@ -281,7 +314,7 @@ async def answered_once(
     assert [len(bot.slack.bot_messages(CHANNEL, ts)) for ts in threads] == [1] * len(threads)
     assert len(fake_openai.requests) == len(threads)
     for ts in threads:
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_events_spread_over_two_connections_are_each_answered_once(
@@ -397,33 +430,21 @@ async def test_http_mode_verifies_signatures(slack: FakeSlack, fake_openai: Fake
 async def test_slack_port_0_listens_on_a_free_port_and_says_which(
     slack: FakeSlack, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
+    environment = {
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_PORT": "0",
+    }
+    settings = SlackSettings.from_config(make_config(fake_openai, environment=environment))
+    assert settings.port == 0
     caplog.set_level(logging.INFO, logger="adapters.slack")
-    environment = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": SECRET, "SLACK_PORT": "0"}
-    config = make_config(fake_openai, environment=environment)
-    parts = await BotParts(config).start()
-    adapter = SlackAdapter(
-        parts.core, SlackSettings.from_config(config), host="127.0.0.1", base_url=slack.api_url
-    )
-    task = asyncio.create_task(adapter.run())
-    try:
-        while adapter.http_port is None:
-            await asyncio.sleep(0.01)
-        assert adapter.http_port != 0
-        url = f"http://127.0.0.1:{adapter.http_port}/slack/events"
-        assert f"Listening for Slack on {url}" in caplog.messages
-        ts = slack.new_ts()
-        text = f"<@{BOT_USER}> hi"
-        event = {"type": "app_mention", "user": ANN, "text": text, "ts": ts, "channel": CHANNEL}
-        body = json.dumps(event_envelope(event, "Ev1"))
-        async with aiohttp.ClientSession() as http, http.post(
-            url, data=body, headers=signed_headers(body)
-        ) as answer:
-            assert answer.status == 200
-        await slack.wait_for_replies(CHANNEL, ts)
-    finally:
-        await adapter.close(grace=1.0)
-        await task
-        await parts.close()
+    async with running(slack, fake_openai, signing_secret=SECRET, port=settings.port) as bot:
+        port = bot.adapter.http_port
+        assert port is not None
+        assert port > 0
+        assert f"Listening for Slack on http://127.0.0.1:{port}/slack/events" in caplog.messages
+        ts = await bot.mention("hi")
+        assert await bot.answer(CHANNEL, ts) == "You said: [Ann] hi. Before that: nothing."
 
 
 # ----- start-up ----------------------------------------------------------------------------
@@ -477,6 +498,27 @@ async def test_a_rejected_bot_token_is_a_config_error(
         await parts.close()
 
 
+async def test_web_api_calls_share_one_http_session_closed_at_shutdown(
+    slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    harness = await Harness(slack, make_config(fake_openai)).start()
+    try:
+        session = harness.adapter.client.session
+        ts = await harness.mention("hello")
+        await harness.answer(CHANNEL, ts)
+        await harness.say("and again", thread_ts=ts)
+        await harness.answer(CHANNEL, ts, count=2)
+        assert harness.adapter.client.session is session
+    finally:
+        await harness.close()
+    connections = {call.connection for call in slack.calls}
+    assert len(slack.calls) >= 8
+    # slack_sdk would otherwise open (and close) a session, so a connection, for every call.
+    assert len(connections) <= len(slack.calls) // 2
+    assert isinstance(session, aiohttp.ClientSession)
+    assert session.closed
+
+
 async def test_slack_errors_while_answering_fall_back_and_still_deliver(
     slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
@@ -503,7 +545,7 @@ async def test_an_answer_slack_will_not_take_gets_a_friendly_line(
         ts = await bot.mention("hi")
         answer = await bot.answer(CHANNEL, ts)
         assert answer == "Sorry, Slack did not accept my answer. Please try again in a moment."
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_close_lets_an_answer_under_way_finish(
@@ -517,6 +559,31 @@ async def test_close_lets_an_answer_under_way_finish(
     finally:
         await harness.close()
     assert slack.thread_text(CHANNEL, ts) == "You said: [Ann] slow one. Before that: nothing."
+
+
+@pytest.mark.parametrize("when", ["thinking", "streaming"])
+async def test_a_turn_cut_off_at_shutdown_says_so(
+    slack: FakeSlack, fake_openai: FakeOpenAI, when: str
+) -> None:
+    fake_openai.chunk_chars = 2
+    fake_openai.chunk_delay = 0.05
+    if when == "thinking":
+        fake_openai.latency = 30.0  # the model has not answered when the bot stops
+    harness = await Harness(slack, make_config(fake_openai)).start()
+    try:
+        ts = await harness.mention("a long story, please")
+        if when == "thinking":
+            await slack.wait_for(lambda: slack.statuses.get((CHANNEL, ts)) == "is thinking…")
+        else:
+            await slack.wait_for(lambda: slack.called("chat.appendStream"))
+        await harness.parts.core.drain(grace=0.01)
+        assert await harness.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
+    finally:
+        await harness.close()  # lets the adapter's listeners finish, as shutting down does
+    (message,) = slack.bot_messages(CHANNEL, ts)
+    assert message.text == SHUTTING_DOWN
+    assert not message.streaming
+    assert slack.statuses == {}
 
 
 async def test_other_bots_are_answered_when_configured(
@@ -547,7 +614,7 @@ async def test_a_socket_drop_mid_stream_completes_the_reply_and_reconnects(
         await bot.say("still there?", thread_ts=ts)
         second = await bot.answer(CHANNEL, ts, count=2)
         assert "Before that: [Ann] a long answer, please." in second
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 4
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 4
 
 
 async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
@@ -566,8 +633,10 @@ async def test_bursts_of_429_and_5xx_while_streaming_still_deliver_once(
         expected = "You said: [Ann] through the storm. Before that: nothing."
         # The stream is stopped first and then edited into the whole answer.
         await slack.wait_for(lambda: slack.thread_text(CHANNEL, ts) == expected)
-        assert len(slack.bot_messages(CHANNEL, ts)) == 1
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        (message,) = slack.bot_messages(CHANNEL, ts)
+        # Stopped, the stream said it went on; only the whole answer stood as finished.
+        assert set(shown_as_finished(message, marks=(" …",))) == {expected}
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 # ----- one error path ------------------------------------------------------------------------
@@ -646,7 +715,7 @@ async def test_an_unexpected_fault_shows_the_friendly_line_and_clears_the_status
         await slack.wait_for(lambda: slack.bot_messages(CHANNEL, ts)[-1].text == friendly)
         assert len(slack.bot_messages(CHANNEL, ts)) == 2
         assert slack.statuses == {}  # "is thinking…" is not left up
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
 
 async def test_commands_and_slowed_down_messages_show_no_thinking_status(

@@ -35,7 +35,7 @@ from adapters.slack.prompts import (
 from adapters.slack.rules import AccessPolicy
 from adapters.slack.stream import AnswerWriter, Destination, StatusSink
 from adapters.streaming import ChannelThrottle
-from bot.adapter import ApprovalEnding, ApprovalRequest, Decision
+from bot.adapter import SHUTTING_DOWN, ApprovalEnding, ApprovalRequest, Decision
 from tests.fakes.openai_server import (
     FakeOpenAI,
     Fault,
@@ -44,7 +44,8 @@ from tests.fakes.openai_server import (
     reply_from_history,
 )
 from tests.fakes.slack_server import TEAM, FakeSlack, Posted
-from tests.support.slack import ANN, BEN, CHANNEL, DM, SECRET, Harness, running, session
+from tests.support.parts import make_config
+from tests.support.slack import ANN, BEN, CHANNEL, DM, SECRET, Harness, running, thread_key
 
 ANSWER = "Done: Ticket T-1: the printer is on fire."
 
@@ -131,7 +132,7 @@ async def test_a_running_tool_shows_in_the_thread_status_then_the_answer_streams
         assert slack.statuses == {}  # the streamed answer took the status away
         assert slack.called("chat.startStream")
         assert ran == ["T-1"]
-        items = await bot.parts.store.read_items(session(CHANNEL, ts))
+        items = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         assert stored_kinds(items) == ["user", "function_call", "function_call_output", "message"]
 
 
@@ -188,7 +189,7 @@ async def test_approve_runs_the_tool_and_the_answer_streams_into_the_thread(
         assert "lookup_ticket" in section["text"]["text"]
         assert "lookup_ticket" in prompt.text  # the fallback for notifications
         assert ran == []
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 0
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
 
         await bot.click(CHANNEL, prompt.ts, APPROVE)
         assert await bot.answer(CHANNEL, ts, count=2) == ANSWER
@@ -199,7 +200,7 @@ async def test_approve_runs_the_tool_and_the_answer_streams_into_the_thread(
         assert "lookup_ticket" in prompt.blocks[0]["text"]["text"]  # the prompt keeps its text
         start = slack.called("chat.startStream")[-1]
         assert (start["thread_ts"], start["recipient_user_id"]) == (ts, ANN)
-        items = await bot.parts.store.read_items(session(CHANNEL, ts))
+        items = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         assert stored_kinds(items) == ["user", "function_call", "function_call_output", "message"]
         assert slack.statuses == {}
         assert slack.ephemerals == []
@@ -228,7 +229,7 @@ async def test_a_turn_that_pauses_again_gets_a_new_prompt(
         assert await bot.answer(CHANNEL, ts, count=3) == "Done: Ticket T-2: the printer is on fire."
         assert ran == ["T-1", "T-2"]
         assert ending(second) == "✅ Approved by Ann"
-        items = await bot.parts.store.read_items(session(CHANNEL, ts))
+        items = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         assert stored_kinds(items) == [
             "user",
             "function_call",
@@ -254,7 +255,7 @@ async def test_reject_does_not_run_the_tool_and_the_model_is_told(
         assert answer == f"Done: {told}"
         assert prompt.buttons() == []
         assert ending(prompt) == "❌ Rejected by Ann"
-        items = await bot.parts.store.read_items(session(CHANNEL, ts))
+        items = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         assert stored_kinds(items) == ["user", "function_call", "function_call_output", "message"]
 
 
@@ -326,7 +327,7 @@ async def test_a_resume_that_fails_before_any_tool_ran_keeps_the_buttons(
         assert prompt.edits == 0
         assert len(slack.bot_messages(CHANNEL, ts)) == 1
         await slack.wait_for(lambda: slack.statuses == {})  # "is thinking…" does not stay
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 0
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
 
         await bot.click(CHANNEL, prompt.ts, APPROVE)
         assert await bot.answer(CHANNEL, ts, count=2) == ANSWER
@@ -351,6 +352,29 @@ async def test_a_resume_that_fails_after_the_tool_ran_settles_the_prompt(
         assert slack.ephemerals == []
 
 
+async def test_a_resumed_turn_cut_off_at_shutdown_says_so_and_keeps_the_buttons(
+    slack: FakeSlack, fake_openai: FakeOpenAI, ran: list[str]
+) -> None:
+    fake_openai.responder = ticket_model
+    harness = await Harness(slack, make_config(fake_openai), tools=[ticket_tool(ran)]).start()
+    try:
+        ts = await harness.mention("what does ticket T-1 say?")
+        prompt = await prompt_in(slack, CHANNEL, ts)
+        fake_openai.chunk_chars = 2
+        fake_openai.chunk_delay = 0.05
+        await harness.click(CHANNEL, prompt.ts, APPROVE)
+        await slack.wait_for(lambda: slack.called("chat.appendStream"))
+        await harness.parts.core.drain(grace=0.01)
+        assert await harness.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
+    finally:
+        await harness.close()  # lets the click's listener finish, as shutting down does
+    shown = slack.bot_messages(CHANNEL, ts)
+    assert [m.ts for m in shown[:-1]] == [prompt.ts]
+    assert shown[-1].text == SHUTTING_DOWN
+    assert len(prompt.buttons()) == 2  # still pending: it can be clicked again after the restart
+    assert slack.statuses == {}
+
+
 async def test_an_expired_request_is_marked_and_the_model_s_answer_posted(
     slack: FakeSlack, fake_openai: FakeOpenAI, ran: list[str]
 ) -> None:
@@ -358,7 +382,7 @@ async def test_an_expired_request_is_marked_and_the_model_s_answer_posted(
     async with running(slack, fake_openai, tools=[ticket_tool(ran)]) as bot:
         ts = await bot.mention("what does ticket T-1 say?")
         prompt = await prompt_in(slack, CHANNEL, ts)
-        await addressed(bot, session(CHANNEL, ts))
+        await addressed(bot, thread_key(CHANNEL, ts))
         later = datetime.now(UTC) + timedelta(days=1)
         assert await bot.parts.core.expire_approvals(now=later) == 1
         await slack.wait_for(lambda: ending(prompt) == "⌛ Expired — not run")
@@ -368,7 +392,7 @@ async def test_an_expired_request_is_marked_and_the_model_s_answer_posted(
         assert "Nobody approved" in told
         assert answer == f"Done: {told}"
         assert ran == []
-        items = await bot.parts.store.read_items(session(CHANNEL, ts))
+        items = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         assert stored_kinds(items) == ["user", "function_call", "function_call_output", "message"]
         with pytest.raises(LookupError):  # nothing left to click
             await bot.click(CHANNEL, prompt.ts, APPROVE)
@@ -388,7 +412,7 @@ async def test_approve_after_a_restart(
         assert await restarted.answer(CHANNEL, ts, count=2) == ANSWER
         assert ran == ["T-1"]
         assert ending(prompt) == "✅ Approved by Ann"
-        items = await restarted.parts.store.read_items(session(CHANNEL, ts))
+        items = await restarted.parts.store.read_items(thread_key(CHANNEL, ts))
         assert stored_kinds(items) == ["user", "function_call", "function_call_output", "message"]
 
 
@@ -400,7 +424,7 @@ async def test_an_expiry_after_a_restart_still_finds_the_prompt(
     async with running(slack, fake_openai, db, tools=[ticket_tool(ran)]) as bot:
         await bot.say("what does ticket T-1 say?", channel=DM)
         prompt = await prompt_in(slack, DM, None)
-        await addressed(bot, session(DM, "dm"))
+        await addressed(bot, thread_key(DM, "dm"))
     async with running(slack, fake_openai, db, tools=[ticket_tool(ran)]) as restarted:
         later = datetime.now(UTC) + timedelta(days=1)
         assert await restarted.parts.core.expire_approvals(now=later) == 1
@@ -416,14 +440,14 @@ async def test_a_new_message_while_pending_cancels_the_call_and_is_answered(
     async with running(slack, fake_openai, tools=[ticket_tool(ran)]) as bot:
         ts = await bot.mention("what does ticket T-1 say?")
         prompt = await prompt_in(slack, CHANNEL, ts)
-        await addressed(bot, session(CHANNEL, ts))
+        await addressed(bot, thread_key(CHANNEL, ts))
         await bot.say("never mind, just say hi", thread_ts=ts)
         answer = await bot.answer(CHANNEL, ts, count=2)
         assert answer.startswith("You said: [Ann] never mind, just say hi.")
         await slack.wait_for(lambda: ending(prompt) == "Cancelled — a new message came in")
         assert prompt.buttons() == []
         assert ran == []
-        items = await bot.parts.store.read_items(session(CHANNEL, ts))
+        items = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         assert stored_kinds(items) == [
             "user",
             "function_call",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.messages import IncomingMessage
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
-from tests.support.slack import ANN, CHANNEL, running, session
+from tests.support.slack import ANN, CHANNEL, running, thread_key
 
 
 async def test_commands_typed_in_a_thread_are_ephemeral(
@@ -27,7 +27,7 @@ async def test_commands_typed_in_a_thread_are_ephemeral(
         await bot.say("!undo", thread_ts=ts)
         undo = (await bot.ephemerals(2))[1]
         assert undo["text"].startswith("Undone")
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 2
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 2
 
         await bot.say("!memory", thread_ts=ts)
         memory = (await bot.ephemerals(3))[2]
@@ -36,7 +36,7 @@ async def test_commands_typed_in_a_thread_are_ephemeral(
         await bot.mention("forget", thread_ts=ts)
         forget = (await bot.ephemerals(4))[3]
         assert forget["text"].startswith("Done: I forgot")
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 0
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
         assert len(slack.bot_messages(CHANNEL, ts)) == 2  # commands posted nothing public
         assert len(fake_openai.requests) == 2
 
@@ -58,7 +58,7 @@ async def test_message_shortcuts_act_on_the_thread(
         await slack.wait_ack(envelope)
         forgot = (await bot.ephemerals(2))[1]
         assert forgot["text"].startswith("Done: I forgot")
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 0
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
 
 
 async def test_slash_commands_act_on_the_channel_and_answer_ephemerally(
@@ -66,7 +66,7 @@ async def test_slash_commands_act_on_the_channel_and_answer_ephemerally(
 ) -> None:
     async with running(slack, fake_openai) as bot:
         await bot.parts.core.handle(
-            IncomingMessage("slack", session(CHANNEL, "channel"), ANN, "Ann", "channel note")
+            IncomingMessage("slack", thread_key(CHANNEL, "channel"), ANN, "Ann", "channel note")
         )
         envelope = await slack.deliver("slash_commands", bot.slash("/history"))
         ack = await slack.wait_ack(envelope)
@@ -78,7 +78,7 @@ async def test_slash_commands_act_on_the_channel_and_answer_ephemerally(
         envelope = await slack.deliver("slash_commands", bot.slash("/forget"))
         await slack.wait_for(lambda: len(slack.responses) >= 2)
         assert slack.responses[1]["text"].startswith("Done: I forgot")
-        assert await bot.parts.store.count_items(session(CHANNEL, "channel")) == 0
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, "channel")) == 0
 
         await slack.deliver("slash_commands", bot.slash("/help"))
         await slack.wait_for(lambda: len(slack.responses) >= 3)

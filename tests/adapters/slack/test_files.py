@@ -22,7 +22,7 @@ from adapters.slack.files import (
 )
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
-from tests.support.slack import ANN, CHANNEL, DM, running, session
+from tests.support.slack import ANN, CHANNEL, DM, running, thread_key
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -90,7 +90,7 @@ async def test_a_file_without_text_is_still_a_turn(
         await bot.send_event(bot.share("", [notes], thread_ts=ts))
         await bot.answer(CHANNEL, ts, count=2)
         assert "--- notes.txt ---" in text_of(user_parts(fake_openai))
-        assert await bot.parts.store.count_items(session(CHANNEL, ts)) == 4
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 4
 
 
 async def test_without_files_read_the_model_gets_a_note_and_the_log_says_why(
