@@ -353,7 +353,7 @@ async def test_markdown_export_reads_as_a_transcript(tmp_path: Path) -> None:
     assert blocks[6].startswith("**Bo\\_the\\*dev** · ")
     assert blocks[7] == "look up T-1 \ufffd"  # a lone surrogate has no UTF-8 form
     assert "(used the tool lookup)" in text
-    assert "42" not in text  # tool outputs are not conversation
+    assert "TOOL-OUTPUT" not in text  # tool outputs are not conversation
     assert text.endswith("It is **open**.\n")
     assert "elsewhere" not in text
 

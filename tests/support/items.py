@@ -20,7 +20,7 @@ def tool_call(call_id: str, name: str = "lookup") -> dict[str, Any]:
 
 
 def tool_output(call_id: str) -> dict[str, Any]:
-    return {"type": "function_call_output", "call_id": call_id, "output": "42"}
+    return {"type": "function_call_output", "call_id": call_id, "output": "TOOL-OUTPUT-42"}
 
 
 TRICKY = [
