@@ -40,6 +40,7 @@ _ENDINGS = {
     ApprovalEnding.EXPIRED: "(that request expired)",
     ApprovalEnding.CANCELLED: "(cancelled: a new message came in)",
     ApprovalEnding.WITHDRAWN: "(withdrawn: the tool call was not run)",
+    ApprovalEnding.INTERRUPTED: "(interrupted: it may or may not have run)",
 }
 
 PROMPT = "you> "

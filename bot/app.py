@@ -228,7 +228,8 @@ async def _shut_down(core: Core, adapters: Sequence[Adapter], grace: float) -> N
 
 async def _expire_approvals(core: Core, config: Config) -> None:
     # Often enough that an expiry is never late by more than a quarter of the timeout (and
-    # at most 30 s); the query finds nothing in a thread that never paused.
+    # at most 30 s); the query finds nothing in a thread that never paused. The first sweep
+    # also tells of approved calls the last stop cut off, once the platforms are connected.
     interval = min(30.0, max(1.0, config.approval_timeout / 4))
     while True:
         await asyncio.sleep(interval)

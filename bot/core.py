@@ -293,7 +293,8 @@ class Core:
         return await self._approvals.pending(self._session_id(message))
 
     async def expire_approvals(self, now: datetime | None = None) -> int:
-        """Reject every approval past its deadline and tell the model; returns how many.
+        """Reject every approval past its deadline and tell the model, and settle approved
+        calls whose process stopped while they ran; returns how many.
 
         The app calls this periodically; tests call it with `now` instead of sleeping.
         """

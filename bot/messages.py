@@ -112,6 +112,8 @@ class ApprovalEnding(enum.Enum):
     """A new message came into the thread first: the call was not run."""
     WITHDRAWN = "withdrawn"
     """`/undo` or `/forget` took the waiting turn back: the call was not run."""
+    INTERRUPTED = "interrupted"
+    """Approved, but the bot stopped while the call ran: it may or may not have completed."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ OUTCOME_LINES = {
     ApprovalEnding.EXPIRED: "⌛ Expired — not run",
     ApprovalEnding.CANCELLED: "🚫 Cancelled — a new message came in",
     ApprovalEnding.WITHDRAWN: "↩️ Withdrawn — not run",
+    ApprovalEnding.INTERRUPTED: "⚠️ Interrupted — may or may not have run",
 }
 
 

@@ -41,6 +41,7 @@ ENDINGS: Mapping[ApprovalEnding, str] = {
     ApprovalEnding.EXPIRED: "⌛ Expired — not run",
     ApprovalEnding.CANCELLED: "Cancelled — a new message came in",
     ApprovalEnding.WITHDRAWN: "↩️ Withdrawn — not run",
+    ApprovalEnding.INTERRUPTED: "⚠️ Interrupted — may or may not have run",
 }
 
 

@@ -24,6 +24,8 @@ from .agent_runs import AgentRuns, Paused, RunOutcome, ToolRanError
 from .approvals import (
     ALREADY_DECIDED,
     CANCELLED,
+    INTERRUPTED,
+    INTERRUPTED_OUTPUT,
     REJECTED,
     ApprovalDesk,
     not_run_outputs,
@@ -56,6 +58,7 @@ class ApprovalFlow:
         self._runs = runs
         self._hold = hold
         self._observer = observer
+        self._running: set[str] = set()  # approvals whose calls this process is running
         self._notices: set[asyncio.Task[None]] = set()
 
     def prompt(self, paused: Paused) -> Reply:
@@ -64,11 +67,24 @@ class ApprovalFlow:
         return Reply(text, ReplyKind.APPROVAL, approval=paused.request)
 
     async def pending(self, session_id: str) -> Reply | None:
-        """The thread's waiting approval as a prompt, if there is one."""
+        """The thread's waiting approval as a prompt, if there is one; or, for an approved
+        call whose process died while it ran, the line that says so (never the prompt again)."""
         record = await self._store.approval_in(session_id)
         if record is None:
             return None
-        return self.prompt(Paused(self._desk.request(record), ""))
+        if record.running_since is None:
+            return self.prompt(Paused(self._desk.request(record), ""))
+        if record.approval_id in self._running:
+            return None
+        try:
+            async with self._hold(session_id):
+                current = await self._store.approval(record.approval_id)
+                if current is None or current.running_since is None:
+                    return None  # told by the sweep meanwhile
+                reply = await self._interrupted(current)
+        except ThreadBusyError:
+            return None  # running on another worker
+        return reply  # shown where the prompt would have been, so no outlet is told
 
     async def settled(self) -> None:
         """Wait for prompt updates under way (tests)."""
@@ -91,7 +107,7 @@ class ApprovalFlow:
         refusal = self._desk.refusal(record, user_id, allowed)
         if refusal is not None:
             return Reply(refusal, ReplyKind.NOTICE)
-        if record.expires_at <= datetime.now(UTC):
+        if record.running_since is None and record.expires_at <= datetime.now(UTC):
             return Reply(ALREADY_DECIDED, ReplyKind.NOTICE)
         if sink is not None:
             await sink.started()
@@ -102,7 +118,12 @@ class ApprovalFlow:
                 current = await self._store.approval(approval_id)
                 if current is None:
                     return Reply(ALREADY_DECIDED, ReplyKind.NOTICE)
-                outcome = await self._resume(current, reason, sink)
+                if current.running_since is not None:
+                    # Approved before, and the process running it died inside the call.
+                    reply = await self._interrupted(current)
+                    self._tell(current, ApprovalEnding.INTERRUPTED, None)
+                    return reply
+                outcome = await self._approved_or_rejected(current, reason, sink)
         except ThreadBusyError:
             self._observer.refused(record.platform, "busy")
             return Reply(BUSY, ReplyKind.NOTICE)
@@ -118,6 +139,42 @@ class ApprovalFlow:
             if isinstance(outcome, Paused)
             else Reply(outcome, ReplyKind.ANSWER)
         )
+
+    async def _approved_or_rejected(
+        self, record: PendingApproval, reason: str | None, sink: ReplySink | None
+    ) -> RunOutcome:
+        """Resume a decided turn. An approved call is marked running first, durably: if this
+        process dies inside it, the next start says it may have run rather than ask again,
+        since a second "yes" would run it twice."""
+        if reason is not None:
+            return await self._resume(record, reason, sink)
+        await self._store.approval_running(record.approval_id, datetime.now(UTC))
+        self._running.add(record.approval_id)
+        try:
+            return await self._resume(record, None, sink)
+        except ToolRanError:
+            raise  # settled with what the tools returned
+        except Exception:
+            # Nothing ran (see `AgentRuns.resume`): the click can be repeated.
+            try:
+                await self._store.approval_running(record.approval_id, None)
+            except Exception as exc:
+                logger.warning("Could not mark approval %s as waiting: %s", record.approval_id, exc)
+            raise
+        finally:
+            self._running.discard(record.approval_id)
+
+    async def _interrupted(self, record: PendingApproval) -> Reply:
+        """Settle an approved call whose process died while it ran: the model and the person
+        are told it may or may not have completed. The caller holds the thread."""
+        await self._store_not_run(record, INTERRUPTED_OUTPUT)
+        names = ", ".join(dict.fromkeys(call.name for call in self._desk.request(record).calls))
+        logger.warning(
+            "Approval %s in %s was running when its process stopped; told the person",
+            record.approval_id,
+            record.session_id,
+        )
+        return Reply(INTERRUPTED.format(tools=names), ReplyKind.ANSWER)
 
     async def _resume(
         self, record: PendingApproval, reason: str | None, sink: ReplySink | None
@@ -158,16 +215,26 @@ class ApprovalFlow:
         now = now or datetime.now(UTC)
         expired = 0
         for due in await self._store.due_approvals(now):
+            if due.approval_id in self._running:
+                continue  # approved, and running here right now
             try:
                 async with self._hold(due.session_id):
                     record = await self._store.approval(due.approval_id)
-                    if record is None or record.expires_at > now:
+                    if record is None:
                         continue
-                    reply = await self._expire_one(record)
+                    if record.running_since is not None:
+                        # Held, so nobody runs it: its process died inside the call.
+                        reply: Reply | None = await self._interrupted(record)
+                        ending = ApprovalEnding.INTERRUPTED
+                    elif record.expires_at <= now:
+                        reply = await self._expire_one(record)
+                        ending = ApprovalEnding.EXPIRED
+                    else:
+                        continue
             except ThreadBusyError:
                 continue  # the next sweep tries again
             expired += 1
-            self._tell(record, ApprovalEnding.EXPIRED, reply)
+            self._tell(record, ending, reply)
         return expired
 
     async def _expire_one(self, record: PendingApproval) -> Reply | None:

@@ -37,6 +37,15 @@ NOT_YOURS: Final = "Only {name} can approve or reject this."
 NOT_ALLOWED: Final = "You can't approve or reject tool calls here."
 REJECTED: Final = "{name} rejected this tool call, so it was not run."
 EXPIRED: Final = "Nobody approved this tool call within {minutes}, so it was not run."
+INTERRUPTED: Final = (
+    "I stopped while {tools} was running, so it may or may not have completed. "
+    "Please check before asking me to run it again."
+)
+"""To the person, after a restart, about an approved call that was running."""
+INTERRUPTED_OUTPUT: Final = (
+    "The bot stopped while this call was running, so it may or may not have completed."
+)
+"""To the model, as the call's result, for the same."""
 CANCELLED: Final = (
     "Not run: {name} sent a new message before this tool call was approved, which cancelled it."
 )

@@ -184,7 +184,7 @@ async def up_to_chars(
 
 APPROVAL_COLUMNS = (
     "approval_id, session_id, platform, requester_id, requester_name, calls, state, items, "
-    "instructions, expires_at, address"
+    "instructions, expires_at, address, running_since"
 )
 """The approvals table's columns, in the order `approval_of` reads them."""
 
@@ -202,6 +202,7 @@ def approval_of(row: Any, timestamp: Callable[[Any], datetime]) -> PendingApprov
         instructions=row[8],
         expires_at=timestamp(row[9]),
         address=row[10],
+        running_since=None if row[11] is None else timestamp(row[11]),
     )
 
 

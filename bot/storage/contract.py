@@ -177,6 +177,11 @@ class Store(Protocol):
         """The thread's pending approval, if it has one."""
         ...
 
+    async def approval_running(self, approval_id: str, since: datetime | None) -> None:
+        """Mark an approved call as running since `since` (before it runs), or as waiting
+        again (None) when it failed before anything ran."""
+        ...
+
     async def withdraw_approval(self, session_id: str) -> PendingApproval | None:
         """Delete the thread's pending approval and return it: its turn is never stored."""
         ...

@@ -183,6 +183,7 @@ class Operations(PagedReads, Dumps, Erasure):
             approval.instructions,
             self._sql.dialect.zoned(approval.expires_at),
             approval.address,
+            None,  # it runs once someone approves it
         )
 
         async def save(tx: Transaction) -> None:
@@ -222,8 +223,18 @@ class Operations(PagedReads, Dumps, Erasure):
 
         await self._transaction(address_it, Scope())
 
+    async def approval_running(self, approval_id: str, since: datetime | None) -> None:
+        """Mark an approved call as running since `since`, or (None) as waiting again."""
+        value = None if since is None else self._sql.dialect.zoned(since)
+
+        async def mark(tx: Transaction) -> None:
+            await tx.run(self._sql.approval_running, approval_id, value)
+
+        await self._transaction(mark, Scope())
+
     async def due_approvals(self, now: datetime) -> list[PendingApproval]:
-        """Pending approvals whose deadline has passed, oldest first."""
+        """Pending approvals whose deadline has passed, and approved ones marked running (the
+        sweep tells those whose process died), oldest first."""
         rows = await self._read(self._sql.due_approvals, self._sql.dialect.zoned(now))
         return [approval_of(row, self._sql.dialect.time_of) for row in rows]
 

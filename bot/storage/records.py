@@ -147,6 +147,9 @@ class PendingApproval:
     expires_at: datetime
     address: str | None = None
     """Where the adapter showed the prompt, in its own words."""
+    running_since: datetime | None = None
+    """When an approved call started running; set until the turn is stored, so a process
+    that died meanwhile leaves it set (the call may or may not have completed)."""
 
 
 @dataclass(frozen=True)

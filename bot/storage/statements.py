@@ -173,11 +173,16 @@ class Statements:
         self.replace_approval = sql(
             f"DELETE FROM {APPROVALS} WHERE session_id = $1 OR approval_id = $2"
         )
-        self.insert_approval = sql(f"INSERT INTO {APPROVALS} ({APPROVAL_COLUMNS}) {_values(11)}")
+        self.insert_approval = sql(f"INSERT INTO {APPROVALS} ({APPROVAL_COLUMNS}) {_values(12)}")
         pending = f"SELECT {APPROVAL_COLUMNS} FROM {APPROVALS} WHERE"
         self.approval = sql(f"{pending} approval_id = $1")
         self.approval_in = sql(f"{pending} session_id = $1")
-        self.due_approvals = sql(f"{pending} expires_at <= $1 ORDER BY expires_at")
+        self.due_approvals = sql(
+            f"{pending} expires_at <= $1 OR running_since IS NOT NULL ORDER BY expires_at"
+        )
+        self.approval_running = sql(
+            f"UPDATE {APPROVALS} SET running_since = $2 WHERE approval_id = $1"
+        )
         self.address_approval = sql(f"UPDATE {APPROVALS} SET address = $2 WHERE approval_id = $1")
 
         # ----- usage -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from adapters.console import APPROVE_PROMPT, PROMPT
 from bot.core import Core
 from tests.fakes.openai_server import FakeOpenAI, Fault, ToolCall, message_text, reply_from_history
 from tests.support.console import Console, Typist, bot_env, run_cli, start_console
+from tests.support.discord import eventually
 from tests.support.mcp_server import calls, config_entry
 from tests.support.parts import BotParts, make_config
 
@@ -400,3 +401,46 @@ async def test_a_prompt_left_at_quit_is_asked_again_after_a_restart(
 
 
 ALLOWED = ["lookup_ticket", "delete_ticket"]
+
+
+def waiting_model(messages: list[dict[str, Any]]) -> str | ToolCall | Fault:
+    """Calls `slow` for a minute when asked to wait; otherwise answers from what it was told."""
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        return f"The tool said: {message_text(last)}"
+    if last.get("role") == "user" and "wait" in message_text(last):
+        return ToolCall("slow", {"seconds": 60})
+    return reply_from_history(messages)
+
+
+async def test_an_approved_call_cut_off_by_a_crash_is_never_asked_again(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.responder = waiting_model
+    log = tmp_path / "calls.jsonl"
+    config = tmp_path / "mcp.json"
+    entry = config_entry(log, require_approval="always", allowed_tools=["slow"])
+    config.write_text(json.dumps({"mcpServers": {"tickets": entry}}))
+    env = bot_env(fake_openai, tmp_path / "m.sqlite3", BOT_MCP_CONFIG=str(config))
+    first = await start_console(tmp_path, env, "console", "--name", "Tess")
+    assert "slow" in await first.say("wait a minute", until=APPROVE_PROMPT)
+    assert first.process.stdin is not None
+    first.process.stdin.write(b"y\n")
+    await first.process.stdin.drain()
+    # The tool has started once its server logged the call (it logs before acting).
+    await eventually(lambda: calls(log), what="the call to slow")
+    first.process.kill()  # dies inside the call, as in a power cut
+    await first.process.wait()
+
+    again = await start_console(tmp_path, env, "console", "--name", "Tess")
+    assert APPROVE_PROMPT not in again.transcript  # no second "yes" can run it twice
+    assert "I stopped while slow was running, so it may or may not have completed" in (
+        again.transcript
+    )
+    await again.say("what happened?")
+    told = [message_text(m) for m in fake_openai.requests[-1].messages if m["role"] == "tool"]
+    assert told == [
+        "The bot stopped while this call was running, so it may or may not have completed."
+    ]
+    assert (await again.quit())[0] == 0
+    assert [call["tool"] for call in calls(log)] == ["slow"]

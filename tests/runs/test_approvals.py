@@ -358,6 +358,56 @@ async def test_a_paused_turn_keeps_placeholders_not_its_images(
         await parts.close()
 
 
+@pytest.mark.parametrize("told_by", ["sweep", "click"])
+async def test_an_approved_call_whose_process_died_is_told_not_asked_again(
+    model: FakeOpenAI, tmp_path: Path, told_by: str
+) -> None:
+    tickets = Tickets()
+    path = tmp_path / "m.sqlite3"
+    parts, _ = await start(model, path, tickets)
+    request = await paused(parts)
+    # What a process that dies inside the approved call leaves behind: the mark, no turn.
+    await parts.store.approval_running(request.approval_id, datetime.now(UTC))
+    await parts.close()
+    parts, outlet = await start(model, path, tickets)
+    try:
+        line = (
+            "I stopped while delete_ticket was running, so it may or may not have completed. "
+            "Please check before asking me to run it again."
+        )
+        if told_by == "sweep":
+            assert await parts.core.expire_approvals() == 1
+            await _settled(parts)
+            [(approval_id, address, ending, reply)] = outlet.ended
+            assert (approval_id, address, ending) == (
+                request.approval_id,
+                "prompt-1",
+                ApprovalEnding.INTERRUPTED,
+            )
+            assert reply is not None
+            assert reply.text == line
+        else:
+            clicked = await parts.core.decide(
+                request.approval_id, Decision.APPROVE, user_id="id-Ann", user_name="Ann"
+            )
+            assert clicked.text == line
+        items = await stored(parts)
+        assert [i.get("role") or i.get("type") for i in items] == [
+            "user",
+            "function_call",
+            "function_call_output",
+        ]
+        assert "may or may not have completed" in str(items[-1]["output"])
+        again = await parts.core.decide(
+            request.approval_id, Decision.APPROVE, user_id="id-Ann", user_name="Ann"
+        )
+        assert again.kind is ReplyKind.NOTICE
+        assert tickets.deleted == []
+        assert await parts.core.expire_approvals() == 0
+    finally:
+        await parts.close()
+
+
 async def test_expiry_rejects_and_posts_the_models_answer(
     model: FakeOpenAI, tmp_path: Path
 ) -> None:

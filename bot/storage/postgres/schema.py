@@ -230,7 +230,18 @@ _VERSION_4 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
+_VERSION_5 = (
+    # When an approved call started running (see sqlite/schema.py's version 5).
+    f"ALTER TABLE {APPROVALS} ADD COLUMN IF NOT EXISTS running_since TIMESTAMPTZ",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _VERSION_1,
+    _VERSION_2,
+    _VERSION_3,
+    _VERSION_4,
+    _VERSION_5,
+)
 """Schema versions in order. Append to this, never edit a released step."""
 
 

@@ -278,7 +278,15 @@ async def _version_4(conn: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS = (_version_1, _version_2, _version_3, _version_4)
+async def _version_5(conn: aiosqlite.Connection) -> None:
+    # When an approved tool call started running: a process that dies inside the call leaves
+    # it set, so the next start says the call may have run instead of asking again.
+    rows = await conn.execute_fetchall(f"PRAGMA table_info({APPROVALS})")
+    if "running_since" not in {row[1] for row in rows}:
+        await conn.execute(f"ALTER TABLE {APPROVALS} ADD COLUMN running_since TIMESTAMP")
+
+
+MIGRATIONS = (_version_1, _version_2, _version_3, _version_4, _version_5)
 """Schema versions in order; the file's `PRAGMA user_version` says how many have run.
 Append to this, never edit a released step."""
 
