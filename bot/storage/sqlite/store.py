@@ -30,6 +30,7 @@ from ..operations import Operations
 from ..primitives import Scope, Work
 from ..records import Author, ForgetReport, Item, StoredItem, Usage
 from ..statements import Statements
+from .probe import FileIdentity, check_reopenable, identity_of
 from .schema import ensure_schema, index_new_messages
 from .writer import StoreClosedError, Writer, insert_rows
 
@@ -65,9 +66,12 @@ class SQLiteStore(Operations):
         reader: aiosqlite.Connection,
         writer: Writer | None,
         connections: Sequence[aiosqlite.Connection],
+        identity: FileIdentity | None = None,
     ) -> None:
-        """Prefer `open()`; this only assembles already-opened parts."""
+        """Prefer `open()`; this only assembles already-opened parts (`identity`: the file's,
+        as opened, for `ping`)."""
         self.path = path
+        self._identity = identity
         self._reader = reader
         self._writer = writer
         self._connections = tuple(connections)
@@ -110,11 +114,12 @@ class SQLiteStore(Operations):
             await ensure_schema(write_conn)
             reader = await aiosqlite.connect(path, timeout=busy_timeout)
             opened.append(reader)
+            identity = await identity_of(path)
         except BaseException:
             for conn in opened:
                 await conn.close()
             raise
-        store = cls(path, reader, Writer(write_conn), opened)
+        store = cls(path, reader, Writer(write_conn), opened, identity)
         try:
             # Messages written while the bot was away (or before the index existed) become
             # searchable now, not at the first search.
@@ -166,8 +171,12 @@ class SQLiteStore(Operations):
         return self._recent.first_time(key)
 
     async def ping(self) -> None:
-        """Read the schema's first page through the reader, so a file gone bad fails it."""
+        """Read the schema's first page through the reader, then look at the path as the next
+        start would open it: a file made unreadable, removed or replaced since start-up fails
+        it, though the open connections would go on using it (`probe`)."""
         await self._reader.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
+        if self._identity is not None:
+            await check_reopenable(self.path, self._identity)
 
     async def append(
         self,
