@@ -24,14 +24,14 @@ import aiosqlite
 from ..codec import encode_rows
 from ..deliveries import RecentKeys
 from ..dialect import SQLITE
-from ..layout import MESSAGES, SEARCH, STORED_COLUMNS, qualified
+from ..layout import MESSAGES, SEARCH, STORED_COLUMNS, check_readable, qualified
 from ..matching import best_matches, match_expressions
 from ..operations import Operations
 from ..primitives import Scope, Work
 from ..records import Author, ForgetReport, Item, StoredItem, Usage
 from ..statements import Statements
 from .probe import FileIdentity, check_reopenable, identity_of
-from .schema import ensure_schema, index_new_messages
+from .schema import MIGRATIONS, ensure_schema, index_new_messages
 from .writer import StoreClosedError, Writer, insert_rows
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,9 @@ class SQLiteStore(Operations):
 
         Args:
             path: A file path, or `":memory:"`.
-            read_only: Open an existing file without the ability to change it (admin tools).
+            read_only: Open an existing file without the ability to change it (admin tools);
+                one at another schema version than this release's is refused
+                (`layout.check_readable`).
             busy_timeout: Seconds to wait for another process's write lock before failing.
         """
         path = str(path)
@@ -101,6 +103,12 @@ class SQLiteStore(Operations):
         if read_only:
             uri = f"file:{quote(path)}?mode=ro"  # SQLite resolves relative URI paths itself
             reader = await aiosqlite.connect(uri, uri=True, timeout=busy_timeout)
+            try:
+                rows = list(await reader.execute_fetchall("PRAGMA user_version"))
+                check_readable(path, int(rows[0][0]), len(MIGRATIONS))
+            except BaseException:
+                await reader.close()
+                raise
             return cls(path, reader, None, [reader])
 
         await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
