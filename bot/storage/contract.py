@@ -207,8 +207,17 @@ class Store(Protocol):
         """Everything stored for a thread, exactly: items, authors, times, usage, summaries."""
         ...
 
+    async def all_session_ids(self) -> list[str]:
+        """Every thread the database holds anything of, `list_sessions`' and those forgotten
+        whose usage the ledger keeps: what a copy of the whole database must carry."""
+        ...
+
     async def load_thread(self, dump: ThreadDump) -> bool:
-        """Store a dumped thread as new; False (and nothing written) when it is already here."""
+        """Store a dumped thread as new; False (and nothing written) when it is already here.
+
+        A dump holding nothing but ledger rows (a forgotten thread's) leaves the thread
+        forgotten: `list_sessions` does not list it.
+        """
         ...
 
     async def forget_user(self, platform: str, user_id: str, *, dry_run: bool) -> ForgetReport:

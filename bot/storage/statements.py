@@ -117,6 +117,10 @@ class Statements:
             f"LEFT JOIN {MESSAGES} m ON m.session_id = s.session_id "
             "GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id"
         )
+        # A forgotten thread's usage outlives it in the ledger, so that it is still counted.
+        self.all_session_ids = sql(
+            f"SELECT session_id FROM {SESSIONS} UNION SELECT session_id FROM {USAGE} ORDER BY 1"
+        )
 
         # ----- changes to one thread -------------------------------------------------------
         self.delete_tail = sql(f"DELETE FROM {MESSAGES} WHERE session_id = $1 AND id >= $2")
