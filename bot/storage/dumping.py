@@ -77,25 +77,28 @@ class Dumps(Primitives):
         return await self._transaction(load, Scope(thread, exclusive=True))
 
     async def _load_messages(self, tx: Transaction, dump: ThreadDump) -> dict[int, int]:
-        """Register the thread and store its messages; returns each message's new ID by its
-        ID in the dump."""
+        """Register the thread and store its messages in one batch; returns each message's
+        new ID by its ID in the dump."""
         sql = self._sql
         stamp = sql.dialect.stamp
         thread = dump.session_id
         await tx.run(sql.load_session, thread, stamp(dump.created_at), stamp(dump.updated_at))
-        new_ids: dict[int, int] = {}
-        for message in dump.messages:
-            author = message.author
-            rows = await tx.rows(
-                sql.load_message,
-                thread,
-                message.data,
-                author.id if author else None,
-                author.name if author else None,
-                stamp(message.created_at),
-                *usage_values(message.usage),
-                message.asked_by,
-            )
-            new_ids[message.id] = int(rows[0][0])
+        await tx.run_many(
+            sql.load_message,
+            [
+                (
+                    thread,
+                    message.data,
+                    message.author.id if message.author else None,
+                    message.author.name if message.author else None,
+                    stamp(message.created_at),
+                    *usage_values(message.usage),
+                    message.asked_by,
+                )
+                for message in dump.messages
+            ],
+        )
+        # The thread was new and is locked, and IDs rise in the order rows go in.
+        loaded = await tx.rows(sql.loaded_ids, thread)
         await tx.run(sql.load_updated, thread, stamp(dump.updated_at))
-        return new_ids
+        return {message.id: int(row[0]) for message, row in zip(dump.messages, loaded, strict=True)}

@@ -239,9 +239,10 @@ class Statements:
         )
         self.load_message = sql(
             f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, "
-            f"created_at, {USAGE_LIST}, asked_by) "
-            f"{_values(11)} RETURNING id"
+            f"created_at, {USAGE_LIST}, asked_by) {_values(11)}"
         )
+        """Run once per row in one batch, in order: the IDs are then `loaded_ids`, in order."""
+        self.loaded_ids = sql(f"SELECT id FROM {MESSAGES} WHERE session_id = $1 ORDER BY id")
         # SQLite's trigger touches the thread as each row goes in; this puts its time back.
         self.load_updated = sql(f"UPDATE {SESSIONS} SET updated_at = $2 WHERE session_id = $1")
         self.load_summary = sql(
