@@ -277,9 +277,10 @@ class Statements:
             f"SELECT (SELECT count(*) FROM {SUMMARIES} WHERE session_id = $1 "
             "AND covers_id >= $5), "
             f"(SELECT count(*) {their_approvals}), "
-            f"(SELECT count(*) FROM {USAGE} WHERE session_id = $1 AND author_id = $4)"
+            f"(SELECT count(*) FROM {USAGE} WHERE session_id = $1 AND ($6 OR author_id = $4))"
         )
-        """The approval parameters, then the first row deleted."""
+        """The approval parameters, the first row deleted, whether the thread is their own
+        (every ledger row of it names them)."""
         self.erase_rows = sql(f"DELETE FROM {MESSAGES} WHERE {d.one_of_ids('$1')}")
         # A thread left empty goes whole: its ID may be made of theirs (BOT_MEMORY_SCOPE=user).
         self.drop_emptied = sql(
@@ -292,4 +293,8 @@ class Statements:
         self.unname = tuple(
             sql(f"UPDATE {table} SET {column} = NULL WHERE session_id = $1 AND {column} = $2")
             for table, column in ((USAGE, "author_id"), (MESSAGES, "asked_by"))
+        )
+        # A thread whose ID is made of theirs: its ledger rows move under a name of nobody.
+        self.move_ledger = sql(
+            f"UPDATE {USAGE} SET session_id = $2, author_id = NULL WHERE session_id = $1"
         )

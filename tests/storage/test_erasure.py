@@ -69,6 +69,18 @@ def test_the_walk_takes_their_turns_whole_and_nothing_else(
     ) == counts
 
 
+def test_their_own_thread_is_theirs_whole() -> None:
+    rows = [
+        _row(1, "assistant"),
+        _row(2, "user", "A"),
+        _row(3, "assistant", costed=True),  # written by the SDK: whom it answered is unknown
+        _row(4, "user"),
+    ]
+    plan = plan_erasure(rows, "A", whole=True)
+    assert plan.ids == (1, 2, 3, 4)
+    assert (plan.messages, plan.replies, plan.tool_steps, plan.ledger_rows) == (1, 2, 1, 1)
+
+
 @pytest.mark.parametrize("platform", ["", "discord:1", "a:b"])
 def test_a_platform_name_has_no_colon(platform: str) -> None:
     with pytest.raises(ValueError, match="not a platform name"):
