@@ -114,6 +114,12 @@ class Erasure(Primitives):
         one snapshot per thread, and takes no lock (on SQLite, it works on a file opened
         read-only).
 
+        The changes run without a snapshot (PostgreSQL's READ COMMITTED): one taken with the
+        transaction's first statement, the wait for the lock, would hide the turn that
+        committed while it waited, and a summary saved meanwhile (summaries take no thread
+        lock) from the delete that must drop it. With the lock held no turn commits in
+        between, so each statement seeing what has committed before it is what is wanted.
+
         Raises:
             ValueError: `platform` is no platform name, or `own_session` is not one of its.
         """
@@ -137,7 +143,7 @@ class Erasure(Primitives):
                 )
                 report += await self._transaction(
                     forget,
-                    Scope(session_id, snapshot=True, read_only=dry_run, exclusive=not dry_run),
+                    Scope(session_id, snapshot=dry_run, read_only=dry_run, exclusive=not dry_run),
                 )
             return report
 
