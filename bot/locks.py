@@ -46,13 +46,6 @@ class KeyedLock:
             else:
                 self._locks[key] = (lock, users - 1)
 
-    def busy(self, key: str) -> bool:
-        """Whether a turn for `key` is running or waiting."""
-        return key in self._locks
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
 
 class ThreadHolds:
     """Holds a thread for a turn or a command, on this worker and against every other one."""

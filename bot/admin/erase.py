@@ -2,9 +2,10 @@
 
 What goes: every message the person wrote in the platform's threads, every row of the turns
 they started (the bot's replies, its tool calls and their outputs), the summaries that covered
-any of it, and pending tool approvals that carry it. What stays: other people's messages and
-the turns that answered them, and the token counts of the removed turns, which name nobody
-(`Store.forget_user` has the details).
+any of it, pending tool approvals that carry it, and their own memory under
+`BOT_MEMORY_SCOPE=user`, whose session ID is made of theirs. What stays: other people's
+messages and the turns that answered them, and the token counts of the removed turns, which
+name nobody (`Store.forget_user` has the details).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 
 from ..config import ConfigError
+from ..messages import IncomingMessage
 from ..storage import ForgetReport, Store
 from .command import AdminCommand, AdminContext
 from .stores import open_configured, open_for_writing
@@ -29,7 +31,9 @@ async def forget_user(
     The log line holds counts only: no message text, and not whom it was about, since the
     log is not the place to keep the name of someone who asked to be forgotten.
     """
-    report = await store.forget_user(platform, user_id, dry_run=dry_run)
+    report = await store.forget_user(
+        platform, user_id, dry_run=dry_run, own_session=own_session(platform, user_id)
+    )
     logger.info(
         "%s a person's data on %s: %d thread(s), %d message(s), %d reply(ies), "
         "%d tool step(s), %d summary(ies), %d approval(s), %d usage record(s) anonymised",
@@ -44,6 +48,12 @@ async def forget_user(
         report.usage_records,
     )
     return report
+
+
+def own_session(platform: str, user_id: str) -> str:
+    """The session ID of the person's own memory under `BOT_MEMORY_SCOPE=user`, which is
+    made of their ID. Asked whatever the scope is now: it may have been `user` once."""
+    return IncomingMessage(platform, "", user_id, "", "").session_id("user")
 
 
 def report_lines(report: ForgetReport, *, dry_run: bool) -> list[str]:

@@ -23,6 +23,9 @@ def export_threads(ctx: AdminContext) -> None:
     """Write the named threads (or every one, with `--all`) as JSON Lines or Markdown to
     `--output`, or to stdout.
 
+    `--all` as JSON Lines carries forgotten threads' usage records too, so usage adds up the
+    same after an import; Markdown has no transcript of them to give.
+
     A file is written under a temporary name and renamed when complete, so an interrupted
     export never leaves a truncated file that looks whole.
     """
@@ -37,23 +40,29 @@ def export_threads(ctx: AdminContext) -> None:
     async def run() -> int:
         store = await open_configured(config)
         try:
-            stored = [info.session_id for info in await store.list_sessions()]
-            if not everything:
-                missing = [session_id for session_id in sessions if session_id not in stored]
+            if everything:
+                stored = await store.all_session_ids()
+            else:
+                listed = {info.session_id for info in await store.list_sessions()}
+                missing = [session_id for session_id in sessions if session_id not in listed]
                 if missing:
                     raise ConfigError(
                         f"No memory stored for {missing[0]!r}: see `python -m bot sessions`."
                     )
                 stored = list(dict.fromkeys(sessions))
+            written = 0
             async with _writer(output, ctx.out) as write:
-                for index, session_id in enumerate(stored):
+                for session_id in stored:
                     dump = await store.dump_thread(session_id)
                     if args.format == "jsonl":
                         await write(portable.jsonl(dump))
-                    else:
+                    elif not dump.forgotten:
                         text = portable.markdown(dump, bot_name=config.name)
-                        await write(b"\n" + text if index else text)
-            return len(stored)
+                        await write(b"\n" + text if written else text)
+                    else:
+                        continue
+                    written += 1
+            return written
         finally:
             await store.close()
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config, ConfigError
-from ..storage import IN_MEMORY, SQLiteStore, Store, is_postgres_url, open_store, sqlite_path
+from ..storage import (
+    IN_MEMORY,
+    SchemaTooNewError,
+    SchemaTooOldError,
+    Store,
+    open_store,
+)
 
 
 def existing_file(config: Config) -> str:
@@ -19,10 +25,32 @@ def existing_file(config: Config) -> str:
 
 
 async def open_for_reading(location: str) -> Store:
-    """A store to read from: a SQLite file opened read-only (never created), or PostgreSQL."""
-    if is_postgres_url(location):
-        return await open_store(location, pool_size=2)
-    return await SQLiteStore.open(sqlite_path(location), read_only=True)
+    """A store to read from, never created, upgraded or changed: a SQLite file opened
+    read-only, or PostgreSQL in read-only transactions.
+
+    Raises:
+        ConfigError: Its schema is missing, older or newer than this release's, in one line
+            saying what to do.
+    """
+    try:
+        return await open_store(location, pool_size=2, read_only=True)
+    except SchemaTooOldError as exc:
+        raise ConfigError(_too_old(exc)) from None
+    except SchemaTooNewError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _too_old(exc: SchemaTooOldError) -> str:
+    if exc.version == 0:
+        return (
+            f"the memory at {exc.location} holds nothing of this bot yet (no schema): check "
+            "that it is the right one, or start the bot once with it to create one"
+        )
+    return (
+        f"the memory at {exc.location} is at schema version {exc.version}, older than this "
+        f"bot's {exc.current}: start the bot once with it (it upgrades the schema as it "
+        "starts), then run this again"
+    )
 
 
 async def open_configured(config: Config) -> Store:

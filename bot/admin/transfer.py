@@ -26,6 +26,8 @@ class TransferReport:
 
     copied: int = 0
     """Threads written to the target."""
+    forgotten: int = 0
+    """Forgotten threads whose usage records (all that is left of them) were written."""
     present: int = 0
     """Threads the target already held exactly (a repeated run)."""
     differing: list[str] | None = None
@@ -37,8 +39,10 @@ class TransferReport:
 
     def lines(self) -> list[str]:
         differing = self.differing or []
+        ledgers = f" and the usage records of {self.forgotten} forgotten one(s)"
         out = [
-            f"Copied {self.copied} thread(s): {self.messages} message(s), "
+            f"Copied {self.copied} thread(s){ledgers if self.forgotten else ''}: "
+            f"{self.messages} message(s), "
             f"{self.summaries} summary(ies), {self.usage_rows} usage record(s).",
             f"Already there, identical: {self.present} thread(s).",
         ]
@@ -49,22 +53,26 @@ class TransferReport:
 
 
 async def copy_memory(source: Store, target: Store) -> TransferReport:
-    """Copy every thread of `source` that `target` does not hold yet."""
+    """Copy every thread of `source` that `target` does not hold yet, and the usage records
+    of forgotten ones, so usage adds up the same in both."""
     report = TransferReport(differing=[])
-    for info in await source.list_sessions():
-        dump = await source.dump_thread(info.session_id)
+    for session_id in await source.all_session_ids():
+        dump = await source.dump_thread(session_id)
         if await target.load_thread(dump):
-            report.copied += 1
+            if dump.forgotten:
+                report.forgotten += 1
+            else:
+                report.copied += 1
             report.messages += len(dump.messages)
             report.summaries += len(dump.summaries)
             report.usage_rows += len(dump.ledger)
             continue
-        if (await target.dump_thread(info.session_id)).same_memory(dump):
+        if (await target.dump_thread(session_id)).same_memory(dump):
             report.present += 1
         else:
             assert report.differing is not None
-            report.differing.append(info.session_id)
-            logger.warning("Not copying %s: the target holds it differently", info.session_id)
+            report.differing.append(session_id)
+            logger.warning("Not copying %s: the target holds it differently", session_id)
     return report
 
 

@@ -6,6 +6,7 @@ Both back ends keep the Agents SDK's own tables, so the SDK's `SQLiteSession` an
 
 from .contract import Store, ThreadBusyError
 from .failures import Failure, StoreUnavailableError, failure
+from .layout import SchemaTooNewError, SchemaTooOldError
 from .opening import open_store
 from .postgres import PostgresStore
 from .records import (
@@ -46,6 +47,8 @@ __all__ = [
     "PendingApproval",
     "PostgresStore",
     "SQLiteStore",
+    "SchemaTooNewError",
+    "SchemaTooOldError",
     "SessionInfo",
     "Store",
     "StoreClosedError",

@@ -212,17 +212,30 @@ class Store(Protocol):
         """Everything stored for a thread, exactly: items, authors, times, usage, summaries."""
         ...
 
-    async def load_thread(self, dump: ThreadDump) -> bool:
-        """Store a dumped thread as new; False (and nothing written) when it is already here."""
+    async def all_session_ids(self) -> list[str]:
+        """Every thread the database holds anything of, `list_sessions`' and those forgotten
+        whose usage the ledger keeps: what a copy of the whole database must carry."""
         ...
 
-    async def forget_user(self, platform: str, user_id: str, *, dry_run: bool) -> ForgetReport:
+    async def load_thread(self, dump: ThreadDump) -> bool:
+        """Store a dumped thread as new; False (and nothing written) when it is already here.
+
+        A dump holding nothing but ledger rows (a forgotten thread's) leaves the thread
+        forgotten: `list_sessions` does not list it.
+        """
+        ...
+
+    async def forget_user(
+        self, platform: str, user_id: str, *, dry_run: bool, own_session: str | None = None
+    ) -> ForgetReport:
         """Delete everything one person wrote in `platform`'s threads, with the turns that
         answered them, one transaction per thread.
 
         Summaries covering a deleted row go with it; pending approvals they asked for, and any
         in a thread that lost rows, are dropped; a thread left empty goes whole; usage records
-        keep their token counts but no longer name them. With `dry_run`, count all that and
-        change nothing.
+        keep their token counts but no longer name them. `own_session` is the session ID of
+        their own memory, made of their ID (`BOT_MEMORY_SCOPE=user`): all of it goes, and its
+        usage records move to the session ID `PLATFORM:(forgotten)`. With `dry_run`, count
+        all that and change nothing.
         """
         ...

@@ -30,3 +30,32 @@ def qualified(columns: str, alias: str) -> str:
 
 class SchemaTooNewError(RuntimeError):
     """The database was migrated by a newer release of the bot than this one."""
+
+
+class SchemaTooOldError(RuntimeError):
+    """Memory opened to be read only is at an older schema version than this release's (0:
+    it holds none of the bot's). Reading never upgrades it: the bot's start does."""
+
+    def __init__(self, location: str, version: int, current: int) -> None:
+        super().__init__(
+            f"{location} is at schema version {version}, older than this bot's {current}"
+        )
+        self.location = location
+        self.version = version
+        self.current = current
+
+
+def check_readable(location: str, version: int, current: int) -> None:
+    """Refuse to read memory at another schema version than this release's `current`.
+
+    Raises:
+        SchemaTooNewError: A newer release migrated it.
+        SchemaTooOldError: It is older, or holds no schema at all (`version` 0).
+    """
+    if version > current:
+        raise SchemaTooNewError(
+            f"the memory at {location} is at schema version {version}, newer than this bot "
+            f"knows ({current}); upgrade the bot"
+        )
+    if version < current:
+        raise SchemaTooOldError(location, version, current)

@@ -46,7 +46,8 @@ class Scope:
     """The thread the work is about (see `Primitives._read`)."""
     snapshot: bool = False
     """Every statement sees the same snapshot (PostgreSQL's REPEATABLE READ; SQLite's writer
-    runs one transaction at a time anyway)."""
+    runs one transaction at a time anyway). Not for `exclusive` work: the snapshot would be
+    the lock statement's, taken before its wait, and hide what committed during it."""
     read_only: bool = False
     """The work only reads: it may run where writes cannot (SQLite's reader, also on a file
     opened read-only)."""

@@ -194,6 +194,11 @@ class ThreadDump:
     summaries: tuple[DumpedSummary, ...]
     ledger: tuple[LedgerEntry, ...]
 
+    @property
+    def forgotten(self) -> bool:
+        """Whether this is all a forgotten thread left: usage records, and no memory."""
+        return not self.messages and bool(self.ledger)
+
     def same_memory(self, other: ThreadDump) -> bool:
         """Whether two dumps hold the same conversation, whatever IDs each database gave it.
 

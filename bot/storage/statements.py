@@ -117,6 +117,10 @@ class Statements:
             f"LEFT JOIN {MESSAGES} m ON m.session_id = s.session_id "
             "GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id"
         )
+        # A forgotten thread's usage outlives it in the ledger, so that it is still counted.
+        self.all_session_ids = sql(
+            f"SELECT session_id FROM {SESSIONS} UNION SELECT session_id FROM {USAGE} ORDER BY 1"
+        )
 
         # ----- changes to one thread -------------------------------------------------------
         self.delete_tail = sql(f"DELETE FROM {MESSAGES} WHERE session_id = $1 AND id >= $2")
@@ -240,9 +244,10 @@ class Statements:
         )
         self.load_message = sql(
             f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, "
-            f"created_at, {USAGE_LIST}, asked_by) "
-            f"{_values(11)} RETURNING id"
+            f"created_at, {USAGE_LIST}, asked_by) {_values(11)}"
         )
+        """Run once per row in one batch, in order: the IDs are then `loaded_ids`, in order."""
+        self.loaded_ids = sql(f"SELECT id FROM {MESSAGES} WHERE session_id = $1 ORDER BY id")
         # SQLite's trigger touches the thread as each row goes in; this puts its time back.
         self.load_updated = sql(f"UPDATE {SESSIONS} SET updated_at = $2 WHERE session_id = $1")
         self.load_summary = sql(
@@ -277,9 +282,10 @@ class Statements:
             f"SELECT (SELECT count(*) FROM {SUMMARIES} WHERE session_id = $1 "
             "AND covers_id >= $5), "
             f"(SELECT count(*) {their_approvals}), "
-            f"(SELECT count(*) FROM {USAGE} WHERE session_id = $1 AND author_id = $4)"
+            f"(SELECT count(*) FROM {USAGE} WHERE session_id = $1 AND ($6 OR author_id = $4))"
         )
-        """The approval parameters, then the first row deleted."""
+        """The approval parameters, the first row deleted, whether the thread is their own
+        (every ledger row of it names them)."""
         self.erase_rows = sql(f"DELETE FROM {MESSAGES} WHERE {d.one_of_ids('$1')}")
         # A thread left empty goes whole: its ID may be made of theirs (BOT_MEMORY_SCOPE=user).
         self.drop_emptied = sql(
@@ -292,4 +298,8 @@ class Statements:
         self.unname = tuple(
             sql(f"UPDATE {table} SET {column} = NULL WHERE session_id = $1 AND {column} = $2")
             for table, column in ((USAGE, "author_id"), (MESSAGES, "asked_by"))
+        )
+        # A thread whose ID is made of theirs: its ledger rows move under a name of nobody.
+        self.move_ledger = sql(
+            f"UPDATE {USAGE} SET session_id = $2, author_id = NULL WHERE session_id = $1"
         )

@@ -383,3 +383,29 @@ async def test_export_says_what_it_needs_in_one_line(tmp_path: Path) -> None:
         "message",
     ]
     assert list(output.parent.iterdir()) == [output]  # no partial file left beside it
+
+
+async def test_export_all_then_import_keeps_the_usage_of_forgotten_threads(tmp_path: Path) -> None:
+    source, copy = tmp_path / "source.sqlite3", tmp_path / "copy.sqlite3"
+    async with await SQLiteStore.open(source) as store:
+        for thread in ("console:kept", "console:forgotten"):
+            await store.append(
+                thread,
+                [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                author=Author("U1", "Ann"),
+                usage=Usage("m", 100, 10, 5, 300),
+            )
+        await store.clear("console:forgotten")  # /forget: its cost stays in the ledger
+    exported = tmp_path / "memory.jsonl"
+    ran = await run_bot("export", "--all", "--output", str(exported), memory=source)
+    assert ran.code == 0, ran.err
+    ran = await run_bot("import", str(exported), memory=copy)
+    assert ran.code == 0, ran.err
+    before = await run_bot("usage", "--format", "csv", memory=source)
+    after = await run_bot("usage", "--format", "csv", memory=copy)
+    assert "console:forgotten,1,100," in before.out
+    assert after.out == before.out
+    async with await SQLiteStore.open(copy, read_only=True) as store:
+        assert [s.session_id for s in await store.list_sessions()] == ["console:kept"]
+    ran = await run_bot("export", "--all", "--format", "markdown", memory=source)
+    assert "console:forgotten" not in ran.out  # no transcript: nothing of it is left to read

@@ -13,10 +13,7 @@ import pytest
 from agents import FunctionTool, function_tool
 
 from bot.messages import IncomingMessage, ReplyKind, Surface
-from bot.storage import (
-    Author,
-    Store,
-)
+from bot.storage import Author, Store, Usage
 from tests.fakes.openai_server import FakeOpenAI, Fault, ToolCall, message_text
 from tests.support.cli import run_bot
 from tests.support.parts import BotParts, make_config
@@ -200,3 +197,49 @@ async def _turn(store: Store, session_id: str, text: str) -> list[Any]:
     start = next(i for i, r in enumerate(rows) if r.role == "user" and text in str(r.item))
     end = next((i for i in range(start + 1, len(rows)) if rows[i].role == "user"), len(rows))
     return [(r.item, r.author) for r in rows[start:end]]
+
+
+async def test_under_user_scope_no_session_id_names_them_afterwards(memory: str) -> None:
+    async with FakeOpenAI(answering) as model:
+        if memory.startswith("postgresql"):
+            config = make_config(model, database_url=memory, memory_scope="user")
+        else:
+            config = make_config(model, memory, memory_scope="user")
+        parts = await BotParts(config).start()
+        try:
+            # Their own memory is keyed on their ID, wherever they speak.
+            await _say(parts, "discord", "discord:g1:c1", ANN, "ann-1 hello")
+            await _say(parts, "discord", "discord:g1:c2", ANN, "ann-2 again")
+            await _say(parts, "discord", "discord:g1:c2", ANN, "/undo")  # its cost: the ledger
+            await _say(parts, "discord", "discord:g1:c1", BO, "bo-1 hi")
+            store = parts.store
+            await store.record_usage("discord:user:U-ANN", Usage("s", 7, 0, 3, 20), kind="summary")
+            before = await store.usage_report("thread")
+            assert "discord:user:U-ANN" in {line.key for line in before}
+
+            dry = await run_bot("forget-user", "discord", "U-ANN", "--dry-run", memory=memory)
+            real = await run_bot("forget-user", "discord", "U-ANN", memory=memory)
+            assert real.code == 0, real.err
+            after = await store.usage_report("thread")
+            assert [line.key for line in after if "U-ANN" in line.key] == []
+            assert {line.key for line in after} == {"discord:user:U-BO", "discord:(forgotten)"}
+            assert sum(line.totals.tokens for line in after) == sum(
+                line.totals.tokens for line in before
+            )
+            assert real.out.splitlines()[1:3] == [
+                "  1 message(s) they wrote, in 1 thread(s)",
+                "  1 bot reply(ies) and 0 tool step(s) answering them",
+            ]
+            anonymised = (
+                "  and anonymised 3 usage record(s) (their token counts stay, naming nobody)"
+            )
+            assert real.out.splitlines()[5] == anonymised
+            assert dry.out.splitlines()[5] == anonymised.replace("anonymised", "would anonymise")
+            assert await store.list_sessions() == [await _only(store, "discord:user:U-BO")]
+        finally:
+            await parts.close()
+
+
+async def _only(store: Store, session_id: str) -> Any:
+    (info,) = [s for s in await store.list_sessions() if s.session_id == session_id]
+    return info

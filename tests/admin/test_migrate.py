@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bot.storage import Author, PostgresStore, SQLiteStore, Usage, redact
+from tests.support.cli import run_bot
 from tests.support.items import msg, tool_call, tool_output
 from tests.support.postgres import PostgresSchema
 from tests.support.stores import summary_of
@@ -83,6 +84,41 @@ async def test_migrating_a_populated_file_is_identical_and_idempotent(
             assert len(after.messages) == len(before.messages)
             assert await target.read_items(thread) == await source.read_items(thread)
             assert await summary_of(target, thread) is not None
+
+
+async def test_the_usage_of_a_forgotten_thread_moves_too(
+    tmp_path: Path, postgres: PostgresSchema
+) -> None:
+    path = tmp_path / "memory.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        for thread in ("discord:1:kept", "discord:1:forgotten"):
+            await store.append(
+                thread,
+                [msg("user", "[Ann] q"), msg("assistant", "a")],
+                author=Author("u1", "Ann"),
+                usage=Usage("m", 100, 10, 5, 300),
+            )
+            await store.record_usage(thread, Usage("s", 7, 0, 3, 20), kind="summary")
+        await store.clear("discord:1:forgotten")  # /forget: its cost stays in the ledger
+    reports = [("usage", "--by", by, "--format", "csv") for by in ("thread", "user", "day")]
+    before = [await run_bot(*report, memory=path) for report in reports]
+    assert "discord:1:forgotten,2,107," in before[0].out
+
+    code, out = await _migrate(f"sqlite:///{path}", postgres.url)
+    assert code == 0, out
+    after = [await run_bot(*report, memory=postgres.url) for report in reports]
+    assert [ran.out for ran in after] == [ran.out for ran in before]
+    assert (
+        "Copied 1 thread(s) and the usage records of 1 forgotten one(s): 2 message(s), "
+        "0 summary(ies), 3 usage record(s)." in out
+    )
+    async with await PostgresStore.open(postgres.url) as target:
+        # Forgotten there, forgotten here: it holds no memory to list.
+        assert [s.session_id for s in await target.list_sessions()] == ["discord:1:kept"]
+    code, again = await _migrate(f"sqlite:///{path}", postgres.url)
+    assert code == 0, again
+    assert "Copied 0 thread(s)" in again
+    assert "Already there, identical: 2 thread(s)." in again
 
 
 async def test_a_thread_that_moved_on_in_the_target_is_left_alone(

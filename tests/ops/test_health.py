@@ -4,8 +4,14 @@ really drops the bot, a Slack app that disconnects, and a bot that is shutting d
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 from bot.app import readiness_checks
 from bot.messages import IncomingMessage
@@ -63,6 +69,66 @@ async def test_readyz_is_503_while_postgres_is_unreachable_and_200_once_it_is_ba
                 assert reply.text.startswith("You said: [Ann] back?")
         finally:
             await parts.close()
+
+
+@contextmanager
+def spoiled(path: Path, how: str) -> Iterator[None]:
+    """The memory file made unusable to a new connection, as `how` says, for the block."""
+    aside = path.with_name("aside.sqlite3")
+    if how == "unreadable":
+        path.chmod(0)
+        yield
+        path.chmod(0o600)
+    elif how == "a directory":
+        path.rename(aside)
+        path.mkdir()
+        yield
+        path.rmdir()
+        aside.rename(path)
+    elif how == "removed":
+        os.link(path, aside)  # keeps the file, to put it back
+        path.unlink()
+        yield
+        os.link(aside, path)
+        aside.unlink()
+    else:
+        # Replaced by a copy: a new connection reads it happily, while this process goes on
+        # writing the file nobody will open again.
+        copy = path.with_name("copy.sqlite3")
+        shutil.copyfile(path, copy)
+        path.rename(aside)
+        copy.rename(path)
+        yield
+        aside.replace(path)
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("unreadable", "cannot be opened again"),
+        ("a directory", "is no longer the file this process opened"),
+        ("removed", "is no longer the file this process opened"),
+        ("replaced", "is no longer the file this process opened"),
+    ],
+)
+async def test_readyz_is_503_while_the_sqlite_file_could_not_be_opened_again(
+    bot: BotParts, how: str, reason: str
+) -> None:
+    if how == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads a file of mode 000 all the same")
+    path = Path(bot.store.location)
+    async with serving(readiness_checks(bot.core, bot.store, [])) as http:
+        assert await http.get("/readyz") == (200, "ready\n")
+        with spoiled(path, how):
+            status, body = await http.get("/readyz")
+        assert status == 503
+        assert body.startswith(f"database: StoreUnavailableError: {path} {reason}")
+        assert body.count("\n") == 1
+        assert await http.get("/readyz") == (200, "ready\n")
+    reply = await bot.core.handle(
+        IncomingMessage("test", "t", "u1", "Ann", "still here?"), sink=Recorder()
+    )
+    assert reply.text.startswith("You said: [Ann] still here?")
 
 
 async def test_readyz_names_discord_while_its_gateway_is_down(

@@ -1,11 +1,11 @@
 """Usage: every turn stores what the model reported, `/usage` and `python -m bot usage` add it
-up, and the daily budget refuses a person past it until midnight UTC (time injected)."""
+up, and the daily budget refuses a person past it until midnight UTC (time injected). Adding
+it up in the store itself is tests/storage/test_usage.py."""
 
 from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,34 +13,12 @@ import pytest
 
 from bot.cli import main
 from bot.messages import IncomingMessage, Reply, ReplyKind, Surface
-from bot.storage import (
-    Author,
-    SQLiteStore,
-    Store,
-    ThreadDump,
-    Usage,
-    UsageTotals,
-)
-from bot.storage.records import DumpedMessage
-from bot.storage.sqlite.schema import MIGRATIONS
+from bot.storage import SQLiteStore, Usage
 from tests.fakes.openai_server import FakeOpenAI, count_tokens
-from tests.support.items import msg
 from tests.support.parts import BotParts, make_config
+from tests.support.usage import populate
 
 SURFACE = Surface(max_chars=2000)
-# Far from the real date, so rows the tests store right now never fall in "today" by accident.
-NOON = datetime(2031, 5, 20, 12, 0, tzinfo=UTC)
-V2_KEEP_USAGE = """
-CREATE TRIGGER agent_messages_keep_usage AFTER DELETE ON agent_messages
-WHEN OLD.input_tokens IS NOT NULL
-BEGIN
-    INSERT INTO bot_usage (session_id, author_id, kind, model, input_tokens, cached_tokens,
-        output_tokens, input_chars, created_at)
-    VALUES (OLD.session_id, NULL, 'turn', OLD.model, OLD.input_tokens,
-        coalesce(OLD.cached_tokens, 0), coalesce(OLD.output_tokens, 0),
-        coalesce(OLD.input_chars, 0), OLD.created_at);
-END
-"""
 
 
 class Clock:
@@ -59,115 +37,6 @@ async def say(
     platform = thread.split(":")[0]
     message = IncomingMessage(platform, thread, user, user.title(), text)
     return await parts.core.handle(message, SURFACE)
-
-
-def _turn(
-    number: int, user: str, when: datetime, usage: Usage, *, name: str = ""
-) -> tuple[DumpedMessage, DumpedMessage]:
-    """A stored exchange as a dump holds it: the person's message, then the answer with its cost."""
-    author = Author(user, name or user.title())
-    return (
-        DumpedMessage(
-            2 * number, f'{{"role": "user", "content": "q{number}"}}', author, when, None
-        ),
-        DumpedMessage(
-            2 * number + 1,
-            f'{{"role": "assistant", "content": "a{number}"}}',
-            None,
-            when,
-            usage,
-            asked_by=user,
-        ),
-    )
-
-
-def _thread(session_id: str, *turns: tuple[DumpedMessage, DumpedMessage]) -> ThreadDump:
-    messages = tuple(m for turn in turns for m in turn)
-    return ThreadDump(
-        session_id=session_id,
-        created_at=messages[0].created_at,
-        updated_at=messages[-1].created_at,
-        messages=messages,
-        summaries=(),
-        ledger=(),
-    )
-
-
-def _usage(model: str, tokens_in: int, cached: int, tokens_out: int) -> Usage:
-    return Usage(model, tokens_in, cached, tokens_out, tokens_in * 4)
-
-
-async def _populate(store: Store) -> None:
-    """Ann and Bob on Discord and Ann (another person: another platform) on Slack, over three
-    days of NOON's month and one of the month before, plus a summary and an undone turn."""
-    today, earlier, last_month = (
-        NOON - timedelta(hours=2),
-        NOON - timedelta(days=10),
-        NOON.replace(month=4, day=28),
-    )
-    await store.load_thread(
-        _thread(
-            "discord:1:10",
-            _turn(1, "ann", last_month, _usage("gpt-a", 1000, 0, 100)),
-            _turn(2, "ann", earlier, _usage("gpt-a", 2000, 1024, 200)),
-            _turn(3, "bob", today, _usage("gpt-b", 3000, 2048, 300)),
-            _turn(4, "ann", today, _usage("gpt-a", 4000, 3072, 400)),
-        )
-    )
-    await store.load_thread(
-        _thread("discord:1:20", _turn(1, "ann", today, _usage("gpt-a", 500, 0, 50)))
-    )
-    await store.load_thread(
-        _thread("slack:T1:C1:1.0", _turn(1, "ann", today, _usage("gpt-a", 7000, 0, 700)))
-    )
-    # The thread's summary cost, and the undone last turn: both stay in the ledger.
-    await store.record_usage("discord:1:10", _usage("gpt-mini", 800, 0, 80), kind="summary")
-    assert len(await store.undo_last_exchange("discord:1:10")) == 2
-
-
-async def test_usage_adds_up_turns_undone_turns_and_summaries(store: Store) -> None:
-    await _populate(store)
-    thread = await store.thread_usage("discord:1:10")
-    assert thread == UsageTotals(5, 1000 + 2000 + 3000 + 4000 + 800, 1024 + 2048 + 3072, 1080)
-    assert thread.tokens == 10_800 + 1080
-    # Ann on Discord, today: turn 4 (undone, kept in the ledger) and her turn in thread 20;
-    # never the Slack user who happens to have the same ID, never Bob.
-    today = await store.person_usage("discord", "ann", since=NOON.replace(hour=0))
-    assert today == UsageTotals(2, 4500, 3072, 450)
-    month = await store.person_usage("discord", "ann", since=NOON.replace(day=1, hour=0))
-    assert month.tokens == 2200 + 4400 + 550
-    assert await store.person_usage("slack", "ann", since=NOON.replace(hour=0)) == UsageTotals(
-        1, 7000, 0, 700
-    )
-    assert await store.person_usage("discord", "carol", since=NOON) == UsageTotals()
-
-
-async def test_usage_report_groups_by_thread_user_day_and_model(store: Store) -> None:
-    await _populate(store)
-    by_thread = {line.key: line.totals.tokens for line in await store.usage_report("thread")}
-    assert by_thread == {"discord:1:10": 11_880, "discord:1:20": 550, "slack:T1:C1:1.0": 7700}
-    report = await store.usage_report("user")
-    assert [line.key for line in report] == ["discord:ann", "slack:ann", "discord:bob", ""]
-    assert {line.key: line.totals.tokens for line in report} == {
-        "slack:ann": 7700,
-        "discord:ann": 1100 + 2200 + 4400 + 550,
-        "discord:bob": 3300,
-        "": 880,  # the summary answered no one
-    }
-    days = await store.usage_report("day")
-    # The summary was recorded just now, by the database's clock: its day comes first.
-    assert [line.key for line in days[1:]] == ["2031-04-28", "2031-05-10", "2031-05-20"]
-    assert days[0].key <= f"{datetime.now(UTC):%Y-%m-%d}"
-    assert days[0].totals == UsageTotals(1, 800, 0, 80)
-    assert sum(line.totals.calls for line in days) == 7
-    models = {line.key: line.totals.calls for line in await store.usage_report("model")}
-    assert models == {"gpt-a": 5, "gpt-b": 1, "gpt-mini": 1}
-    since = await store.usage_report("thread", since=NOON.replace(hour=0))
-    assert {line.key: line.totals.tokens for line in since} == {
-        "discord:1:10": 3300 + 4400,  # the summary was recorded now, years before NOON
-        "discord:1:20": 550,
-        "slack:T1:C1:1.0": 7700,
-    }
 
 
 async def test_every_turn_stores_what_the_model_reported(
@@ -274,7 +143,7 @@ def _write_env(tmp_path: Path, db: Path) -> Path:
 
 async def _populated_file(path: Path) -> None:
     async with await SQLiteStore.open(path) as store:
-        await _populate(store)
+        await populate(store)
 
 
 def test_cli_prints_a_table_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -312,32 +181,3 @@ def test_cli_prints_a_table_and_csv(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         main(["--env-file", str(env), "usage", "--since", "last tuesday"])
     assert "is not a date like" in capsys.readouterr().err
-
-
-async def test_a_file_from_the_previous_release_learns_whom_turns_answered(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "v2.sqlite3"
-    async with await SQLiteStore.open(path) as store:
-        await store.append("t", [msg("user", "old")], author=Author("u", "U"))
-    with sqlite3.connect(path) as conn:  # back to what version 2 left
-        conn.execute("DROP INDEX idx_agent_messages_asked_by")
-        conn.execute("DROP TRIGGER agent_messages_keep_usage")
-        conn.execute("ALTER TABLE agent_messages DROP COLUMN asked_by")
-        conn.execute(V2_KEEP_USAGE)
-        conn.execute("PRAGMA user_version = 2")
-    async with await SQLiteStore.open(path) as store:
-        await store.append(
-            "t",
-            [msg("user", "new"), msg("assistant", "answer")],
-            author=Author("u", "U"),
-            usage=Usage("m", 10, 0, 5, 40),
-        )
-        await store.undo_last_exchange("t")
-        assert await store.person_usage("console", "u", since=NOON - timedelta(days=3650)) == (
-            UsageTotals()
-        )
-        assert (await store.thread_usage("t")).tokens == 15
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-        assert conn.execute("SELECT author_id FROM bot_usage").fetchall() == [("u",)]

@@ -3,15 +3,26 @@ thread go, and what `forget_user` deletes, keeps and anonymises."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-from bot.storage import Author, ForgetReport, PendingApproval, SQLiteStore, Store, Usage
+from bot.storage import (
+    Author,
+    ForgetReport,
+    PendingApproval,
+    PostgresStore,
+    SQLiteStore,
+    Store,
+    Usage,
+)
 from bot.storage.erasure import plan_erasure, platform_prefix
 from tests.support.items import msg, tool_call, tool_output
+from tests.support.postgres import PostgresSchema
 from tests.support.stores import everything, people_in, summary_of, tokens_in
 
 ANN, BO = Author("U-ANN", "Ann"), Author("U-BO", "Bo")
@@ -67,6 +78,18 @@ def test_the_walk_takes_their_turns_whole_and_nothing_else(
         plan.ledger_rows,
         plan.unlinked,
     ) == counts
+
+
+def test_their_own_thread_is_theirs_whole() -> None:
+    rows = [
+        _row(1, "assistant"),
+        _row(2, "user", "A"),
+        _row(3, "assistant", costed=True),  # written by the SDK: whom it answered is unknown
+        _row(4, "user"),
+    ]
+    plan = plan_erasure(rows, "A", whole=True)
+    assert plan.ids == (1, 2, 3, 4)
+    assert (plan.messages, plan.replies, plan.tool_steps, plan.ledger_rows) == (1, 2, 1, 1)
 
 
 @pytest.mark.parametrize("platform", ["", "discord:1", "a:b"])
@@ -181,3 +204,49 @@ async def test_no_word_of_theirs_stays_in_a_sqlite_file(tmp_path: Path) -> None:
     # Closed, the write-ahead log is folded into the file; the file's bytes are all there is.
     assert not path.with_name(path.name + "-wal").exists()
     assert b"zebrafish" not in path.read_bytes()
+
+
+async def _until_one_waits_for_a_lock(postgres: PostgresSchema) -> None:
+    """Return once a connection of the test's store waits for an advisory lock."""
+    admin = await asyncpg.connect(postgres.url)
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                waiting = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                    postgres.schema,
+                )
+                if waiting:
+                    return
+                await asyncio.sleep(0.01)
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("bo_spoke", [True, False])
+async def test_forgetting_on_postgres_erases_a_turn_that_committed_while_it_waited(
+    postgres: PostgresSchema, bo_spoke: bool
+) -> None:
+    thread = "discord:1:2"
+    cost = Usage("m", 100, 10, 5, 300)
+    # A name of this test's own, so only its connections are watched.
+    url = f"{postgres.url}&application_name={postgres.schema}"
+    async with await PostgresStore.open(url, pool_size=4) as store:
+        bos = [msg("user", "[Bo] b1"), msg("assistant", "r-b1")] if bo_spoke else []
+        if bos:
+            await store.append(thread, bos, author=BO)
+        await store.append(thread, [msg("user", "[Ann] a1"), msg("assistant", "r-a1")], author=ANN)
+        async with store.hold_thread(thread, wait=5):  # a turn under way
+            forgetting = asyncio.create_task(store.forget_user("discord", "U-ANN", dry_run=False))
+            await _until_one_waits_for_a_lock(postgres)
+            # The turn stores her next message and its answer, and lets go of the thread.
+            await store.append(
+                thread, [msg("user", "[Ann] a2"), msg("assistant", "r-a2")], author=ANN, usage=cost
+            )
+        report = await forgetting
+    async with await PostgresStore.open(postgres.url) as store:
+        assert await store.read_items(thread) == bos
+        assert [s.session_id for s in await store.list_sessions()] == ([thread] if bos else [])
+        assert (report.messages, report.replies, report.usage_records) == (2, 2, 1)
+        assert "U-ANN" not in people_in(await everything(store, [thread]), "discord:")

@@ -112,6 +112,20 @@ async def test_schema_versions_run_once_even_when_workers_start_together(
         await PostgresStore.open(postgres.url)
 
 
+async def test_a_store_opened_to_read_refuses_writes_at_the_server(
+    postgres: PostgresSchema,
+) -> None:
+    async with await PostgresStore.open(postgres.url) as store:
+        await store.append("t", [msg("user", "x")])
+    async with await PostgresStore.open(postgres.url, read_only=True) as readonly:
+        assert await readonly.read_items("t") == [msg("user", "x")]
+        with pytest.raises(asyncpg.exceptions.ReadOnlySQLTransactionError):
+            await readonly.clear("t")
+        with pytest.raises(asyncpg.exceptions.ReadOnlySQLTransactionError):
+            await readonly.append("t", [msg("user", "y")])
+        assert await readonly.read_items("t") == [msg("user", "x")]
+
+
 async def test_a_dropped_connection_fails_the_write_and_the_pool_recovers(
     postgres: PostgresSchema,
 ) -> None:

@@ -263,3 +263,10 @@ async def migrate(conn: Connection) -> int:
             await conn.execute(f"INSERT INTO {SCHEMA} (version) VALUES ($1)", number)
             logger.info("Memory database schema migrated to version %d", number)
         return len(MIGRATIONS)
+
+
+async def stored_version(conn: Connection) -> int:
+    """The database's schema version, read without creating anything (0: it has none)."""
+    if await conn.fetchval("SELECT to_regclass($1)", SCHEMA) is None:
+        return 0
+    return int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}"))

@@ -30,7 +30,15 @@ from ..contract import ThreadBusyError
 from ..deliveries import RecentKeys
 from ..dialect import POSTGRES
 from ..failures import StoreUnavailableError
-from ..layout import MESSAGES, SEARCH, SESSIONS, STORED_COLUMNS, USAGE_LIST, qualified
+from ..layout import (
+    MESSAGES,
+    SEARCH,
+    SESSIONS,
+    STORED_COLUMNS,
+    USAGE_LIST,
+    check_readable,
+    qualified,
+)
 from ..matching import best_matches, match_expressions
 from ..operations import Operations
 from ..primitives import Scope, Work
@@ -38,7 +46,7 @@ from ..records import Author, Item, StoredItem, Usage
 from ..statements import Statements
 from ..urls import redact
 from .locks import lock_key, unlock
-from .schema import DELIVERIES, Connection, migrate
+from .schema import DELIVERIES, MIGRATIONS, Connection, migrate, stored_version
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +106,15 @@ async def _keep_as_is(conn: Connection) -> None:
     """
 
 
-def _server_settings(url: str) -> dict[str, str]:
+def _server_settings(url: str, *, read_only: bool) -> dict[str, str]:
     # Timestamps are stored without a zone (as the SDK's tables have them) and read as UTC,
     # so every connection of ours works in UTC. A name given in the URL is kept.
     settings = {"timezone": "UTC"}
     if "application_name" not in parse_qs(urlsplit(url).query):
         settings["application_name"] = "memorybot"
+    if read_only:
+        # The server itself refuses any write of a store opened to be read.
+        settings["default_transaction_read_only"] = "on"
     return settings
 
 
@@ -129,9 +140,19 @@ class PostgresStore(Operations):
 
     @classmethod
     async def open(
-        cls, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 10.0,
+        read_only: bool = False,
     ) -> PostgresStore:
-        """Connect a pool to `url` (`postgresql://user@host/db`) and migrate the schema."""
+        """Connect a pool to `url` (`postgresql://user@host/db`) and migrate the schema.
+
+        With `read_only` (admin tools), nothing is created or migrated and every transaction
+        is read-only; a schema at another version than this release's is refused
+        (`layout.check_readable`).
+        """
         try:
             pool = await asyncpg.create_pool(
                 url,
@@ -139,13 +160,16 @@ class PostgresStore(Operations):
                 max_size=pool_size,
                 timeout=connect_timeout,
                 reset=_keep_as_is,
-                server_settings=_server_settings(url),
+                server_settings=_server_settings(url, read_only=read_only),
             )
         except (OSError, TimeoutError) as exc:
             raise StoreUnavailableError(f"cannot connect to {redact(url)}: {exc}") from exc
         try:
             async with pool.acquire() as conn:
-                await migrate(conn)
+                if read_only:
+                    check_readable(redact(url), await stored_version(conn), len(MIGRATIONS))
+                else:
+                    await migrate(conn)
         except BaseException:
             await pool.close()
             raise

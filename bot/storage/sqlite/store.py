@@ -24,13 +24,14 @@ import aiosqlite
 from ..codec import encode_rows
 from ..deliveries import RecentKeys
 from ..dialect import SQLITE
-from ..layout import MESSAGES, SEARCH, STORED_COLUMNS, qualified
+from ..layout import MESSAGES, SEARCH, STORED_COLUMNS, check_readable, qualified
 from ..matching import best_matches, match_expressions
 from ..operations import Operations
 from ..primitives import Scope, Work
 from ..records import Author, ForgetReport, Item, StoredItem, Usage
 from ..statements import Statements
-from .schema import ensure_schema, index_new_messages
+from .probe import FileIdentity, check_reopenable, identity_of
+from .schema import MIGRATIONS, ensure_schema, index_new_messages
 from .writer import StoreClosedError, Writer, insert_rows
 
 logger = logging.getLogger(__name__)
@@ -65,9 +66,12 @@ class SQLiteStore(Operations):
         reader: aiosqlite.Connection,
         writer: Writer | None,
         connections: Sequence[aiosqlite.Connection],
+        identity: FileIdentity | None = None,
     ) -> None:
-        """Prefer `open()`; this only assembles already-opened parts."""
+        """Prefer `open()`; this only assembles already-opened parts (`identity`: the file's,
+        as opened, for `ping`)."""
         self.path = path
+        self._identity = identity
         self._reader = reader
         self._writer = writer
         self._connections = tuple(connections)
@@ -82,7 +86,9 @@ class SQLiteStore(Operations):
 
         Args:
             path: A file path, or `":memory:"`.
-            read_only: Open an existing file without the ability to change it (admin tools).
+            read_only: Open an existing file without the ability to change it (admin tools);
+                one at another schema version than this release's is refused
+                (`layout.check_readable`).
             busy_timeout: Seconds to wait for another process's write lock before failing.
         """
         path = str(path)
@@ -97,6 +103,12 @@ class SQLiteStore(Operations):
         if read_only:
             uri = f"file:{quote(path)}?mode=ro"  # SQLite resolves relative URI paths itself
             reader = await aiosqlite.connect(uri, uri=True, timeout=busy_timeout)
+            try:
+                rows = list(await reader.execute_fetchall("PRAGMA user_version"))
+                check_readable(path, int(rows[0][0]), len(MIGRATIONS))
+            except BaseException:
+                await reader.close()
+                raise
             return cls(path, reader, None, [reader])
 
         await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
@@ -110,11 +122,12 @@ class SQLiteStore(Operations):
             await ensure_schema(write_conn)
             reader = await aiosqlite.connect(path, timeout=busy_timeout)
             opened.append(reader)
+            identity = await identity_of(path)
         except BaseException:
             for conn in opened:
                 await conn.close()
             raise
-        store = cls(path, reader, Writer(write_conn), opened)
+        store = cls(path, reader, Writer(write_conn), opened, identity)
         try:
             # Messages written while the bot was away (or before the index existed) become
             # searchable now, not at the first search.
@@ -166,8 +179,12 @@ class SQLiteStore(Operations):
         return self._recent.first_time(key)
 
     async def ping(self) -> None:
-        """Read the schema's first page through the reader, so a file gone bad fails it."""
+        """Read the schema's first page through the reader, then look at the path as the next
+        start would open it: a file made unreadable, removed or replaced since start-up fails
+        it, though the open connections would go on using it (`probe`)."""
         await self._reader.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
+        if self._identity is not None:
+            await check_reopenable(self.path, self._identity)
 
     async def append(
         self,
