@@ -2,8 +2,8 @@
 
 JSON Lines, one object per line, each with a `"type"`:
 
-- `thread`: `version` (of this format), `session_id`, `created_at`, `updated_at`; then, for that
-  thread,
+- `thread`: `version` (of this format), `session_id`, `created_at`, `updated_at`, and
+  `forgotten: true` for a thread forgotten but for its usage records; then, for that thread,
 - `message`: one stored row, in order: `created_at`, `author` (`{"id", "name"}` or null),
   `asked_by`, `usage` (or null), and the item itself: `item`, the JSON object, when
   re-encoding it gives back the stored text exactly, else `data`, the stored text as a string;
@@ -69,6 +69,7 @@ def jsonl(dump: ThreadDump) -> bytes:
             "session_id": dump.session_id,
             "created_at": _iso(dump.created_at),
             "updated_at": _iso(dump.updated_at),
+            **({"forgotten": True} if dump.forgotten else {}),
         }
     ]
     objects += [_message_object(message) for message in dump.messages]
@@ -209,6 +210,7 @@ class _Thread:
             messages=tuple(self.messages),
             summaries=tuple(summary for _, summary in self.summaries),
             ledger=tuple(self.ledger),
+            forgotten=self.header["forgotten"],
         )
 
 
@@ -269,6 +271,7 @@ def _thread_header(obj: dict[str, Any]) -> dict[str, Any]:
         "session_id": session_id,
         "created_at": _time(obj, "created_at"),
         "updated_at": _time(obj, "updated_at"),
+        "forgotten": obj.get("forgotten") is True,
     }
 
 

@@ -129,6 +129,7 @@ def thread_dump(
     created_at, five usage columns, asked_by); summaries (covers_id, summary, created_at); ledger
     (kind, author_id, five usage columns, created_at)."""
     created, updated = times if times else (None, None)
+    ledger_rows = tuple(ledger)
     return ThreadDump(
         session_id=session_id,
         created_at=timestamp(created),
@@ -149,8 +150,9 @@ def thread_dump(
         ),
         ledger=tuple(
             LedgerEntry(row[0], row[1], usage_of(*row[2:7]) or Usage(row[2]), timestamp(row[7]))
-            for row in ledger
+            for row in ledger_rows
         ),
+        forgotten=not times and bool(ledger_rows),
     )
 
 

@@ -193,11 +193,9 @@ class ThreadDump:
     messages: tuple[DumpedMessage, ...]
     summaries: tuple[DumpedSummary, ...]
     ledger: tuple[LedgerEntry, ...]
-
-    @property
-    def forgotten(self) -> bool:
-        """Whether this is all a forgotten thread left: usage records, and no memory."""
-        return not self.messages and bool(self.ledger)
+    forgotten: bool = False
+    """All a forgotten thread left: usage records, and no thread (a thread whose messages
+    were all undone is still a thread, only an empty one)."""
 
     def same_memory(self, other: ThreadDump) -> bool:
         """Whether two dumps hold the same conversation, whatever IDs each database gave it.
