@@ -222,7 +222,9 @@ class StreamedReply(Generic[H]):
                 await self._flusher
 
     def _ensure_flusher(self) -> asyncio.Task[bool]:
-        if self._flusher is None:
+        # A finished reply may be finished again with other text (a prompt that could not
+        # carry its buttons gives way to a plain line).
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="streamed-reply")
         return self._flusher
 

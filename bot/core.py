@@ -286,6 +286,12 @@ class Core:
             )
             return Reply(friendly_error(exc), ReplyKind.ERROR)
 
+    async def approval_unshown(self, approval_id: str) -> Reply | None:
+        """The adapter could not show the prompt of `Reply.approval` (the platform refused it
+        after its own retries): end the turn, its calls stored as not run. Returns the plain
+        line to show instead; None when the approval was settled meanwhile."""
+        return await self._tracked(self._approvals.unshown(approval_id), f"unshown {approval_id}")
+
     async def pending_approval(self, message: IncomingMessage) -> Reply | None:
         """The prompt of the approval waiting in the memory `message` would join, to show
         again (a console that restarted mid-question); None when nothing waits. Its text is

@@ -130,16 +130,20 @@ def approval_view(approval_id: str) -> discord.ui.View:
 async def post_prompt(
     core: Core, stream: DiscordReply, reply: Reply, request: ApprovalRequest
 ) -> None:
-    """Show a paused turn's prompt with its buttons, and tell the core where it is."""
+    """Show a paused turn's prompt with its buttons, and tell the core where it is.
+
+    discord.py has already retried what it retries (429s, 5xx) when a post or an edit fails;
+    a prompt without its buttons could never be answered, so its turn ends at once and the
+    prompt's text gives way to a plain line saying so."""
     shown = await stream.finish(prompt_text(reply, request))
-    message = await stream.attach(approval_view(request.approval_id)) or stream.last
-    if not shown or message is None:
-        logger.error(
-            "The approval prompt %s could not be shown (see the warning above); it will "
-            "expire unanswered",
-            request.approval_id,
-        )
+    message = await stream.attach(approval_view(request.approval_id)) if shown else None
     if message is None:
+        notice = await core.approval_unshown(request.approval_id)
+        if notice is not None and not await stream.finish(notice.text):
+            logger.error(
+                "Could not say either that the prompt of approval %s was refused",
+                request.approval_id,
+            )
         return
     address = PromptAddress(message.channel.id, message.id)
     await core.approval_posted(request.approval_id, address.dumps())

@@ -213,6 +213,11 @@ async def post_prompt(core: Core, reply: Reply, writer: AnswerWriter, dest: Dest
     markdown = prompt_markdown(reply.text)
     text = to_mrkdwn(markdown)
     ts = await writer.show_prompt(markdown, prompt_blocks(text, approval.approval_id))
-    if ts is not None:
-        address = PromptAddress(dest.channel, dest.thread_ts, ts, text)
-        await core.approval_posted(approval.approval_id, address.encode())
+    if ts is None:
+        # slack_sdk has retried what it retries; a prompt nobody can click ends its turn.
+        notice = await core.approval_unshown(approval.approval_id)
+        if notice is not None:
+            await writer.finish(notice)
+        return
+    address = PromptAddress(dest.channel, dest.thread_ts, ts, text)
+    await core.approval_posted(approval.approval_id, address.encode())

@@ -27,6 +27,8 @@ from .approvals import (
     INTERRUPTED,
     INTERRUPTED_OUTPUT,
     REJECTED,
+    UNSHOWN,
+    UNSHOWN_OUTPUT,
     ApprovalDesk,
     not_run_outputs,
     prompt_text,
@@ -204,6 +206,27 @@ class ApprovalFlow:
         await self._store_not_run(record, CANCELLED.format(name=author.name))
         logger.info("Approval %s cancelled by a new message in %s", record.approval_id, session_id)
         self._tell(record, ApprovalEnding.CANCELLED, None)
+
+    async def unshown(self, approval_id: str) -> Reply | None:
+        """The adapter could not show the prompt (the platform refused it, after its own
+        retries): nobody could ever click it, so the turn ends now rather than expire
+        unseen. Its calls are stored as not run; returns the line for the person."""
+        record = await self._store.approval(approval_id)
+        if record is None:
+            return None
+        try:
+            async with self._hold(record.session_id):
+                current = await self._store.approval(approval_id)
+                if current is None or current.running_since is not None:
+                    return None
+                await self._store_not_run(current, UNSHOWN_OUTPUT)
+        except ThreadBusyError:
+            return None  # the sweep will expire it
+        logger.warning(
+            "The prompt of approval %s could not be shown; its turn ended unrun", approval_id
+        )
+        names = ", ".join(dict.fromkeys(call.name for call in self._desk.request(record).calls))
+        return Reply(UNSHOWN.format(tools=names), ReplyKind.NOTICE)
 
     def withdrawn(self, record: PendingApproval) -> None:
         """A command took a paused turn back (the store has dropped it): end its prompt."""

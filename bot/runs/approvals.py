@@ -46,6 +46,16 @@ INTERRUPTED_OUTPUT: Final = (
     "The bot stopped while this call was running, so it may or may not have completed."
 )
 """To the model, as the call's result, for the same."""
+UNSHOWN: Final = (
+    "I needed someone's OK to run {tools}, but I couldn't show the Approve and Reject buttons "
+    "here, so I didn't run it. An admin may need to check my permissions in this channel; "
+    "then ask again."
+)
+"""To the person, when the platform refused the prompt itself."""
+UNSHOWN_OUTPUT: Final = (
+    "Not run: the approval prompt could not be shown, so nobody could approve this call."
+)
+"""To the model, as the call's result, for the same."""
 CANCELLED: Final = (
     "Not run: {name} sent a new message before this tool call was approved, which cancelled it."
 )

@@ -278,6 +278,33 @@ async def test_a_new_message_while_pending_cancels_the_call_and_is_answered(
     assert desk.looked_up == []
 
 
+@pytest.mark.parametrize("refused", ["the post", "the buttons"])
+async def test_a_prompt_discord_refuses_ends_the_turn_with_a_plain_line(
+    approving: Harness, desk: TicketDesk, refused: str
+) -> None:
+    # 403 Missing Permissions (50013): discord.py does not retry it, and neither would a
+    # second try succeed.
+    if refused == "the post":
+        approving.fake.fail("POST", rf"/channels/{THREAD_A}/messages$", 403)
+    else:
+        approving.fake.fail("PATCH", rf"/channels/{THREAD_A}/messages/\d+$", 403)
+    await approving.say(THREAD_A, "what does ticket T-1 say?", mention=True)
+    if refused == "the buttons":  # the prompt's text gives way to the line
+        assert approving.shown(THREAD_A) == [
+            "I needed someone's OK to run lookup_ticket, but I couldn't show the Approve and "
+            "Reject buttons here, so I didn't run it. An admin may need to check my "
+            "permissions in this channel; then ask again."
+        ]
+    else:  # nothing can be posted here at all (logged)
+        assert approving.shown(THREAD_A) == []
+    assert approving.prompts(THREAD_A) == []
+    assert desk.looked_up == []
+    assert await approving.parts.store.approval_in(SESSION) is None  # nothing left to expire
+    items = await approving.parts.store.read_items(SESSION)
+    assert item_kinds(items) == ["user", "function_call", "function_call_output"]
+    assert "approval prompt could not be shown" in str(items[-1]["output"])
+
+
 async def test_a_resume_that_fails_before_any_tool_ran_gives_the_buttons_back(
     approving: Harness, desk: TicketDesk, fake_openai: FakeOpenAI
 ) -> None:

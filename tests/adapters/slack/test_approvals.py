@@ -457,6 +457,28 @@ async def test_a_new_message_while_pending_cancels_the_call_and_is_answered(
         ]
 
 
+async def test_a_prompt_slack_refuses_ends_the_turn_with_a_plain_line(
+    slack: FakeSlack, fake_openai: FakeOpenAI, ran: list[str]
+) -> None:
+    fake_openai.responder = ticket_model
+    # Slack answers ok:false invalid_blocks to any message carrying the buttons, posted or
+    # edited in, and slack_sdk does not retry it.
+    for method in ("chat.postMessage", "chat.update"):
+        slack.refuse(method, "invalid_blocks", lambda body: "actions" in str(body.get("blocks")))
+    async with running(slack, fake_openai, tools=[ticket_tool(ran)]) as bot:
+        ts = await bot.mention("what does ticket T-1 say?")
+        line = await bot.answer(CHANNEL, ts)
+        assert line == (
+            "I needed someone's OK to run lookup_ticket, but I couldn't show the Approve and "
+            "Reject buttons here, so I didn't run it. An admin may need to check my "
+            "permissions in this channel; then ask again."
+        )
+        assert ran == []
+        assert await bot.parts.store.approval_in(thread_key(CHANNEL, ts)) is None
+        items = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
+        assert stored_kinds(items) == ["user", "function_call", "function_call_output"]
+
+
 # ----- the pure parts ----------------------------------------------------------------------
 
 
