@@ -107,7 +107,11 @@ class DiscordAdapter:
             core, edit_interval=edit_interval, typing_interval=typing_interval
         )
         self.approvals = DiscordApprovals(
-            core, self.client, delivery=self._delivery, policy=settings.policy
+            core,
+            self.client,
+            delivery=self._delivery,
+            policy=settings.policy,
+            inflight=self._inflight,
         )
         self._commands = SlashCommands(core, settings, defer_after=defer_after)
 

@@ -3,10 +3,10 @@
 REST: the calls the bot makes (login, application, command sync, messages, edits, deletes,
 typing, threads, interaction callbacks and follow-ups), each recorded; any of them can be
 made to answer 429 (with the `Retry-After` header, `Via` header and JSON body discord.py
-expects), 403 or 5xx a number of times. Gateway: HELLO, IDENTIFY -> READY (with a
-`resume_gateway_url` back to the fake), heartbeat ACKs, RESUME -> RESUMED, dispatching events,
-dropping the connection, refusing new connections (`gateway_down`, an outage), and refusing the
-Message Content intent with close code 4014.
+expects), 403 or 5xx a number of times, or held unanswered until released (`hold`). Gateway:
+HELLO, IDENTIFY -> READY (with a `resume_gateway_url` back to the fake), heartbeat ACKs,
+RESUME -> RESUMED, dispatching events, dropping the connection, refusing new connections
+(`gateway_down`, an outage), and refusing the Message Content intent with close code 4014.
 
 Sharding as Discord documents it (developer docs, "Gateway: Sharding"): any number of
 connections at once; one that IDENTIFYs with `shard: [shard_id, num_shards]` gets that array
@@ -163,6 +163,21 @@ class Failure:
 
 
 @dataclass
+class Hold:
+    """Keeps the next request matching `method` and `pattern` unanswered until `release()`."""
+
+    method: str
+    pattern: re.Pattern[str]
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the request has come in (it is recorded, and waits)."""
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Let the request go on to its answer."""
+        self.released.set()
+
+
+@dataclass
 class GatewayLog:
     identifies: list[Json] = field(default_factory=list)
     resumes: list[Json] = field(default_factory=list)
@@ -242,6 +257,7 @@ class FakeDiscord:
         self.recommended_shards = recommended_shards
         self.requests: list[Recorded] = []
         self.failures: list[Failure] = []
+        self.holds: list[Hold] = []
         self.gateway = GatewayLog()
         self.guilds: dict[int, Json] = {}
         self.messages: dict[int, Json] = {}
@@ -324,6 +340,13 @@ class FakeDiscord:
     ) -> None:
         """Make the next `times` requests matching `method` and regex `path` fail."""
         self.failures.append(Failure(method, re.compile(path), status, times, retry_after))
+
+    def hold(self, method: str, path: str) -> Hold:
+        """Keep the next request matching `method` and regex `path` waiting for an answer
+        until the returned hold is released: a call caught while under way."""
+        hold = Hold(method, re.compile(path))
+        self.holds.append(hold)
+        return hold
 
     async def ready(self) -> None:
         """Wait until the bot has identified or resumed."""
@@ -454,6 +477,10 @@ class FakeDiscord:
         path = request.path.removeprefix("/api/v10")
         record = Recorded(request.method, path, body, time.monotonic(), uploads=uploads)
         self.requests.append(record)
+        hold = self._take_hold(request.method, path)
+        if hold is not None:
+            hold.arrived.set()
+            await hold.released.wait()
         failure = self._take_failure(request.method, path)
         if failure is not None:
             record.status = failure.status
@@ -464,6 +491,13 @@ class FakeDiscord:
         response: web.StreamResponse = await handler(request)
         record.status = response.status
         return response
+
+    def _take_hold(self, method: str, path: str) -> Hold | None:
+        for hold in self.holds:
+            if hold.method == method and hold.pattern.search(path):
+                self.holds.remove(hold)
+                return hold
+        return None
 
     def _take_failure(self, method: str, path: str) -> Failure | None:
         for failure in self.failures:

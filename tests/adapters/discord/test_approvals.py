@@ -7,7 +7,9 @@ follow-ups, message components) and the real core against the fake model, which 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -235,6 +237,30 @@ async def test_expiry_marks_the_prompt_and_posts_the_model_s_answer(
     await approving.click(seen, Decision.APPROVE, channel=thread(THREAD_A, 101))
     assert approving.fake.ephemeral_messages(int(ANN["id"]))
     assert desk.looked_up == []
+
+
+async def test_shutdown_lets_the_answer_after_an_expiry_finish_posting(
+    approving: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ask_for_ticket(approving)
+    posting = approving.fake.hold("POST", rf"^/channels/{THREAD_A}/messages$")
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert await approving.parts.core.expire_approvals(now=later) == 1
+    await asyncio.wait_for(posting.arrived.wait(), 10)
+    client = approving.adapter.client
+    try:
+        with caplog.at_level(logging.INFO, logger="adapters.inflight"):
+            closing = asyncio.create_task(approving.adapter.close(grace=10.0))
+            await eventually(
+                lambda: client.is_closed() or "Finishing 1 Discord" in caplog.text,
+                what="the shutdown to wait or disconnect",
+            )
+        assert not client.is_closed()  # it waits for the answer under way
+    finally:
+        posting.release()
+    await asyncio.wait_for(closing, 10)
+    assert client.is_closed()
+    assert approving.shown(THREAD_A)[-1].startswith("The ticket says:")
 
 
 async def test_approve_after_a_restart(
