@@ -187,7 +187,7 @@ class DiscordAdapter:
             role_mentioned=bool(bot_roles),
             thread_active=self._threads.get(message.channel.id, False),
         )
-        if await self._follows_after_restart(facts):
+        if await self._follows_after_restart(message, facts):
             facts = dataclasses.replace(facts, thread_active=True)
         settings = self._settings
         route = decide(
@@ -207,12 +207,14 @@ class DiscordAdapter:
         text = strip_mentions(message.content, me.id, bot_roles)
         await self._tracked(self._answer(message, facts, text, route.open_thread))
 
-    async def _follows_after_restart(self, facts: MessageFacts) -> bool:
+    async def _follows_after_restart(self, message: discord.Message, facts: MessageFacts) -> bool:
         """Whether an unmentioned thread message is in a thread the bot has memory of.
 
         Followed threads are remembered in this process only; after a restart the store
-        tells which threads the bot was part of. Threads found empty are remembered too, so
-        each is looked up once, and only for messages that could be for the bot.
+        tells which threads the bot was part of: those whose messages join a memory holding
+        something (under a wider `BOT_MEMORY_SCOPE`, the channel's or the person's). Threads
+        found empty are remembered too, so each is looked up once, and only for messages that
+        could be for the bot.
         """
         place = facts.place
         if (
@@ -225,7 +227,9 @@ class DiscordAdapter:
             or self._threads.get(place.channel_id) is False
         ):
             return False
-        remembered = await self._core.remembers(thread_key(place.guild_id, place.channel_id))
+        remembered = await self._core.remembers(
+            self._incoming(message, facts, "", place.channel_id)
+        )
         self._threads[place.channel_id] = remembered
         return remembered
 
@@ -237,20 +241,7 @@ class DiscordAdapter:
         target_id = message.id if open_thread else facts.place.channel_id
         if facts.in_thread:
             self._threads[target_id] = True
-        channel_id = facts.place.channel_id if open_thread else facts.place.parent_id
-        incoming = IncomingMessage(
-            platform="discord",
-            thread_key=thread_key(facts.place.guild_id, target_id),
-            author_id=str(facts.author_id),
-            author_name=message.author.display_name,
-            text=text,
-            message_id=str(message.id),
-            mentioned=facts.mentioned,
-            channel_key=None
-            if channel_id is None
-            else thread_key(facts.place.guild_id, channel_id),
-            attachments=tuple(self._downloads.describe(file) for file in message.attachments),
-        )
+        incoming = self._incoming(message, facts, text, target_id)
         poster = DiscordPoster(message.channel, message)
         stream = self._delivery.stream(poster, target_id)
         sink = AnswerSink(
@@ -266,6 +257,27 @@ class DiscordAdapter:
                 await asyncio.wait_for(stream.finish(SHUTTING_DOWN), NOTICE_SECONDS)
             raise
         await self._delivery.deliver(stream, reply, incoming.thread_key)
+
+    def _incoming(
+        self, message: discord.Message, facts: MessageFacts, text: str, where: int
+    ) -> IncomingMessage:
+        """`message` for the core, said in `where`: the channel, thread or DM it was sent in,
+        or the thread opened on it."""
+        place = facts.place
+        # The channel whose memory it joins under BOT_MEMORY_SCOPE=channel: a thread's parent,
+        # which for a thread opened on the message is where the message was sent.
+        channel_id = place.parent_id if where == place.channel_id else place.channel_id
+        return IncomingMessage(
+            platform="discord",
+            thread_key=thread_key(place.guild_id, where),
+            author_id=str(facts.author_id),
+            author_name=message.author.display_name,
+            text=text,
+            message_id=str(message.id),
+            mentioned=facts.mentioned,
+            channel_key=None if channel_id is None else thread_key(place.guild_id, channel_id),
+            attachments=tuple(self._downloads.describe(file) for file in message.attachments),
+        )
 
     async def _open_thread(
         self, message: discord.Message, text: str, poster: DiscordPoster

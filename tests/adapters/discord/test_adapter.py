@@ -26,7 +26,7 @@ from adapters.discord.text import MAX_MESSAGE_CHARS
 from adapters.text import split_message
 from bot.config import ConfigError
 from bot.texts import GENERIC
-from tests.fakes.discord_server import BOT_USER, FakeDiscord
+from tests.fakes.discord_server import BOT_USER, FakeDiscord, Json
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support.discord import (
     ANN,
@@ -127,6 +127,42 @@ async def test_a_thread_the_bot_was_mentioned_in_is_still_followed_after_a_resta
     finally:
         await second.stop()
     assert len(fake_discord.gateway.identifies) == 2
+
+
+OTHER_THREAD = 33
+"""A thread of OTHER_CHANNEL, where nobody has spoken to the bot."""
+
+
+@pytest.mark.parametrize(
+    ("scope", "quiet_thread", "quiet_author"),
+    [("channel", OTHER_THREAD, ANN), ("user", THREAD_B, BOB)],
+)
+async def test_under_a_wider_scope_a_thread_is_still_followed_after_a_restart(
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    scope: str,
+    quiet_thread: int,
+    quiet_author: Json,
+) -> None:
+    fake_discord.guilds[GUILD]["threads"].append(
+        FakeDiscord.thread_payload(
+            OTHER_THREAD, parent_id=OTHER_CHANNEL, guild_id=GUILD, owner_id=102
+        )
+    )
+    config = discord_config(fake_openai, tmp_path / "restart.sqlite3", memory_scope=scope)
+    first = await Harness.start(fake_discord, config)
+    await first.say(THREAD_A, "the password is swordfish", mention=True)
+    await first.stop()
+    second = await Harness.start(fake_discord, config)
+    try:
+        await second.say(THREAD_A, "what was the password?")  # no mention
+        assert second.last(THREAD_A).endswith("Before that: [Ann] the password is swordfish.")
+        # Where the memory it would join is empty, a message still needs a mention.
+        await second.say(quiet_thread, "not for the bot", author=quiet_author)
+        assert second.shown(quiet_thread) == []
+    finally:
+        await second.stop()
 
 
 # ----- when the bot answers ------------------------------------------------------------------
