@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
+import aiohttp
 import discord
 from cachetools import LRUCache
 from discord.gateway import DiscordWebSocket
@@ -236,18 +236,20 @@ class DiscordAdapter:
     async def _answer(
         self, message: discord.Message, facts: MessageFacts, text: str, open_thread: bool
     ) -> None:
-        # A thread started from a message takes the message's ID, so its thread key is known
-        # before the thread exists; the thread is only opened once the core starts a turn.
-        target_id = message.id if open_thread else facts.place.channel_id
+        where = facts.place.channel_id
         if facts.in_thread:
-            self._threads[target_id] = True
-        incoming = self._incoming(message, facts, text, target_id)
+            self._threads[where] = True
         poster = DiscordPoster(message.channel, message)
-        stream = self._delivery.stream(poster, target_id)
-        sink = AnswerSink(
-            stream,
-            functools.partial(self._open_thread, message, text, poster) if open_thread else None,
-        )
+        # The thread is opened before the core has the message, since its memory goes where
+        # the answer goes: a thread that cannot be opened leaves both in the channel.
+        if open_thread and self._may_start_turn(message, facts, text):
+            thread = await self._open_thread(message, text)
+            if thread is not None:
+                poster.move_to(thread)
+                where = thread.id
+        incoming = self._incoming(message, facts, text, where)
+        stream = self._delivery.stream(poster, where)
+        sink = AnswerSink(stream)
         try:
             reply = await self._core.handle(incoming, SURFACE, sink=sink)
         except asyncio.CancelledError:
@@ -279,21 +281,37 @@ class DiscordAdapter:
             attachments=tuple(self._downloads.describe(file) for file in message.attachments),
         )
 
-    async def _open_thread(
-        self, message: discord.Message, text: str, poster: DiscordPoster
-    ) -> None:
-        """Move the answer into a new thread on `message`; stay in the channel if that fails."""
+    def _may_start_turn(self, message: discord.Message, facts: MessageFacts, text: str) -> bool:
+        """Whether the core may take `message` as a turn, worth a thread of its own.
+
+        The core decides, but only once it has the message, by which time the thread must be
+        open; so what the core can tell from the message alone is asked here first. A typed
+        command, an empty mention or a message taken already opens no thread (a command acts
+        on the channel it is typed in). "Too fast" and "over budget", decided at the turn, are
+        said in the new thread.
+        """
+        core = self._core
+        return (
+            core.accepting
+            and bool(text.strip() or message.attachments)
+            and core.commands.parse(text, bare=facts.mentioned) is None
+            and not core.already_handled(self.name, str(message.id))
+        )
+
+    async def _open_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
+        """A new thread on `message`; None when Discord refuses (the answer stays in the
+        channel)."""
         try:
             thread = await message.create_thread(name=thread_title(text))
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             logger.warning(
                 "Could not open a thread in channel %s, answering in the channel: %s",
                 message.channel.id,
                 exc,
             )
-            return
-        poster.move_to(thread)
+            return None
         self._threads[thread.id] = True
+        return thread
 
     # ----- approval buttons and slash commands ----------------------------------------------
 

@@ -118,7 +118,7 @@ class DiscordApprovals:
             await self._edit_prompt(interaction, settled_text(prompt.content, line), None)
 
         stream = self._delivery.stream(DiscordPoster(prompt.channel, prompt), prompt.channel.id)
-        sink = _ClickSink(AnswerSink(stream, None), close_prompt)
+        sink = _ClickSink(AnswerSink(stream), close_prompt)
         buttons_back = functools.partial(
             self._edit_prompt, interaction, prompt.content, approval_view(approval_id)
         )

@@ -160,6 +160,9 @@ class Failure:
     status: int
     times: int = 1
     retry_after: float = 0.05
+    code: int | None = None
+    """Discord's JSON error code; by default 50013 for a 403, else 0."""
+    message: str = ""
 
 
 @dataclass
@@ -336,10 +339,21 @@ class FakeDiscord:
     # ----- test controls --------------------------------------------------------------------
 
     def fail(
-        self, method: str, path: str, status: int, *, times: int = 1, retry_after: float = 0.05
+        self,
+        method: str,
+        path: str,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: float = 0.05,
+        code: int | None = None,
+        message: str = "",
     ) -> None:
-        """Make the next `times` requests matching `method` and regex `path` fail."""
-        self.failures.append(Failure(method, re.compile(path), status, times, retry_after))
+        """Make the next `times` requests matching `method` and regex `path` fail (with
+        Discord's error `code` and `message`, if given)."""
+        self.failures.append(
+            Failure(method, re.compile(path), status, times, retry_after, code, message)
+        )
 
     def hold(self, method: str, path: str) -> Hold:
         """Keep the next request matching `method` and regex `path` waiting for an answer
@@ -522,11 +536,11 @@ class FakeDiscord:
                     "X-RateLimit-Scope": "user",
                 },
             )
+        if failure.code is not None:
+            return _error(failure.status, failure.code, failure.message)
         if failure.status == 403:
-            body = {"message": "Missing Permissions", "code": 50013}
-        else:
-            body = {"message": "Internal Server Error", "code": 0}
-        return _json(body, status=failure.status)
+            return _error(403, 50013, "Missing Permissions")
+        return _error(failure.status, 0, "Internal Server Error")
 
     async def _me(self, request: web.Request) -> web.Response:
         return _json({**BOT_USER, "verified": True, "mfa_enabled": False})

@@ -440,28 +440,47 @@ async def test_open_threads_answers_a_mention_in_a_new_thread(
         assert await harness.parts.store.count_items(f"discord:{GUILD}:{new_thread}") == 4
         threads_before = len(fake_discord.calls("POST", "/threads$"))
         await harness.say(CHANNEL, "/history", mention=True)
-        assert len(fake_discord.calls("POST", "/threads$")) == threads_before
         assert harness.last(CHANNEL) == "I have no memory of this thread yet."
+        await harness.say(CHANNEL, "", mention=True)
+        assert "empty message" in harness.last(CHANNEL)
+        assert len(fake_discord.calls("POST", "/threads$")) == threads_before
     finally:
         await harness.stop()
 
 
-async def test_no_permission_to_open_a_thread_answers_in_the_channel(
+@pytest.mark.parametrize(
+    ("status", "code", "why"),
+    [
+        (403, 50013, "Missing Permissions"),
+        (400, 160004, "A thread has already been created for this message"),
+    ],
+)
+async def test_a_thread_that_cannot_be_opened_answers_and_remembers_in_the_channel(
     fake_discord: FakeDiscord,
     fake_openai: FakeOpenAI,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    status: int,
+    code: int,
+    why: str,
 ) -> None:
     config = discord_config(fake_openai, tmp_path / "m.sqlite3", env={"DISCORD_OPEN_THREADS": "on"})
     harness = await Harness.start(fake_discord, config)
-    fake_discord.fail("POST", r"/threads$", 403)
+    fake_discord.fail("POST", r"/threads$", status, code=code, message=why)
     try:
         with caplog.at_level(logging.WARNING, logger="adapters.discord"):
-            await harness.say(CHANNEL, "hello", mention=True)
+            asked = await harness.say(CHANNEL, "hello", mention=True)
         assert harness.last(CHANNEL) == "You said: [Ann] hello. Before that: nothing."
         assert any(
-            "Could not open a thread in channel 20" in r.getMessage() for r in caplog.records
+            "Could not open a thread in channel 20" in r.getMessage() and why in r.getMessage()
+            for r in caplog.records
         )
+        # Remembered where it was answered, not under the thread that never opened.
+        assert await harness.parts.store.count_items(f"discord:{GUILD}:{CHANNEL}") == 2
+        assert await harness.parts.store.count_items(f"discord:{GUILD}:{asked['id']}") == 0
+        await harness.say(CHANNEL, "/history", mention=True)
+        assert "hello" in harness.last(CHANNEL)
+        assert "no memory" not in harness.last(CHANNEL)
     finally:
         await harness.stop()
 
