@@ -347,14 +347,14 @@ async def test_a_model_error_shows_a_friendly_line_and_keeps_history(
     running: Harness, fake_openai: FakeOpenAI
 ) -> None:
     await running.say(CHANNEL, "first", mention=True)
-    session = f"discord:{GUILD}:{CHANNEL}"
-    before = await running.parts.store.read_items(session)
+    thread_key = f"discord:{GUILD}:{CHANNEL}"
+    before = await running.parts.store.read_items(thread_key)
     fake_openai.fail_next(Fault(status=500))
     await running.say(CHANNEL, "this fails", mention=True)
     assert (
         running.last(CHANNEL) == "The AI model had a problem on its side. Please try again shortly."
     )
-    assert await running.parts.store.read_items(session) == before
+    assert await running.parts.store.read_items(thread_key) == before
     await running.say(CHANNEL, "again", mention=True)
     assert running.last(CHANNEL) == "You said: [Ann] again. Before that: [Ann] first."
 

@@ -46,7 +46,8 @@ from tests.support.discord import (
     thread,
 )
 
-SESSION = f"discord:{GUILD}:{THREAD_A}"
+THREAD_KEY = f"discord:{GUILD}:{THREAD_A}"
+"""THREAD_A's key, which is also its memory's under the default `BOT_MEMORY_SCOPE=thread`."""
 ANSWER = "The ticket says: T-1 is open: printer on fire"
 APPROVE_ID = r"approval:approve:[A-Za-z0-9_-]{1,84}"
 
@@ -133,7 +134,7 @@ async def test_the_prompt_has_approve_and_reject_buttons_and_nothing_is_stored_y
     assert reject["custom_id"] == f"approval:reject:{approval_id}"
     assert len(prompt["components"]) == 1  # one action row
     assert desk.looked_up == []
-    assert await approving.parts.store.count_items(SESSION) == 0
+    assert await approving.parts.store.count_items(THREAD_KEY) == 0
 
 
 async def test_approve_runs_the_tool_and_the_answer_follows(
@@ -152,7 +153,7 @@ async def test_approve_runs_the_tool_and_the_answer_follows(
     assert approving.shown(THREAD_A)[-1] == ANSWER
     assert len(approving.shown(THREAD_A)) == 2  # the prompt, then the answer
     assert "T-1 is open" in last_tool_output(fake_openai)
-    items = await approving.parts.store.read_items(SESSION)
+    items = await approving.parts.store.read_items(THREAD_KEY)
     assert item_kinds(items) == ["user", "function_call", "function_call_output", "assistant"]
 
 
@@ -168,7 +169,7 @@ async def test_reject_does_not_run_the_tool_and_tells_the_model(
     assert settled["components"] == []
     assert settled["content"].endswith("❌ Rejected by Ann")
     assert approving.shown(THREAD_A)[-1].startswith("The ticket says:")
-    items = await approving.parts.store.read_items(SESSION)
+    items = await approving.parts.store.read_items(THREAD_KEY)
     assert item_kinds(items) == ["user", "function_call", "function_call_output", "assistant"]
 
 
@@ -325,7 +326,7 @@ async def test_a_resume_that_fails_before_any_tool_ran_gives_the_buttons_back(
     # It was taken away while the answer streamed, then given back.
     edits = approving.fake.calls("PATCH", "/messages/@original")
     assert [bool(e.body["components"]) for e in edits] == [False, True]
-    assert await approving.parts.store.count_items(SESSION) == 0
+    assert await approving.parts.store.count_items(THREAD_KEY) == 0
     await approving.click(prompt, Decision.APPROVE, channel=thread(THREAD_A, 101))
     assert approving.shown(THREAD_A)[-1] == ANSWER
     assert desk.looked_up == ["T-1"]
@@ -383,7 +384,7 @@ async def test_a_resumed_turn_cut_short_by_shutdown_gives_the_buttons_back(
     assert approving.shown(THREAD_A)[-1] == SHUTTING_DOWN
     assert current(approving, prompt)["content"] == seen["content"]
     assert len(buttons(current(approving, prompt))) == 2
-    assert await approving.parts.store.count_items(SESSION) == 0
+    assert await approving.parts.store.count_items(THREAD_KEY) == 0
 
 
 # ----- acknowledged before the work -------------------------------------------------------
