@@ -308,10 +308,11 @@ class Core:
             return 0
         return await self._tracked(self._approvals.expire(now), "expiring approvals")
 
-    async def remembers(self, thread_key: str) -> bool:
-        """Whether memory is stored under the thread's own key, so adapters can follow the
-        thread after a restart."""
-        return await self._store.has_items(thread_key)
+    async def remembers(self, message: IncomingMessage) -> bool:
+        """Whether the memory `message` would join holds anything, so adapters can follow a
+        thread after a restart. Its text is not read. Under a wider `BOT_MEMORY_SCOPE` that
+        memory is the channel's or the person's, not the thread's own."""
+        return await self._store.has_items(self._session_id(message))
 
     async def run_command(
         self, message: IncomingMessage, name: str, args: str = "", surface: Surface = PLAIN

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
+import aiohttp
 import discord
 from cachetools import LRUCache
 from discord.gateway import DiscordWebSocket
@@ -107,7 +107,11 @@ class DiscordAdapter:
             core, edit_interval=edit_interval, typing_interval=typing_interval
         )
         self.approvals = DiscordApprovals(
-            core, self.client, delivery=self._delivery, policy=settings.policy
+            core,
+            self.client,
+            delivery=self._delivery,
+            policy=settings.policy,
+            inflight=self._inflight,
         )
         self._commands = SlashCommands(core, settings, defer_after=defer_after)
 
@@ -183,7 +187,7 @@ class DiscordAdapter:
             role_mentioned=bool(bot_roles),
             thread_active=self._threads.get(message.channel.id, False),
         )
-        if await self._follows_after_restart(facts):
+        if await self._follows_after_restart(message, facts):
             facts = dataclasses.replace(facts, thread_active=True)
         settings = self._settings
         route = decide(
@@ -203,12 +207,14 @@ class DiscordAdapter:
         text = strip_mentions(message.content, me.id, bot_roles)
         await self._tracked(self._answer(message, facts, text, route.open_thread))
 
-    async def _follows_after_restart(self, facts: MessageFacts) -> bool:
+    async def _follows_after_restart(self, message: discord.Message, facts: MessageFacts) -> bool:
         """Whether an unmentioned thread message is in a thread the bot has memory of.
 
         Followed threads are remembered in this process only; after a restart the store
-        tells which threads the bot was part of. Threads found empty are remembered too, so
-        each is looked up once, and only for messages that could be for the bot.
+        tells which threads the bot was part of: those whose messages join a memory holding
+        something (under a wider `BOT_MEMORY_SCOPE`, the channel's or the person's). Threads
+        found empty are remembered too, so each is looked up once, and only for messages that
+        could be for the bot.
         """
         place = facts.place
         if (
@@ -221,38 +227,29 @@ class DiscordAdapter:
             or self._threads.get(place.channel_id) is False
         ):
             return False
-        remembered = await self._core.remembers(thread_key(place.guild_id, place.channel_id))
+        remembered = await self._core.remembers(
+            self._incoming(message, facts, "", place.channel_id)
+        )
         self._threads[place.channel_id] = remembered
         return remembered
 
     async def _answer(
         self, message: discord.Message, facts: MessageFacts, text: str, open_thread: bool
     ) -> None:
-        # A thread started from a message takes the message's ID, so its thread key is known
-        # before the thread exists; the thread is only opened once the core starts a turn.
-        target_id = message.id if open_thread else facts.place.channel_id
+        where = facts.place.channel_id
         if facts.in_thread:
-            self._threads[target_id] = True
-        channel_id = facts.place.channel_id if open_thread else facts.place.parent_id
-        incoming = IncomingMessage(
-            platform="discord",
-            thread_key=thread_key(facts.place.guild_id, target_id),
-            author_id=str(facts.author_id),
-            author_name=message.author.display_name,
-            text=text,
-            message_id=str(message.id),
-            mentioned=facts.mentioned,
-            channel_key=None
-            if channel_id is None
-            else thread_key(facts.place.guild_id, channel_id),
-            attachments=tuple(self._downloads.describe(file) for file in message.attachments),
-        )
+            self._threads[where] = True
         poster = DiscordPoster(message.channel, message)
-        stream = self._delivery.stream(poster, target_id)
-        sink = AnswerSink(
-            stream,
-            functools.partial(self._open_thread, message, text, poster) if open_thread else None,
-        )
+        # The thread is opened before the core has the message, since its memory goes where
+        # the answer goes: a thread that cannot be opened leaves both in the channel.
+        if open_thread and self._may_start_turn(message, facts, text):
+            thread = await self._open_thread(message, text)
+            if thread is not None:
+                poster.move_to(thread)
+                where = thread.id
+        incoming = self._incoming(message, facts, text, where)
+        stream = self._delivery.stream(poster, where)
+        sink = AnswerSink(stream)
         try:
             reply = await self._core.handle(incoming, SURFACE, sink=sink)
         except asyncio.CancelledError:
@@ -263,21 +260,58 @@ class DiscordAdapter:
             raise
         await self._delivery.deliver(stream, reply, incoming.thread_key)
 
-    async def _open_thread(
-        self, message: discord.Message, text: str, poster: DiscordPoster
-    ) -> None:
-        """Move the answer into a new thread on `message`; stay in the channel if that fails."""
+    def _incoming(
+        self, message: discord.Message, facts: MessageFacts, text: str, where: int
+    ) -> IncomingMessage:
+        """`message` for the core, said in `where`: the channel, thread or DM it was sent in,
+        or the thread opened on it."""
+        place = facts.place
+        # The channel whose memory it joins under BOT_MEMORY_SCOPE=channel: a thread's parent,
+        # which for a thread opened on the message is where the message was sent.
+        channel_id = place.parent_id if where == place.channel_id else place.channel_id
+        return IncomingMessage(
+            platform="discord",
+            thread_key=thread_key(place.guild_id, where),
+            author_id=str(facts.author_id),
+            author_name=message.author.display_name,
+            text=text,
+            message_id=str(message.id),
+            mentioned=facts.mentioned,
+            channel_key=None if channel_id is None else thread_key(place.guild_id, channel_id),
+            attachments=tuple(self._downloads.describe(file) for file in message.attachments),
+        )
+
+    def _may_start_turn(self, message: discord.Message, facts: MessageFacts, text: str) -> bool:
+        """Whether the core may take `message` as a turn, worth a thread of its own.
+
+        The core decides, but only once it has the message, by which time the thread must be
+        open; so what the core can tell from the message alone is asked here first. A typed
+        command, an empty mention or a message taken already opens no thread (a command acts
+        on the channel it is typed in). "Too fast" and "over budget", decided at the turn, are
+        said in the new thread.
+        """
+        core = self._core
+        return (
+            core.accepting
+            and bool(text.strip() or message.attachments)
+            and core.commands.parse(text, bare=facts.mentioned) is None
+            and not core.already_handled(self.name, str(message.id))
+        )
+
+    async def _open_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
+        """A new thread on `message`; None when Discord refuses (the answer stays in the
+        channel)."""
         try:
             thread = await message.create_thread(name=thread_title(text))
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             logger.warning(
                 "Could not open a thread in channel %s, answering in the channel: %s",
                 message.channel.id,
                 exc,
             )
-            return
-        poster.move_to(thread)
+            return None
         self._threads[thread.id] = True
+        return thread
 
     # ----- approval buttons and slash commands ----------------------------------------------
 

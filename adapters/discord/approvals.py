@@ -27,6 +27,7 @@ from bot.adapter import (
     ReplyKind,
 )
 
+from ..inflight import InFlight
 from .delivery import DiscordDelivery
 from .facts import permits
 from .prompts import OUTCOME_LINES, PromptAddress, approval_view, decided_line, settled_text
@@ -76,15 +77,23 @@ class DiscordApprovals:
         client: The connected client, for prompts found again by address.
         delivery: Streams and shows the resumed turn's reply, like a normal turn's.
         policy: The allow-lists the person who clicked must pass.
+        inflight: The adapter's work under way, so shutdown lets a posting finish.
     """
 
     def __init__(
-        self, core: Core, client: discord.Client, *, delivery: DiscordDelivery, policy: AccessPolicy
+        self,
+        core: Core,
+        client: discord.Client,
+        *,
+        delivery: DiscordDelivery,
+        policy: AccessPolicy,
+        inflight: InFlight,
     ) -> None:
         self._core = core
         self._client = client
         self._delivery = delivery
         self._policy = policy
+        self._inflight = inflight
 
     # ----- clicks -----------------------------------------------------------------------------
 
@@ -109,7 +118,7 @@ class DiscordApprovals:
             await self._edit_prompt(interaction, settled_text(prompt.content, line), None)
 
         stream = self._delivery.stream(DiscordPoster(prompt.channel, prompt), prompt.channel.id)
-        sink = _ClickSink(AnswerSink(stream, None), close_prompt)
+        sink = _ClickSink(AnswerSink(stream), close_prompt)
         buttons_back = functools.partial(
             self._edit_prompt, interaction, prompt.content, approval_view(approval_id)
         )
@@ -199,6 +208,12 @@ class DiscordApprovals:
         if reply is None:
             return
         poster = DiscordPoster(channel, channel.get_partial_message(where.message_id))
-        await self._delivery.deliver(
-            self._delivery.stream(poster, where.channel_id), reply, f"channel {where.channel_id}"
+        # The core settles prompts in a task of its own, which no listener of the adapter's
+        # covers: tracked here, a shutdown lets the answer finish posting before disconnecting.
+        await self._inflight.run(
+            self._delivery.deliver(
+                self._delivery.stream(poster, where.channel_id),
+                reply,
+                f"channel {where.channel_id}",
+            )
         )

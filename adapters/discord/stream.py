@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 import discord
@@ -156,21 +156,13 @@ class DiscordReply(StreamedReply[discord.Message]):
 
 
 class AnswerSink:
-    """The core's view of one streamed answer: prepare (open the thread, update a prompt),
-    show typing, stream text and tool use."""
+    """The core's view of one streamed answer: show typing, stream text and tool use."""
 
-    def __init__(
-        self,
-        stream: DiscordReply,
-        prepare: Callable[[], Awaitable[None]] | None,
-    ) -> None:
+    def __init__(self, stream: DiscordReply) -> None:
         self._stream = stream
-        self._prepare = prepare
 
     async def started(self) -> None:
-        """The core has a turn: do what must come before the answer, then show typing."""
-        if self._prepare is not None:
-            await self._prepare()
+        """The core has a turn: show typing until the first text."""
         self._stream.start_typing()
 
     async def delta(self, text: str) -> None:

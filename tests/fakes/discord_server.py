@@ -3,10 +3,10 @@
 REST: the calls the bot makes (login, application, command sync, messages, edits, deletes,
 typing, threads, interaction callbacks and follow-ups), each recorded; any of them can be
 made to answer 429 (with the `Retry-After` header, `Via` header and JSON body discord.py
-expects), 403 or 5xx a number of times. Gateway: HELLO, IDENTIFY -> READY (with a
-`resume_gateway_url` back to the fake), heartbeat ACKs, RESUME -> RESUMED, dispatching events,
-dropping the connection, refusing new connections (`gateway_down`, an outage), and refusing the
-Message Content intent with close code 4014.
+expects), 403 or 5xx a number of times, or held unanswered until released (`hold`). Gateway:
+HELLO, IDENTIFY -> READY (with a `resume_gateway_url` back to the fake), heartbeat ACKs,
+RESUME -> RESUMED, dispatching events, dropping the connection, refusing new connections
+(`gateway_down`, an outage), and refusing the Message Content intent with close code 4014.
 
 Sharding as Discord documents it (developer docs, "Gateway: Sharding"): any number of
 connections at once; one that IDENTIFYs with `shard: [shard_id, num_shards]` gets that array
@@ -160,6 +160,24 @@ class Failure:
     status: int
     times: int = 1
     retry_after: float = 0.05
+    code: int | None = None
+    """Discord's JSON error code; by default 50013 for a 403, else 0."""
+    message: str = ""
+
+
+@dataclass
+class Hold:
+    """Keeps the next request matching `method` and `pattern` unanswered until `release()`."""
+
+    method: str
+    pattern: re.Pattern[str]
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the request has come in (it is recorded, and waits)."""
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Let the request go on to its answer."""
+        self.released.set()
 
 
 @dataclass
@@ -242,6 +260,7 @@ class FakeDiscord:
         self.recommended_shards = recommended_shards
         self.requests: list[Recorded] = []
         self.failures: list[Failure] = []
+        self.holds: list[Hold] = []
         self.gateway = GatewayLog()
         self.guilds: dict[int, Json] = {}
         self.messages: dict[int, Json] = {}
@@ -320,10 +339,28 @@ class FakeDiscord:
     # ----- test controls --------------------------------------------------------------------
 
     def fail(
-        self, method: str, path: str, status: int, *, times: int = 1, retry_after: float = 0.05
+        self,
+        method: str,
+        path: str,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: float = 0.05,
+        code: int | None = None,
+        message: str = "",
     ) -> None:
-        """Make the next `times` requests matching `method` and regex `path` fail."""
-        self.failures.append(Failure(method, re.compile(path), status, times, retry_after))
+        """Make the next `times` requests matching `method` and regex `path` fail (with
+        Discord's error `code` and `message`, if given)."""
+        self.failures.append(
+            Failure(method, re.compile(path), status, times, retry_after, code, message)
+        )
+
+    def hold(self, method: str, path: str) -> Hold:
+        """Keep the next request matching `method` and regex `path` waiting for an answer
+        until the returned hold is released: a call caught while under way."""
+        hold = Hold(method, re.compile(path))
+        self.holds.append(hold)
+        return hold
 
     async def ready(self) -> None:
         """Wait until the bot has identified or resumed."""
@@ -454,6 +491,10 @@ class FakeDiscord:
         path = request.path.removeprefix("/api/v10")
         record = Recorded(request.method, path, body, time.monotonic(), uploads=uploads)
         self.requests.append(record)
+        hold = self._take_hold(request.method, path)
+        if hold is not None:
+            hold.arrived.set()
+            await hold.released.wait()
         failure = self._take_failure(request.method, path)
         if failure is not None:
             record.status = failure.status
@@ -464,6 +505,13 @@ class FakeDiscord:
         response: web.StreamResponse = await handler(request)
         record.status = response.status
         return response
+
+    def _take_hold(self, method: str, path: str) -> Hold | None:
+        for hold in self.holds:
+            if hold.method == method and hold.pattern.search(path):
+                self.holds.remove(hold)
+                return hold
+        return None
 
     def _take_failure(self, method: str, path: str) -> Failure | None:
         for failure in self.failures:
@@ -488,11 +536,11 @@ class FakeDiscord:
                     "X-RateLimit-Scope": "user",
                 },
             )
+        if failure.code is not None:
+            return _error(failure.status, failure.code, failure.message)
         if failure.status == 403:
-            body = {"message": "Missing Permissions", "code": 50013}
-        else:
-            body = {"message": "Internal Server Error", "code": 0}
-        return _json(body, status=failure.status)
+            return _error(403, 50013, "Missing Permissions")
+        return _error(failure.status, 0, "Internal Server Error")
 
     async def _me(self, request: web.Request) -> web.Response:
         return _json({**BOT_USER, "verified": True, "mfa_enabled": False})

@@ -26,7 +26,7 @@ from adapters.discord.text import MAX_MESSAGE_CHARS
 from adapters.text import split_message
 from bot.config import ConfigError
 from bot.texts import GENERIC
-from tests.fakes.discord_server import BOT_USER, FakeDiscord
+from tests.fakes.discord_server import BOT_USER, FakeDiscord, Json
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support.discord import (
     ANN,
@@ -127,6 +127,42 @@ async def test_a_thread_the_bot_was_mentioned_in_is_still_followed_after_a_resta
     finally:
         await second.stop()
     assert len(fake_discord.gateway.identifies) == 2
+
+
+OTHER_THREAD = 33
+"""A thread of OTHER_CHANNEL, where nobody has spoken to the bot."""
+
+
+@pytest.mark.parametrize(
+    ("scope", "quiet_thread", "quiet_author"),
+    [("channel", OTHER_THREAD, ANN), ("user", THREAD_B, BOB)],
+)
+async def test_under_a_wider_scope_a_thread_is_still_followed_after_a_restart(
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    scope: str,
+    quiet_thread: int,
+    quiet_author: Json,
+) -> None:
+    fake_discord.guilds[GUILD]["threads"].append(
+        FakeDiscord.thread_payload(
+            OTHER_THREAD, parent_id=OTHER_CHANNEL, guild_id=GUILD, owner_id=102
+        )
+    )
+    config = discord_config(fake_openai, tmp_path / "restart.sqlite3", memory_scope=scope)
+    first = await Harness.start(fake_discord, config)
+    await first.say(THREAD_A, "the password is swordfish", mention=True)
+    await first.stop()
+    second = await Harness.start(fake_discord, config)
+    try:
+        await second.say(THREAD_A, "what was the password?")  # no mention
+        assert second.last(THREAD_A).endswith("Before that: [Ann] the password is swordfish.")
+        # Where the memory it would join is empty, a message still needs a mention.
+        await second.say(quiet_thread, "not for the bot", author=quiet_author)
+        assert second.shown(quiet_thread) == []
+    finally:
+        await second.stop()
 
 
 # ----- when the bot answers ------------------------------------------------------------------
@@ -311,14 +347,14 @@ async def test_a_model_error_shows_a_friendly_line_and_keeps_history(
     running: Harness, fake_openai: FakeOpenAI
 ) -> None:
     await running.say(CHANNEL, "first", mention=True)
-    session = f"discord:{GUILD}:{CHANNEL}"
-    before = await running.parts.store.read_items(session)
+    thread_key = f"discord:{GUILD}:{CHANNEL}"
+    before = await running.parts.store.read_items(thread_key)
     fake_openai.fail_next(Fault(status=500))
     await running.say(CHANNEL, "this fails", mention=True)
     assert (
         running.last(CHANNEL) == "The AI model had a problem on its side. Please try again shortly."
     )
-    assert await running.parts.store.read_items(session) == before
+    assert await running.parts.store.read_items(thread_key) == before
     await running.say(CHANNEL, "again", mention=True)
     assert running.last(CHANNEL) == "You said: [Ann] again. Before that: [Ann] first."
 
@@ -404,28 +440,47 @@ async def test_open_threads_answers_a_mention_in_a_new_thread(
         assert await harness.parts.store.count_items(f"discord:{GUILD}:{new_thread}") == 4
         threads_before = len(fake_discord.calls("POST", "/threads$"))
         await harness.say(CHANNEL, "/history", mention=True)
-        assert len(fake_discord.calls("POST", "/threads$")) == threads_before
         assert harness.last(CHANNEL) == "I have no memory of this thread yet."
+        await harness.say(CHANNEL, "", mention=True)
+        assert "empty message" in harness.last(CHANNEL)
+        assert len(fake_discord.calls("POST", "/threads$")) == threads_before
     finally:
         await harness.stop()
 
 
-async def test_no_permission_to_open_a_thread_answers_in_the_channel(
+@pytest.mark.parametrize(
+    ("status", "code", "why"),
+    [
+        (403, 50013, "Missing Permissions"),
+        (400, 160004, "A thread has already been created for this message"),
+    ],
+)
+async def test_a_thread_that_cannot_be_opened_answers_and_remembers_in_the_channel(
     fake_discord: FakeDiscord,
     fake_openai: FakeOpenAI,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    status: int,
+    code: int,
+    why: str,
 ) -> None:
     config = discord_config(fake_openai, tmp_path / "m.sqlite3", env={"DISCORD_OPEN_THREADS": "on"})
     harness = await Harness.start(fake_discord, config)
-    fake_discord.fail("POST", r"/threads$", 403)
+    fake_discord.fail("POST", r"/threads$", status, code=code, message=why)
     try:
         with caplog.at_level(logging.WARNING, logger="adapters.discord"):
-            await harness.say(CHANNEL, "hello", mention=True)
+            asked = await harness.say(CHANNEL, "hello", mention=True)
         assert harness.last(CHANNEL) == "You said: [Ann] hello. Before that: nothing."
         assert any(
-            "Could not open a thread in channel 20" in r.getMessage() for r in caplog.records
+            "Could not open a thread in channel 20" in r.getMessage() and why in r.getMessage()
+            for r in caplog.records
         )
+        # Remembered where it was answered, not under the thread that never opened.
+        assert await harness.parts.store.count_items(f"discord:{GUILD}:{CHANNEL}") == 2
+        assert await harness.parts.store.count_items(f"discord:{GUILD}:{asked['id']}") == 0
+        await harness.say(CHANNEL, "/history", mention=True)
+        assert "hello" in harness.last(CHANNEL)
+        assert "no memory" not in harness.last(CHANNEL)
     finally:
         await harness.stop()
 

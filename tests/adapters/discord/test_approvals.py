@@ -7,7 +7,9 @@ follow-ups, message components) and the real core against the fake model, which 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +46,8 @@ from tests.support.discord import (
     thread,
 )
 
-SESSION = f"discord:{GUILD}:{THREAD_A}"
+THREAD_KEY = f"discord:{GUILD}:{THREAD_A}"
+"""THREAD_A's key, which is also its memory's under the default `BOT_MEMORY_SCOPE=thread`."""
 ANSWER = "The ticket says: T-1 is open: printer on fire"
 APPROVE_ID = r"approval:approve:[A-Za-z0-9_-]{1,84}"
 
@@ -131,7 +134,7 @@ async def test_the_prompt_has_approve_and_reject_buttons_and_nothing_is_stored_y
     assert reject["custom_id"] == f"approval:reject:{approval_id}"
     assert len(prompt["components"]) == 1  # one action row
     assert desk.looked_up == []
-    assert await approving.parts.store.count_items(SESSION) == 0
+    assert await approving.parts.store.count_items(THREAD_KEY) == 0
 
 
 async def test_approve_runs_the_tool_and_the_answer_follows(
@@ -150,7 +153,7 @@ async def test_approve_runs_the_tool_and_the_answer_follows(
     assert approving.shown(THREAD_A)[-1] == ANSWER
     assert len(approving.shown(THREAD_A)) == 2  # the prompt, then the answer
     assert "T-1 is open" in last_tool_output(fake_openai)
-    items = await approving.parts.store.read_items(SESSION)
+    items = await approving.parts.store.read_items(THREAD_KEY)
     assert item_kinds(items) == ["user", "function_call", "function_call_output", "assistant"]
 
 
@@ -166,7 +169,7 @@ async def test_reject_does_not_run_the_tool_and_tells_the_model(
     assert settled["components"] == []
     assert settled["content"].endswith("❌ Rejected by Ann")
     assert approving.shown(THREAD_A)[-1].startswith("The ticket says:")
-    items = await approving.parts.store.read_items(SESSION)
+    items = await approving.parts.store.read_items(THREAD_KEY)
     assert item_kinds(items) == ["user", "function_call", "function_call_output", "assistant"]
 
 
@@ -235,6 +238,30 @@ async def test_expiry_marks_the_prompt_and_posts_the_model_s_answer(
     await approving.click(seen, Decision.APPROVE, channel=thread(THREAD_A, 101))
     assert approving.fake.ephemeral_messages(int(ANN["id"]))
     assert desk.looked_up == []
+
+
+async def test_shutdown_lets_the_answer_after_an_expiry_finish_posting(
+    approving: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ask_for_ticket(approving)
+    posting = approving.fake.hold("POST", rf"^/channels/{THREAD_A}/messages$")
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert await approving.parts.core.expire_approvals(now=later) == 1
+    await asyncio.wait_for(posting.arrived.wait(), 10)
+    client = approving.adapter.client
+    try:
+        with caplog.at_level(logging.INFO, logger="adapters.inflight"):
+            closing = asyncio.create_task(approving.adapter.close(grace=10.0))
+            await eventually(
+                lambda: client.is_closed() or "Finishing 1 Discord" in caplog.text,
+                what="the shutdown to wait or disconnect",
+            )
+        assert not client.is_closed()  # it waits for the answer under way
+    finally:
+        posting.release()
+    await asyncio.wait_for(closing, 10)
+    assert client.is_closed()
+    assert approving.shown(THREAD_A)[-1].startswith("The ticket says:")
 
 
 async def test_approve_after_a_restart(
@@ -326,7 +353,7 @@ async def test_a_resume_that_fails_before_any_tool_ran_gives_the_buttons_back(
     # It was taken away while the answer streamed, then given back.
     edits = approving.fake.calls("PATCH", "/messages/@original")
     assert [bool(e.body["components"]) for e in edits] == [False, True]
-    assert await approving.parts.store.count_items(SESSION) == 0
+    assert await approving.parts.store.count_items(THREAD_KEY) == 0
     await approving.click(prompt, Decision.APPROVE, channel=thread(THREAD_A, 101))
     assert approving.shown(THREAD_A)[-1] == ANSWER
     assert desk.looked_up == ["T-1"]
@@ -384,7 +411,7 @@ async def test_a_resumed_turn_cut_short_by_shutdown_gives_the_buttons_back(
     assert approving.shown(THREAD_A)[-1] == SHUTTING_DOWN
     assert current(approving, prompt)["content"] == seen["content"]
     assert len(buttons(current(approving, prompt))) == 2
-    assert await approving.parts.store.count_items(SESSION) == 0
+    assert await approving.parts.store.count_items(THREAD_KEY) == 0
 
 
 # ----- acknowledged before the work -------------------------------------------------------
