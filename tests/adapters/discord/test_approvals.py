@@ -326,8 +326,8 @@ async def test_a_prompt_discord_refuses_ends_the_turn_with_a_plain_line(
         assert approving.shown(THREAD_A) == []
     assert approving.prompts(THREAD_A) == []
     assert desk.looked_up == []
-    assert await approving.parts.store.approval_in(SESSION) is None  # nothing left to expire
-    items = await approving.parts.store.read_items(SESSION)
+    assert await approving.parts.store.approval_in(THREAD_KEY) is None  # nothing left to expire
+    items = await approving.parts.store.read_items(THREAD_KEY)
     assert item_kinds(items) == ["user", "function_call", "function_call_output"]
     assert "approval prompt could not be shown" in str(items[-1]["output"])
 
