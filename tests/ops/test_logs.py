@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bot.messages import IncomingMessage, ReplyKind
@@ -139,6 +139,9 @@ SECRET_CHARS = st.characters(
 def test_no_secret_survives_json_encoding_in_any_spelling(
     secret: str, before: str, after: str, in_exception: bool
 ) -> None:
+    # A "secret" inside the marker itself ("redact") is found in every masked line; no real
+    # token is a piece of "[redacted]".
+    assume(secret not in REDACTED)
     formatter = JsonFormatter([secret])
     text = f"{before}{secret}{after}"
     record = logging.LogRecord("bot.x", logging.WARNING, __file__, 1, "%s", (text,), None)
