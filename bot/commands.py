@@ -29,6 +29,13 @@ HISTORY_FILE = "history.md"
 HISTORY_TITLE = "What I remember of this thread"
 """The transcript's heading, and the file's caption."""
 WITHDRAWN = "The tool call waiting for approval was not run."
+CUT_OFF = "Its approved tool call was running when I stopped, so it may or may not have completed."
+
+
+def _withdrawn_line(approval: PendingApproval) -> str:
+    """What became of a withdrawn turn's call: never run, or cut off by a stop while it ran
+    (the command holds the thread, so a call marked running is not running now)."""
+    return WITHDRAWN if approval.running_since is None else CUT_OFF
 
 
 def waiting_items(approval: PendingApproval) -> list[StoredItem]:
@@ -165,7 +172,7 @@ class ForgetCommand:
     async def run(self, ctx: CommandContext) -> CommandAnswer:
         withdrawn = await self._store.withdraw_approval(ctx.session_id)
         result = await self._store.clear(ctx.session_id)
-        waiting = f" {WITHDRAWN}" if withdrawn else ""
+        waiting = f" {_withdrawn_line(withdrawn)}" if withdrawn else ""
         if result.items == 0:
             text = "There is nothing to forget: this thread has no memory yet."
             return CommandAnswer(text + waiting, withdrawn=withdrawn)
@@ -191,7 +198,8 @@ class UndoCommand:
         withdrawn = await self._store.withdraw_approval(ctx.session_id)
         if withdrawn is not None:
             waiting = summarize_removed(waiting_items(withdrawn), self._bot_name)
-            return CommandAnswer(f"Undone: I removed {waiting}. {WITHDRAWN}", withdrawn=withdrawn)
+            line = _withdrawn_line(withdrawn)
+            return CommandAnswer(f"Undone: I removed {waiting}. {line}", withdrawn=withdrawn)
         removed = await self._store.undo_last_exchange(ctx.session_id)
         if not removed:
             return "There is nothing to undo: this thread has no messages in memory."

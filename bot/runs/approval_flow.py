@@ -231,7 +231,10 @@ class ApprovalFlow:
     def withdrawn(self, record: PendingApproval) -> None:
         """A command took a paused turn back (the store has dropped it): end its prompt."""
         logger.info("Approval %s withdrawn in %s", record.approval_id, record.session_id)
-        self._tell(record, ApprovalEnding.WITHDRAWN, None)
+        cut_off = record.running_since is not None  # approved, and its process died in the call
+        self._tell(
+            record, ApprovalEnding.INTERRUPTED if cut_off else ApprovalEnding.WITHDRAWN, None
+        )
 
     async def expire(self, now: datetime | None = None) -> int:
         """Reject every approval past its deadline, telling the model; returns how many."""

@@ -408,6 +408,28 @@ async def test_an_approved_call_whose_process_died_is_told_not_asked_again(
         await parts.close()
 
 
+async def test_undo_of_a_call_cut_off_by_a_stop_does_not_say_it_was_not_run(
+    model: FakeOpenAI, tmp_path: Path
+) -> None:
+    tickets = Tickets()
+    path = tmp_path / "m.sqlite3"
+    parts, _ = await start(model, path, tickets)
+    request = await paused(parts)
+    await parts.store.approval_running(request.approval_id, datetime.now(UTC))
+    await parts.close()
+    parts, outlet = await start(model, path, tickets)  # restarted before the first sweep
+    try:
+        reply = await say(parts, "/undo")
+        assert reply.text.endswith(
+            "Its approved tool call was running when I stopped, so it may or may not have "
+            "completed."
+        )
+        await _settled(parts)
+        assert [o for _, _, o, _ in outlet.ended] == [ApprovalEnding.INTERRUPTED]
+    finally:
+        await parts.close()
+
+
 async def test_expiry_rejects_and_posts_the_models_answer(
     model: FakeOpenAI, tmp_path: Path
 ) -> None:
