@@ -130,6 +130,20 @@ async def paused(parts: BotParts, text: str = "please delete T-7") -> ApprovalRe
     return reply.approval
 
 
+async def restarted_after_a_crash_in_the_call(
+    model: FakeOpenAI, tmp_path: Path, tickets: Tickets
+) -> tuple[BotParts, Outlet, ApprovalRequest]:
+    """A bot started again after its process died inside an approved call: what that leaves
+    behind is the approval marked running, and no turn."""
+    path = tmp_path / "m.sqlite3"
+    parts, _ = await start(model, path, tickets)
+    request = await paused(parts)
+    await parts.store.approval_running(request.approval_id, datetime.now(UTC))
+    await parts.close()
+    parts, outlet = await start(model, path, tickets)
+    return parts, outlet, request
+
+
 async def test_a_tool_needing_approval_pauses_and_stores_nothing(
     model: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -363,13 +377,7 @@ async def test_an_approved_call_whose_process_died_is_told_not_asked_again(
     model: FakeOpenAI, tmp_path: Path, told_by: str
 ) -> None:
     tickets = Tickets()
-    path = tmp_path / "m.sqlite3"
-    parts, _ = await start(model, path, tickets)
-    request = await paused(parts)
-    # What a process that dies inside the approved call leaves behind: the mark, no turn.
-    await parts.store.approval_running(request.approval_id, datetime.now(UTC))
-    await parts.close()
-    parts, outlet = await start(model, path, tickets)
+    parts, outlet, request = await restarted_after_a_crash_in_the_call(model, tmp_path, tickets)
     try:
         line = (
             "I stopped while delete_ticket was running, so it may or may not have completed. "
@@ -412,13 +420,8 @@ async def test_undo_of_a_call_cut_off_by_a_stop_does_not_say_it_was_not_run(
     model: FakeOpenAI, tmp_path: Path
 ) -> None:
     tickets = Tickets()
-    path = tmp_path / "m.sqlite3"
-    parts, _ = await start(model, path, tickets)
-    request = await paused(parts)
-    await parts.store.approval_running(request.approval_id, datetime.now(UTC))
-    await parts.close()
-    parts, outlet = await start(model, path, tickets)  # restarted before the first sweep
-    try:
+    parts, outlet, _ = await restarted_after_a_crash_in_the_call(model, tmp_path, tickets)
+    try:  # restarted, and no sweep has run yet
         reply = await say(parts, "/undo")
         assert reply.text.endswith(
             "Its approved tool call was running when I stopped, so it may or may not have "
