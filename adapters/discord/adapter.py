@@ -45,6 +45,9 @@ TOKEN_HELP = (
     "Discord rejected DISCORD_TOKEN. Copy a fresh token from the Developer Portal (Bot page, "
     "Reset Token) into .env."
 )
+LOOKBACK = 50
+"""How many of a thread's latest messages are looked through for one of the bot's own after a
+restart, under a wider memory scope: one page of Discord's history."""
 INVITE_PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
@@ -208,13 +211,15 @@ class DiscordAdapter:
         await self._tracked(self._answer(message, facts, text, route.open_thread))
 
     async def _follows_after_restart(self, message: discord.Message, facts: MessageFacts) -> bool:
-        """Whether an unmentioned thread message is in a thread the bot has memory of.
+        """Whether an unmentioned thread message is in a thread the bot took part in.
 
         Followed threads are remembered in this process only; after a restart the store
-        tells which threads the bot was part of: those whose messages join a memory holding
-        something (under a wider `BOT_MEMORY_SCOPE`, the channel's or the person's). Threads
-        found empty are remembered too, so each is looked up once, and only for messages that
-        could be for the bot.
+        tells which threads the bot was part of: those whose memory holds something. Under a
+        wider `BOT_MEMORY_SCOPE` that memory is the channel's or the person's, which threads
+        the bot never took part in join too, so there the bot must also have answered in the
+        thread (one of its own messages is among the thread's latest). The answer is
+        remembered (each thread is looked up once), and only messages that could be for the
+        bot ask.
         """
         place = facts.place
         if (
@@ -230,8 +235,31 @@ class DiscordAdapter:
         remembered = await self._core.remembers(
             self._incoming(message, facts, "", place.channel_id)
         )
+        if remembered and self._settings.memory_scope != "thread":
+            answered = await self._answered_in(message.channel, place.channel_id)
+            if answered is None:
+                return False  # asked again with the thread's next message
+            remembered = answered
         self._threads[place.channel_id] = remembered
         return remembered
+
+    async def _answered_in(self, channel: discord.abc.Messageable, channel_id: int) -> bool | None:
+        """Whether one of the bot's own messages is among the latest in `channel`; None when
+        Discord could not say this time."""
+        me = self.client.user
+        try:
+            async for earlier in channel.history(limit=LOOKBACK):
+                if me is not None and earlier.author.id == me.id:
+                    return True
+        except discord.Forbidden as exc:
+            # Not allowed to read it (no Read Message History): it stays unfollowed until a
+            # mention, rather than asked again with every message.
+            logger.warning("Could not read the latest messages of thread %s: %s", channel_id, exc)
+            return False
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            logger.warning("Could not read the latest messages of thread %s: %s", channel_id, exc)
+            return None
+        return False
 
     async def _answer(
         self, message: discord.Message, facts: MessageFacts, text: str, open_thread: bool

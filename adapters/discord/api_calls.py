@@ -17,6 +17,8 @@ from bot.adapter import PlatformApi
 RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})
 """Answers discord.py sends its request again after (its `HTTPClient.request`): rate limits,
 and these server errors."""
+JSON = "application/json"
+"""The one content type discord.py reads as JSON (its `json_or_text` compares it whole)."""
 TRIES = 5
 """How many times discord.py sends one call in all before it gives up (its `range(5)`)."""
 
@@ -35,16 +37,28 @@ class _Tries:
             weakref.WeakKeyDictionary()
         )
 
-    def retried(self, status: int | None) -> bool:
+    def retried(self, response: aiohttp.ClientResponse | None) -> bool:
         """Whether discord.py sends the call again after this answer (None: no answer)."""
         task = asyncio.current_task()
         if task is None:
             return False
         tries = self._failed.pop(task, 0) + 1
-        if status in RETRIED_STATUSES and tries < TRIES:
+        if response is not None and _sent_again(response) and tries < TRIES:
             self._failed[task] = tries
             return True
         return False
+
+
+def _sent_again(response: aiohttp.ClientResponse) -> bool:
+    """Whether discord.py tries again after `response`, if it has tries left.
+
+    A 429 that is not Discord's own (Cloudflare's ban: no `Via` header, or a page instead of
+    JSON) is raised at once, as its `HTTPClient.request` does: that try is the call's last.
+    """
+    if response.status == 429:
+        headers = response.headers
+        return bool(headers.get("Via")) and headers.get("Content-Type") == JSON
+    return response.status in RETRIED_STATUSES
 
 
 def api_trace(api: PlatformApi) -> aiohttp.TraceConfig:
@@ -57,7 +71,7 @@ def api_trace(api: PlatformApi) -> aiohttp.TraceConfig:
         status = params.response.status
         if status >= 400:
             api.error(str(status))
-        if tries.retried(status):
+        if tries.retried(params.response):
             api.retry()
 
     async def failed(

@@ -77,7 +77,8 @@ class DiscordApprovals:
         client: The connected client, for prompts found again by address.
         delivery: Streams and shows the resumed turn's reply, like a normal turn's.
         policy: The allow-lists the person who clicked must pass.
-        inflight: The adapter's work under way, so shutdown lets a posting finish.
+        inflight: The adapter's work under way, so shutdown lets a prompt's update and the
+            answer after it finish.
     """
 
     def __init__(
@@ -184,6 +185,14 @@ class DiscordApprovals:
         self, request: ApprovalRequest, address: str, outcome: ApprovalEnding, reply: Reply | None
     ) -> None:
         """Mark the prompt at `address` as expired or cancelled, and post `reply` if given."""
+        # The core settles prompts in a task of its own, which no listener of the adapter's
+        # covers: tracked from the prompt's update on, a shutdown lets both it and the answer
+        # after it finish before disconnecting.
+        await self._inflight.run(self._settle(request, address, outcome, reply))
+
+    async def _settle(
+        self, request: ApprovalRequest, address: str, outcome: ApprovalEnding, reply: Reply | None
+    ) -> None:
         try:
             where = PromptAddress.loads(address)
         except ValueError:
@@ -208,12 +217,6 @@ class DiscordApprovals:
         if reply is None:
             return
         poster = DiscordPoster(channel, channel.get_partial_message(where.message_id))
-        # The core settles prompts in a task of its own, which no listener of the adapter's
-        # covers: tracked here, a shutdown lets the answer finish posting before disconnecting.
-        await self._inflight.run(
-            self._delivery.deliver(
-                self._delivery.stream(poster, where.channel_id),
-                reply,
-                f"channel {where.channel_id}",
-            )
+        await self._delivery.deliver(
+            self._delivery.stream(poster, where.channel_id), reply, f"channel {where.channel_id}"
         )

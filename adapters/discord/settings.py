@@ -29,6 +29,9 @@ class DiscordSettings:
     """`DISCORD_OPEN_THREADS`: answer a mention in a channel in a new thread."""
     reply_to_bots: bool = False
     """`BOT_REPLY_TO_BOTS`, shared with the other platforms."""
+    memory_scope: str = "thread"
+    """`BOT_MEMORY_SCOPE`, the core's: under `channel` or `user` a thread's messages join a
+    memory other threads join too."""
     shard_count: int | None = None
     """`DISCORD_SHARD_COUNT`: shards across all workers; None connects once, unsharded."""
     shard_ids: tuple[int, ...] | None = None
@@ -76,6 +79,7 @@ class DiscordSettings:
             dev_guild=read_setting(env, "DISCORD_DEV_GUILD", snowflake, cls.dev_guild),
             open_threads=read_setting(env, "DISCORD_OPEN_THREADS", boolean, cls.open_threads),
             reply_to_bots=config.reply_to_bots,
+            memory_scope=config.memory_scope,
             shard_count=shard_count,
             shard_ids=shard_ids,
             register_commands=read_setting(

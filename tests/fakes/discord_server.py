@@ -1,12 +1,13 @@
 """A fake Discord on loopback, for driving the real discord.py client end to end.
 
-REST: the calls the bot makes (login, application, command sync, messages, edits, deletes,
-typing, threads, interaction callbacks and follow-ups), each recorded; any of them can be
-made to answer 429 (with the `Retry-After` header, `Via` header and JSON body discord.py
-expects), 403 or 5xx a number of times, or held unanswered until released (`hold`). Gateway:
-HELLO, IDENTIFY -> READY (with a `resume_gateway_url` back to the fake), heartbeat ACKs,
-RESUME -> RESUMED, dispatching events, dropping the connection, refusing new connections
-(`gateway_down`, an outage), and refusing the Message Content intent with close code 4014.
+REST: the calls the bot makes (login, application, command sync, messages, a channel's
+history, edits, deletes, typing, threads, interaction callbacks and follow-ups), each recorded;
+any of them can be made to answer 429 (with the `Retry-After` header, `Via` header and JSON
+body discord.py expects, or as Cloudflare's ban page), 403 or 5xx a number of times, or held
+unanswered until released (`hold`). Gateway: HELLO, IDENTIFY -> READY (with a
+`resume_gateway_url` back to the fake), heartbeat ACKs, RESUME -> RESUMED, dispatching events,
+dropping the connection, refusing new connections (`gateway_down`, an outage), and refusing the
+Message Content intent with close code 4014.
 
 Sharding as Discord documents it (developer docs, "Gateway: Sharding"): any number of
 connections at once; one that IDENTIFYs with `shard: [shard_id, num_shards]` gets that array
@@ -163,6 +164,9 @@ class Failure:
     code: int | None = None
     """Discord's JSON error code; by default 50013 for a 403, else 0."""
     message: str = ""
+    cloudflare: bool = False
+    """A 429 from Cloudflare in front of Discord (a ban): a page of its own, without the JSON
+    body and `Via` header of Discord's own rate limits, which discord.py does not retry."""
 
 
 @dataclass
@@ -304,6 +308,7 @@ class FakeDiscord:
             ("PUT", "/applications/{app}/commands", self._sync_commands),
             ("PUT", "/applications/{app}/guilds/{guild}/commands", self._sync_commands),
             ("POST", "/channels/{channel}/messages", self._create_message),
+            ("GET", "/channels/{channel}/messages", self._history),
             ("GET", "/channels/{channel}/messages/{message}", self._get_message),
             ("PATCH", "/channels/{channel}/messages/{message}", self._edit_message),
             ("DELETE", "/channels/{channel}/messages/{message}", self._no_content),
@@ -348,11 +353,12 @@ class FakeDiscord:
         retry_after: float = 0.05,
         code: int | None = None,
         message: str = "",
+        cloudflare: bool = False,
     ) -> None:
         """Make the next `times` requests matching `method` and regex `path` fail (with
-        Discord's error `code` and `message`, if given)."""
+        Discord's error `code` and `message`, if given; a 429 as Cloudflare's if `cloudflare`)."""
         self.failures.append(
-            Failure(method, re.compile(path), status, times, retry_after, code, message)
+            Failure(method, re.compile(path), status, times, retry_after, code, message, cloudflare)
         )
 
     def hold(self, method: str, path: str) -> Hold:
@@ -522,6 +528,13 @@ class FakeDiscord:
 
     @staticmethod
     def _failure_response(failure: Failure) -> web.Response:
+        if failure.status == 429 and failure.cloudflare:
+            return web.Response(
+                status=429,
+                text="<!DOCTYPE html><title>Access denied | error code: 1015</title>",
+                content_type="text/html",
+                headers={"Retry-After": str(failure.retry_after)},
+            )
         if failure.status == 429:
             return _json(
                 {
@@ -685,6 +698,20 @@ class FakeDiscord:
         if payload.get("message_reference"):
             message["message_reference"] = payload["message_reference"]
         return _json(message)
+
+    async def _history(self, request: web.Request) -> web.Response:
+        """Get Channel Messages: the newest `limit` (1 to 100, by default 50), newest first."""
+        limit = int(request.query.get("limit", "50"))
+        if not 1 <= limit <= 100:
+            return _error(400, 50035, "Invalid Form Body")
+        channel = request.match_info["channel"]
+        found = [
+            m
+            for m in self.messages.values()
+            if m["channel_id"] == channel and not m["flags"] & EPHEMERAL
+        ]
+        found.sort(key=lambda m: int(m["id"]), reverse=True)
+        return _json(found[:limit])
 
     def _channel_message(self, request: web.Request) -> Json | None:
         message = self.messages.get(int(request.match_info["message"]))

@@ -15,6 +15,7 @@ import itertools
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yarl
@@ -161,6 +162,63 @@ async def test_under_a_wider_scope_a_thread_is_still_followed_after_a_restart(
         # Where the memory it would join is empty, a message still needs a mention.
         await second.say(quiet_thread, "not for the bot", author=quiet_author)
         assert second.shown(quiet_thread) == []
+    finally:
+        await second.stop()
+
+
+@pytest.mark.parametrize(("scope", "author"), [("channel", BOB), ("user", ANN)])
+async def test_under_a_wider_scope_a_thread_the_bot_was_not_in_is_not_followed_after_a_restart(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path, scope: str, author: Json
+) -> None:
+    config = discord_config(fake_openai, tmp_path / "restart.sqlite3", memory_scope=scope)
+    first = await Harness.start(fake_discord, config)
+    await first.say(THREAD_A, "the password is swordfish", mention=True)
+    await first.stop()
+    second = await Harness.start(fake_discord, config)
+    try:
+        # THREAD_B's messages join the memory THREAD_A's did (the channel's, or Ann's), but
+        # the bot never took part in THREAD_B: as before the restart, it needs a mention.
+        await second.say(THREAD_B, "just us humans here", author=author)
+        assert second.shown(THREAD_B) == []
+        await second.say(THREAD_A, "what was the password?")
+        assert "swordfish" in second.last(THREAD_A)
+    finally:
+        await second.stop()
+
+
+@pytest.mark.parametrize(
+    ("failure", "asks"), [({"status": 403}, 1), ({"status": 429, "cloudflare": True}, 2)]
+)
+async def test_a_thread_whose_history_cannot_be_read_needs_a_mention_after_a_restart(
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    failure: dict[str, Any],
+    asks: int,
+) -> None:
+    # Under a wider scope, where Discord's history tells whether the bot took part.
+    config = discord_config(fake_openai, tmp_path / "restart.sqlite3", memory_scope="user")
+    first = await Harness.start(fake_discord, config)
+    await first.say(THREAD_A, "the password is swordfish", mention=True)
+    await first.stop()
+    second = await Harness.start(fake_discord, config)
+    history = rf"^/channels/{THREAD_A}/messages$"
+    fake_discord.fail("GET", history, **failure)
+    try:
+        with caplog.at_level(logging.WARNING, logger="adapters.discord"):
+            await second.say(THREAD_A, "still there?")
+        assert second.shown(THREAD_A)[-1].startswith("You said: [Ann] the password")
+        assert f"Could not read the latest messages of thread {THREAD_A}" in caplog.text
+        # Refused (403): not asked again. Failed this time (a 429 discord.py gave up on):
+        # asked again with the next message, and followed.
+        await second.say(THREAD_A, "hello?")
+        asked = [
+            r for r in fake_discord.requests if r.method == "GET" and re.search(history, r.path)
+        ]
+        assert len(asked) == asks
+        followed = second.shown(THREAD_A)[-1].startswith("You said: [Ann] hello?")
+        assert followed == (asks == 2)
     finally:
         await second.stop()
 

@@ -76,3 +76,15 @@ async def test_a_call_through_on_its_third_try_has_two_retries(counted: Harness)
         await channel.send("not allowed")
     assert count(counted, RETRIES) == 2
     assert count(counted, ERRORS, status="403") == 1
+
+
+async def test_a_429_discord_py_gives_up_on_at_once_counts_no_retry(counted: Harness) -> None:
+    # Cloudflare's ban answers with a page of its own, not Discord's JSON: discord.py raises
+    # at once, so this failing try is the call's last.
+    counted.fake.fail("POST", SENDS, 429, cloudflare=True)
+    channel = counted.adapter.client.get_partial_messageable(CHANNEL)
+    with pytest.raises(discord.HTTPException):
+        await channel.send("banned")
+    assert tries(counted) == [429]
+    assert count(counted, ERRORS, status="429") == 1
+    assert count(counted, RETRIES) == 0

@@ -240,11 +240,15 @@ async def test_expiry_marks_the_prompt_and_posts_the_model_s_answer(
     assert desk.looked_up == []
 
 
+@pytest.mark.parametrize("held", ["the answer's post", "the prompt's update before it"])
 async def test_shutdown_lets_the_answer_after_an_expiry_finish_posting(
-    approving: Harness, caplog: pytest.LogCaptureFixture
+    approving: Harness, caplog: pytest.LogCaptureFixture, held: str
 ) -> None:
-    await ask_for_ticket(approving)
-    posting = approving.fake.hold("POST", rf"^/channels/{THREAD_A}/messages$")
+    prompt = await ask_for_ticket(approving)
+    if held == "the answer's post":
+        posting = approving.fake.hold("POST", rf"^/channels/{THREAD_A}/messages$")
+    else:
+        posting = approving.fake.hold("PATCH", rf"^/channels/{THREAD_A}/messages/{prompt['id']}$")
     later = datetime.now(UTC) + timedelta(days=1)
     assert await approving.parts.core.expire_approvals(now=later) == 1
     await asyncio.wait_for(posting.arrived.wait(), 10)
@@ -261,6 +265,7 @@ async def test_shutdown_lets_the_answer_after_an_expiry_finish_posting(
         posting.release()
     await asyncio.wait_for(closing, 10)
     assert client.is_closed()
+    assert current(approving, prompt)["content"].endswith("⌛ Expired — not run")
     assert approving.shown(THREAD_A)[-1].startswith("The ticket says:")
 
 
