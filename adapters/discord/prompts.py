@@ -33,6 +33,9 @@ CUSTOM_ID = re.compile(
     r"approval:(?P<decision>approve|reject):(?P<approval_id>[A-Za-z0-9._~-]{1,84})"
 )
 """What the buttons carry; Discord allows 100 characters, the prefix takes 16 at most."""
+BUTTON_TRIES = 2
+"""Tries at putting the buttons on a prompt before its turn ends unasked: one more than
+discord.py's, which retries only 429s and some 5xx, never a 403, a 503 or a dropped connection."""
 OUTCOME_LINES = {
     ApprovalEnding.EXPIRED: "⌛ Expired — not run",
     ApprovalEnding.CANCELLED: "🚫 Cancelled — a new message came in",
@@ -132,11 +135,11 @@ async def post_prompt(
 ) -> None:
     """Show a paused turn's prompt with its buttons, and tell the core where it is.
 
-    discord.py has already retried what it retries (429s, 5xx) when a post or an edit fails;
-    a prompt without its buttons could never be answered, so its turn ends at once and the
-    prompt's text gives way to a plain line saying so."""
+    The text is posted with the streamer's own second try and the buttons get `BUTTON_TRIES`;
+    a prompt still without its buttons could never be answered, so its turn ends at once and
+    the prompt's text gives way to a plain line saying so."""
     shown = await stream.finish(prompt_text(reply, request))
-    message = await stream.attach(approval_view(request.approval_id)) if shown else None
+    message = await _with_buttons(stream, request.approval_id) if shown else None
     if message is None:
         notice = await core.approval_unshown(request.approval_id)
         if notice is not None and not await stream.finish(notice.text):
@@ -147,3 +150,21 @@ async def post_prompt(
         return
     address = PromptAddress(message.channel.id, message.id)
     await core.approval_posted(request.approval_id, address.dumps())
+
+
+async def _with_buttons(stream: DiscordReply, approval_id: str) -> discord.Message | None:
+    """The prompt's message once it carries the buttons; None when every try failed."""
+    for _ in range(BUTTON_TRIES):
+        try:
+            message = await stream.attach(approval_view(approval_id))
+        except Exception as exc:  # no answer at all (a dropped connection) as well as a refusal
+            logger.warning(
+                "Adding the buttons of approval %s failed: %s: %s",
+                approval_id,
+                type(exc).__name__,
+                exc,
+            )
+            continue
+        if message is not None or stream.last is None:
+            return message
+    return None

@@ -214,7 +214,7 @@ async def post_prompt(core: Core, reply: Reply, writer: AnswerWriter, dest: Dest
     text = to_mrkdwn(markdown)
     ts = await writer.show_prompt(markdown, prompt_blocks(text, approval.approval_id))
     if ts is None:
-        # slack_sdk has retried what it retries; a prompt nobody can click ends its turn.
+        # Tried twice, beyond slack_sdk's own retries: a prompt nobody can click ends its turn.
         notice = await core.approval_unshown(approval.approval_id)
         if notice is not None:
             await writer.finish(notice)

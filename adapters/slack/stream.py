@@ -42,6 +42,8 @@ USING_TOOL = "is using {name}…"
 """The status while the agent runs a tool, until the answer goes on."""
 WRITING = " …"
 """Shown after a partial answer when posting and editing, so people see it is not done."""
+PROMPT_TRIES = 2
+"""Tries at showing an approval prompt before its turn ends unasked (see `show_prompt`)."""
 DELIVERY_FAILED = "Sorry, Slack did not accept my answer. Please try again in a moment."
 ERROR_PREFIX = ":warning: "
 PERMANENT = frozenset(
@@ -199,7 +201,12 @@ class AnswerWriter:
     async def show_prompt(self, markdown: str, blocks: list[dict[str, Any]]) -> str | None:
         """Show an approval prompt (`blocks`, with `markdown` as its plain fallback) in place
         of whatever was streamed before the model asked for the tool; returns the prompt
-        message's ts, or None when Slack took neither the edit nor a new post (logged)."""
+        message's ts, or None when Slack took it on neither of `PROMPT_TRIES` (logged).
+
+        The first try edits what streamed, if anything did, and the next posts the prompt
+        anew: slack_sdk retries no `ok:false` (not even `internal_error`, which Slack calls
+        transient) and a dropped connection once, and a prompt nobody can click costs the
+        turn."""
         text = render(markdown, True)
         handle = await self._stop_native(WRITING)
         if handle is None and self._text:
@@ -207,31 +214,36 @@ class AnswerWriter:
             # prompt's text first, so no write still under way lands after the buttons.
             await self._posted.finish(markdown)
             handle = self._poster.first
-        if handle is not None:
-            try:
+        for _ in range(PROMPT_TRIES):
+            self._prompt = await self._try_prompt(handle, text, blocks)
+            if self._prompt is not None:
+                return self._prompt
+            handle = None
+        return None
+
+    async def _try_prompt(
+        self, handle: str | None, text: str, blocks: list[dict[str, Any]]
+    ) -> str | None:
+        """Turn the message `handle` into the prompt, or post it when None; its ts, or None."""
+        try:
+            if handle is not None:
                 await self._client.chat_update(
                     channel=self._dest.channel, ts=handle, text=text, blocks=blocks
                 )
-            except SlackApiError as exc:
-                logger.warning(
-                    "Could not turn the answer in %s into an approval prompt (%s); posting it",
-                    self._dest.channel,
-                    error_code(exc),
-                )
-            else:
-                self._prompt = handle
                 return handle
-        try:
             response = await self._client.chat_postMessage(
                 channel=self._dest.channel, thread_ts=self._dest.thread_ts, text=text, blocks=blocks
             )
-        except SlackApiError as exc:
-            logger.error(
-                "Could not post an approval prompt in %s: %s", self._dest.channel, error_code(exc)
+        except Exception as exc:  # no answer at all (a dropped connection) as well as a refusal
+            code = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+            logger.warning(
+                "Could not %s an approval prompt in %s: %s",
+                "post" if handle is None else "turn the answer into",
+                self._dest.channel,
+                code,
             )
             return None
-        self._prompt = str(response["ts"])
-        return self._prompt
+        return str(response["ts"])
 
     async def add(self, delta: str) -> None:
         """Take one text delta; show what has gathered when the throttle allows."""

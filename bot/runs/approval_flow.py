@@ -203,6 +203,11 @@ class ApprovalFlow:
         record = await self._store.approval_in(session_id)
         if record is None:
             return
+        if record.running_since is not None:
+            # Held, so nobody runs it: approved, and its process died inside the call before
+            # the first sweep told of it. "Not run" could be untrue, and would invite a second.
+            self._tell(record, ApprovalEnding.INTERRUPTED, await self._interrupted(record))
+            return
         await self._store_not_run(record, CANCELLED.format(name=author.name))
         logger.info("Approval %s cancelled by a new message in %s", record.approval_id, session_id)
         self._tell(record, ApprovalEnding.CANCELLED, None)

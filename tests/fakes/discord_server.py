@@ -152,6 +152,11 @@ class Recorded:
     """The files of a multipart request."""
 
 
+DROPPED = 0
+"""A `Failure` status: no answer at all, the connection is dropped (as a proxy or a network
+failure does), so discord.py sees aiohttp's error rather than an HTTP one."""
+
+
 @dataclass
 class Failure:
     """Answer matching requests with `status`, `times` times."""
@@ -356,7 +361,8 @@ class FakeDiscord:
         cloudflare: bool = False,
     ) -> None:
         """Make the next `times` requests matching `method` and regex `path` fail (with
-        Discord's error `code` and `message`, if given; a 429 as Cloudflare's if `cloudflare`)."""
+        Discord's error `code` and `message`, if given; a 429 as Cloudflare's if `cloudflare`);
+        a `status` of `DROPPED` drops the connection instead."""
         self.failures.append(
             Failure(method, re.compile(path), status, times, retry_after, code, message, cloudflare)
         )
@@ -504,6 +510,8 @@ class FakeDiscord:
         failure = self._take_failure(request.method, path)
         if failure is not None:
             record.status = failure.status
+            if failure.status == DROPPED and request.transport is not None:
+                request.transport.abort()
             return self._failure_response(failure)
         if sum(len(upload.data) for upload in uploads) > self.upload_limit:
             record.status = 413

@@ -213,6 +213,7 @@ class FakeSlack:
         self.faults: dict[str, deque[ApiFault]] = {}
         self.disabled: dict[str, str] = {}
         self.refusals: dict[str, list[tuple[Callable[[dict[str, Any]], bool], str]]] = {}
+        self.drops: dict[str, list[Callable[[dict[str, Any]], bool]]] = {}
         self.holds: dict[str, asyncio.Event] = {}
         self.messages: list[Posted] = []
         self._by_channel: dict[str, list[Posted]] = {}  # keeps lookups cheap in benchmarks
@@ -306,6 +307,11 @@ class FakeSlack:
     def refuse(self, method: str, error: str, when: Callable[[dict[str, Any]], bool]) -> None:
         """Make every call of `method` whose body matches `when` fail with `error`."""
         self.refusals.setdefault(method, []).append((when, error))
+
+    def drop(self, method: str, when: Callable[[dict[str, Any]], bool]) -> None:
+        """Drop the connection of every call of `method` whose body matches `when`, with no
+        answer (as a proxy or a network failure does)."""
+        self.drops.setdefault(method, []).append(when)
 
     def hold(self, method: str) -> asyncio.Event:
         """Keep calls of `method` waiting until the returned event is set (a slow Slack)."""
@@ -662,6 +668,11 @@ class FakeSlack:
             await held.wait()
         async with self.changed:
             self.calls.append(ApiCall(method, body, token, connection=connection))
+            if any(when(body) for when in self.drops.get(method, [])):
+                self.changed.notify_all()
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)
             queue = self.faults.get(method)
             fault = queue.popleft() if queue else None
             if fault is not None:

@@ -342,6 +342,24 @@ async def test_due_approvals_and_forgetting_a_thread(store: Store) -> None:
     assert await store.withdraw_approval("t3") is None
 
 
+async def test_an_approval_marked_running_is_due_until_marked_waiting_again(
+    store: Store,
+) -> None:
+    await store.save_approval(_approval("a1", "t", minutes=10))
+    since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    await store.approval_running("a1", since)
+    running = await store.approval_in("t")
+    assert running is not None
+    assert running.running_since == since
+    # Due before its deadline: the sweep tells of a call whose process died inside it.
+    assert [a.approval_id for a in await store.due_approvals(datetime.now(UTC))] == ["a1"]
+    await store.approval_running("a1", None)  # nothing ran after all: it waits again
+    waiting = await store.approval("a1")
+    assert waiting is not None
+    assert waiting.running_since is None
+    assert await store.due_approvals(datetime.now(UTC)) == []
+
+
 async def test_a_model_that_cannot_see_is_kept_per_model_and_endpoint(store: Store) -> None:
     at = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
     assert await store.blind_since("m", "http://127.0.0.1:8000/v1") is None

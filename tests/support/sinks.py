@@ -1,6 +1,9 @@
-"""A `ReplySink` that records what the core tells it, for tests of the core on its own."""
+"""A `ReplySink` and an `ApprovalOutlet` that record what the core tells them, for tests of the
+core on its own."""
 
 from __future__ import annotations
+
+from bot.messages import ApprovalEnding, ApprovalRequest, Reply
 
 
 class Recorder:
@@ -27,3 +30,16 @@ class Recorder:
 
     async def tool(self, name: str) -> None:
         self.tools.append(name)
+
+
+class Outlet:
+    """Notes every prompt the core says ended without a click: its approval ID, its address,
+    how it ended and the reply to post under it."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str, ApprovalEnding, Reply | None]] = []
+
+    async def settled(
+        self, request: ApprovalRequest, address: str, outcome: ApprovalEnding, reply: Reply | None
+    ) -> None:
+        self.ended.append((request.approval_id, address, outcome, reply))

@@ -26,6 +26,17 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             yield opened
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def memory_at(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Where memory lives on each back end in turn, nothing in it yet, for a bot (or a bot
+    process) to open: a SQLite file's path, or a PostgreSQL schema's URL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "memory.sqlite3")
+    else:
+        async with fresh_schema() as schema:
+            yield schema.url
+
+
 async def summary_of(store: Store, session_id: str) -> Summary | None:
     """The thread's newest summary, as the memory planner reads it."""
     return (await store.read_memory(session_id, density=False)).summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from adapters.discord.prompts import (
 )
 from adapters.discord.text import MAX_MESSAGE_CHARS
 from bot.adapter import SHUTTING_DOWN, ApprovalEnding, Decision
-from tests.fakes.discord_server import FakeDiscord, Json
+from tests.fakes.discord_server import DROPPED, FakeDiscord, Json
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support.discord import (
     ANN,
@@ -310,28 +311,61 @@ async def test_a_new_message_while_pending_cancels_the_call_and_is_answered(
     assert desk.looked_up == []
 
 
-@pytest.mark.parametrize("refused", ["the post", "the buttons"])
+def button_tries(harness: Harness, channel: int) -> int:
+    """Edits that tried to put the buttons on a message in `channel`, failed or not."""
+    path = re.compile(rf"^/channels/{channel}/messages/\d+$")
+    return sum(
+        1
+        for r in harness.fake.requests
+        if r.method == "PATCH" and path.search(r.path) and (r.body or {}).get("components")
+    )
+
+
+async def test_a_prompt_discord_refuses_once_is_tried_again(
+    approving: Harness, desk: TicketDesk
+) -> None:
+    # 403 Missing Permissions (50013) on the edit that adds the buttons: discord.py does not
+    # retry it, and a permission may be back a moment later (an admin fixing the channel).
+    approving.fake.fail("PATCH", rf"/channels/{THREAD_A}/messages/\d+$", 403)
+    prompt = await ask_for_ticket(approving)
+
+    assert button_tries(approving, THREAD_A) == 2
+    assert "lookup_ticket" in prompt["content"]
+    assert desk.looked_up == []
+    pending = await approving.parts.store.approval_in(THREAD_KEY)
+    assert pending is not None
+    assert pending.address is not None  # an expiry will find the prompt
+    assert await approving.parts.store.count_items(THREAD_KEY) == 0
+    await approving.click(prompt, Decision.APPROVE, channel=thread(THREAD_A, 101))
+    assert desk.looked_up == ["T-1"]
+    assert approving.shown(THREAD_A)[-1] == ANSWER
+
+
+@pytest.mark.parametrize("refused", ["the post", "the buttons", "the connection"])
 async def test_a_prompt_discord_refuses_ends_the_turn_with_a_plain_line(
     approving: Harness, desk: TicketDesk, refused: str
 ) -> None:
-    # 403 Missing Permissions (50013): discord.py does not retry it, and neither would a
-    # second try succeed.
+    # 403 Missing Permissions (50013): discord.py does not retry it. A connection dropped
+    # with no answer reaches us as aiohttp's error, not discord.py's. The buttons are tried
+    # twice, and both tries fail.
     if refused == "the post":
         approving.fake.fail("POST", rf"/channels/{THREAD_A}/messages$", 403)
     else:
-        approving.fake.fail("PATCH", rf"/channels/{THREAD_A}/messages/\d+$", 403)
+        status = 403 if refused == "the buttons" else DROPPED
+        approving.fake.fail("PATCH", rf"/channels/{THREAD_A}/messages/\d+$", status, times=2)
     await approving.say(THREAD_A, "what does ticket T-1 say?", mention=True)
-    if refused == "the buttons":  # the prompt's text gives way to the line
+    if refused == "the post":  # nothing can be posted here at all (logged)
+        assert approving.shown(THREAD_A) == []
+    else:  # the prompt's text gives way to the line
         assert approving.shown(THREAD_A) == [
             "I needed someone's OK to run lookup_ticket, but I couldn't show the Approve and "
             "Reject buttons here, so I didn't run it. An admin may need to check my "
             "permissions in this channel; then ask again."
         ]
-    else:  # nothing can be posted here at all (logged)
-        assert approving.shown(THREAD_A) == []
+        assert button_tries(approving, THREAD_A) == 2
     assert approving.prompts(THREAD_A) == []
     assert desk.looked_up == []
-    assert await approving.parts.store.approval_in(THREAD_KEY) is None  # nothing left to expire
+    assert await approving.parts.store.approval_in(THREAD_KEY) is None  # nothing to expire
     items = await approving.parts.store.read_items(THREAD_KEY)
     assert item_kinds(items) == ["user", "function_call", "function_call_output"]
     assert "approval prompt could not be shown" in str(items[-1]["output"])

@@ -43,7 +43,7 @@ from tests.fakes.openai_server import (
     message_text,
     reply_from_history,
 )
-from tests.fakes.slack_server import TEAM, FakeSlack, Posted
+from tests.fakes.slack_server import TEAM, ApiFault, FakeSlack, Posted
 from tests.support.parts import make_config
 from tests.support.slack import ANN, BEN, CHANNEL, DM, SECRET, Harness, running, thread_key
 
@@ -457,14 +457,48 @@ async def test_a_new_message_while_pending_cancels_the_call_and_is_answered(
         ]
 
 
-async def test_a_prompt_slack_refuses_ends_the_turn_with_a_plain_line(
+def prompt_posts(slack: FakeSlack) -> int:
+    """Calls that tried to post a message carrying the buttons, answered or not."""
+    return sum(1 for body in slack.called("chat.postMessage") if "actions" in str(body))
+
+
+async def test_a_prompt_slack_refuses_once_is_tried_again(
     slack: FakeSlack, fake_openai: FakeOpenAI, ran: list[str]
 ) -> None:
     fake_openai.responder = ticket_model
+    # ok:false internal_error: "likely due to a transient issue on our end", says Slack's
+    # chat.postMessage reference; slack_sdk retries no ok:false answer.
+    slack.fail_next("chat.postMessage", ApiFault(error="internal_error"))
+    async with running(slack, fake_openai, tools=[ticket_tool(ran)]) as bot:
+        ts = await bot.mention("what does ticket T-1 say?")
+        [prompt] = await slack.wait_for_replies(CHANNEL, ts)
+        assert (prompt.text, len(prompt.buttons())) == (prompt.text, 2)
+        assert "lookup_ticket" in prompt.text
+        assert prompt_posts(slack) == 2
+        await addressed(bot, thread_key(CHANNEL, ts))
+        assert await bot.parts.store.count_items(thread_key(CHANNEL, ts)) == 0
+        await bot.click(CHANNEL, prompt.ts, APPROVE)
+        assert await bot.answer(CHANNEL, ts, count=2) == ANSWER
+        assert ran == ["T-1"]
+
+
+@pytest.mark.parametrize("refused", ["invalid_blocks", "the connection"])
+async def test_a_prompt_slack_refuses_ends_the_turn_with_a_plain_line(
+    slack: FakeSlack, fake_openai: FakeOpenAI, ran: list[str], refused: str
+) -> None:
+    fake_openai.responder = ticket_model
+
+    def with_buttons(body: dict[str, Any]) -> bool:
+        return "actions" in str(body.get("blocks"))
+
     # Slack answers ok:false invalid_blocks to any message carrying the buttons, posted or
-    # edited in, and slack_sdk does not retry it.
+    # edited in, and slack_sdk does not retry it; a connection dropped with no answer is
+    # retried once by slack_sdk, then raised as aiohttp's error, not as Slack's.
     for method in ("chat.postMessage", "chat.update"):
-        slack.refuse(method, "invalid_blocks", lambda body: "actions" in str(body.get("blocks")))
+        if refused == "invalid_blocks":
+            slack.refuse(method, "invalid_blocks", with_buttons)
+        else:
+            slack.drop(method, with_buttons)
     async with running(slack, fake_openai, tools=[ticket_tool(ran)]) as bot:
         ts = await bot.mention("what does ticket T-1 say?")
         line = await bot.answer(CHANNEL, ts)
@@ -473,10 +507,12 @@ async def test_a_prompt_slack_refuses_ends_the_turn_with_a_plain_line(
             "Reject buttons here, so I didn't run it. An admin may need to check my "
             "permissions in this channel; then ask again."
         )
+        assert prompt_posts(slack) == (2 if refused == "invalid_blocks" else 4)
         assert ran == []
         assert await bot.parts.store.approval_in(thread_key(CHANNEL, ts)) is None
         items = await bot.parts.store.read_items(thread_key(CHANNEL, ts))
         assert stored_kinds(items) == ["user", "function_call", "function_call_output"]
+        assert "approval prompt could not be shown" in str(items[-1]["output"])
 
 
 # ----- the pure parts ----------------------------------------------------------------------
