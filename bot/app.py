@@ -55,7 +55,9 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
     async with contextlib.AsyncExitStack() as stack:
         client = build_client(config)
         stack.push_async_callback(client.close)
-        store = await open_store(config.memory_location, pool_size=config.pool_size)
+        store = await open_store(
+            config.memory_location, pool_size=config.pool_size, lock_url=config.database_lock_url
+        )
         stack.push_async_callback(store.close)
         toolbox = await stack.enter_async_context(open_toolbox(config, reserved=[SEARCH_TOOL]))
         # Metrics only when they are served: without them the core's observer does nothing.

@@ -64,8 +64,11 @@ class Config:
     db_path: str = "memory.sqlite3"
     database_url: str | None = field(default=None, repr=False)
     """A PostgreSQL URL; when set, memory lives there instead of in `db_path`."""
+    database_lock_url: str | None = field(default=None, repr=False)
+    """Where a worker's thread-lock connection goes, when not to `database_url` (which may
+    pass through a transaction-mode pooler; the lock connection needs a session of its own)."""
     database_pool: int | None = None
-    """Connections per worker to PostgreSQL; None sizes the pool from `max_concurrency`."""
+    """Pooled PostgreSQL connections per worker, for short transactions; None: 10."""
     thread_wait: float = 120.0
     """Seconds a message waits for its thread's earlier turn before the bot says it is busy."""
     context_tokens: int = 32_000
@@ -116,9 +119,10 @@ class Config:
 
     @property
     def pool_size(self) -> int:
-        """Each running turn holds a connection for its thread lock; a few more serve
-        commands, summaries and reads between turns."""
-        return self.database_pool or self.max_concurrency + 4
+        """Pooled connections: they serve short transactions only (a turn's planning reads
+        and its commit; thread locks live on one more connection), so the number of turns in
+        flight does not size them."""
+        return self.database_pool or 10
 
     @property
     def memory_location(self) -> str:
@@ -129,9 +133,10 @@ class Config:
     def secrets(self) -> tuple[str, ...]:
         """The core's values that must never be shown in logs or messages."""
         found = [self.openai_api_key] if self.openai_api_key else []
-        password = urlsplit(self.database_url).password if self.database_url else None
-        if password:
-            found.append(password)
+        for url in (self.database_url, self.database_lock_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                found.append(password)
         return tuple(found)
 
     def require_model_credentials(self) -> None:
@@ -239,6 +244,7 @@ _VARIABLES: dict[str, tuple[str, Any]] = {
     "name": ("BOT_NAME", text),
     "db_path": ("BOT_DB_PATH", text),
     "database_url": ("BOT_DATABASE_URL", _database_url),
+    "database_lock_url": ("BOT_DATABASE_LOCK_URL", _database_url),
     "database_pool": ("BOT_DATABASE_POOL", positive_int),
     "thread_wait": ("BOT_THREAD_WAIT", positive_float),
     "context_tokens": ("BOT_CONTEXT_TOKENS", positive_int),

@@ -69,6 +69,11 @@ class CoreSettings:
 PLAIN: Final = Surface()
 REPEAT: Final = Reply("", ReplyKind.REPEAT)
 
+CLAIM_YIELD_PER_TURN: Final = 0.0002
+"""Seconds a worker sharing its memory with others waits before claiming a message, for each
+turn it has in flight (see `Core._yield_if_busy`)."""
+CLAIM_YIELD_MAX: Final = 0.25
+
 
 class Core:
     """Handles messages for every platform, with one turn at a time per thread."""
@@ -182,13 +187,15 @@ class Core:
         self, message: IncomingMessage, surface: Surface, sink: ReplySink | None
     ) -> Reply:
         # The store owns the decision: in process on SQLite, across workers on PostgreSQL.
-        if message.message_id is not None and not await self._store.first_delivery(
-            _message_key(message.platform, message.message_id)
-        ):
-            # Routine: Slack sends a mention twice (`app_mention` and `message`), and another
-            # worker may have taken it. Adapters that can tell a real redelivery log it.
-            logger.debug("Skipped message %s: it was taken already", message.message_id)
-            return REPEAT
+        if message.message_id is not None:
+            key = _message_key(message.platform, message.message_id)
+            await self._yield_if_busy(key)
+            if not await self._store.first_delivery(key):
+                # Routine: Slack sends a mention twice (`app_mention` and `message`), and
+                # another worker may have taken it. Adapters that can tell a real redelivery
+                # log it.
+                logger.debug("Skipped message %s: it was taken already", message.message_id)
+                return REPEAT
         text = _clean(message.text)
         invocation = self._commands.parse(text, bare=message.mentioned)
         if invocation is not None:
@@ -213,6 +220,20 @@ class Core:
         return await self._tracked(
             self._run_turn(message, text, surface, sink, watch), f"turn {message.thread_key}"
         )
+
+    async def _yield_if_busy(self, key: str) -> None:
+        """Give a less busy worker the chance to take a message this one was sent too.
+
+        Slack sends a mention twice (`app_mention` and `message`) and a balancer may hand the
+        two to two workers; whichever claims first answers, and a strict round-robin gives one
+        worker the first of every pair, so one worker would take nearly every turn. Waiting a
+        moment per turn in flight before claiming hands the message to the one with fewer:
+        the fleet shares the work. Nothing waits when no other worker shares the memory, or
+        with no turn in flight.
+        """
+        if not self._active or not self._store.many_workers or self._store.delivered(key):
+            return
+        await asyncio.sleep(min(CLAIM_YIELD_MAX, CLAIM_YIELD_PER_TURN * len(self._active)))
 
     def _refuse(self, message: IncomingMessage, outcome: str, notice: str) -> Reply:
         """A notice instead of a turn, counted by why."""

@@ -69,7 +69,7 @@ class ThreadHolds:
         """Hold the thread for the block (with a model slot, for a turn).
 
         This worker's own turns queue on an in-process lock first, so only the one about to
-        run holds a model slot and, on PostgreSQL, a connection for the cross-worker lock.
+        run holds a model slot and asks other workers for the thread (PostgreSQL).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait

@@ -131,7 +131,7 @@ def test_a_database_url_moves_memory_to_postgres_and_its_password_is_a_secret() 
         {"BOT_DATABASE_URL": "postgresql://bot:pa55word@db/memory", "BOT_MAX_CONCURRENCY": "6"}
     )
     assert config.memory_location == "postgresql://bot:pa55word@db/memory"
-    assert config.pool_size == 10  # a connection per running turn, and a few for the rest
+    assert config.pool_size == 10  # short transactions only: turns in flight do not size it
     assert "pa55word" in config.secrets
     assert "pa55word" not in repr(config)
     assert config_from_mapping({}).memory_location == "memory.sqlite3"

@@ -139,17 +139,21 @@ class Cluster:
             await conn.close()
         return [json.loads(row[0]) for row in rows]
 
-    async def terminate_connections(self, workers: list[Worker]) -> int:
-        """`pg_terminate_backend` on every connection these workers have to the database."""
+    async def terminate_connections(
+        self, workers: list[Worker], *, name: str = "memorybot%"
+    ) -> int:
+        """`pg_terminate_backend` on every connection these workers have to the database
+        (whose application name is like `name`: `memorybot-locks` for their lock connections)."""
         ports = sorted(set().union(*(w.tcp_ports() for w in workers)))
         conn = await asyncpg.connect(self.pg.url)
         try:
             return int(
                 await conn.fetchval(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
-                    "FROM pg_stat_activity WHERE application_name = 'memorybot' "
+                    "FROM pg_stat_activity WHERE application_name LIKE $2 "
                     "AND client_port = ANY($1::int[])",
                     ports,
+                    name,
                 )
             )
         finally:
@@ -288,7 +292,7 @@ async def test_dropped_database_connections_cost_one_turn_and_nothing_else(
     seen = len(cluster.model.requests)
     await cluster.say(first, "this one is cut off", thread_ts=root)
     await cluster.model_called(seen + 1)
-    # The turn holds its thread's lock on one connection, and will store through it.
+    # Its pooled connections and the one holding every thread lock of the worker.
     assert await cluster.terminate_connections([first, second]) >= 2
 
     posted = await cluster.replies(root, 2)
@@ -310,3 +314,43 @@ async def test_dropped_database_connections_cost_one_turn_and_nothing_else(
     assert sorted(posted[2:]) == sorted(content(item) for item in items[3::2])
     assert first.running
     assert second.running
+
+
+async def test_a_turn_whose_lock_was_lost_is_not_stored_once_another_worker_took_the_thread(
+    cluster: Cluster,
+) -> None:
+    first, second = await cluster.start(2)
+    root = thread_root(cluster)
+    await cluster.say(first, "before", thread_ts=root)
+    await cluster.replies(root, 1)
+
+    cluster.model.fail_next(Fault(delay=3))  # the first worker's turn waits on the model
+    seen = len(cluster.model.requests)
+    await cluster.say(first, "planned under a lost lock", thread_ts=root)
+    await cluster.model_called(seen + 1)
+    # The connection holding every thread lock of the first worker, and nothing else.
+    assert await cluster.terminate_connections([first], name="memorybot-locks") == 1
+    started = time.monotonic()
+    await cluster.say(second, "taken over", thread_ts=root)
+    posted = await cluster.replies(root, 3, within=THREAD_WAIT)
+    assert time.monotonic() - started < THREAD_WAIT / 3  # the thread was free at once
+
+    taken_over = "You said: [Ann] taken over. Before that: [Ann] before."
+    # Its person is told; the other worker's turn is answered.
+    assert sorted(LOST_DATABASE in text for text in posted[1:]) == [False, True]
+    assert taken_over in posted
+    # Only whole turns, none interleaved, and nothing of the one whose lock was lost.
+    items = await cluster.stored(root)
+    assert roles(items) == ["user", "assistant"] * 2
+    assert [content(item) for item in items] == [
+        said("before"),
+        "You said: [Ann] before. Before that: nothing.",
+        said("taken over"),
+        taken_over,
+    ]
+
+    # The first worker opened its lock connection again and serves the thread as before.
+    await cluster.say(first, "and now?", thread_ts=root)
+    posted = await cluster.replies(root, 4)
+    assert posted[3] == ("You said: [Ann] and now?. Before that: [Ann] before; [Ann] taken over.")
+    assert first.running

@@ -48,7 +48,9 @@ async def main() -> None:
     config.require_model_credentials()
     settings = SlackSettings.from_config(config)
     client = build_client(config)
-    store = await open_store(config.memory_location, pool_size=config.pool_size)
+    store = await open_store(
+        config.memory_location, pool_size=config.pool_size, lock_url=config.database_lock_url
+    )
     try:
         core = build_core(config, store, client)
         adapter = SlackAdapter(

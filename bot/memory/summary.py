@@ -112,9 +112,15 @@ class SummaryKeeper:
 
     async def _catch_up(self, session_id: str) -> None:
         try:
-            for _ in range(MAX_ROUNDS):
-                if not await self.fold(session_id):
-                    break
+            # Another worker that finished a turn in the thread may be summarising it already:
+            # one of them pays for the summary, and the other's next turn reads it.
+            async with self._store.claim_summary(session_id) as ours:
+                if not ours:
+                    logger.debug("Another worker is summarising %s", session_id)
+                    return
+                for _ in range(MAX_ROUNDS):
+                    if not await self.fold(session_id):
+                        break
         except Exception as exc:
             pause = min(LAST_RETRY, 2 * self._backoff.get(session_id, (0.0, FIRST_RETRY / 2))[1])
             self._backoff[session_id] = (self._clock() + pause, pause)

@@ -58,14 +58,24 @@ class Store(Protocol):
 
     # ----- coordination between turns (and between worker processes) -------------------
 
+    @property
+    def many_workers(self) -> bool:
+        """Whether other worker processes may share this memory (and be sent the same events)."""
+        ...
+
     def hold_thread(self, session_id: str, *, wait: float) -> AbstractAsyncContextManager[None]:
         """Hold the thread against every other worker for a block (a turn, a command).
 
         Raises `ThreadBusyError` when it cannot be had within `wait` seconds. While the block
-        runs, the holding task's own calls for that thread are stored only if the hold is still
-        good (PostgreSQL writes them on the lock's connection). One process on its own (SQLite)
-        has nothing to coordinate and enters at once.
+        runs, the holding task's own writes for that thread are stored only if the hold is
+        still good (PostgreSQL fences them). One process on its own (SQLite) has nothing to
+        coordinate and enters at once.
         """
+        ...
+
+    def claim_summary(self, session_id: str) -> AbstractAsyncContextManager[bool]:
+        """Claim summarising the thread for a block: True when no other worker is doing it
+        (and none can start until the block ends), False when one is."""
         ...
 
     async def first_delivery(self, key: str) -> bool:

@@ -16,6 +16,11 @@ class StoreUnavailableError(RuntimeError):
     """The database could not be reached (refused, dropped, restarting)."""
 
 
+class ThreadLostError(StoreUnavailableError):
+    """The lock a turn held on its thread was lost with its connection: the turn is not
+    stored, since another worker may have taken the thread meanwhile."""
+
+
 class Failure(Enum):
     BUSY = "busy"
     """Another writer held the database for too long; trying again will work."""

@@ -8,12 +8,20 @@ from .sqlite import SQLiteStore
 from .urls import asyncpg_url, is_postgres_url, sqlite_path
 
 
-async def open_store(url: str, *, pool_size: int = 10, read_only: bool = False) -> Store:
+async def open_store(
+    url: str, *, pool_size: int = 10, read_only: bool = False, lock_url: str | None = None
+) -> Store:
     """Open the memory `url` names: a PostgreSQL URL, a `sqlite:///` URL or a file path.
 
     With `read_only`, it is never created, migrated or changed, and must be at this release's
-    schema version (`SchemaTooOldError`, `SchemaTooNewError` otherwise).
+    schema version (`SchemaTooOldError`, `SchemaTooNewError` otherwise). `lock_url` is where a
+    PostgreSQL worker's thread-lock connection goes, when not to `url`.
     """
     if is_postgres_url(url):
-        return await PostgresStore.open(asyncpg_url(url), pool_size=pool_size, read_only=read_only)
+        return await PostgresStore.open(
+            asyncpg_url(url),
+            pool_size=pool_size,
+            read_only=read_only,
+            lock_url=asyncpg_url(lock_url) if lock_url else None,
+        )
     return await SQLiteStore.open(sqlite_path(url), read_only=read_only)

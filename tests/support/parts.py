@@ -63,7 +63,9 @@ class BotParts:
         self.core: Core
 
     async def start(self) -> BotParts:
-        self.store = await open_store(self.config.memory_location, pool_size=4)
+        self.store = await open_store(
+            self.config.memory_location, pool_size=self.config.database_pool or 4
+        )
         self.core = build_core(
             self.config,
             self.store,

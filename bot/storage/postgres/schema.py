@@ -32,6 +32,8 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection of one's own or one borrowed from the pool: the same to use."""
 
 DELIVERIES = "bot_deliveries"
+FENCES = "bot_thread_fences"
+"""Each thread lock's fencing epoch (see `locker.py`)."""
 SCHEMA = "bot_schema"
 MIGRATION_LOCK = 0x6D656D6F7279  # "memory": one key for every worker's schema migration
 
@@ -235,12 +237,24 @@ _VERSION_5 = (
     f"ALTER TABLE {APPROVALS} ADD COLUMN IF NOT EXISTS running_since TIMESTAMPTZ",
 )
 
+_VERSION_6 = (
+    # Each thread lock's fencing epoch (`locker.py`): advanced whenever a worker takes the
+    # thread, checked when its turn commits. Keyed by the lock's key, a hash: no thread IDs.
+    f"""
+    CREATE TABLE IF NOT EXISTS {FENCES} (
+        lock_key BIGINT NOT NULL PRIMARY KEY,
+        epoch BIGINT NOT NULL
+    )
+    """,
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _VERSION_1,
     _VERSION_2,
     _VERSION_3,
     _VERSION_4,
     _VERSION_5,
+    _VERSION_6,
 )
 """Schema versions in order. Append to this, never edit a released step."""
 

@@ -7,10 +7,12 @@ SQLAlchemy on PostgreSQL too. One pool per process, sized from `BOT_DATABASE_POO
 
 Every mutation is one transaction; a turn's is one statement (one round trip), the rarer
 ones (commands, approvals, summaries) run in an explicit transaction through the shared
-operations. Turns are serialised per thread across workers with a session-level advisory
-lock, held on one pooled connection for the turn, which the server drops with the connection
-if the worker dies; the turn is stored on that same connection, so a turn whose lock was lost
-stores nothing.
+operations. Turns are serialised per thread across workers with session-level advisory locks,
+all of a worker's on one connection of its own (`locker.Locker`), so a turn in flight holds no
+pooled connection: the pool serves short transactions only, and a worker needs its pool plus
+one connection whatever the number of turns it runs. What a turn writes is fenced: stored only
+while the thread's epoch is still the one its lock was taken with (`_FENCE`), so a turn whose
+lock was lost with its connection never commits after another worker took the thread.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..codec import encode_rows
 from ..contract import ThreadBusyError
 from ..deliveries import RecentKeys
 from ..dialect import POSTGRES
-from ..failures import StoreUnavailableError
+from ..failures import StoreUnavailableError, ThreadLostError
 from ..layout import (
     MESSAGES,
     SEARCH,
@@ -45,8 +47,9 @@ from ..primitives import Scope, Work
 from ..records import Author, Item, StoredItem, Usage
 from ..statements import Statements
 from ..urls import redact
-from .locks import lock_key, unlock
-from .schema import DELIVERIES, MIGRATIONS, Connection, migrate, stored_version
+from .locker import LOCK_SETTINGS, Grant, Locker
+from .locks import lock_key
+from .schema import DELIVERIES, FENCES, MIGRATIONS, Connection, migrate, stored_version
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,29 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[]
 ORDER BY r.n
 """
 
+# A turn's commit from the task holding its thread: the same, stored only while the thread's
+# epoch is still the one its lock was taken with, checked under the epoch row's lock (which a
+# worker taking the thread must wait for, so it reads this turn once it has the thread).
+_APPEND_FENCED = f"""
+WITH fence AS (
+    SELECT lock_key FROM {FENCES} WHERE lock_key = $11 AND epoch = $12 FOR UPDATE
+), touched AS (
+    INSERT INTO {SESSIONS} (session_id) SELECT $1 FROM fence
+    ON CONFLICT (session_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
+)
+INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, {USAGE_LIST}, asked_by)
+SELECT $1, r.data, r.author_id, r.author_name, r.model, r.input_tokens, r.cached_tokens,
+    r.output_tokens, r.input_chars, r.asked_by
+FROM fence, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
+    $8::int[], $9::int[], $10::text[]) WITH ORDINALITY
+    AS r(data, author_id, author_name, model, input_tokens, cached_tokens, output_tokens,
+         input_chars, asked_by, n)
+ORDER BY r.n
+"""
+
+# The same check, first in a transaction of the holding task's.
+_FENCE = f"SELECT epoch FROM {FENCES} WHERE lock_key = $1 FOR UPDATE"
+
 # Indexing one thread's messages not yet in the search index (every row gets an entry, empty
 # for tool items, so each is looked at once). An anti-join, not a high-water mark: rows of
 # concurrent writers may commit out of ID order.
@@ -95,23 +121,37 @@ _CLAIM = f"INSERT INTO {DELIVERIES} (key) VALUES ($1) ON CONFLICT DO NOTHING RET
 _PRUNE = f"DELETE FROM {DELIVERIES} WHERE taken_at < now() - make_interval(days => $1)"
 
 
+_DEAD = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+"""What a pooled connection the server ended raises when next used, depending on timing."""
+
+
+class _LostConnectionError(StoreUnavailableError):
+    """A pooled connection was found ended when used."""
+
+
 async def _keep_as_is(conn: Connection) -> None:
     """The pool's reset on release, replacing asyncpg's four-statement default.
 
-    Our connections carry no session state from one use to the next: `lock_timeout` is reset
-    in the statement that set it, `hold_thread` unlocks what it locked (or ends the
-    connection), and nothing LISTENs or keeps cursors; asyncpg itself still rolls back an
-    unfinished transaction. Skipping the default saves a round trip per use, about a fifth
+    Pooled connections carry no session state from one use to the next: they take only
+    transaction-scoped locks (thread locks live on the locker's own connection), nothing on
+    them LISTENs or keeps cursors, and asyncpg itself still rolls back an unfinished
+    transaction. Skipping the default saves a round trip per use, about a fifth
     of a turn's time on the store (bench.store_bench).
     """
 
 
-def _server_settings(url: str, *, read_only: bool) -> dict[str, str]:
+def _server_settings(url: str, *, read_only: bool, locks: bool = False) -> dict[str, str]:
     # Timestamps are stored without a zone (as the SDK's tables have them) and read as UTC,
-    # so every connection of ours works in UTC. A name given in the URL is kept.
+    # so every connection of ours works in UTC. A name given in the URL is kept; the lock
+    # connection's says so, for whoever reads pg_stat_activity.
     settings = {"timezone": "UTC"}
-    if "application_name" not in parse_qs(urlsplit(url).query):
-        settings["application_name"] = "memorybot"
+    name = parse_qs(urlsplit(url).query).get("application_name", ["memorybot"])[0]
+    settings["application_name"] = f"{name}-locks" if locks else name
     if read_only:
         # The server itself refuses any write of a store opened to be read.
         settings["default_transaction_read_only"] = "on"
@@ -126,14 +166,13 @@ class PostgresStore(Operations):
 
     _sql = Statements(POSTGRES)
 
-    def __init__(self, pool: asyncpg.Pool, location: str, *, pool_size: int) -> None:
-        """Prefer `open()`; this only assembles an opened, migrated pool."""
+    def __init__(self, pool: asyncpg.Pool, location: str, locker: Locker | None) -> None:
+        """Prefer `open()`; this only assembles an opened, migrated pool and its locker
+        (None for a store opened to be read, which holds no thread)."""
         self._pool = pool
-        # A holder keeps its lock's connection and may need one more for a read, so at least
-        # one connection must stay free of holders, or holders waiting for it would deadlock.
-        self._holders = asyncio.Semaphore(max(1, pool_size - 1))
-        # The lock connection of each (task, thread) holding one.
-        self._holds: dict[tuple[asyncio.Task[Any] | None, str], Connection] = {}
+        self._locker = locker
+        # The lock of each (task, thread) holding one.
+        self._holds: dict[tuple[asyncio.Task[Any] | None, str], Grant] = {}
         self._location = location
         self._recent = RecentKeys()
         self._pruned_at: float | None = None
@@ -146,12 +185,19 @@ class PostgresStore(Operations):
         pool_size: int = 10,
         connect_timeout: float = 10.0,
         read_only: bool = False,
+        lock_url: str | None = None,
+        lock_poll: float = 1.0,
     ) -> PostgresStore:
-        """Connect a pool to `url` (`postgresql://user@host/db`) and migrate the schema.
+        """Connect a pool to `url` (`postgresql://user@host/db`), migrate the schema, and open
+        the connection holding this worker's thread locks (to `lock_url` if given: it must
+        reach the server itself or a session-mode pooler, where `url` may go through a
+        transaction-mode one).
 
-        With `read_only` (admin tools), nothing is created or migrated and every transaction
-        is read-only; a schema at another version than this release's is refused
-        (`layout.check_readable`).
+        With `read_only` (admin tools), nothing is created or migrated, every transaction
+        is read-only and no thread can be held; a schema at another version than this
+        release's is refused (`layout.check_readable`). `lock_poll` is the longest a turn
+        waiting for a thread another worker holds goes without trying again, if no
+        notification of its release came.
         """
         try:
             pool = await asyncpg.create_pool(
@@ -173,65 +219,108 @@ class PostgresStore(Operations):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, redact(url), pool_size=pool_size)
+        if read_only:
+            return cls(pool, redact(url), None)
+        target = lock_url or url
+
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(
+                target,
+                timeout=connect_timeout,
+                server_settings=_server_settings(target, read_only=False, locks=True)
+                | LOCK_SETTINGS,
+            )
+
+        locker = Locker(connect, poll=lock_poll)
+        try:
+            await locker.start()
+        except BaseException:
+            await locker.close()
+            await pool.close()
+            raise
+        return cls(pool, redact(url), locker)
 
     @property
     def location(self) -> str:
         """The database's URL, without its password."""
         return self._location
 
+    @property
+    def many_workers(self) -> bool:
+        """Other workers may share this memory (and be sent the same events)."""
+        return True
+
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Close the lock connection and every pooled one."""
+        if self._locker is not None:
+            await self._locker.close()
         await self._pool.close()
 
     @asynccontextmanager
-    async def _connection(self, thread: str | None = None) -> AsyncIterator[Connection]:
-        """The connection for one call about `thread`.
-
-        A task holding that thread's lock uses the lock's own connection: a turn costs one
-        connection, not two, and what it writes is stored only while its lock is held (a lost
-        connection takes the lock with it and fails the write). Anyone else gets a pooled one;
-        failing to get one is the database being unavailable.
-        """
-        held = self._holds.get((asyncio.current_task(), thread)) if thread is not None else None
-        if held is not None:
-            try:
-                yield held
-            except (
-                asyncpg.InterfaceError,
-                asyncpg.InternalClientError,
-                asyncpg.PostgresConnectionError,
-            ) as exc:
-                # asyncpg hands a connection the server dropped back to the pool at once, and
-                # the next call on it says only that; say what it means.
-                raise StoreUnavailableError(
-                    f"lost the connection holding {thread}'s lock: {exc}"
-                ) from exc
-            return
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection for one short use; failing to get one is the database being
+        unavailable (refused, unreachable, or out of connections)."""
         try:
             conn = await self._pool.acquire()
-        except (OSError, TimeoutError, asyncpg.PostgresConnectionError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.InsufficientResourcesError,
+            asyncpg.exceptions.CannotConnectNowError,
+        ) as exc:
             raise StoreUnavailableError(f"cannot connect to {self._location}: {exc}") from exc
         try:
             yield conn
+        except _DEAD as exc:
+            # Ended by the server (or its socket dropped), perhaps while idle in the pool, and
+            # found only now: the pool opens another in its place.
+            conn.terminate()
+            raise _LostConnectionError(f"lost a connection to {self._location}: {exc}") from exc
         finally:
             await self._pool.release(conn)
+
+    def _grant(self, thread: str | None) -> Grant | None:
+        """The lock on `thread` that the calling task holds, if it holds one."""
+        if thread is None or not self._holds:
+            return None
+        return self._holds.get((asyncio.current_task(), thread))
+
+    def _check_kept(self, grant: Grant, thread: str) -> None:
+        if self._locker is not None and self._locker.lost(grant):
+            raise ThreadLostError(f"the lock on {thread} was lost with its connection")
+
+    async def _fence(self, conn: Connection, grant: Grant, thread: str) -> None:
+        """Inside a transaction: go on only while `grant` is still the thread's newest."""
+        self._check_kept(grant, thread)
+        if await conn.fetchval(_FENCE, grant.key) != grant.epoch:
+            raise ThreadLostError(f"{thread} was taken by another worker after its lock was lost")
 
     # ----- the primitives ------------------------------------------------------------------
 
     async def _read(
         self, statement: str, *args: Any, thread: str | None = None
     ) -> list[asyncpg.Record]:
-        async with self._connection(thread) as conn:
-            return list(await conn.fetch(statement, *args))
+        # Reads need no fence: what a turn planned from is stored only if its lock held.
+        try:
+            async with self._connection() as conn:
+                return list(await conn.fetch(statement, *args))
+        except _LostConnectionError:
+            # A read is safe to run again, on a connection the pool opens anew.
+            async with self._connection() as conn:
+                return list(await conn.fetch(statement, *args))
 
     async def _transaction(self, work: Work[T], scope: Scope) -> T:
         isolation: Literal["repeatable_read"] | None = "repeatable_read" if scope.snapshot else None
+        grant = None if scope.read_only else self._grant(scope.thread)
         async with (
-            self._connection(scope.thread) as conn,
+            self._connection() as conn,
             conn.transaction(isolation=isolation, readonly=scope.read_only),
         ):
-            if scope.exclusive and scope.thread is not None:
+            if grant is not None and scope.thread is not None:
+                await self._fence(conn, grant, scope.thread)
+            elif scope.exclusive and scope.thread is not None:
+                # Waits for a turn another worker runs in the thread (its lock is the same key).
                 await conn.execute(f"SELECT pg_advisory_xact_lock({lock_key(scope.thread)})")
             return await work(_Transaction(conn))
 
@@ -239,48 +328,77 @@ class PostgresStore(Operations):
 
     @asynccontextmanager
     async def hold_thread(self, session_id: str, *, wait: float) -> AsyncIterator[None]:
-        """Hold the thread's advisory lock on a pooled connection for the block.
+        """Hold the thread's advisory lock (on the worker's lock connection) for the block.
 
-        The server gives up the wait itself after `wait` seconds (`lock_timeout`), and drops
-        the lock with the connection if this worker dies (its socket closes). While the block
-        runs, this task's calls for the thread go through that connection (`_connection`).
+        A thread another worker holds is waited for up to `wait` seconds, without blocking any
+        other thread (`Locker.take`). While the block runs, this task's writes for the thread
+        are fenced: stored only while the lock it took is still the thread's newest.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        # Waiting for a connection is not the thread being busy: it queues like a model slot.
-        await self._holders.acquire()
+        locker = self._require_locker()
         try:
-            async with self._connection() as conn:
-                key = lock_key(session_id)
-                timeout_ms = max(1, int((deadline - loop.time()) * 1000))
-                try:
-                    # One round trip (simple protocol; the values are integers we made). The
-                    # timeout is for this wait only: the turn's own writes must never time out.
-                    await conn.execute(
-                        f"SET lock_timeout = {timeout_ms}; SELECT pg_advisory_lock({key}); "
-                        "RESET lock_timeout"
-                    )
-                except asyncpg.exceptions.LockNotAvailableError:
-                    raise ThreadBusyError(f"{session_id} stayed busy for {wait:g}s") from None
-                holder = (asyncio.current_task(), session_id)
-                self._holds[holder] = conn
-                try:
-                    yield
-                finally:
-                    del self._holds[holder]
-                    await unlock(conn, key)
+            grant = await locker.take(lock_key(session_id), within=wait)
+        except ThreadBusyError:
+            raise ThreadBusyError(f"{session_id} stayed busy for {wait:g}s") from None
+        holder = (asyncio.current_task(), session_id)
+        self._holds[holder] = grant
+        try:
+            yield
         finally:
-            self._holders.release()
+            del self._holds[holder]
+            locker.give_back(grant)
+
+    @asynccontextmanager
+    async def claim_summary(self, session_id: str) -> AsyncIterator[bool]:
+        """Whether this worker may summarise the thread now: no other worker is doing it.
+
+        The claim is a try-lock on the locker's connection, so it costs no pooled connection
+        while the summary is written, and a worker that dies lets it go at once.
+        """
+        locker = self._require_locker()
+        grant = await locker.try_take(lock_key(f"summary {session_id}"))
+        if grant is None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            locker.give_back(grant)
+
+    def _require_locker(self) -> Locker:
+        if self._locker is None:
+            raise StoreUnavailableError(f"{self._location} was opened to be read only")
+        return self._locker
 
     async def first_delivery(self, key: str) -> bool:
-        """True the first time any worker claims `key` (the `bot_deliveries` table)."""
+        """True the first time any worker claims `key` (the `bot_deliveries` table).
+
+        A message must be answered once even when the server has no connection to spare
+        (Slack sends a mention twice, often to two workers): the claim then goes through the
+        lock connection, open already. With the database wholly out of reach it falls back to
+        this worker's own memory of keys; the turn then fails with its friendly line anyway.
+        """
         if key in self._recent:
             return False
-        async with self._connection() as conn:
-            await self._prune_deliveries(conn)
-            taken = await conn.fetchval(_CLAIM, key)
+        try:
+            async with self._connection() as conn:
+                await self._prune_deliveries(conn)
+                taken = await conn.fetchval(_CLAIM, key)
+        except StoreUnavailableError as exc:
+            taken = await self._claim_on_locker(key, exc)
+            if taken is None:
+                return self._recent.first_time(key)
         self._recent.first_time(key)
         return bool(taken)
+
+    async def _claim_on_locker(self, key: str, why: Exception) -> bool | None:
+        if self._locker is None:
+            return None
+        logger.warning("Claiming event %s on the lock connection: %s", key, why)
+        try:
+            return bool(await self._locker.run(lambda conn: conn.fetchval(_CLAIM, key)))
+        except (StoreUnavailableError, asyncpg.PostgresError) as exc:
+            logger.warning("Claiming event %s failed (%s); deciding in this worker alone", key, exc)
+            return None
 
     async def _prune_deliveries(self, conn: Connection) -> None:
         now = time.monotonic()
@@ -291,8 +409,14 @@ class PostgresStore(Operations):
         logger.debug("Pruned old delivery keys: %s", deleted)
 
     async def ping(self) -> None:
-        """One round trip on a pooled connection: what the next turn would need."""
+        """One round trip on a pooled connection and one on the lock connection: what the
+        next turn would need."""
         await self._read("SELECT 1")
+        if self._locker is not None:
+            try:
+                await self._locker.ping()
+            except StoreUnavailableError as exc:
+                raise StoreUnavailableError(f"thread-lock connection: {exc}") from exc
 
     async def append(
         self,
@@ -306,17 +430,32 @@ class PostgresStore(Operations):
     ) -> None:
         """Add items to a thread in one transaction (see `Store.append`).
 
-        From the task holding the thread, the rows go through the lock's connection: if that
-        connection was lost, so was the lock, and the turn is refused, not stored.
+        From the task holding the thread, the rows are fenced: a turn whose lock was lost is
+        refused (`ThreadLostError`) once another worker may have taken the thread.
         """
         rows = encode_rows(session_id, items, author, usage)
         columns = [list(column) for column in zip(*rows, strict=True)][1:] if rows else []
-        async with self._connection(session_id) as conn:
+        grant = self._grant(session_id)
+        if grant is not None:
+            self._check_kept(grant, session_id)
+        async with self._connection() as conn:
             if replace_from is None and settles is None:
-                if rows:
+                if not rows:
+                    return
+                if grant is None:
                     await conn.execute(_APPEND, session_id, *columns)
+                    return
+                status = await conn.execute(
+                    _APPEND_FENCED, session_id, *columns, grant.key, grant.epoch
+                )
+                if status.endswith(" 0"):  # `INSERT 0 0`: the fence let nothing through
+                    raise ThreadLostError(
+                        f"{session_id} was taken by another worker after its lock was lost"
+                    )
                 return
             async with conn.transaction():
+                if grant is not None:
+                    await self._fence(conn, grant, session_id)
                 if replace_from is not None:
                     await conn.execute(self._sql.delete_tail, session_id, replace_from)
                 if settles is not None:
@@ -337,7 +476,7 @@ class PostgresStore(Operations):
         )
         if not expressions:
             return []
-        async with self._connection(session_id) as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await conn.execute(_INDEX_THREAD, session_id)
 
             async def fetch(expression: str) -> Iterable[Any]:

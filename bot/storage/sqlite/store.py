@@ -169,6 +169,16 @@ class SQLiteStore(Operations):
 
     # ----- the hot path --------------------------------------------------------------------
 
+    @property
+    def many_workers(self) -> bool:
+        """One process serves a SQLite file."""
+        return False
+
+    def claim_summary(self, session_id: str) -> AbstractAsyncContextManager[bool]:
+        """Always granted: no other process shares the file, and the summaries of this one
+        already run one per thread."""
+        return nullcontext(True)
+
     def hold_thread(self, session_id: str, *, wait: float) -> AbstractAsyncContextManager[None]:
         """Nothing to hold: one process serves a SQLite file, and the core's own per-thread
         lock already serialises its turns."""
