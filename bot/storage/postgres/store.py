@@ -413,10 +413,7 @@ class PostgresStore(Operations):
         next turn would need."""
         await self._read("SELECT 1")
         if self._locker is not None:
-            try:
-                await self._locker.ping()
-            except StoreUnavailableError as exc:
-                raise StoreUnavailableError(f"thread-lock connection: {exc}") from exc
+            await self._locker.ping()  # its failures name the thread-lock connection
 
     async def append(
         self,
