@@ -33,8 +33,9 @@ each sent once the previous one is answered; all conversations start at once. Re
 * CPU seconds during the run of each worker, this process, the fake model and the PostgreSQL
   server's processes (every process on this machine whose command line starts with
   "postgres:", whoever it serves; a backend that ends during the run takes its CPU with it),
-  each also as a share of all cores for the run's wall time (with 2 cores, 50% is one whole
-  core).
+  their sum ("all"), and the whole machine's busy time (/proc/stat: "machine" less "all" is
+  what other work on the machine took), each also as a share of all cores for the run's wall
+  time (with 2 cores, 50% is one whole core).
 
 Every running turn holds one pooled PostgreSQL connection for its thread's lock (and stores
 through it), and a worker keeps one connection free of locks, so at most `BOT_DATABASE_POOL - 1`
@@ -66,7 +67,13 @@ from bench.e2e_bench import model_server
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack, Posted
 from tests.support.postgres import schema_on, server_url
 from tests.support.slack import event_envelope, signed_headers
-from tests.support.workers import Worker, Workers, cpu_seconds, worker_environment
+from tests.support.workers import (
+    CLOCK_TICKS,
+    Worker,
+    Workers,
+    cpu_seconds,
+    worker_environment,
+)
 
 BACKENDS = ("sqlite", "postgres")
 USER = "U0ANN"
@@ -259,6 +266,13 @@ def postgres_cpu() -> dict[int, float]:
     return found
 
 
+def machine_busy() -> float:
+    """CPU seconds every core of this machine has spent busy since boot, whoever for."""
+    fields = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def turns_counted(exposition: str) -> int:
     """The turns a worker's `/metrics` counted, whatever their outcome."""
     total = 0.0
@@ -306,6 +320,8 @@ class Result:
     """CPU seconds the fake model's process spent."""
     postgres: float
     """CPU seconds the PostgreSQL server's processes spent (whoever they served)."""
+    machine: float
+    """CPU seconds the whole machine spent busy: these processes and everyone else's."""
     peak: int
     """The most requests the fake model held at once."""
     split: list[int]
@@ -365,6 +381,7 @@ async def run(
             balancer = Balancer(slack, started, http, both=args.events == "both")
             model_before = await model_stats(http, model_url)
             postgres_before = postgres_cpu()
+            machine_before = machine_busy()
             cpu_before = [w.cpu_seconds() for w in started]
             here_before = time.process_time()
             began = time.perf_counter()
@@ -374,6 +391,7 @@ async def run(
             seconds = time.perf_counter() - began
             here = time.process_time() - here_before
             cpu = [w.cpu_seconds() - before for w, before in zip(started, cpu_before, strict=True)]
+            machine = machine_busy() - machine_before
             postgres_after = postgres_cpu()
             model_after = await model_stats(http, model_url)
             postgres = sum(
@@ -397,6 +415,7 @@ async def run(
         here,
         model_after["cpu_seconds"] - model_before["cpu_seconds"],
         postgres,
+        machine,
         int(model_after["max_in_flight"]),
         split,
         store,
@@ -438,7 +457,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print(f"\n  CPU seconds during the run (share of {CORES} cores x wall time)")
     print(
         f"  {'backend':<8} {'workers':>7} {'wall s':>6}  {'each worker':<44} {'Slack+load':>10} "
-        f"{'model':>10} {'PostgreSQL':>10} {'all':>10}"
+        f"{'model':>10} {'PostgreSQL':>10} {'all':>10} {'machine':>10}"
     )
     for r in results:
         wall = r.seconds
@@ -447,7 +466,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         print(
             f"  {r.setup.backend:<8} {r.setup.workers:>7} {wall:>6.1f}  {each:<44} "
             f"{share(r.here, wall):>10} {share(r.model, wall):>10} "
-            f"{share(r.postgres, wall):>10} {share(everything, wall):>10}"
+            f"{share(r.postgres, wall):>10} {share(everything, wall):>10} "
+            f"{share(r.machine, wall):>10}"
         )
     for r in results:
         problems = {k: v for k, v in r.store.items() if v and k != "exact"}
