@@ -13,6 +13,10 @@ prefix shared with a recent request, from 1,024 tokens on, in steps of 128. With
 and it stops answers at the request's `max_tokens` with `finish_reason: "length"`. A responder
 may return a `ToolCall` to call one of the request's tools instead of answering, or a `Fault`
 to fail that kind of request.
+
+Run on its own (`python -m tests.fakes.openai_server`, which prints its base URL), it keeps its
+CPU out of a benchmark's processes; `GET <base URL>/_fake/stats` then tells the most requests
+it held at once since the last such read, how many it has had, and its own CPU seconds.
 """
 
 from __future__ import annotations
@@ -292,6 +296,9 @@ class FakeOpenAI:
         app.router.add_post("/v1/responses", self._responses)
         # Not OpenAI's: lets a benchmark in another process read (and reset) `tool_gaps`.
         app.router.add_get("/v1/_fake/tool_gaps", self._gaps)
+        # Not OpenAI's either: the peak of requests at once since the last read, and this
+        # process's CPU, for a benchmark that runs the fake in a process of its own.
+        app.router.add_get("/v1/_fake/stats", self._stats)
         self._runner, self.port = await serve_on_loopback(app)
         return self
 
@@ -380,6 +387,17 @@ class FakeOpenAI:
     async def _gaps(self, request: web.Request) -> web.Response:
         gaps, self.tool_gaps = self.tool_gaps, []
         return web.json_response(gaps)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        stats = {
+            "max_in_flight": self.max_in_flight,
+            "in_flight": self.in_flight,
+            "requests": len(self.requests),
+            "cpu_seconds": time.process_time(),
+        }
+        # Requests still running count towards the next stretch's peak too.
+        self.max_in_flight = self.in_flight
+        return web.json_response(stats)
 
     def _cached_tokens(self, prompt: str) -> int:
         cached = max(

@@ -1,8 +1,8 @@
 """Whole bot processes (`tests.worker_driver`) for the multi-worker tests and the workers bench.
 
 `worker_environment` gives a worker its settings, `Workers` starts a number of them on those
-and stops them all; each is a `Worker`: the process, the port its Events API listens on, and
-the file its log goes to.
+and stops them all; each is a `Worker`: the process, the port its Events API listens on (and
+its metrics' port, with `BOT_METRICS_PORT`), and the file its log goes to.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
+from bot.storage.urls import is_postgres_url
 from tests.support.slack import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,15 +25,16 @@ OWN_SETTINGS = ("BOT_", "SLACK_", "OPENAI_", "DISCORD_")
 
 
 def worker_environment(
-    database_url: str, model_url: str, slack_api_url: str, **settings: str | float
+    memory: str, model_url: str, slack_api_url: str, **settings: str | float
 ) -> dict[str, str]:
     """A worker's environment: this process's, without the developer's own bot settings; the
-    memory at `database_url`, the fake model and the fake Slack's Web API; and `settings`
-    (variable names and values, such as `BOT_THREAD_WAIT=15`)."""
+    memory at `memory` (a PostgreSQL URL, or a SQLite file's path for a lone worker), the fake
+    model and the fake Slack's Web API; and `settings` (variable names and values, such as
+    `BOT_THREAD_WAIT=15`)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(OWN_SETTINGS)}
     return {
         **inherited,
-        "BOT_DATABASE_URL": database_url,
+        ("BOT_DATABASE_URL" if is_postgres_url(memory) else "BOT_DB_PATH"): memory,
         "OPENAI_API_KEY": "sk-test-not-a-real-key",
         "OPENAI_BASE_URL": model_url,
         "BOT_MODEL": "fake-model",
@@ -47,6 +49,13 @@ def worker_environment(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time process `pid` has used (user and system), from /proc."""
+    # The command name, in brackets, may hold spaces: the fields are counted after it.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
 @dataclass
 class Worker:
     """One bot process and the port its Events API listens on (0 until it says)."""
@@ -54,10 +63,18 @@ class Worker:
     process: asyncio.subprocess.Process
     port: int
     log: Path
+    metrics_port: int | None = None
+    """Where it serves `/metrics`, when started with `BOT_METRICS_PORT`."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/slack/events"
+
+    @property
+    def metrics_url(self) -> str:
+        if self.metrics_port is None:
+            raise RuntimeError("the worker serves no metrics: start it with BOT_METRICS_PORT")
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def running(self) -> bool:
@@ -69,8 +86,7 @@ class Worker:
 
     def cpu_seconds(self) -> float:
         """The CPU time the process has used (user and system)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        return cpu_seconds(self.process.pid)
 
     def tcp_ports(self) -> set[int]:
         """The local ports of this process's TCP sockets (its database connections among them)."""
@@ -106,7 +122,7 @@ class Workers:
     _: KW_ONLY
     name: str = "worker"
     start_within: float = 20.0
-    """Seconds a worker may take to print `READY <port>`."""
+    """Seconds a worker may take to print `READY <port>` (`READY <port> METRICS <port>`)."""
     stop_within: float = 5.0
     """Seconds a worker may take to stop on SIGTERM before it is killed."""
     started: list[Worker] = field(default_factory=list)
@@ -139,7 +155,10 @@ class Workers:
         if not line.startswith("READY "):
             said = line.strip() or "its output ended"
             raise RuntimeError(f"worker {n} did not start: {said}; {log}:\n{worker.log_tail()}")
-        worker.port = int(line.split()[1])
+        ports = line.split()
+        worker.port = int(ports[1])
+        if ports[2:3] == ["METRICS"]:
+            worker.metrics_port = int(ports[3])
         return worker
 
     async def stop(self) -> None:
