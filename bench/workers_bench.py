@@ -3,7 +3,7 @@ one process on SQLite under the same load.
 
     .venv/bin/python -m bench.workers_bench [--conversations 2000] [--workers 1 2 4]
         [--backend sqlite postgres] [--events both|mention] [--model-seconds 1]
-        [--max-concurrency 256] [--connections 60] [--logs DIR]
+        [--max-concurrency 256] [--pool 10] [--logs DIR]
 
 Each worker is `tests.worker_driver` (the real bot: Slack adapter in HTTP mode, core, metrics
 on `BOT_METRICS_PORT=0`). With `--backend postgres` (the default runs both) the workers share a
@@ -37,11 +37,10 @@ each sent once the previous one is answered; all conversations start at once. Re
   what other work on the machine took), each also as a share of all cores for the run's wall
   time (with 2 cores, 50% is one whole core).
 
-Every running turn holds one pooled PostgreSQL connection for its thread's lock (and stores
-through it), and a worker keeps one connection free of locks, so at most `BOT_DATABASE_POOL - 1`
-turns run at once per worker, whatever `BOT_MAX_CONCURRENCY` says; and all workers' pools must
-fit the server's `max_connections`, shared with everything else on it. `--connections` is what
-the workers may hold in all, split evenly into their pools.
+A worker holds every thread lock on one connection of its own and uses its pool only for short
+transactions, so `BOT_MAX_CONCURRENCY` (`--max-concurrency`), not the pool, says how many turns
+run at once. `--pool` is each worker's `BOT_DATABASE_POOL` (default 10, the bot's); a worker
+holds that many connections plus one.
 """
 
 from __future__ import annotations
@@ -345,7 +344,7 @@ async def memory_for(
     if setup.backend == "sqlite":
         yield str(scratch / f"memory-{time.monotonic_ns()}.sqlite3"), {}
         return
-    pool = max(2, args.connections // setup.workers)
+    pool = args.pool
     async with schema_on(args.database_url, prefix="bench_workers") as schema:
         yield schema.url, {"BOT_DATABASE_POOL": pool}
 
@@ -517,11 +516,11 @@ async def main() -> None:
         "--max-concurrency", type=int, default=256, help="BOT_MAX_CONCURRENCY per worker"
     )
     parser.add_argument(
-        "--connections",
+        "--pool",
         type=int,
-        default=60,
-        help="PostgreSQL connections all workers may hold at once (the server allows "
-        "max_connections, shared with everything else using it)",
+        default=10,
+        help="BOT_DATABASE_POOL per worker (each worker holds one connection more, for its "
+        "thread locks)",
     )
     parser.add_argument("--database-url", default=server_url())
     parser.add_argument("--logs", type=Path, help="keep the workers' logs in this directory")

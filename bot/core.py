@@ -228,10 +228,11 @@ class Core:
         two to two workers; whichever claims first answers, and a strict round-robin gives one
         worker the first of every pair, so one worker would take nearly every turn. Waiting a
         moment per turn in flight before claiming hands the message to the one with fewer:
-        the fleet shares the work. Nothing waits when no other worker shares the memory, or
-        with no turn in flight.
+        the fleet shares the work. Nothing waits unless other workers have lately been taking
+        messages this one was sent too (never on SQLite, nor for a worker on its own), or with
+        no turn in flight.
         """
-        if not self._active or not self._store.many_workers or self._store.delivered(key):
+        if not self._active or self._store.delivered(key) or not self._store.claims_contended:
             return
         await asyncio.sleep(min(CLAIM_YIELD_MAX, CLAIM_YIELD_PER_TURN * len(self._active)))
 

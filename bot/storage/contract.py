@@ -59,8 +59,9 @@ class Store(Protocol):
     # ----- coordination between turns (and between worker processes) -------------------
 
     @property
-    def many_workers(self) -> bool:
-        """Whether other worker processes may share this memory (and be sent the same events)."""
+    def claims_contended(self) -> bool:
+        """Whether another worker lately claimed an event this one was sent too (Slack sends
+        a mention twice, and a balancer may give the two to two workers). Never on SQLite."""
         ...
 
     def hold_thread(self, session_id: str, *, wait: float) -> AbstractAsyncContextManager[None]:

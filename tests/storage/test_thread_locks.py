@@ -412,7 +412,18 @@ async def test_of_two_workers_sent_one_message_the_less_busy_one_answers_it(
                     fake.request_seen.clear()
                     await fake.request_seen.wait()
             fake.latency = 0.0
-            message = IncomingMessage("slack", "t", "u", "Ann", "who takes this?", "Ev1")
+            # A worker that never loses a claim has no reason to wait: the busy one takes a
+            # message it is sent first...
+            warm_up = IncomingMessage("slack", "w", "u", "Ann", "hello", "Ev0")
+            first = await busy.core.handle(warm_up)
+            second = await idle.core.handle(warm_up)
+            assert (first.kind, second.kind) == (ReplyKind.ANSWER, ReplyKind.REPEAT)
+            # ...and once it sees the other worker take a message it was sent too, it lets the
+            # less busy one claim first.
+            taken = IncomingMessage("slack", "v", "u", "Ann", "hello", "Ev1")
+            await idle.core.handle(taken)
+            assert (await busy.core.handle(taken)).kind is ReplyKind.REPEAT
+            message = IncomingMessage("slack", "t", "u", "Ann", "who takes this?", "Ev2")
             first, second = await asyncio.gather(
                 busy.core.handle(message), idle.core.handle(message)
             )

@@ -58,6 +58,9 @@ T = TypeVar("T")
 _DELIVERY_DAYS = 1
 """Platforms redeliver within minutes; a day of event keys is more than enough."""
 _PRUNE_SECONDS = 3600.0
+_CONTENDED_SECONDS = 60.0
+"""How long after another worker took an event this one was sent too that claims count as
+contended (and a busy worker lets the others claim first: `Core._yield_if_busy`)."""
 
 # Registering the thread and inserting its rows in one statement: one round trip, one
 # implicit transaction. The rows arrive as parallel arrays, kept in order by ordinality.
@@ -176,6 +179,7 @@ class PostgresStore(Operations):
         self._location = location
         self._recent = RecentKeys()
         self._pruned_at: float | None = None
+        self._lost_claim_at: float | None = None
 
     @classmethod
     async def open(
@@ -246,9 +250,13 @@ class PostgresStore(Operations):
         return self._location
 
     @property
-    def many_workers(self) -> bool:
-        """Other workers may share this memory (and be sent the same events)."""
-        return True
+    def claims_contended(self) -> bool:
+        """Whether another worker claimed an event this one was sent too, in the last
+        `_CONTENDED_SECONDS`."""
+        return (
+            self._lost_claim_at is not None
+            and time.monotonic() - self._lost_claim_at < _CONTENDED_SECONDS
+        )
 
     async def close(self) -> None:
         """Close the lock connection and every pooled one."""
@@ -388,6 +396,8 @@ class PostgresStore(Operations):
             if taken is None:
                 return self._recent.first_time(key)
         self._recent.first_time(key)
+        if not taken:
+            self._lost_claim_at = time.monotonic()
         return bool(taken)
 
     async def _claim_on_locker(self, key: str, why: Exception) -> bool | None:

@@ -170,8 +170,8 @@ class SQLiteStore(Operations):
     # ----- the hot path --------------------------------------------------------------------
 
     @property
-    def many_workers(self) -> bool:
-        """One process serves a SQLite file."""
+    def claims_contended(self) -> bool:
+        """One process serves a SQLite file: nobody else claims its events."""
         return False
 
     def claim_summary(self, session_id: str) -> AbstractAsyncContextManager[bool]:
