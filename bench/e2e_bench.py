@@ -47,6 +47,7 @@ from agents.mcp import MCPServerStdio
 
 from bot.agent import build_agent, build_client, build_model, build_run_config
 from bot.app import build_core
+from bot.collector import collector_for_serving
 from bot.config import Config
 from bot.core import Core
 from bot.messages import IncomingMessage, ReplyKind, Surface
@@ -147,6 +148,8 @@ class Bot:
             self.config, self.store, self.client, tools=toolbox.tools, metrics=self.metrics
         )
         surface = Surface(max_chars=2000)
+        # As `bot.app.serve` runs it; restored on exit, so the bare loops run with defaults.
+        self._stack.enter_context(collector_for_serving())
 
         async def send(thread: str, turn: int) -> None:
             message = IncomingMessage("bench", thread, "u1", "Ann", f"message {turn}")
