@@ -42,17 +42,12 @@ class PooledHttpClient(DefaultAsyncHttpxClient):
         if transport is not None:
             return transport
         share = _share(limits, POOLS)
+        # One TLS context for all the pools: each costs start-up time and memory to build.
+        context = httpx2.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
         direct = super()._init_transport
         return SpreadTransport(
             [
-                direct(
-                    verify=verify,
-                    cert=cert,
-                    trust_env=trust_env,
-                    http1=http1,
-                    http2=http2,
-                    limits=share,
-                )
+                direct(verify=context, trust_env=trust_env, http1=http1, http2=http2, limits=share)
                 for _ in range(POOLS)
             ]
         )
