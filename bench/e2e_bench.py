@@ -316,7 +316,7 @@ async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
     print(f"  bare loop for {n} turns: {bare_cpu:.2f}s CPU ({bare_wall:.2f}s wall, sequential)")
     print(
         f"  wall time {wall:.2f}s vs model + bare CPU {bound:.2f}s = {wall / bound:.2f}x "
-        "(target <= 1.5x)"
+        "(target <= 1.3x)"
     )
     print(f"  the bot's own CPU for them: {bot_cpu:.2f}s ({bot_cpu / bare_cpu:.2f}x the bare loop)")
     print(f"  peak RSS {rss_mb:.0f} MB")
