@@ -47,6 +47,7 @@ from agents.mcp import MCPServerStdio
 
 from bot.agent import build_agent, build_client, build_model, build_run_config
 from bot.app import build_core
+from bot.collector import collector_for_serving
 from bot.config import Config
 from bot.core import Core
 from bot.messages import IncomingMessage, ReplyKind, Surface
@@ -147,6 +148,8 @@ class Bot:
             self.config, self.store, self.client, tools=toolbox.tools, metrics=self.metrics
         )
         surface = Surface(max_chars=2000)
+        # As `bot.app.serve` runs it; restored on exit, so the bare loops run with defaults.
+        self._stack.enter_context(collector_for_serving())
 
         async def send(thread: str, turn: int) -> None:
             message = IncomingMessage("bench", thread, "u1", "Ann", f"message {turn}")
@@ -313,7 +316,7 @@ async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
     print(f"  bare loop for {n} turns: {bare_cpu:.2f}s CPU ({bare_wall:.2f}s wall, sequential)")
     print(
         f"  wall time {wall:.2f}s vs model + bare CPU {bound:.2f}s = {wall / bound:.2f}x "
-        "(target <= 1.5x)"
+        "(target <= 1.3x)"
     )
     print(f"  the bot's own CPU for them: {bot_cpu:.2f}s ({bot_cpu / bare_cpu:.2f}x the bare loop)")
     print(f"  peak RSS {rss_mb:.0f} MB")

@@ -19,6 +19,7 @@ from agents.models import get_default_model
 from openai import AsyncOpenAI
 
 from .config import Config
+from .http_pools import PooledHttpClient
 from .memory.search import SEARCH_NOTE
 from .memory.summary import SUMMARY_INSTRUCTIONS
 from .memory.transcript import SPEAKER_NOTE
@@ -38,6 +39,9 @@ def build_client(config: Config) -> AsyncOpenAI:
         base_url=config.openai_base_url,
         timeout=config.model_timeout,
         max_retries=config.model_retries,
+        # Many turns in flight at once would otherwise share one pool, which does work in
+        # proportion to them for every call.
+        http_client=PooledHttpClient(timeout=config.model_timeout),
     )
 
 

@@ -23,6 +23,7 @@ from .agent import (
     build_summary_agent,
     model_name,
 )
+from .collector import collector_for_serving
 from .commands import default_commands
 from .config import Config, ConfigError
 from .core import Core, CoreSettings
@@ -80,7 +81,8 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
                 ) from None
             stack.push_async_callback(health.close)
         logger.info("Serving %s with memory in %s", ", ".join(platforms), store.location)
-        await run_until_stopped(core, adapters, store, config)
+        with collector_for_serving():
+            await run_until_stopped(core, adapters, store, config)
 
 
 def build_core(
