@@ -28,6 +28,7 @@ from adapters.slack import SlackAdapter
 from adapters.slack.settings import SlackSettings
 from bot.agent import build_client
 from bot.app import build_core, readiness_checks, run_until_stopped
+from bot.collector import collector_for_serving
 from bot.config import load_config
 from bot.ops.health import HealthServer
 from bot.ops.logs import configure_logging
@@ -85,7 +86,8 @@ async def main() -> None:
             stack.push_async_callback(health.close)
         ready = asyncio.create_task(_announce(adapter, health))
         try:
-            await run_until_stopped(core, [adapter], store, config)
+            with collector_for_serving():  # as `bot.app.serve` runs the bot
+                await run_until_stopped(core, [adapter], store, config)
         finally:
             ready.cancel()
 
