@@ -17,6 +17,7 @@ from typing import Any, Final, TypeVar
 
 from agents import Agent, RunConfig
 
+from .claiming import claim
 from .commands import CommandAnswer, CommandContext, CommandRegistry, Invocation
 from .errors import error_kind, friendly_error, is_routine, log_failed_turn
 from .guards import Admission, RateLimiter
@@ -68,11 +69,6 @@ class CoreSettings:
 
 PLAIN: Final = Surface()
 REPEAT: Final = Reply("", ReplyKind.REPEAT)
-
-CLAIM_YIELD_PER_TURN: Final = 0.0002
-"""Seconds a worker sharing its memory with others waits before claiming a message, for each
-turn it has in flight (see `Core._yield_if_busy`)."""
-CLAIM_YIELD_MAX: Final = 0.25
 
 
 class Core:
@@ -189,8 +185,7 @@ class Core:
         # The store owns the decision: in process on SQLite, across workers on PostgreSQL.
         if message.message_id is not None:
             key = _message_key(message.platform, message.message_id)
-            await self._yield_if_busy(key)
-            if not await self._store.first_delivery(key):
+            if not await claim(self._store, key, in_flight=len(self._active)):
                 # Routine: Slack sends a mention twice (`app_mention` and `message`), and
                 # another worker may have taken it. Adapters that can tell a real redelivery
                 # log it.
@@ -220,21 +215,6 @@ class Core:
         return await self._tracked(
             self._run_turn(message, text, surface, sink, watch), f"turn {message.thread_key}"
         )
-
-    async def _yield_if_busy(self, key: str) -> None:
-        """Give a less busy worker the chance to take a message this one was sent too.
-
-        Slack sends a mention twice (`app_mention` and `message`) and a balancer may hand the
-        two to two workers; whichever claims first answers, and a strict round-robin gives one
-        worker the first of every pair, so one worker would take nearly every turn. Waiting a
-        moment per turn in flight before claiming hands the message to the one with fewer:
-        the fleet shares the work. Nothing waits unless other workers have lately been taking
-        messages this one was sent too (never on SQLite, nor for a worker on its own), or with
-        no turn in flight.
-        """
-        if not self._active or self._store.delivered(key) or not self._store.claims_contended:
-            return
-        await asyncio.sleep(min(CLAIM_YIELD_MAX, CLAIM_YIELD_PER_TURN * len(self._active)))
 
     def _refuse(self, message: IncomingMessage, outcome: str, notice: str) -> Reply:
         """A notice instead of a turn, counted by why."""

@@ -11,15 +11,13 @@ operations. Turns are serialised per thread across workers with session-level ad
 all of a worker's on one connection of its own (`locker.Locker`), so a turn in flight holds no
 pooled connection: the pool serves short transactions only, and a worker needs its pool plus
 one connection whatever the number of turns it runs. What a turn writes is fenced: stored only
-while the thread's epoch is still the one its lock was taken with (`_FENCE`), so a turn whose
+while the thread's epoch is still the one its lock was taken with (`fence.py`), so a turn whose
 lock was lost with its connection never commits after another worker took the thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
@@ -31,7 +29,7 @@ from ..codec import encode_rows
 from ..contract import ThreadBusyError
 from ..deliveries import RecentKeys
 from ..dialect import POSTGRES
-from ..failures import StoreUnavailableError, ThreadLostError
+from ..failures import StoreUnavailableError
 from ..layout import (
     MESSAGES,
     SEARCH,
@@ -47,45 +45,23 @@ from ..primitives import Scope, Work
 from ..records import Author, Item, StoredItem, Usage
 from ..statements import Statements
 from ..urls import redact
-from .locker import LOCK_SETTINGS, Grant, Locker
+from .claims import EventClaims
+from .fence import Holds, fence_row, taken_over
+from .locker import LOCK_SETTINGS, Locker
 from .locks import lock_key
-from .schema import DELIVERIES, FENCES, MIGRATIONS, Connection, migrate, stored_version
+from .schema import MIGRATIONS, Connection, migrate, stored_version
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_DELIVERY_DAYS = 1
-"""Platforms redeliver within minutes; a day of event keys is more than enough."""
-_PRUNE_SECONDS = 3600.0
-_CONTENDED_SECONDS = 60.0
-"""How long after another worker took an event this one was sent too that claims count as
-contended (and a busy worker lets the others claim first: `Core._yield_if_busy`)."""
 
-# Registering the thread and inserting its rows in one statement: one round trip, one
-# implicit transaction. The rows arrive as parallel arrays, kept in order by ordinality.
-_APPEND = f"""
-WITH touched AS (
-    INSERT INTO {SESSIONS} (session_id) VALUES ($1)
-    ON CONFLICT (session_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
-)
-INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, {USAGE_LIST}, asked_by)
-SELECT $1, r.data, r.author_id, r.author_name, r.model, r.input_tokens, r.cached_tokens,
-    r.output_tokens, r.input_chars, r.asked_by
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[],
-    $9::int[], $10::text[]) WITH ORDINALITY
-    AS r(data, author_id, author_name, model, input_tokens, cached_tokens, output_tokens,
-         input_chars, asked_by, n)
-ORDER BY r.n
-"""
-
-# A turn's commit from the task holding its thread: the same, stored only while the thread's
-# epoch is still the one its lock was taken with, checked under the epoch row's lock (which a
-# worker taking the thread must wait for, so it reads this turn once it has the thread).
-_APPEND_FENCED = f"""
-WITH fence AS (
-    SELECT lock_key FROM {FENCES} WHERE lock_key = $11 AND epoch = $12 FOR UPDATE
-), touched AS (
+def _append(fence: str) -> str:
+    """Registering the thread and inserting its rows in one statement: one round trip, one
+    implicit transaction. The rows arrive as parallel arrays, kept in order by ordinality.
+    Nothing is written unless `fence` (a CTE's query) yields a row."""
+    return f"""
+WITH fence AS ({fence}), touched AS (
     INSERT INTO {SESSIONS} (session_id) SELECT $1 FROM fence
     ON CONFLICT (session_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
 )
@@ -99,8 +75,11 @@ FROM fence, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7
 ORDER BY r.n
 """
 
-# The same check, first in a transaction of the holding task's.
-_FENCE = f"SELECT epoch FROM {FENCES} WHERE lock_key = $1 FOR UPDATE"
+
+_APPEND = _append("SELECT 1")
+# A turn's commit from the task holding its thread: stored only while the thread's epoch is
+# still the one its lock was taken with (`fence.py`).
+_APPEND_FENCED = _append(fence_row("$11", "$12"))
 
 # Indexing one thread's messages not yet in the search index (every row gets an entry, empty
 # for tool items, so each is looked at once). An anti-join, not a high-water mark: rows of
@@ -119,9 +98,6 @@ FROM {SEARCH} AS s JOIN {MESSAGES} AS m ON m.id = s.id, to_tsquery('simple', $2)
 WHERE s.session_id = $1 AND s.words @@ q
 ORDER BY ts_rank(s.words, q) DESC, m.id DESC LIMIT $3
 """
-
-_CLAIM = f"INSERT INTO {DELIVERIES} (key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true"
-_PRUNE = f"DELETE FROM {DELIVERIES} WHERE taken_at < now() - make_interval(days => $1)"
 
 
 _DEAD = (
@@ -174,12 +150,10 @@ class PostgresStore(Operations):
         (None for a store opened to be read, which holds no thread)."""
         self._pool = pool
         self._locker = locker
-        # The lock of each (task, thread) holding one.
-        self._holds: dict[tuple[asyncio.Task[Any] | None, str], Grant] = {}
+        self._holds = Holds(locker)
         self._location = location
         self._recent = RecentKeys()
-        self._pruned_at: float | None = None
-        self._lost_claim_at: float | None = None
+        self._claims = EventClaims(self._connection, locker, self._recent)
 
     @classmethod
     async def open(
@@ -251,12 +225,8 @@ class PostgresStore(Operations):
 
     @property
     def claims_contended(self) -> bool:
-        """Whether another worker claimed an event this one was sent too, in the last
-        `_CONTENDED_SECONDS`."""
-        return (
-            self._lost_claim_at is not None
-            and time.monotonic() - self._lost_claim_at < _CONTENDED_SECONDS
-        )
+        """Whether another worker claimed an event this one was sent too, lately."""
+        return self._claims.contended
 
     async def close(self) -> None:
         """Close the lock connection and every pooled one."""
@@ -288,22 +258,6 @@ class PostgresStore(Operations):
         finally:
             await self._pool.release(conn)
 
-    def _grant(self, thread: str | None) -> Grant | None:
-        """The lock on `thread` that the calling task holds, if it holds one."""
-        if thread is None or not self._holds:
-            return None
-        return self._holds.get((asyncio.current_task(), thread))
-
-    def _check_kept(self, grant: Grant, thread: str) -> None:
-        if self._locker is not None and self._locker.lost(grant):
-            raise ThreadLostError(f"the lock on {thread} was lost with its connection")
-
-    async def _fence(self, conn: Connection, grant: Grant, thread: str) -> None:
-        """Inside a transaction: go on only while `grant` is still the thread's newest."""
-        self._check_kept(grant, thread)
-        if await conn.fetchval(_FENCE, grant.key) != grant.epoch:
-            raise ThreadLostError(f"{thread} was taken by another worker after its lock was lost")
-
     # ----- the primitives ------------------------------------------------------------------
 
     async def _read(
@@ -320,13 +274,13 @@ class PostgresStore(Operations):
 
     async def _transaction(self, work: Work[T], scope: Scope) -> T:
         isolation: Literal["repeatable_read"] | None = "repeatable_read" if scope.snapshot else None
-        grant = None if scope.read_only else self._grant(scope.thread)
+        grant = None if scope.read_only else self._holds.of(scope.thread)
         async with (
             self._connection() as conn,
             conn.transaction(isolation=isolation, readonly=scope.read_only),
         ):
             if grant is not None and scope.thread is not None:
-                await self._fence(conn, grant, scope.thread)
+                await self._holds.check(conn, grant, scope.thread)
             elif scope.exclusive and scope.thread is not None:
                 # Waits for a turn another worker runs in the thread (its lock is the same key).
                 await conn.execute(f"SELECT pg_advisory_xact_lock({lock_key(scope.thread)})")
@@ -347,12 +301,10 @@ class PostgresStore(Operations):
             grant = await locker.take(lock_key(session_id), within=wait)
         except ThreadBusyError:
             raise ThreadBusyError(f"{session_id} stayed busy for {wait:g}s") from None
-        holder = (asyncio.current_task(), session_id)
-        self._holds[holder] = grant
         try:
-            yield
+            with self._holds.holding(session_id, grant):
+                yield
         finally:
-            del self._holds[holder]
             locker.give_back(grant)
 
     @asynccontextmanager
@@ -378,45 +330,8 @@ class PostgresStore(Operations):
         return self._locker
 
     async def first_delivery(self, key: str) -> bool:
-        """True the first time any worker claims `key` (the `bot_deliveries` table).
-
-        A message must be answered once even when the server has no connection to spare
-        (Slack sends a mention twice, often to two workers): the claim then goes through the
-        lock connection, open already. With the database wholly out of reach it falls back to
-        this worker's own memory of keys; the turn then fails with its friendly line anyway.
-        """
-        if key in self._recent:
-            return False
-        try:
-            async with self._connection() as conn:
-                await self._prune_deliveries(conn)
-                taken = await conn.fetchval(_CLAIM, key)
-        except StoreUnavailableError as exc:
-            taken = await self._claim_on_locker(key, exc)
-            if taken is None:
-                return self._recent.first_time(key)
-        self._recent.first_time(key)
-        if not taken:
-            self._lost_claim_at = time.monotonic()
-        return bool(taken)
-
-    async def _claim_on_locker(self, key: str, why: Exception) -> bool | None:
-        if self._locker is None:
-            return None
-        logger.warning("Claiming event %s on the lock connection: %s", key, why)
-        try:
-            return bool(await self._locker.run(lambda conn: conn.fetchval(_CLAIM, key)))
-        except (StoreUnavailableError, asyncpg.PostgresError) as exc:
-            logger.warning("Claiming event %s failed (%s); deciding in this worker alone", key, exc)
-            return None
-
-    async def _prune_deliveries(self, conn: Connection) -> None:
-        now = time.monotonic()
-        if self._pruned_at is not None and now - self._pruned_at < _PRUNE_SECONDS:
-            return
-        self._pruned_at = now
-        deleted = await conn.execute(_PRUNE, _DELIVERY_DAYS)
-        logger.debug("Pruned old delivery keys: %s", deleted)
+        """True the first time any worker claims `key` (`claims.EventClaims.first`)."""
+        return await self._claims.first(key)
 
     async def ping(self) -> None:
         """One round trip on a pooled connection and one on the lock connection: what the
@@ -442,9 +357,9 @@ class PostgresStore(Operations):
         """
         rows = encode_rows(session_id, items, author, usage)
         columns = [list(column) for column in zip(*rows, strict=True)][1:] if rows else []
-        grant = self._grant(session_id)
+        grant = self._holds.of(session_id)
         if grant is not None:
-            self._check_kept(grant, session_id)
+            self._holds.check_kept(grant, session_id)
         async with self._connection() as conn:
             if replace_from is None and settles is None:
                 if not rows:
@@ -456,13 +371,11 @@ class PostgresStore(Operations):
                     _APPEND_FENCED, session_id, *columns, grant.key, grant.epoch
                 )
                 if status.endswith(" 0"):  # `INSERT 0 0`: the fence let nothing through
-                    raise ThreadLostError(
-                        f"{session_id} was taken by another worker after its lock was lost"
-                    )
+                    raise taken_over(session_id)
                 return
             async with conn.transaction():
                 if grant is not None:
-                    await self._fence(conn, grant, session_id)
+                    await self._holds.check(conn, grant, session_id)
                 if replace_from is not None:
                     await conn.execute(self._sql.delete_tail, session_id, replace_from)
                 if settles is not None:
