@@ -222,19 +222,24 @@ class Locker:
             frees, self._frees = self._frees, set()
             takes, self._takes = self._takes, {}
             tries, self._tries = self._tries, {}
-            generation = self._generation
+            freed_on = self._generation
             conn: asyncpg.Connection | None = None
             try:
                 conn = await self._connection()
                 async with self._use:
-                    if frees and generation == self._generation:
-                        await conn.execute(_release(frees))
-                    taken: dict[int, int] = {}
+                    # Takes first: turns wait on them, nobody waits on a release. A key given
+                    # back and taken again in one batch is briefly held twice (a session's
+                    # advisory locks count), then once, as it should be.
                     if takes:
                         taken = {k: e for k, e in await conn.fetch(_TAKE, list(takes))}
-                    tried: set[int] = set()
+                        self._settle(takes, taken, self._generation)
+                        takes = {}
                     if tries:
                         tried = {row[0] for row in await conn.fetch(_TRY, list(tries))}
+                        self._settle(tries, dict.fromkeys(tried, 0), self._generation)
+                        tries = {}
+                    if frees and freed_on == self._generation:
+                        await conn.execute(_release(frees))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -247,10 +252,6 @@ class Locker:
                         future.set_exception(
                             failed or StoreUnavailableError(f"the thread locks failed: {exc}")
                         )
-                continue
-            generation = self._generation
-            self._settle(takes, taken, generation)
-            self._settle(tries, dict.fromkeys(tried, 0), generation)
 
     def _settle(
         self,
