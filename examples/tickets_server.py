@@ -3,11 +3,12 @@
 Run by the bot over stdio (see `mcp.json` next to this file), or as a streamable HTTP server
 for a `url` entry (see `mcp-http.json`):
 
-    python examples/tickets_server.py --http 8000    # then http://127.0.0.1:8000/mcp
+    .venv/bin/python examples/tickets_server.py --http 8000    # then http://127.0.0.1:8000/mcp
 
-It needs only the `mcp` package, which the bot's own dependencies already install. On stdio,
-stdout *is* the protocol channel: never print from a tool. Log instead; the log goes to stderr,
-which the bot passes through to its own stderr.
+It needs only the `mcp` package, which the bot's own dependencies already install into its venv
+(`mcp.json` runs it with `${PYTHON}`, that venv's interpreter). On stdio, stdout *is* the
+protocol channel: never print from a tool. Log instead; the log goes to stderr, which the bot
+passes through to its own stderr.
 
 The tickets live in memory here; a real server would call your ticket system's API, reading
 its token from an environment variable set in the `env` of the server's `mcp.json` entry.

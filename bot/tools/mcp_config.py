@@ -4,20 +4,26 @@ The file is the one Claude Desktop, Cursor and the MCP docs use, so a server's p
 snippet can be pasted in as is, with two optional keys of the bot's own per server:
 
     {"mcpServers": {
-        "tickets": {"command": "python", "args": ["tickets.py"], "env": {"TOKEN": "${TOKEN}"},
-                    "require_approval": ["close_ticket"], "allowed_tools": ["lookup_ticket",
-                    "close_ticket"]},
+        "tickets": {"command": "${PYTHON}", "args": ["${CONFIG_DIR}/tickets.py"],
+                    "env": {"TOKEN": "${TOKEN}"}, "require_approval": ["close_ticket"],
+                    "allowed_tools": ["lookup_ticket", "close_ticket"]},
         "search": {"url": "https://mcp.example.com/mcp", "headers": {"Authorization": "..."},
                    "require_approval": "never"}}}
 
-`${NAME}` in `env`, `headers` and `url` is replaced from the bot's own settings (`.env` or the
-environment), so secrets need not be written into the file.
+`${NAME}` in `command`, `args`, `cwd`, `url` and the values of `env` and `headers` is replaced
+from the bot's own settings (`.env` or the environment), so secrets need not be written into the
+file; a name that is not set is an error. Two names are the bot's own and never read from
+the environment: `${PYTHON}`, the interpreter running the bot (whose venv has `mcp`, which a
+bare `python` on PATH may not), and `${CONFIG_DIR}`, the absolute folder this file is in, for
+paths that must not depend on where the bot was started. `$${NAME}` stays `${NAME}`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +32,7 @@ from typing import Any, Literal
 from ..settings import ConfigError
 
 Approval = Literal["always", "never"] | tuple[str, ...]
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -62,26 +68,42 @@ def read_mcp_config(path: str | Path, environment: Mapping[str, str]) -> list[Se
     servers = raw.get("mcpServers") if isinstance(raw, dict) else None
     if not isinstance(servers, dict):
         raise ConfigError(f'{where}: expected an object with an "mcpServers" object.')
-    return [_server(name, entry, environment, where) for name, entry in servers.items()]
+    # The bot's own names win over the environment's: a PYTHON set for some other tool (build
+    # systems set it to "python3") would bring back the interpreter that lacks `mcp`.
+    names = {
+        **environment,
+        "PYTHON": sys.executable,
+        # abspath, not resolve(): the folder as named, even when the file is a symlink into
+        # somewhere else (a mounted ConfigMap, a dotfiles checkout).
+        "CONFIG_DIR": os.path.dirname(os.path.abspath(path)),
+    }
+    return [_server(name, entry, names, where) for name, entry in servers.items()]
 
 
-def _server(name: str, entry: Any, environment: Mapping[str, str], where: str) -> ServerSpec:
+def _server(name: str, entry: Any, names: Mapping[str, str], where: str) -> ServerSpec:
     here = f"{where}, server {name!r}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{here}: expected an object.")
-    command, url = entry.get("command"), entry.get("url")
-    if bool(command) == bool(url):
-        raise ConfigError(f'{here}: give either "command" (stdio) or "url" (streamable HTTP).')
 
     def expand(value: str) -> str:
         def replace(match: re.Match[str]) -> str:
-            if match[1] not in environment:
-                raise ConfigError(f"{here}: ${{{match[1]}}} is not set.")
-            return environment[match[1]]
+            if match[1]:
+                return match[0][1:]
+            if match[2] not in names:
+                raise ConfigError(f"{here}: ${{{match[2]}}} is not set.")
+            return names[match[2]]
 
         return _VARIABLE.sub(replace, value)
 
-    def strings(key: str) -> dict[str, str] | None:
+    def text(key: str) -> str | None:
+        value = entry.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f'{here}: "{key}" must be a string.')
+        return expand(value)
+
+    def mapping(key: str) -> dict[str, str] | None:
         value = entry.get(key)
         if value is None:
             return None
@@ -89,30 +111,33 @@ def _server(name: str, entry: Any, environment: Mapping[str, str], where: str) -
             raise ConfigError(f'{here}: "{key}" must map names to strings.')
         return {str(k): expand(v) for k, v in value.items()}
 
-    def names(key: str) -> tuple[str, ...] | None:
+    def strings(key: str, what: str) -> list[str] | None:
         value = entry.get(key)
         if value is None:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f'{here}: "{key}" must be a list of tool names.')
-        return tuple(value)
+            raise ConfigError(f'{here}: "{key}" must be a list of {what}.')
+        return value
 
-    args = names("args") or ()
+    command, url = text("command"), text("url")
+    if bool(command) == bool(url):
+        raise ConfigError(f'{here}: give either "command" (stdio) or "url" (streamable HTTP).')
     approval = entry.get("require_approval", "never")
-    if isinstance(approval, list):
-        approval = names("require_approval") or ()
-    elif approval not in ("always", "never"):
-        raise ConfigError(
-            f'{here}: "require_approval" must be "always", "never" or a list of tool names.'
-        )
+    if approval not in ("always", "never"):
+        if not isinstance(approval, list) or not all(isinstance(v, str) for v in approval):
+            raise ConfigError(
+                f'{here}: "require_approval" must be "always", "never" or a list of tool names.'
+            )
+        approval = tuple(approval)
+    allowed = strings("allowed_tools", "tool names")
     return ServerSpec(
         name=name,
-        command=expand(command) if isinstance(command, str) else None,
-        args=args,
-        env=strings("env"),
-        cwd=entry.get("cwd") if isinstance(entry.get("cwd"), str) else None,
-        url=expand(url) if isinstance(url, str) else None,
-        headers=strings("headers"),
+        command=command,
+        args=tuple(expand(arg) for arg in strings("args", "strings") or ()),
+        env=mapping("env"),
+        cwd=text("cwd"),
+        url=url,
+        headers=mapping("headers"),
         require_approval=approval,
-        allowed_tools=names("allowed_tools"),
+        allowed_tools=None if allowed is None else tuple(allowed),
     )
