@@ -226,7 +226,10 @@ class HistoryCommand:
         if total == 0:
             return "I have no memory of this thread yet."
         pages = math.ceil(total / self._page_size)
-        page = min(page, pages)
+        if page > pages:
+            # Showing the last page instead would pass for the answer: "nothing older".
+            noun = "page" if pages == 1 else "pages"
+            return f"There is no page {page}: this thread's history has {pages} {noun}."
         entries = await self._store.history(
             ctx.session_id, limit=self._page_size, offset=(page - 1) * self._page_size
         )

@@ -313,6 +313,10 @@ async def test_history_pages_fit_the_surface(bot: BotParts) -> None:
     page_2 = await say(bot, "/history 2", surface=Surface(max_chars=1000))
     assert "message number 0 " in page_2.text
     assert "message number 14" not in page_2.text
+    # Past the last page: said so, not page 1 again (which reads as if nothing were older).
+    past = await say(bot, "/history 5", surface=Surface(max_chars=1000))
+    assert past.kind is ReplyKind.COMMAND
+    assert past.text == "There is no page 5: this thread's history has 2 pages."
     whole = await say(bot, "/history", surface=Surface(max_chars=None))
     assert "x" * 100 in whole.text
 

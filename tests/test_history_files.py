@@ -120,6 +120,12 @@ async def test_a_thread_longer_than_a_page_comes_with_all_of_it_as_markdown(
     assert first.file == file  # every page brings the same, whole thread
 
 
+async def test_a_page_past_the_last_says_how_many_there_are(store: Store) -> None:
+    await seed(store, "t", 2)
+    answer = await run_history(store, history_context("t", "2"))
+    assert answer == "There is no page 2: this thread's history has 1 page."
+
+
 async def test_a_page_that_had_to_be_clipped_comes_with_the_file(store: Store) -> None:
     long_text = "word " * 400
     await store.append("t", [msg("user", f"[Ann] {long_text}")], author=Author("U1", "Ann"))
@@ -206,6 +212,14 @@ async def test_discord_slash_history_of_a_short_thread_has_no_file(discord_bot: 
     assert "attachments" not in body["data"]
     assert discord_bot.fake.calls("POST", "/interactions/")[-1].uploads == []
     assert discord_bot.fake.ephemeral_messages(ANN_ID)[-1]["attachments"] == []
+
+
+async def test_discord_slash_history_past_the_last_page_says_so(discord_bot: Harness) -> None:
+    await seed(discord_bot.parts.store, THREAD_KEY, 12)  # two pages
+    page = [{"name": "page", "type": 4, "value": 3}]
+    body = await discord_bot.command("history", thread(THREAD_A, 101), options=page)
+    assert body["data"]["content"] == "There is no page 3: this thread's history has 2 pages."
+    assert "attachments" not in body["data"]
 
 
 async def test_discord_deferred_history_gets_its_file_on_the_edited_response(
