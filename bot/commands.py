@@ -308,11 +308,13 @@ class UsageCommand:
         )
         limit = self._budget.limit
         if limit is not None:
-            left = max(0, limit - today)
-            lines.append(
-                f"Your daily budget: {min(today, limit):,} of {limit:,} tokens used, "
-                f"{left:,} left; it resets at 00:00 UTC."
+            # The turn that crosses the budget is finished, not cut off (and other workers'
+            # turns are seen late), so more than the limit can be spent: say how much.
+            used = f"Your daily budget: {today:,} of {limit:,} tokens used"
+            state = (
+                f" (over by {today - limit:,})" if today > limit else f", {limit - today:,} left"
             )
+            lines.append(f"{used}{state}; it resets at 00:00 UTC.")
         return "\n".join(lines)
 
 

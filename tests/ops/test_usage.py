@@ -120,7 +120,7 @@ async def test_the_daily_budget_refuses_then_resets_at_midnight_utc(
         # Commands still work, and someone else still gets answers.
         usage = await say(parts, "/usage")
         assert usage.kind is ReplyKind.COMMAND
-        assert "Your daily budget: 60 of 60 tokens used, 0 left" in usage.text
+        assert f"Your daily budget: {spent:,} of 60 tokens used" in usage.text
         assert (await say(parts, "/history")).kind is ReplyKind.COMMAND
         assert (await say(parts, "hi, I'm Bob", user="bob")).kind is ReplyKind.ANSWER
         # The refused message was not stored.
@@ -133,6 +133,25 @@ async def test_the_daily_budget_refuses_then_resets_at_midnight_utc(
         assert (await say(parts, "and one more")).kind is ReplyKind.NOTICE
     finally:
         await parts.close()
+
+
+async def test_usage_shows_what_a_turn_that_crossed_the_budget_really_used(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = make_config(fake_openai, tmp_path / "m.sqlite3", daily_tokens_per_user=60)
+    parts = await BotParts(config, clock=Clock(datetime.now(UTC))).start()
+    try:
+        # Under the budget when it started, so it ran; it is finished even though it crosses it.
+        await say(parts, "a question that costs a few tokens " * 3)
+        spent = (await parts.store.thread_usage("discord:1:10")).tokens
+        assert spent > 60, "the turn must overrun the budget for this test to mean anything"
+        usage = await say(parts, "/usage")
+    finally:
+        await parts.close()
+    assert usage.text.splitlines()[-1] == (
+        f"Your daily budget: {spent:,} of 60 tokens used (over by {spent - 60:,}); "
+        "it resets at 00:00 UTC."
+    )
 
 
 def _write_env(tmp_path: Path, db: Path) -> Path:
