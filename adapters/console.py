@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bot.adapter import (
     AdapterPlugin,
@@ -24,7 +24,6 @@ from bot.adapter import (
     ApprovalRequest,
     CliOption,
     Config,
-    Core,
     Decision,
     IncomingMessage,
     Reply,
@@ -33,6 +32,11 @@ from bot.adapter import (
 )
 
 from .text import reconcile
+
+if TYPE_CHECKING:
+    # Only a type here: the core imports the Agents SDK, and this module holds the console's
+    # plugin object, which every `python -m bot` command loads (`--help` included).
+    from bot.adapter import Core
 
 logger = logging.getLogger(__name__)
 
@@ -338,6 +342,13 @@ def create(core: Core, config: Config, options: Mapping[str, str]) -> ConsoleAda
     return ConsoleAdapter(core, thread=options.get("thread") or "default", user_name=user)
 
 
+def stored_user_id(typed: str) -> str:
+    """The author ID the console stores for the person `typed` names, as `forget-user
+    console NAME` is given it: the `--name` (or login name), prefixed as `user_id` does, or
+    the stored ID itself."""
+    return typed if typed.startswith("console:") else f"console:{typed}"
+
+
 def _login_name() -> str:
     try:
         return getpass.getuser()
@@ -352,4 +363,5 @@ PLUGIN = AdapterPlugin(
         CliOption("thread", "which conversation to continue", "default"),
         CliOption("name", "your display name (default: login name)"),
     ),
+    user_id=stored_user_id,
 )

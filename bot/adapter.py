@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .commands import Command, CommandArgument
 from .config import Config
-from .core import Core
 from .messages import (
     ApprovalEnding,
     ApprovalOutlet,
@@ -39,8 +38,12 @@ from .settings import (
     positive_float,
     snowflake,
 )
+from .settings import origin as setting_origin
 from .settings import read as read_setting
 from .texts import GENERIC, NOT_HERE, SHUTTING_DOWN
+
+if TYPE_CHECKING:
+    from .core import Core
 
 __all__ = [
     "GENERIC",
@@ -62,6 +65,7 @@ __all__ = [
     "Decision",
     "IncomingMessage",
     "PlatformApi",
+    "PlatformUnreachableError",
     "Reply",
     "ReplyFile",
     "ReplyKind",
@@ -74,8 +78,34 @@ __all__ = [
     "port",
     "positive_float",
     "read_setting",
+    "setting_origin",
     "snowflake",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `Core` is looked up on first use, not imported above: the core pulls in the Agents SDK
+    # (a second or more), and an adapter's plugin object must load cheaply for `--help`, the
+    # admin commands and `check`, which never build a core. Adapters name it in annotations.
+    if name == "Core":
+        from .core import Core
+
+        return Core
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class PlatformUnreachableError(Exception):
+    """The platform's servers could not be reached when the adapter started (refused, no
+    route, no DNS answer, timed out). `python -m bot` prints it as its one line of error,
+    naming the platform and the address tried, rather than taking it for a database fault."""
+
+    def __init__(self, platform: str, address: str, cause: BaseException) -> None:
+        # aiohttp's connection errors and OSError carry the system's words in `strerror`;
+        # a bare timeout says nothing at all.
+        reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+        super().__init__(f"cannot reach {platform} at {address}: {reason}")
+        self.platform = platform
+        self.address = address
 
 
 class Adapter(Protocol):
@@ -84,7 +114,12 @@ class Adapter(Protocol):
     name: str
 
     async def run(self) -> None:
-        """Serve until the platform connection ends (or `close()` is called)."""
+        """Serve until the platform connection ends (or `close()` is called).
+
+        Raises:
+            ConfigError: A set-up problem the person running the bot can fix (a bad token).
+            PlatformUnreachableError: The platform could not be reached at start-up.
+        """
         ...
 
     async def close(self, grace: float) -> None:
@@ -122,6 +157,14 @@ def _never(environment: Mapping[str, str]) -> bool:
     return False
 
 
+def _nothing_to_check(config: Config) -> None:
+    """Settings with nothing to parse before `create`."""
+
+
+def _as_typed(user_id: str) -> str:
+    return user_id
+
+
 @dataclass(frozen=True)
 class AdapterPlugin:
     """What an adapter module registers: how to build it and what it needs from settings."""
@@ -134,3 +177,12 @@ class AdapterPlugin:
     secret_keys: Sequence[str] = ()
     """Variables whose values are masked in every log line."""
     options: Sequence[CliOption] = ()
+    needs: str = ""
+    """What to set for `configured` to hold (``DISCORD_TOKEN``), for the line `python -m bot
+    serve` and `check` print when no platform is configured; empty for one never configured."""
+    check_settings: Callable[[Config], None] = _nothing_to_check
+    """Parse the platform's own settings as `create` would, raising `ConfigError` with one
+    line; `python -m bot check` runs it without connecting anywhere."""
+    user_id: Callable[[str], str] = _as_typed
+    """The author ID the platform stores for a person, from their ID as someone would type it
+    to `python -m bot forget-user` (the console's are ``console:NAME``; others are as typed)."""

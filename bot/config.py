@@ -17,6 +17,7 @@ from dotenv import dotenv_values
 
 from .settings import (
     ConfigError,
+    Settings,
     boolean,
     non_negative_int,
     port,
@@ -281,16 +282,29 @@ def load_config(
     The process environment wins over `.env`, as deployments expect. Nothing is written back
     to `os.environ`, so the result is the only place settings live.
     """
-    merged: dict[str, str] = {}
+    from_file: dict[str, str] = {}
     if dotenv_path is not None and Path(dotenv_path).is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
-    merged.update(os.environ if environ is None else environ)
+        from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+    environment = os.environ if environ is None else environ
+    merged = Settings(
+        {**from_file, **environment},
+        file=str(dotenv_path or ".env"),
+        from_file=from_file.keys() - environment.keys(),
+    )
     return config_from_mapping(merged)
 
 
 def config_from_mapping(env: Mapping[str, str]) -> Config:
-    """Parse and validate the core's settings from a plain mapping (blank values count as unset)."""
-    values = {k: v.strip() for k, v in env.items() if v is not None and v.strip()}
+    """Parse and validate the core's settings from a plain mapping (blank values count as unset).
+
+    A plain mapping counts as the environment in messages; `load_config` passes `Settings`,
+    which knows the variables its file set.
+    """
+    values = Settings(
+        {k: v.strip() for k, v in env.items() if v is not None and v.strip()},
+        file=env.file if isinstance(env, Settings) else ".env",
+        from_file=env.from_file if isinstance(env, Settings) else (),
+    )
     defaults: dict[str, Any] = {f.name: f.default for f in fields(Config) if f.name in _VARIABLES}
     parsed: dict[str, Any] = {
         name: read(values, key, parse, defaults[name]) for name, (key, parse) in _VARIABLES.items()

@@ -39,6 +39,26 @@ def configured_platforms(environment: Mapping[str, str]) -> list[str]:
     return [name for name, plugin in available_adapters().items() if plugin.configured(environment)]
 
 
+def serving(environment: Mapping[str, str]) -> list[str]:
+    """The platforms `python -m bot serve` starts: those configured, at least one.
+
+    Raises:
+        ConfigError: None is; the line names what to set for each, and the console.
+    """
+    configured = configured_platforms(environment)
+    if configured:
+        return configured
+    wanted = ", or ".join(
+        f"{plugin.needs} for {name}"
+        for name, plugin in available_adapters().items()
+        if plugin.needs
+    )
+    raise ConfigError(
+        f"no platform is configured: set {wanted or 'the credentials of a platform'} (in .env "
+        "or the environment); to chat in this terminal instead, run `python -m bot console`"
+    )
+
+
 def secrets(environment: Mapping[str, str]) -> tuple[str, ...]:
     """Every adapter's secret values that are set, for masking in logs."""
     keys = {key for plugin in available_adapters().values() for key in plugin.secret_keys}

@@ -6,21 +6,43 @@ gets the same kind of message wherever it is read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TypeVar
 
 T = TypeVar("T")
+
+ENVIRONMENT = "the environment"
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message says what to set."""
 
 
+class Settings(dict[str, str]):
+    """Settings as read, each variable's value, remembering which a settings file gave (the
+    rest came from the environment), so a message about one says where to fix it."""
+
+    def __init__(
+        self, values: Mapping[str, str], *, file: str = ".env", from_file: Collection[str] = ()
+    ) -> None:
+        super().__init__(values)
+        self.file = file
+        self.from_file = frozenset(from_file)
+
+
+def origin(values: Mapping[str, str], key: str) -> str:
+    """Where `key`'s value came from: the settings file's name, or "the environment"."""
+    if isinstance(values, Settings) and key in values.from_file:
+        return values.file
+    return ENVIRONMENT
+
+
 def read(values: Mapping[str, str], key: str, parse: Callable[[str], T], default: T) -> T:
     """`key` parsed with `parse`, or `default` when it is unset or blank.
 
     Raises:
-        ConfigError: The value is set but malformed; the message names the setting.
+        ConfigError: The value is set but malformed; the message names the setting and
+            where it was set.
     """
     raw = (values.get(key) or "").strip()
     if not raw:
@@ -28,7 +50,9 @@ def read(values: Mapping[str, str], key: str, parse: Callable[[str], T], default
     try:
         return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"{key} {exc}, got {raw!r}: fix it in .env (see .env.example).") from None
+        raise ConfigError(
+            f"{key} {exc}, got {raw!r}: fix it in {origin(values, key)} (see .env.example)."
+        ) from None
 
 
 def text(raw: str) -> str:

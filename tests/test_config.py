@@ -135,3 +135,25 @@ def test_a_database_url_moves_memory_to_postgres_and_its_password_is_a_secret() 
     assert "pa55word" in config.secrets
     assert "pa55word" not in repr(config)
     assert config_from_mapping({}).memory_location == "memory.sqlite3"
+
+
+def test_a_bad_value_says_where_it_was_set(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("BOT_MAX_CONCURRENCY=0\nBOT_CONTEXT_TOKENS=lots\n")
+    with pytest.raises(ConfigError) as from_file:
+        load_config({}, env_file)
+    assert str(from_file.value).endswith(f"fix it in {env_file} (see .env.example)."), str(
+        from_file.value
+    )
+    # The environment wins over the file, so it is what to fix.
+    with pytest.raises(ConfigError) as from_environment:
+        load_config({"BOT_CONTEXT_TOKENS": "many"}, env_file)
+    assert "got 'many': fix it in the environment (see .env.example)." in str(
+        from_environment.value
+    )
+    with pytest.raises(ConfigError) as without_file:
+        load_config({"BOT_MAX_CONCURRENCY": "0"}, None)
+    assert "fix it in the environment" in str(without_file.value)
+    shards = {"DISCORD_TOKEN": "d", "DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "0,2"}
+    with pytest.raises(ConfigError, match="fix it in the environment"):
+        DiscordSettings.from_config(load_config(shards, None))

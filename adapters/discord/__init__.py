@@ -8,28 +8,62 @@ streamed by `stream` (the growing reply and its "Using …" line). Approval prom
 buttons are `prompts`, clicks and expiries `approvals`; slash commands are `commands`,
 attachment downloads `files`, the counting of failed API calls `api_calls`, and the
 `DISCORD_*` settings `settings`.
+
+This module itself stays light: `PLUGIN` is loaded for every `python -m bot` command, even
+`--help` and the admin commands, so discord.py and the adapter are imported only by `create`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-with warnings.catch_warnings():
+from bot.adapter import AdapterPlugin, Config
+
+from .settings import SECRET_KEYS, TOKEN, DiscordSettings, configured
+
+if TYPE_CHECKING:
+    from bot.adapter import Core
+
+    from .adapter import DiscordAdapter
+
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
     # discord.py imports the deprecated `audioop` for voice, which this bot never uses. Python
-    # runs this file before any module of the package, so the library is first imported here.
+    # runs this file before any module of the package, so importing it here, quietly, leaves
+    # nothing to warn about when a module of the package first imports discord.py.
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    import discord  # noqa: F401
-
-from bot.adapter import AdapterPlugin
-
-from .adapter import DiscordAdapter, create
-from .settings import SECRET_KEYS, configured
+    import audioop  # noqa: F401
 
 __all__ = ["PLUGIN", "DiscordAdapter", "create"]
+
+
+def create(core: Core, config: Config, options: Mapping[str, str]) -> DiscordAdapter:
+    """The adapter (see `adapter.create`), importing discord.py only now."""
+    from .adapter import create as create_adapter
+
+    return create_adapter(core, config, options)
+
+
+def check_settings(config: Config) -> None:
+    """Parse the `DISCORD_*` settings as `create` does (`python -m bot check`)."""
+    DiscordSettings.from_config(config)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DiscordAdapter":
+        from .adapter import DiscordAdapter
+
+        return DiscordAdapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PLUGIN = AdapterPlugin(
     summary="serve Discord (needs DISCORD_TOKEN)",
     create=create,
     configured=configured,
     secret_keys=SECRET_KEYS,
+    needs=TOKEN,
+    check_settings=check_settings,
 )

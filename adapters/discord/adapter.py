@@ -18,7 +18,15 @@ import discord
 from cachetools import LRUCache
 from discord.gateway import DiscordWebSocket
 
-from bot.adapter import SHUTTING_DOWN, Config, ConfigError, Core, Decision, IncomingMessage
+from bot.adapter import (
+    SHUTTING_DOWN,
+    Config,
+    ConfigError,
+    Core,
+    Decision,
+    IncomingMessage,
+    PlatformUnreachableError,
+)
 
 from ..inflight import InFlight
 from .api_calls import api_trace
@@ -125,6 +133,10 @@ class DiscordAdapter:
         try:
             async with self.client:
                 await self.client.start(self._settings.token)
+        except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
+            # Once connected, discord.py reconnects by itself; what reaches here is the login
+            # (or, sharded, the gateway lookup) failing to reach Discord at all.
+            raise PlatformUnreachableError("Discord", discord.http.Route.BASE, exc) from exc
         except discord.PrivilegedIntentsRequired:
             raise ConfigError(INTENT_HELP) from None
         except discord.LoginFailure:

@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bot.adapter import Config, ConfigError, boolean, id_set, read_setting, snowflake
+from bot.adapter import (
+    Config,
+    ConfigError,
+    boolean,
+    id_set,
+    read_setting,
+    setting_origin,
+    snowflake,
+)
 
 from .rules import AccessPolicy
 
@@ -67,7 +75,7 @@ class DiscordSettings:
             )
         shard_count = read_setting(env, "DISCORD_SHARD_COUNT", _shard_count, cls.shard_count)
         shard_ids = read_setting(env, "DISCORD_SHARD_IDS", _shard_ids, cls.shard_ids)
-        _check_shards(shard_count, shard_ids)
+        _check_shards(shard_count, shard_ids, setting_origin(env, "DISCORD_SHARD_IDS"))
         return cls(
             token=token,
             policy=AccessPolicy(
@@ -104,18 +112,19 @@ def _shard_ids(raw: str) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def _check_shards(count: int | None, ids: tuple[int, ...] | None) -> None:
+def _check_shards(count: int | None, ids: tuple[int, ...] | None, origin: str) -> None:
+    """Shard IDs within the count; `origin` is where the IDs were set, to fix them there."""
     if ids is None:
         return
     if count is None:
         raise ConfigError(
             "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT, the number of shards across all "
-            "workers: set both in .env (see .env.example)."
+            f"workers: set it beside DISCORD_SHARD_IDS, in {origin} (see .env.example)."
         )
     if ids[-1] >= count:
         raise ConfigError(
             f"DISCORD_SHARD_IDS has shard {ids[-1]}, but with DISCORD_SHARD_COUNT={count} "
-            f"shards are numbered 0 to {count - 1}: fix it in .env (see .env.example)."
+            f"shards are numbered 0 to {count - 1}: fix it in {origin} (see .env.example)."
         )
 
 

@@ -10,20 +10,53 @@ Approve / Reject buttons (`prompts`), and clicks and expiries are handled in `ap
 Shared files reach the core through `files`, and a command's file (the whole `/history`) goes
 to the asker's DM through `uploads`. How it connects (Socket Mode or HTTP) is `connection`'s,
 the client's retries and their counting `api_calls`', and the `SLACK_*` settings `settings`'.
+
+This module itself stays light: `PLUGIN` is loaded for every `python -m bot` command, even
+`--help` and the admin commands, so slack-bolt and the adapter are imported only by `create`.
 """
 
 from __future__ import annotations
 
-from bot.adapter import AdapterPlugin
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from .adapter import SlackAdapter, create
-from .settings import SECRET_KEYS, configured
+from bot.adapter import AdapterPlugin, Config
+
+from .settings import NEEDS, SECRET_KEYS, SlackSettings, configured
+
+if TYPE_CHECKING:
+    from bot.adapter import Core
+
+    from .adapter import SlackAdapter
 
 __all__ = ["PLUGIN", "SlackAdapter", "create"]
+
+
+def create(core: Core, config: Config, options: Mapping[str, str]) -> SlackAdapter:
+    """The adapter (see `adapter.create`), importing slack-bolt only now."""
+    from .adapter import create as create_adapter
+
+    return create_adapter(core, config, options)
+
+
+def check_settings(config: Config) -> None:
+    """Parse the `SLACK_*` settings as `create` does (`python -m bot check`)."""
+    SlackSettings.from_config(config)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SlackAdapter":
+        from .adapter import SlackAdapter
+
+        return SlackAdapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PLUGIN = AdapterPlugin(
     summary="serve Slack (needs SLACK_BOT_TOKEN and an app token or signing secret)",
     create=create,
     configured=configured,
     secret_keys=SECRET_KEYS,
+    needs=NEEDS,
+    check_settings=check_settings,
 )

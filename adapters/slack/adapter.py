@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
+import aiohttp
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -16,7 +17,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapter import Config, ConfigError, Core, IncomingMessage
+from bot.adapter import Config, ConfigError, Core, IncomingMessage, PlatformUnreachableError
 
 from ..inflight import InFlight
 from .api_calls import close_session, open_session, retry_handlers
@@ -154,6 +155,9 @@ class SlackAdapter:
         """Fail at start-up with one clear line when Slack rejects the bot token."""
         try:
             identity = await self.client.auth_test()
+        except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
+            # The first call to Slack: not reaching it at all is said so, where it was asked.
+            raise PlatformUnreachableError("Slack", self.client.base_url, exc) from exc
         except SlackApiError as exc:
             code = error_code(exc)
             if code in {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.app.async_server import AsyncSlackAppServer
+
+from bot.adapter import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +80,14 @@ class SlackConnection:
         self._runner = web.AppRunner(server.web_app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # Said as the setting to change; left an OSError, the CLI would blame the database.
+            raise ConfigError(
+                f"cannot listen for Slack on {self._host}:{self._port} "
+                f"({os.strerror(exc.errno) if exc.errno else exc}); pick another SLACK_PORT"
+            ) from None
         sockets = getattr(site._server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self._port
         logger.info(

@@ -11,6 +11,8 @@ from bot.adapter import port as port_number
 from .rules import AccessPolicy
 
 SECRET_KEYS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+NEEDS = "SLACK_BOT_TOKEN with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)"
+"""What `configured` asks for, as the line for "no platform configured" names it."""
 MAX_SOCKET_CONNECTIONS = 10
 """Slack lets one app keep at most this many Socket Mode connections open at once."""
 

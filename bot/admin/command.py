@@ -10,6 +10,11 @@ from typing import TextIO
 from ..config import Config
 
 
+class NotFoundError(LookupError):
+    """What an admin command was asked about is not stored (an unknown session): the CLI
+    says so in one line and exits 1."""
+
+
 @dataclass(frozen=True)
 class AdminContext:
     """What an admin command runs with."""

@@ -16,6 +16,7 @@ import logging
 
 from ..config import ConfigError
 from ..messages import IncomingMessage
+from ..platforms import available_adapters
 from ..storage import ForgetReport, Store
 from .command import AdminCommand, AdminContext
 from .stores import open_configured, open_for_writing
@@ -74,13 +75,21 @@ def report_lines(report: ForgetReport, *, dry_run: bool) -> list[str]:
     return lines
 
 
+def stored_user_id(platform: str, typed: str) -> str:
+    """The author ID `platform` stores for the person `typed` names (the console prefixes
+    its names: `root` is stored as `console:root`); as typed for a platform not installed."""
+    plugin = available_adapters().get(platform)
+    return typed if plugin is None else plugin.user_id(typed)
+
+
 def forget_user_command(ctx: AdminContext) -> None:
     """Delete one person's messages and the turns that answered them, and report the counts."""
-    platform, user_id, dry_run = ctx.args.platform, ctx.args.user_id, ctx.args.dry_run
+    platform, typed, dry_run = ctx.args.platform, ctx.args.user_id, ctx.args.dry_run
     if not platform or ":" in platform:
         raise ConfigError(f"{platform!r} is not a platform name (e.g. discord, slack, console)")
-    if not user_id.strip():
+    if not typed.strip():
         raise ConfigError("USER_ID is empty")
+    user_id = stored_user_id(platform, typed)
 
     async def run() -> list[str]:
         opening = open_configured if dry_run else open_for_writing
@@ -100,7 +109,14 @@ def forget_user_command(ctx: AdminContext) -> None:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("platform", metavar="PLATFORM", help="discord, slack or console")
-    parser.add_argument("user_id", metavar="USER_ID", help="their ID on that platform")
+    parser.add_argument(
+        "user_id",
+        metavar="USER_ID",
+        help=(
+            "their ID there: a Discord user ID, a Slack member ID (U012AB3CD), or on the "
+            "console the name they chatted under (--name, else the login name)"
+        ),
+    )
     parser.add_argument("--dry-run", action="store_true", help="count, change nothing")
 
 
@@ -110,7 +126,7 @@ FORGET_USER = AdminCommand(
     forget_user_command,
     arguments=_arguments,
     description=(
-        "Delete every message PERSON wrote in PLATFORM's threads, the bot's replies and "
+        "Delete every message USER_ID wrote in PLATFORM's threads, the bot's replies and "
         "tool steps that answered them, the summaries that covered them and their pending "
         "approvals; usage records keep their token counts but no longer name them. For "
         "honouring a deletion request: see the README."

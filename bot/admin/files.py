@@ -15,7 +15,7 @@ from typing import BinaryIO, TextIO
 from ..config import ConfigError
 from ..storage import IN_MEMORY, open_store
 from . import portable
-from .command import AdminCommand, AdminContext
+from .command import AdminCommand, AdminContext, NotFoundError
 from .stores import open_configured
 
 
@@ -46,7 +46,7 @@ def export_threads(ctx: AdminContext) -> None:
                 listed = {info.session_id for info in await store.list_sessions()}
                 missing = [session_id for session_id in sessions if session_id not in listed]
                 if missing:
-                    raise ConfigError(
+                    raise NotFoundError(
                         f"No memory stored for {missing[0]!r}: see `python -m bot sessions`."
                     )
                 stored = list(dict.fromkeys(sessions))

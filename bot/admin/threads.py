@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from ..memory.transcript import render_history
-from .command import AdminCommand, AdminContext
+from .command import AdminCommand, AdminContext, NotFoundError
 from .stores import open_configured
 
 
@@ -57,12 +57,23 @@ def print_history(ctx: AdminContext) -> None:
         )
 
     text = asyncio.run(load())
-    ctx.out.write(f"No memory stored for {session_id!r}.\n" if text is None else text + "\n")
+    if text is None:
+        raise NotFoundError(f"No memory stored for {session_id!r}: see `python -m bot sessions`.")
+    ctx.out.write(text + "\n")
+
+
+def _positive(raw: str) -> int:
+    """A count of at least 1, or argparse's one line saying what it must be."""
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
 
 
 def _history_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("session_id", help="as listed by `sessions`, e.g. console:default")
-    parser.add_argument("--limit", type=int, default=100, help="newest items to show")
+    parser.add_argument(
+        "--limit", type=_positive, default=100, metavar="N", help="newest items to show (100)"
+    )
 
 
 SESSIONS = AdminCommand("sessions", "list stored conversations (read-only)", list_sessions)

@@ -76,13 +76,20 @@ async def copy_memory(source: Store, target: Store) -> TransferReport:
     return report
 
 
+def resolved(url: str) -> str:
+    """`url` with a SQLite file made absolute against the current folder (`sqlite:///a.db`
+    and `a.db` are relative, `sqlite:////srv/a.db` is not), so the report says which file."""
+    if is_postgres_url(url):
+        return url
+    path = sqlite_path(url)
+    return path if path == IN_MEMORY else str(Path(path).absolute())
+
+
 def migrate(ctx: AdminContext) -> None:
     """Copy every thread from `--from` to `--to`, and say what moved."""
-    source, target = ctx.args.source, ctx.args.target
-    if not is_postgres_url(source):
-        path = sqlite_path(source)
-        if path == IN_MEMORY or not Path(path).is_file():
-            raise ConfigError(f"No memory file at {path}: check --from.")
+    source, target = resolved(ctx.args.source), resolved(ctx.args.target)
+    if not is_postgres_url(source) and (source == IN_MEMORY or not Path(source).is_file()):
+        raise ConfigError(f"No memory file at {source}: check --from.")
 
     async def run() -> list[str]:
         origin = await open_for_reading(source)
@@ -102,8 +109,12 @@ def migrate(ctx: AdminContext) -> None:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="source", required=True, metavar="URL")
-    parser.add_argument("--to", dest="target", required=True, metavar="URL")
+    where = (
+        "a postgresql:// URL, a SQLite file path, or sqlite:///relative/path (to the current "
+        "folder) or sqlite:////absolute/path"
+    )
+    parser.add_argument("--from", dest="source", required=True, metavar="URL", help=where)
+    parser.add_argument("--to", dest="target", required=True, metavar="URL", help="the same")
 
 
 MIGRATE = AdminCommand(

@@ -14,7 +14,9 @@ from .stores import open_configured
 
 _HEADERS = ("calls", "input_tokens", "cached_tokens", "output_tokens", "total_tokens")
 _TITLES = {"thread": "THREAD", "user": "USER", "day": "DAY (UTC)", "model": "MODEL"}
-_EMPTY = {"thread": "", "user": "(summaries)", "day": "", "model": "(default model)"}
+_EMPTY = {"thread": "", "day": "", "model": "(default model)"}
+_NAMELESS = {"summary": "(summaries)", "turn": "(anonymised turns)"}
+"""By user, the keys of calls that name no one (see `UsageGrouping`), as the table shows them."""
 
 
 def parse_day(raw: str) -> datetime:
@@ -49,7 +51,8 @@ def write_csv(lines: list[UsageLine], by: UsageGrouping, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow((by, *_HEADERS))
     for line in lines:
-        writer.writerow((line.key, *_numbers(line.totals)))
+        key = _NAMELESS.get(line.key, line.key) if by == "user" else line.key
+        writer.writerow((key, *_numbers(line.totals)))
 
 
 def write_table(
@@ -65,7 +68,7 @@ def write_table(
         sum(line.totals.cached_tokens for line in lines),
         sum(line.totals.output_tokens for line in lines),
     )
-    rows = [(line.key or _EMPTY[by], *_numbers(line.totals)) for line in lines]
+    rows = [(_label(line.key, by), *_numbers(line.totals)) for line in lines]
     rows.append((f"TOTAL ({scope})", *_numbers(total)))
     header = (_TITLES[by], "CALLS", "INPUT", "CACHED", "OUTPUT", "TOTAL")
     cells = [header, *[(key, *(f"{n:,}" for n in numbers)) for key, *numbers in rows]]
@@ -80,6 +83,12 @@ def write_table(
             ).rstrip()
             + "\n"
         )
+
+
+def _label(key: str, by: UsageGrouping) -> str:
+    if by == "user":
+        return _NAMELESS.get(key, key)
+    return key or _EMPTY[by]
 
 
 def _numbers(totals: UsageTotals) -> tuple[int, int, int, int, int]:
@@ -112,6 +121,8 @@ USAGE = AdminCommand(
     arguments=_arguments,
     description=(
         "Add up the tokens every model call used (turns, undone ones included, and "
-        "summaries), grouped as asked. Days are UTC."
+        'summaries), grouped as asked. Days are UTC. By user, "(summaries)" are the '
+        'threads\' summaries, which answer no one, and "(anonymised turns)" the turns of '
+        "people removed with forget-user (and any from before the bot recorded who asked)."
     ),
 )

@@ -10,10 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC
-
-from openai.types.responses import EasyInputMessageParam
+from typing import TYPE_CHECKING
 
 from ..storage import Author, Item, StoredItem
+
+if TYPE_CHECKING:
+    # Only a type: importing openai takes most of a second, and the admin CLI renders
+    # transcripts without ever talking to a model.
+    from openai.types.responses import EasyInputMessageParam
 
 SPEAKER_NOTE = (
     "Messages from people start with the speaker's display name in square brackets, "

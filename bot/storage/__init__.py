@@ -7,7 +7,7 @@ Both back ends keep the Agents SDK's own tables, so the SDK's `SQLiteSession` an
 from .contract import Store, ThreadBusyError
 from .failures import Failure, StoreUnavailableError, failure
 from .layout import SchemaTooNewError, SchemaTooOldError
-from .opening import open_store
+from .opening import open_store, schema_version
 from .postgres import PostgresStore
 from .records import (
     Author,
@@ -68,5 +68,6 @@ __all__ = [
     "is_postgres_url",
     "open_store",
     "redact",
+    "schema_version",
     "sqlite_path",
 ]

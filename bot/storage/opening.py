@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .contract import Store
 from .postgres import PostgresStore
+from .postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
 from .sqlite import SQLiteStore
+from .sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from .urls import asyncpg_url, is_postgres_url, sqlite_path
 
 
@@ -25,3 +27,13 @@ async def open_store(
             lock_url=asyncpg_url(lock_url) if lock_url else None,
         )
     return await SQLiteStore.open(sqlite_path(url), read_only=read_only)
+
+
+def schema_version(store: Store) -> int:
+    """The schema version an opened store is at: its back end's newest, since opening brings
+    the schema there (or, read-only, refuses any other)."""
+    if isinstance(store, PostgresStore):
+        return len(POSTGRES_MIGRATIONS)
+    if isinstance(store, SQLiteStore):
+        return len(SQLITE_MIGRATIONS)
+    raise TypeError(f"not a store this package opens: {store!r}")

@@ -97,8 +97,9 @@ class UsageTotals:
 
 
 UsageGrouping = Literal["thread", "user", "day", "model"]
-"""How `Store.usage_report` groups: by session ID, by `platform:user_id` (summaries, which
-answer no one, as ""), by UTC day (`YYYY-MM-DD`) or by model name ("" when none was recorded)."""
+"""How `Store.usage_report` groups: by session ID, by `platform:user_id` (calls naming no one
+by their kind instead: `summary`, or `turn` for turns whose asker is not recorded), by UTC day
+(`YYYY-MM-DD`) or by model name ("" when none was recorded)."""
 
 
 @dataclass(frozen=True)

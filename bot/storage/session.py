@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from agents.memory import SessionSettings
-
 from .records import ClearResult, Item
 
 if TYPE_CHECKING:
     from agents import TResponseInputItem
+    from agents.memory import SessionSettings
 
 
 class Thread(Protocol):
@@ -36,6 +35,10 @@ class StoreSession:
     def __init__(self, store: Thread, session_id: str, *, limit: int | None = None) -> None:
         self._store = store
         self.session_id = session_id
+        # Imported here, not at the top: the SDK takes a second to import, and the admin
+        # commands open a store without ever asking it for a session.
+        from agents.memory import SessionSettings
+
         self.session_settings: SessionSettings | None = SessionSettings(limit=limit)
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:

@@ -39,20 +39,24 @@ _TOTALS = "count(*), coalesce(sum(i), 0), coalesce(sum(c), 0), coalesce(sum(o), 
 
 def _spending(rows_where: str, ledger_where: str) -> str:
     """Every recorded model call: turns' usage on their rows, plus the ledger (summaries, and
-    deleted turns), as (session_id, who, model, created_at, i, c, o)."""
+    deleted turns), as (session_id, who, kind, model, created_at, i, c, o); `kind` is the
+    ledger's, `turn` or `summary`."""
     return f"""
-    SELECT session_id, asked_by AS who, model, created_at, input_tokens AS i,
+    SELECT session_id, asked_by AS who, 'turn' AS kind, model, created_at, input_tokens AS i,
         coalesce(cached_tokens, 0) AS c, coalesce(output_tokens, 0) AS o
     FROM {MESSAGES} WHERE input_tokens IS NOT NULL{rows_where}
     UNION ALL
-    SELECT session_id, author_id, model, created_at, input_tokens, cached_tokens, output_tokens
+    SELECT session_id, author_id, kind, model, created_at, input_tokens, cached_tokens,
+        output_tokens
     FROM {USAGE} WHERE 1 = 1{ledger_where}"""
 
 
 def _usage_report(d: Dialect, by: UsageGrouping, *, since: bool) -> str:
     keys = {
         "thread": "session_id",
-        "user": f"CASE WHEN who IS NULL THEN '' ELSE {d.platform_of('session_id')} || who END",
+        # Calls that answered no one named are told apart by what they were: summaries, or
+        # turns whose asker is not recorded (forgotten with forget-user, or older than that).
+        "user": f"CASE WHEN who IS NULL THEN kind ELSE {d.platform_of('session_id')} || who END",
         "day": d.day_of("created_at"),
         "model": "coalesce(model, '')",
     }

@@ -13,15 +13,17 @@ import pytest
 from agents import FunctionTool, function_tool
 
 from bot.messages import IncomingMessage, ReplyKind, Surface
-from bot.storage import Author, Store, Usage
+from bot.storage import Author, SQLiteStore, Store, Usage
 from tests.fakes.openai_server import FakeOpenAI, Fault, ToolCall, message_text
 from tests.support.cli import run_bot
+from tests.support.items import msg
 from tests.support.parts import BotParts, make_config
 from tests.support.postgres import fresh_schema
 from tests.support.stores import everything, people_in, tokens_in
 
 CHAT = Surface(max_chars=2000)
 ANN, BO, CY = Author("U-ANN", "Ann"), Author("U-BO", "Bo"), Author("U-CY", "Cy")
+TESS = Author("console:tess", "tess")
 
 
 # ----- a shared thread, through the real core, the fake model and the command --------------
@@ -243,3 +245,44 @@ async def test_under_user_scope_no_session_id_names_them_afterwards(memory: str)
 async def _only(store: Store, session_id: str) -> Any:
     (info,) = [s for s in await store.list_sessions() if s.session_id == session_id]
     return info
+
+
+async def test_forget_user_on_the_console_takes_the_name_people_chat_under(
+    tmp_path: Path,
+) -> None:
+    # The console stores `console:NAME` as the author: `--name root`, or the login name.
+    path = tmp_path / "memory.sqlite3"
+    root = Author("console:root", "root")
+    async with await SQLiteStore.open(path) as store:
+        await store.append("console:default", [msg("user", "[root] hi")], author=root)
+        await store.append("console:default", [msg("user", "[tess] yo")], author=TESS)
+    ran = await run_bot("forget-user", "console", "root", memory=path)
+    assert ran.code == 0, ran.err
+    assert ran.out.splitlines()[:2] == ["Removed:", "  1 message(s) they wrote, in 1 thread(s)"]
+    ran = await run_bot("forget-user", "console", "console:tess", memory=path)  # as stored
+    assert ran.out.splitlines()[:2] == ["Removed:", "  1 message(s) they wrote, in 1 thread(s)"]
+    help_text = (await run_bot("forget-user", "--help", memory=path)).out
+    assert "PERSON" not in help_text
+    assert "on the console the name they chatted under" in " ".join(help_text.split())
+
+
+async def test_usage_by_user_tells_anonymised_turns_from_summaries(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        for author, tokens in ((ANN, 100), (BO, 10)):
+            await store.append(
+                "discord:g1:c1",
+                [msg("user", f"[{author.name}] hi"), msg("assistant", "hello")],
+                author=author,
+                usage=Usage("m", tokens, 0, 1, 40),
+            )
+        await store.record_usage("discord:g1:c1", Usage("m", 1000, 0, 2, 10), kind="summary")
+    ran = await run_bot("forget-user", "discord", "U-ANN", memory=path)
+    assert ran.code == 0, ran.err
+    ran = await run_bot("usage", "--by", "user", memory=path)
+    assert ran.code == 0, ran.err
+    rows = [line.split()[:2] for line in ran.out.splitlines()[1:-2]]
+    assert rows == [["(summaries)", "1"], ["(anonymised", "turns)"], ["discord:U-BO", "1"]]
+    ran = await run_bot("usage", "--by", "user", "--format", "csv", memory=path)
+    keys = [line.split(",")[0] for line in ran.out.splitlines()[1:]]
+    assert keys == ["(summaries)", "(anonymised turns)", "discord:U-BO"]

@@ -147,3 +147,19 @@ def test_urls_are_shown_without_their_password() -> None:
     shown = redact("postgresql://bot:s3cret@db.example.com:5433/memory?sslmode=require")
     assert shown == "postgresql://bot:***@db.example.com:5433/memory?sslmode=require"
     assert redact("sqlite:///memory.sqlite3") == "sqlite:///memory.sqlite3"
+
+
+async def test_relative_sqlite_paths_are_the_current_folders_and_shown_whole(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "old.sqlite3"
+    await _populate(source)
+    (tmp_path / "new").mkdir()
+    target = "sqlite:///new/memory.sqlite3"  # three slashes: relative, wherever it is run
+    ran = await run_bot(
+        "migrate", "--from", "old.sqlite3", "--to", target, memory=source, cwd=tmp_path
+    )
+    assert ran.code == 0, ran.err
+    copied = tmp_path / "new" / "memory.sqlite3"
+    assert ran.out.splitlines()[0] == f"Copying memory from {source} to {copied} ..."
+    assert copied.is_file()

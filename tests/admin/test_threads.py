@@ -106,3 +106,55 @@ async def test_reading_an_older_sqlite_file_says_what_to_run(tmp_path: Path) -> 
     )
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == older
+
+
+async def test_reading_leaves_no_wal_files_beside_a_file_that_had_none(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append("console:default", [msg("user", "hello")])
+    beside = _files(tmp_path)
+    assert beside == ["memory.sqlite3"]  # the writer, closing last, folded its log in
+    for command in READING:
+        ran = await run_bot(*command, memory=path)
+        assert ran.code == 0, (command, ran.err)
+        assert _files(tmp_path) == beside, (command, _files(tmp_path))
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+async def test_reading_beside_a_running_bot_leaves_its_wal_files_alone(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append("console:default", [msg("user", "hello")])
+        ran = await run_bot("history", "console:default", memory=path)
+        assert ran.code == 0, ran.err
+        await store.append("console:default", [msg("user", "still writing")])
+        assert len(await store.read_items("console:default")) == 2
+        assert (tmp_path / "memory.sqlite3-wal").exists()
+
+
+async def test_history_of_an_unknown_thread_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append("console:default", [msg("user", "hello")])
+    ran = await run_bot("history", "console:nope", memory=path)
+    assert (ran.code, ran.out) == (1, "")
+    assert ran.err == "error: No memory stored for 'console:nope': see `python -m bot sessions`.\n"
+
+
+async def test_history_takes_only_a_positive_limit(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite3"
+    async with await SQLiteStore.open(path) as store:
+        await store.append("console:default", [msg("user", f"m{n}") for n in range(4)])
+    for limit in ("0", "-1", "some"):
+        ran = await run_bot("history", "console:default", "--limit", limit, memory=path)
+        assert (ran.code, ran.out) == (2, ""), (limit, ran.out)
+        assert ran.err.splitlines()[-1] == (
+            "python -m bot history: error: argument --limit: must be a whole number of at "
+            f"least 1, got {limit!r}"
+        )
+    ran = await run_bot("history", "console:default", "--limit", "1", memory=path)
+    assert ran.code == 0, ran.err
+    assert "console:default (the newest 1 of 4 items, newest last):" in ran.out

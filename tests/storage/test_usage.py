@@ -47,12 +47,13 @@ async def test_usage_report_groups_by_thread_user_day_and_model(store: Store) ->
     by_thread = {line.key: line.totals.tokens for line in await store.usage_report("thread")}
     assert by_thread == {"discord:1:10": 11_880, "discord:1:20": 550, "slack:T1:C1:1.0": 7700}
     report = await store.usage_report("user")
-    assert [line.key for line in report] == ["discord:ann", "slack:ann", "discord:bob", ""]
-    assert {line.key: line.totals.tokens for line in report} == {
+    assert [line.key for line in report] == ["discord:ann", "slack:ann", "discord:bob", "summary"]
+    by_user = {line.key: line.totals.tokens for line in report}
+    assert by_user == {
         "slack:ann": 7700,
         "discord:ann": 1100 + 2200 + 4400 + 550,
         "discord:bob": 3300,
-        "": 880,  # the summary answered no one
+        "summary": 880,  # the summary answered no one: it is named by its kind
     }
     days = await store.usage_report("day")
     # The summary was recorded just now, by the database's clock: its day comes first.
@@ -62,6 +63,10 @@ async def test_usage_report_groups_by_thread_user_day_and_model(store: Store) ->
     assert sum(line.totals.calls for line in days) == 7
     models = {line.key: line.totals.calls for line in await store.usage_report("model")}
     assert models == {"gpt-a": 5, "gpt-b": 1, "gpt-mini": 1}
+    # Bob forgotten, his turns' cost stays, naming no one: a group of its own, not the summary's.
+    await store.forget_user("discord", "bob", dry_run=False)
+    anonymised = {line.key: line.totals.tokens for line in await store.usage_report("user")}
+    assert anonymised == {**{k: v for k, v in by_user.items() if k != "discord:bob"}, "turn": 3300}
     since = await store.usage_report("thread", since=NOON.replace(hour=0))
     assert {line.key: line.totals.tokens for line in since} == {
         "discord:1:10": 3300 + 4400,  # the summary was recorded now, years before NOON

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
@@ -67,11 +68,14 @@ class SQLiteStore(Operations):
         writer: Writer | None,
         connections: Sequence[aiosqlite.Connection],
         identity: FileIdentity | None = None,
+        *,
+        tidy: bool = False,
     ) -> None:
         """Prefer `open()`; this only assembles already-opened parts (`identity`: the file's,
-        as opened, for `ping`)."""
+        as opened, for `ping`; `tidy`: remove the WAL files reading left, on `close`)."""
         self.path = path
         self._identity = identity
+        self._tidy = tidy
         self._reader = reader
         self._writer = writer
         self._connections = tuple(connections)
@@ -101,6 +105,9 @@ class SQLiteStore(Operations):
                 raise
             return cls(path, conn, Writer(conn), [conn])
         if read_only:
+            # Reading a file in WAL mode makes its -wal and -shm files; when nothing else had
+            # them open (there were none), `close` removes them again, leaving no trace.
+            tidy = not await asyncio.to_thread(_has_wal_files, path)
             uri = f"file:{quote(path)}?mode=ro"  # SQLite resolves relative URI paths itself
             reader = await aiosqlite.connect(uri, uri=True, timeout=busy_timeout)
             try:
@@ -109,9 +116,12 @@ class SQLiteStore(Operations):
             except BaseException:
                 await reader.close()
                 raise
-            return cls(path, reader, None, [reader])
+            return cls(path, reader, None, [reader], tidy=tidy)
 
-        await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        folder = Path(path).parent
+        if not await asyncio.to_thread(folder.is_dir):
+            # A mistyped path should not quietly grow folders and a fresh, empty memory.
+            raise FileNotFoundError(f"there is no folder {folder} to keep {Path(path).name} in")
         # Autocommit mode: the writer opens its transactions itself (see writer.py).
         write_conn = await aiosqlite.connect(path, timeout=busy_timeout, isolation_level=None)
         opened = [write_conn]
@@ -145,6 +155,8 @@ class SQLiteStore(Operations):
         finally:
             for conn in reversed(self._connections):
                 await conn.close()
+            if self._tidy:
+                await asyncio.to_thread(_remove_wal_files, self.path)
 
     @property
     def location(self) -> str:
@@ -300,6 +312,30 @@ async def _secure_delete(conn: aiosqlite.Connection, *, on: bool | int) -> int:
 
 async def _merge_search_index(conn: aiosqlite.Connection) -> None:
     await conn.execute(f"INSERT INTO {SEARCH} ({SEARCH}) VALUES ('optimize')")
+
+
+def _has_wal_files(path: str) -> bool:
+    return any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+
+
+def _remove_wal_files(path: str) -> None:
+    """Have SQLite remove the -wal and -shm files a read-only connection left behind.
+
+    A read-only connection cannot: SQLite checkpoints and deletes them when the last
+    connection to close can write. So one that can (`mode=rw`: it never creates the file)
+    reads, which opens the log, and closes; if another process has the file open meanwhile,
+    SQLite keeps the files for it, as it should.
+    """
+    if not _has_wal_files(path):
+        return
+    try:
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        logger.debug("Could not remove the WAL files of %s: %s", path, exc)
 
 
 __all__ = ["IN_MEMORY", "SQLiteStore", "StoreClosedError", "StoreReadOnlyError"]
