@@ -22,23 +22,24 @@ BUILT = [name for name, service in SERVICES.items() if "build" in service]
 IMAGE = SERVICES[BUILT[0]]["image"] if BUILT else None
 BOT = {name: s for name, s in SERVICES.items() if s.get("image") == IMAGE}
 WORKERS = {name: s for name, s in BOT.items() if s.get("command") == ["serve"]}
-DEFAULT_GRACE = next(
+DEFAULT_GRACE: float = next(
     f.default for f in dataclasses.fields(Config) if f.name == "shutdown_grace"
-)
+)  # type: ignore[assignment]
 
 
 def seconds(duration: str) -> float:
     """A Compose duration such as `45s` or `1m30s`."""
     units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
-    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    assert "".join(n + u for n, u in parts) == duration, duration
     return sum(float(n) * units[u] for n, u in parts)
 
 
 def test_the_image_is_built_once_and_every_bot_service_runs_it() -> None:
     assert BUILT == ["check"], "exactly one service builds; Compose builds each `build` apart"
     assert SERVICES["check"]["build"] == "."
-    assert len(BOT) == 3 and set(WORKERS) == {"worker-1", "worker-2"}
+    assert len(BOT) == 3
+    assert set(WORKERS) == {"worker-1", "worker-2"}
     # The others take what `check` built, and never ask a registry for it.
     assert all(s["pull_policy"] == "never" for s in WORKERS.values())
 
@@ -63,7 +64,8 @@ def test_no_service_installs_at_start_or_mounts_the_checkout() -> None:
     for name, service in SERVICES.items():
         command = service.get("command", [])
         text = command if isinstance(command, str) else " ".join(command)
-        assert "pip" not in text and "sh -c" not in text, name
+        assert "pip" not in text, name
+        assert "sh -c" not in text, name
         for volume in service.get("volumes", []):
             source = str(volume).split(":")[0]
             # Named volumes only: a bind mount of the source would run the checkout, not the image.
@@ -91,7 +93,8 @@ def test_the_readme_migrate_recipe_targets_this_database() -> None:
     recipe = re.search(r"docker compose run --rm .*?\n```", readme, re.S)
     assert recipe is not None
     text = recipe.group(0)
-    assert " check " in text and "migrate --from sqlite:////import/" in text
+    assert " check " in text
+    assert "migrate --from sqlite:////import/" in text
     assert SERVICES["check"]["environment"]["BOT_DATABASE_URL"] in text
 
 
@@ -105,7 +108,8 @@ def test_slack_http_mode_gets_a_balancer_over_every_worker() -> None:
     port = BOT["worker-1"]["environment"]["SLACK_PORT"]
     for worker in WORKERS:
         assert f"{worker}:{port}" in caddyfile
-    assert "health_uri /readyz" in caddyfile and "health_port 9100" in caddyfile
+    assert "health_uri /readyz" in caddyfile
+    assert "health_port 9100" in caddyfile
 
 
 @pytest.mark.skipif(tool("check-jsonschema") is None, reason="check-jsonschema is not installed")

@@ -59,11 +59,12 @@ def only(stage: list[Instruction], keyword: str) -> Instruction:
 
 
 def test_the_bot_is_built_in_one_stage_and_run_from_another() -> None:
-    build, final = stages()
+    _build, final = stages()
     assert any("/opt/bot" in i.arguments and i.keyword == "COPY" for i in final)
     # The final stage takes the installed bot, never the source or the lock file.
     copies = [i.arguments for i in final if i.keyword == "COPY"]
-    assert copies and all(c.startswith("--from=build ") for c in copies), copies
+    assert copies
+    assert all(c.startswith("--from=build ") for c in copies), copies
 
 
 def test_dependencies_come_from_the_lock_in_a_layer_before_the_source() -> None:
@@ -93,15 +94,18 @@ def test_the_bot_gets_sigterm_directly_in_exec_form() -> None:
     assert entrypoint == ["/usr/bin/tini", "--", "python", "-m", "bot"]
     assert command == ["serve"]
     everything = " ".join(i.arguments for i in final if i.keyword in ("ENTRYPOINT", "CMD"))
-    assert "pip" not in everything and "sh -c" not in everything
+    assert "pip" not in everything
+    assert "sh -c" not in everything
 
 
 def test_the_health_check_asks_readyz_on_the_metrics_port_the_image_sets() -> None:
     _, final = stages()
     check = only(final, "HEALTHCHECK")
     argv = check.exec_form
-    assert argv is not None and argv[:2] == ["python", "-c"], check.arguments
-    assert "/readyz" in argv[2] and "BOT_METRICS_PORT" in argv[2]
+    assert argv is not None
+    assert argv[:2] == ["python", "-c"], check.arguments
+    assert "/readyz" in argv[2]
+    assert "BOT_METRICS_PORT" in argv[2]
     env = " ".join(i.arguments for i in final if i.keyword == "ENV")
     assert "BOT_METRICS_PORT=9100" in env
 

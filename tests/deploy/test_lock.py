@@ -41,7 +41,7 @@ def pins(kind: str) -> dict[str, Pin]:
     logical = "\n".join(
         line for line in text.splitlines() if not line.lstrip().startswith("#")
     ).replace("\\\n", " ")
-    found = {}
+    found: dict[str, Pin] = {}
     for line in logical.splitlines():
         if not line.strip():
             continue
@@ -103,7 +103,8 @@ def test_the_pip_lock_files_hold_uv_locks_pins_and_hashes(kind: str) -> None:
     for pin in found.values():
         locked = {p["version"]: p for p in PACKAGES.get(pin.name, [])}
         assert pin.version in locked, f"{pin.name}=={pin.version} is not what uv.lock pins"
-        assert pin.hashes and pin.hashes <= locked_hashes(locked[pin.version]), pin.name
+        assert pin.hashes, pin.name
+        assert pin.hashes <= locked_hashes(locked[pin.version]), pin.name
     wanted = {canonicalize_name(r.name) for r, extra in DECLARED if kind == "dev" or not extra}
     assert wanted <= set(found), f"missing from requirements/{kind}.txt: {wanted - set(found)}"
     assert "memorybot" not in found

@@ -34,7 +34,8 @@ def test_workers_serve_a_platform_and_the_release_phase_checks() -> None:
         assert found[name] == ["python", "-m", "bot", name]
     assert {name for name in found if name in platforms} == platforms
     for argv in found.values():
-        assert "pip" not in argv and "sh" not in argv
+        assert "pip" not in argv
+        assert "sh" not in argv
 
 
 def test_the_buildpack_finds_exactly_one_lock_and_the_python_version() -> None:
