@@ -172,7 +172,9 @@ def lock(args: Sequence[str]) -> int:
     uv = VENV / ("Scripts/uv.exe" if os.name == "nt" else "bin/uv")
     check = "--check" in args
     rest = [arg for arg in args if arg != "--check"]
-    locked = subprocess.run([str(uv), "lock", *(["--check"] if check else []), *rest], cwd=ROOT)
+    # The check needs no network (uv compares uv.lock with pyproject.toml), so it cannot flake.
+    mode = ["--check", "--offline"] if check else []
+    locked = subprocess.run([str(uv), "lock", *mode, *rest], cwd=ROOT)
     if locked.returncode != 0:
         raise SetupError(
             "uv.lock is out of date with pyproject.toml: run python3 run.py lock"
