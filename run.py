@@ -79,7 +79,7 @@ def venv_problem(env: Path) -> str | None:
     """
     python = python_in(env)
     if not python.exists():
-        return "it has no Python"
+        return "its Python is missing"
     try:
         probe = subprocess.run(
             [str(python), "-c", PROBE], capture_output=True, text=True, timeout=60, check=False

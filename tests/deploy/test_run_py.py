@@ -250,7 +250,7 @@ def fake_venv(env: Path, *, says: str | None, made_for: str | None = "3.11.7") -
 @pytest.mark.parametrize(
     ("says", "made_for", "problem"),
     [
-        (None, "3.11.7", "it has no Python"),
+        (None, "3.11.7", "its Python is missing"),
         ("exit 1", "3.11.7", "its Python does not start"),
         (
             "echo 3 10 True",
