@@ -23,6 +23,7 @@ from bot.storage import Author, SQLiteStore, Usage
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 from tests.support.cli import ROOT, memory_env, run_bot
+from tests.support.metrics import free_port
 from tests.support.parts import BotParts, make_config
 from tests.support.postgres import PostgresSchema
 from tests.support.slack import SECRET, slack_settings
@@ -68,14 +69,6 @@ def write_env(tmp_path: Path, **settings: str) -> Path:
     env = tmp_path / "test.env"
     env.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     return env
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then let go)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture(autouse=True)
@@ -204,7 +197,7 @@ def test_discord_out_of_reach_is_named_with_its_address(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    api = f"http://127.0.0.1:{closed_port()}/api/v10"
+    api = f"http://127.0.0.1:{free_port()}/api/v10"
     monkeypatch.setattr(discord.http.Route, "BASE", api)
     env = _serving_env(tmp_path, fake_openai, DISCORD_TOKEN="d")
     with pytest.raises(SystemExit) as exited:
@@ -221,7 +214,7 @@ def test_slack_out_of_reach_is_named_with_its_address(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    api = f"http://127.0.0.1:{closed_port()}/api/"
+    api = f"http://127.0.0.1:{free_port()}/api/"
     monkeypatch.setattr(AsyncWebClient, "BASE_URL", api)
     env = _serving_env(tmp_path, fake_openai, SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1")
     with pytest.raises(SystemExit) as exited:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -25,6 +24,7 @@ import pytest
 
 import run
 from tests.support.imports import ROOT
+from tests.support.metrics import free_port
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX processes and shell scripts")
 BASE_PYTHON = str(getattr(sys, "_base_executable", sys.executable))
@@ -69,13 +69,6 @@ def bot_environment(**settings: str) -> dict[str, str]:
     env.update(OPENAI_API_KEY="sk-test-run-py", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
     env.update(settings)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answers(port: int) -> bool:
