@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, cast
+from typing import Literal, Protocol, cast
 
 from .memory.planner import MemoryPlanner
 from .memory.transcript import quote_block, render_history, render_markdown, summarize_removed
@@ -23,7 +23,7 @@ from .ops.budget import DailyBudget, start_of_day, start_of_month
 from .storage import Item, PendingApproval, Store, StoredItem
 
 _COMMAND = re.compile(r"^[/!]([A-Za-z][\w-]*)(?:\s+(.*))?$", re.DOTALL)
-_BARE_COMMAND = re.compile(r"^([A-Za-z][\w-]*)(?:\s+(\d+))?$")
+_BARE_COMMAND = re.compile(r"^([A-Za-z][\w-]*)(?:\s+([\w.-]+))?$")
 HISTORY_FILE = "history.md"
 """The name `/history` gives the whole thread's transcript when it sends one."""
 HISTORY_TITLE = "What I remember of this thread"
@@ -52,6 +52,9 @@ class CommandArgument:
     name: str
     description: str
     minimum: int = 1
+    """For a `number`: the least value taken."""
+    kind: Literal["number", "word"] = "number"
+    """A whole number (`/history 2`), or one word of text (`/profile support`)."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class CommandRegistry:
             return None
         command = self.get(match.group(1))
         arg = match.group(2) or ""
-        if command is None or (arg and command.argument is None):
+        if command is None or (arg and not _fits(command.argument, arg)):
             return None
         return Invocation(command.name, arg, command)
 
@@ -150,15 +153,21 @@ class CommandRegistry:
         command = invocation.command
         if command is None:
             return f"I don't know {prefix}{invocation.name}. Try {prefix}help for the list."
-        args, argument = invocation.args, command.argument
-        fits = not args or (
-            argument is not None and args.isdigit() and int(args) >= argument.minimum
-        )
+        fits = not invocation.args or _fits(command.argument, invocation.args)
         return None if fits else f"Usage: {self.usage(command, prefix)}"
 
     def usage(self, command: Command, prefix: str = "/") -> str:
         arg = f" [{command.argument.name}]" if command.argument else ""
         return f"{prefix}{command.name}{arg}"
+
+
+def _fits(argument: CommandArgument | None, args: str) -> bool:
+    """Whether `args` is a value the command's argument takes."""
+    if argument is None:
+        return False
+    if argument.kind == "word":
+        return len(args.split()) == 1
+    return args.isdigit() and int(args) >= argument.minimum
 
 
 class ForgetCommand:

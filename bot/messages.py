@@ -32,6 +32,30 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where a message was written, as profile rules match it (`BOT_PROFILES`).
+
+    Attributes:
+        workspace: The Discord guild's ID or the Slack workspace's (team) ID; None where there
+            is none (a Discord DM, the console).
+        channel: The channel's ID; a thread gives its parent channel's, so a thread follows
+            its channel. The console gives its ``--thread`` name.
+        dm: A direct message with the bot (a DM is a place of its own).
+    """
+
+    workspace: str | None = None
+    channel: str | None = None
+    dm: bool = False
+
+    def key(self, platform: str) -> str | None:
+        """What a profile chosen in the chat is stored under: the channel (a DM's own channel
+        ID); None when the adapter said nothing of the channel."""
+        if self.channel is None:
+            return None
+        return f"{platform}:{self.workspace or '-'}:{self.channel}"
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     """One message as the core sees it; adapters build it, the core never sees platform objects.
 
@@ -55,6 +79,12 @@ class IncomingMessage:
             ``BOT_MEMORY_SCOPE=channel``; None when the thread is the channel itself (a
             channel's main conversation, a DM).
         attachments: Files attached to the message, in the order the platform lists them.
+        place: Where it was written, for choosing its profile.
+        author_roles: The author's roles there (Discord: each role's ID and name), matched
+            against `[admins]` in the profiles file.
+        author_admin: The author administers the place on the platform (Discord: Manage
+            Server; Slack: a workspace admin or owner; anyone in the console), so they may
+            switch its profile.
     """
 
     platform: str
@@ -66,6 +96,9 @@ class IncomingMessage:
     mentioned: bool = False
     channel_key: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    place: Place = field(default_factory=lambda: Place())
+    author_roles: frozenset[str] = frozenset()
+    author_admin: bool = False
 
     def session_id(self, scope: str) -> str:
         """The memory this message joins under a memory scope (`thread`, `channel`, `user`):

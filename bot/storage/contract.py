@@ -157,9 +157,10 @@ class Store(Protocol):
         ...
 
     async def usage_report(
-        self, by: UsageGrouping, *, since: datetime | None = None
+        self, by: UsageGrouping, *, since: datetime | None = None, session_id: str | None = None
     ) -> list[UsageLine]:
-        """Usage added up per group, most tokens first (by day: oldest first)."""
+        """Usage added up per group, most tokens first (by day: oldest first); with
+        `session_id`, of that thread's calls only (as `thread_usage` counts them)."""
         ...
 
     async def save_summary(
@@ -215,6 +216,22 @@ class Store(Protocol):
     async def remember_blind(self, model: str, endpoint: str, *, at: datetime, reason: str) -> None:
         """Record that the model at `endpoint` said it takes no image input (at `at`), with
         what it said; replaces an earlier record."""
+        ...
+
+    # ----- profiles chosen in the chat (`/profile NAME`) -----------------------------------
+
+    async def profile_choices(self) -> dict[str, str]:
+        """Every place's chosen profile, by place key (`Place.key`): few rows, read whole so
+        a worker can keep them all and look one up without a query per message."""
+        ...
+
+    async def profile_choice(self, place: str) -> str | None:
+        """The profile chosen for one place, read afresh; None when none was chosen."""
+        ...
+
+    async def choose_profile(self, place: str, profile: str | None, *, by: str) -> None:
+        """Record that `by` (``platform:user_id``) chose `profile` for the place, replacing an
+        earlier choice; None drops the choice, so the profiles file's rules apply again."""
         ...
 
     # ----- moving memory between databases -------------------------------------------------

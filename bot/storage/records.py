@@ -77,6 +77,8 @@ class Usage:
     output_tokens: int = 0
     input_chars: int = 0
     """Characters of instructions and items sent, measured the way windows are estimated."""
+    profile: str | None = None
+    """The profile (`BOT_PROFILES`) the call ran under; None for `default` and older rows."""
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,11 @@ class UsageTotals:
         return self.input_tokens + self.output_tokens
 
 
-UsageGrouping = Literal["thread", "user", "day", "model"]
+UsageGrouping = Literal["thread", "user", "day", "model", "profile"]
 """How `Store.usage_report` groups: by session ID, by `platform:user_id` (calls naming no one
 by their kind instead: `summary`, or `turn` for turns whose asker is not recorded), by UTC day
-(`YYYY-MM-DD`) or by model name ("" when none was recorded)."""
+(`YYYY-MM-DD`), by model name ("" when none was recorded) or by profile name ("" for
+`default`, and for calls from before profiles)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class PendingApproval:
     running_since: datetime | None = None
     """When an approved call started running; set until the turn is stored, so a process
     that died meanwhile leaves it set (the call may or may not have completed)."""
+    profile: str | None = None
+    """The profile the run started under (its tools and model resume it); None: `default`."""
 
 
 @dataclass(frozen=True)
