@@ -106,3 +106,41 @@ def _tool_error(args: ToolErrorFormatterArgs[Any]) -> str | None:
     if args.kind == "tool_not_found":
         return TOOL_NOT_AVAILABLE.format(name=args.tool_name)
     return None  # the SDK's own wording
+
+
+class ModelClients:
+    """One openai client per model endpoint (URL and key), shared by every profile using it.
+
+    The client passed in is the caller's (closed by them); those made here for other
+    endpoints are closed by `close()`.
+    """
+
+    def __init__(self, config: Config, default: AsyncOpenAI | None = None) -> None:
+        self._owned: list[AsyncOpenAI] = []
+        first = default or self._made(config)
+        self._clients = {_endpoint(config): first}
+
+    @property
+    def default(self) -> AsyncOpenAI:
+        """The global settings' client."""
+        return next(iter(self._clients.values()))
+
+    def for_config(self, config: Config) -> AsyncOpenAI:
+        """The client for `config`'s endpoint and key, made on first use."""
+        key = _endpoint(config)
+        if key not in self._clients:
+            self._clients[key] = self._made(config)
+        return self._clients[key]
+
+    async def close(self) -> None:
+        for client in self._owned:
+            await client.close()
+
+    def _made(self, config: Config) -> AsyncOpenAI:
+        client = build_client(config)
+        self._owned.append(client)
+        return client
+
+
+def _endpoint(config: Config) -> tuple[str | None, str | None]:
+    return (config.openai_base_url, config.openai_api_key)

@@ -4,41 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from agents import FunctionTool, Tool
+from agents import Tool
 from openai import AsyncOpenAI
 
 from .adapter import Adapter
-from .agent import (
-    agent_instructions,
-    build_agent,
-    build_client,
-    build_model,
-    build_run_config,
-    build_summary_agent,
-    model_name,
-)
+from .agent import ModelClients, build_run_config
 from .collector import collector_for_serving
 from .commands import default_commands
 from .config import Config, ConfigError
 from .core import Core, CoreSettings
-from .memory.planner import MemoryPlanner, MemorySettings
 from .memory.search import SEARCH_TOOL, search_thread_tool
-from .memory.summary import Summarizer, SummaryKeeper
 from .ops.budget import Clock, DailyBudget, utc_now
 from .ops.health import Check, HealthServer
 from .ops.metrics import NO_OBSERVER, Metrics
 from .platforms import load_adapter
-from .runs.approvals import ApprovalSettings
-from .runs.attachments import AttachmentReader, AttachmentSettings
-from .runs.vision import BlindModels
+from .profiles.choices import ProfileChoices
+from .profiles.command import ProfileCommand
+from .profiles.desk import ProfileDesk
+from .profiles.kits import Shared, build_planner, build_profile
+from .profiles.loading import read_profiles
+from .profiles.spec import ProfileBook
+from .runs.approvals import ApprovalDesk, ApprovalSettings
 from .storage import Store, open_store
-from .tools import needs_approval, open_toolbox
+from .tools import open_toolbox
+
+__all__ = ["build_core", "build_planner", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +47,12 @@ DISCONNECT_SECONDS = 1.0
 async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, str]) -> None:
     """Run the bot on `platforms` until they end or SIGINT/SIGTERM arrives."""
     config.require_model_credentials()
+    # Before anything connects: a mistake in the file stops the start with its one line.
+    book = read_profiles(config)
     factories = [load_adapter(name).create for name in platforms]
     async with contextlib.AsyncExitStack() as stack:
-        client = build_client(config)
-        stack.push_async_callback(client.close)
+        clients = ModelClients(config)
+        stack.push_async_callback(clients.close)
         store = await open_store(
             config.memory_location, pool_size=config.pool_size, lock_url=config.database_lock_url
         )
@@ -63,7 +60,15 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
         toolbox = await stack.enter_async_context(open_toolbox(config, reserved=[SEARCH_TOOL]))
         # Metrics only when they are served: without them the core's observer does nothing.
         metrics = None if config.metrics_port is None else Metrics()
-        core = build_core(config, store, client, tools=toolbox.tools, metrics=metrics)
+        core = build_core(
+            config,
+            store,
+            clients,
+            tools=toolbox.tools,
+            metrics=metrics,
+            profiles=book,
+            tool_sources=toolbox.sources,
+        )
         adapters = [factory(core, config, options) for factory in factories]
         if metrics is not None and config.metrics_port is not None:
             health = HealthServer(
@@ -88,72 +93,60 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
 def build_core(
     config: Config,
     store: Store,
-    client: AsyncOpenAI,
+    client: AsyncOpenAI | ModelClients,
     tools: Sequence[Tool] = (),
     *,
     clock: Clock = utc_now,
     metrics: Metrics | None = None,
+    profiles: ProfileBook | None = None,
+    tool_sources: Mapping[str, str] | None = None,
 ) -> Core:
-    """The core with its agent, memory and the standard commands, from configuration.
+    """The core with its agents (one per profile), memory and the standard commands.
 
-    `tools` are the agent's tools beyond its own `search_thread` (MCP servers, plugins);
-    `clock` tells the budget and `/usage` the time (tests move it instead of sleeping).
-    With `metrics`, the core reports to them, and its turn and command writes are timed.
+    `client` is the model client of the global settings, or the clients of every endpoint the
+    profiles name (`ModelClients`, which the caller closes). `tools` are the agent's tools
+    beyond its own `search_thread` (MCP servers, plugins), and `tool_sources` the server or
+    plugin each came from, by tool name, which profiles' `tools` lists name. `clock` tells the
+    budget and `/usage` the time (tests move it instead of sleeping). With `metrics`, the core
+    reports to them, and its turn and command writes are timed.
     """
+    book = profiles or ProfileBook()
+    clients = client if isinstance(client, ModelClients) else ModelClients(config, client)
     written = store if metrics is None else metrics.watch(store)
-    every_tool = [search_thread_tool(store, bot_name=config.name), *tools]
-    agent = build_agent(config, build_model(config, client), every_tool)
     run_config = build_run_config(config)
-    planner = build_planner(config, store, every_tool)
-    summary_model = config.summary_model or model_name(config)
-    summarizer = Summarizer(
-        build_summary_agent(config, build_model(config, client, summary_model)),
-        run_config,
-        bot_name=config.name,
-        model=summary_model,
+    desk = ApprovalDesk(
+        ApprovalSettings(timeout=config.approval_timeout, approvers=config.approvers)
     )
-    budget = DailyBudget(store, config.daily_tokens_per_user, clock=clock)
-    return Core(
-        agent=agent,
+    shared = Shared(
         store=written,
-        planner=planner,
-        summaries=SummaryKeeper(written, planner, summarizer),
-        commands=default_commands(written, planner, config.name, budget),
+        clients=clients,
         run_config=run_config,
+        desk=desk,
+        budget=DailyBudget(store, config.daily_tokens_per_user, clock=clock),
+        own_tools=[search_thread_tool(store, bot_name=config.name)],
+        tools=tools,
+        sources=tool_sources or {},
+        clock=clock,
+    )
+    built = {name: build_profile(config, spec, shared) for name, spec in book.profiles.items()}
+    profile_desk = ProfileDesk(book, built, ProfileChoices(store))
+    choosing = ProfileCommand(profile_desk)
+    for profile in built.values():
+        standard = default_commands(written, profile.planner, config.name, profile.budget)
+        for command in standard:
+            if command.name == "help":
+                profile.commands.register(choosing)
+            profile.commands.register(command)
+    return Core(
+        store=written,
+        profiles=profile_desk,
+        desk=desk,
         settings=CoreSettings(
             max_concurrency=config.max_concurrency,
             rate_limit_per_minute=config.rate_limit_per_minute,
-            model_name=model_name(config),
-            memory_scope=config.memory_scope,
             thread_wait=config.thread_wait,
-            approvals=ApprovalSettings(timeout=config.approval_timeout, approvers=config.approvers),
-            may_pause=needs_approval(every_tool),
         ),
-        attachments=AttachmentReader(
-            AttachmentSettings(vision=config.vision, max_bytes=config.max_attachment_bytes),
-            BlindModels(written, endpoint=str(client.base_url), clock=clock),
-        ),
-        budget=budget,
         observer=NO_OBSERVER if metrics is None else metrics,
-    )
-
-
-def build_planner(config: Config, store: Store, tools: Sequence[Tool] = ()) -> MemoryPlanner:
-    """The turn planner for the configured budget and the agent's instructions and tools."""
-    return MemoryPlanner(
-        store,
-        MemorySettings(
-            context_tokens=config.context_tokens,
-            output_reserve=config.output_reserve,
-            summary_tokens=config.summary_tokens,
-            max_input_chars=config.max_input_chars,
-        ),
-        instructions=agent_instructions(config),
-        fixed_chars=sum(
-            len(tool.description) + len(json.dumps(tool.params_json_schema))
-            for tool in tools
-            if isinstance(tool, FunctionTool)
-        ),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Literal, Protocol, cast
 
 from .memory.planner import MemoryPlanner
 from .memory.transcript import quote_block, render_history, render_markdown, summarize_removed
-from .messages import ReplyFile
+from .messages import IncomingMessage, ReplyFile
 from .ops.budget import DailyBudget, start_of_day, start_of_month
 from .storage import Item, PendingApproval, Store, StoredItem
 
@@ -71,6 +71,8 @@ class CommandContext:
     """The platform it was used on, e.g. ``"discord"``."""
     user_id: str = ""
     """Who used it (their platform ID)."""
+    message: IncomingMessage | None = None
+    """Where and by whom it was used, as the adapter described it (its text is not read)."""
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,8 @@ class Config:
     reply_to_bots: bool = False
     shutdown_grace: float = 30.0
     """Seconds a stop may take in all: turns finish, replies are delivered, adapters disconnect."""
+    profiles: str | None = None
+    """A TOML file of profiles (`BOT_PROFILES`): an agent per channel; None: one agent."""
     mcp_config: str | None = None
     """A JSON file of MCP servers in the common `mcpServers` shape; None for no MCP tools."""
     tool_timeout: float = 30.0
@@ -261,6 +263,7 @@ _VARIABLES: dict[str, tuple[str, Any]] = {
     "rate_limit_per_minute": ("BOT_RATE_LIMIT", non_negative_int),
     "reply_to_bots": ("BOT_REPLY_TO_BOTS", boolean),
     "shutdown_grace": ("BOT_SHUTDOWN_GRACE", positive_float),
+    "profiles": ("BOT_PROFILES", text),
     "mcp_config": ("BOT_MCP_CONFIG", text),
     "tool_timeout": ("BOT_TOOL_TIMEOUT", positive_float),
     "approval_timeout": ("BOT_APPROVAL_TIMEOUT", positive_float),

@@ -15,15 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from agents import Agent, RunConfig
-
 from .claiming import claim
 from .commands import CommandAnswer, CommandContext, CommandRegistry, Invocation
 from .errors import error_kind, friendly_error, is_routine, log_failed_turn
 from .guards import Admission, RateLimiter
 from .locks import ThreadHolds
-from .memory.planner import MemoryPlanner
-from .memory.summary import SummaryKeeper
 from .messages import (
     ApprovalOutlet,
     Decision,
@@ -33,14 +29,13 @@ from .messages import (
     ReplySink,
     Surface,
 )
-from .ops.budget import DailyBudget
 from .ops.logs import log_context
 from .ops.metrics import NO_OBSERVER, Observer, PlatformApi, TurnWatch
-from .runs.agent_runs import AgentRuns, Paused
+from .profiles.desk import ProfileDesk
+from .profiles.kits import Profile
+from .runs.agent_runs import Paused
 from .runs.approval_flow import ApprovalFlow
-from .runs.approvals import ApprovalDesk, ApprovalSettings
-from .runs.attachments import AttachmentReader
-from .runs.attempts import TurnAttempts
+from .runs.approvals import ApprovalDesk
 from .runs.sink import guarded
 from .storage import Author, Store, ThreadBusyError
 from .texts import BUSY, EMPTY_MESSAGE, GENERIC, SHUTTING_DOWN
@@ -56,15 +51,8 @@ class CoreSettings:
     max_concurrency: int
     rate_limit_per_minute: int
     """Turns one person may start per minute across all threads; 0 for no limit."""
-    model_name: str | None
-    """Recorded with each turn's usage."""
-    memory_scope: str
-    """Whose memory a message joins: its thread's, its channel's or its author's."""
     thread_wait: float
     """Seconds a message waits for its thread's earlier turn before the bot says it is busy."""
-    approvals: ApprovalSettings
-    may_pause: bool
-    """Whether any tool needs approval, so a turn must look for a pending one to cancel."""
 
 
 PLAIN: Final = Surface()
@@ -77,57 +65,46 @@ class Core:
     def __init__(
         self,
         *,
-        agent: Agent[Any],
         store: Store,
-        planner: MemoryPlanner,
-        summaries: SummaryKeeper,
-        commands: CommandRegistry,
-        run_config: RunConfig,
+        profiles: ProfileDesk,
+        desk: ApprovalDesk,
         settings: CoreSettings,
-        attachments: AttachmentReader,
-        budget: DailyBudget,
         observer: Observer = NO_OBSERVER,
     ) -> None:
+        """
+        Args:
+            store: Every thread's memory.
+            profiles: The agents, one per profile, and what picks one per message.
+            desk: Makes and checks approval records (every profile's runs share it).
+            settings: The core's own knobs.
+            observer: Told of turns, refusals and waits (metrics).
+        """
         self._store = store
         self._observer = observer
-        self._summaries = summaries
-        self._commands = commands
+        self._profiles = profiles
         self._settings = settings
         self._holds = ThreadHolds(
             store, observer, wait=settings.thread_wait, model_slots=settings.max_concurrency
         )
         self._active: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._admission = Admission(RateLimiter(settings.rate_limit_per_minute), budget)
-        self._desk = ApprovalDesk(settings.approvals)
-        self._attachments = attachments
-        self._runs = AgentRuns(
-            agent=agent,
-            store=store,
-            run_config=run_config,
-            desk=self._desk,
-            model_name=settings.model_name,
-            measured=planner.measured,
-            spent=budget.spend,
-        )
-        self._attempts = TurnAttempts(
-            planner=planner,
-            runs=self._runs,
-            attachments=attachments,
-            summarize=summaries.request,
-            model_name=settings.model_name,
-        )
+        self._admission = Admission(RateLimiter(settings.rate_limit_per_minute))
+        self._desk = desk
+        # Any profile's: a thread switched to a profile without such tools may still have
+        # a turn from before waiting for approval, which a new message must cancel.
+        self._may_pause = any(profile.may_pause for profile in profiles)
         self._approvals = ApprovalFlow(
             store=store,
             desk=self._desk,
-            runs=self._runs,
+            runs=lambda name: profiles.named(name).runs,
             hold=lambda session_id: self._holds.hold(session_id, model_slot=True),
             observer=observer,
         )
 
     @property
     def commands(self) -> CommandRegistry:
-        return self._commands
+        """The commands (the same names under every profile), for platform menus."""
+        return self._profiles.default.commands
 
     @property
     def accepting(self) -> bool:
@@ -159,8 +136,10 @@ class Core:
             redelivered message returns a REPEAT reply, which shows nothing.
         """
         try:
-            with log_context(session_id=self._session_id(message), platform=message.platform):
-                return await self._handle(message, surface, sink)
+            profile = await self._profiles.resolve(message)
+            session_id = message.session_id(profile.memory_scope)
+            with log_context(session_id=session_id, platform=message.platform):
+                return await self._handle(message, profile, surface, sink)
         except Exception as exc:
             self._observer.refused(message.platform, error_kind(exc))
             if is_routine(exc):  # e.g. the database unreachable while checking for a repeat
@@ -180,7 +159,11 @@ class Core:
         return self._store.delivered(_message_key(platform, message_id))
 
     async def _handle(
-        self, message: IncomingMessage, surface: Surface, sink: ReplySink | None
+        self,
+        message: IncomingMessage,
+        profile: Profile,
+        surface: Surface,
+        sink: ReplySink | None,
     ) -> Reply:
         # The store owns the decision: in process on SQLite, across workers on PostgreSQL.
         if message.message_id is not None:
@@ -192,16 +175,16 @@ class Core:
                 logger.debug("Skipped message %s: it was taken already", message.message_id)
                 return REPEAT
         text = _clean(message.text)
-        invocation = self._commands.parse(text, bare=message.mentioned)
+        invocation = profile.commands.parse(text, bare=message.mentioned)
         if invocation is not None:
-            return await self._run_command(message, invocation, surface)
+            return await self._run_command(message, profile, invocation, surface)
         if not text and not message.attachments:
             notice = EMPTY_MESSAGE.format(prefix=surface.command_prefix)
             return self._refuse(message, "empty", notice)
         if self._closing:
             return self._refuse(message, "shutting_down", SHUTTING_DOWN)
         refusal = await self._admission.refusal(
-            message.platform, message.author_id, prefix=surface.command_prefix
+            message.platform, message.author_id, profile.budget, prefix=surface.command_prefix
         )
         if refusal is not None:
             return self._refuse(message, refusal.outcome, refusal.notice)
@@ -213,7 +196,7 @@ class Core:
         # adapter task called us (which may live as long as the connection). Cancelling the
         # caller still cancels the turn: awaiting a task propagates cancellation into it.
         return await self._tracked(
-            self._run_turn(message, text, surface, sink, watch), f"turn {message.thread_key}"
+            self._run_turn(message, profile, text, sink, watch), f"turn {message.thread_key}"
         )
 
     def _refuse(self, message: IncomingMessage, outcome: str, notice: str) -> Reply:
@@ -298,7 +281,7 @@ class Core:
         """The prompt of the approval waiting in the memory `message` would join, to show
         again (a console that restarted mid-question); None when nothing waits. Its text is
         not read. Buttons on a platform need this not: they keep working across restarts."""
-        return await self._approvals.pending(self._session_id(message))
+        return await self._approvals.pending(await self._session_id(message))
 
     async def expire_approvals(self, now: datetime | None = None) -> int:
         """Reject every approval past its deadline and tell the model, and settle approved
@@ -314,7 +297,7 @@ class Core:
         """Whether the memory `message` would join holds anything, so adapters can follow a
         thread after a restart. Its text is not read. Under a wider `BOT_MEMORY_SCOPE` that
         memory is the channel's or the person's, not the thread's own."""
-        return await self._store.has_items(self._session_id(message))
+        return await self._store.has_items(await self._session_id(message))
 
     async def run_command(
         self, message: IncomingMessage, name: str, args: str = "", surface: Surface = PLAIN
@@ -323,17 +306,22 @@ class Core:
 
         `message` says where and by whom it was used (its text is not read).
         """
-        invocation = Invocation(name, args, self._commands.get(name))
-        with log_context(session_id=self._session_id(message), platform=message.platform):
-            return await self._run_command(message, invocation, surface)
+        profile = await self._profiles.resolve(message)
+        invocation = Invocation(name, args, profile.commands.get(name))
+        session_id = message.session_id(profile.memory_scope)
+        with log_context(session_id=session_id, platform=message.platform):
+            return await self._run_command(message, profile, invocation, surface)
 
-    def _session_id(self, message: IncomingMessage) -> str:
-        return message.session_id(self._settings.memory_scope)
+    async def _session_id(self, message: IncomingMessage) -> str:
+        """The memory `message` joins, under the scope of the profile answering it."""
+        profile = await self._profiles.resolve(message)
+        return message.session_id(profile.memory_scope)
 
     async def idle(self) -> None:
         """Wait until no background work (summaries, prompt updates) is under way, for tests
         and benchmarks."""
-        await self._summaries.settle()
+        for profile in self._profiles:
+            await profile.summaries.settle()
         await self._approvals.settled()
 
     async def drain(self, grace: float) -> None:
@@ -342,7 +330,8 @@ class Core:
         Turns still running after that are cancelled, which stores nothing of them.
         """
         self._closing = True
-        await self._summaries.close()
+        for profile in self._profiles:
+            await profile.summaries.close()
         pending = set(self._active)
         if not pending:
             return
@@ -355,13 +344,17 @@ class Core:
             await asyncio.wait(still_running)
 
     async def _run_command(
-        self, message: IncomingMessage, invocation: Invocation, surface: Surface
+        self,
+        message: IncomingMessage,
+        profile: Profile,
+        invocation: Invocation,
+        surface: Surface,
     ) -> Reply:
         self._observer.command(invocation.command.name if invocation.command else "unknown")
-        problem = self._commands.problem(invocation, surface.command_prefix)
+        problem = profile.commands.problem(invocation, surface.command_prefix)
         if problem is not None or invocation.command is None:
             return Reply(problem or "", ReplyKind.COMMAND)
-        session_id = self._session_id(message)
+        session_id = message.session_id(profile.memory_scope)
         ctx = CommandContext(
             session_id=session_id,
             args=invocation.args,
@@ -369,6 +362,7 @@ class Core:
             prefix=surface.command_prefix,
             platform=message.platform,
             user_id=message.author_id,
+            message=message,
         )
         try:
             async with self._holds.hold(session_id):
@@ -387,36 +381,34 @@ class Core:
     async def _run_turn(
         self,
         message: IncomingMessage,
+        profile: Profile,
         text: str,
-        surface: Surface,
         sink: ReplySink | None,
         watch: TurnWatch,
     ) -> Reply:
         # What a turn cancelled by a stop shows (the adapter says the bot is restarting).
         outcome = "shutting_down"
         try:
-            reply, outcome = await self._turn(message, text, sink)
+            reply, outcome = await self._turn(message, profile, text, sink)
             return reply
         finally:
             watch.finished(outcome)
 
     async def _turn(
-        self, message: IncomingMessage, text: str, sink: ReplySink | None
+        self, message: IncomingMessage, profile: Profile, text: str, sink: ReplySink | None
     ) -> tuple[Reply, str]:
         """Run a turn; its reply, and how it ended for the metrics."""
-        session_id = self._session_id(message)
+        session_id = message.session_id(profile.memory_scope)
         author = Author(message.author_id, message.author_name)
         try:
             # Downloads happen before the thread is held: a slow file never blocks the thread.
-            files = await self._attachments.read(
-                message.attachments, model=self._settings.model_name
-            )
+            files = await profile.attachments.read(message.attachments, model=profile.model)
             if files.text:
                 text = f"{text}\n\n{files.text}".strip()
             async with self._holds.hold(session_id, model_slot=True):
-                if self._settings.may_pause:
+                if self._may_pause:
                     await self._approvals.cancel_pending(session_id, author)
-                outcome, plan = await self._attempts.answer(
+                outcome, plan = await profile.attempts.answer(
                     session_id, author, text, files, sink=sink, platform=message.platform
                 )
         except ThreadBusyError:
@@ -425,7 +417,7 @@ class Core:
         except Exception as exc:
             return Reply(log_failed_turn(logger, session_id, exc), ReplyKind.ERROR), error_kind(exc)
         if plan.needs_summary:
-            self._summaries.request(session_id)
+            profile.summaries.request(session_id)
         if isinstance(outcome, Paused):
             return self._approvals.prompt(outcome), "approval"
         notice = ""

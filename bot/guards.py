@@ -62,17 +62,18 @@ class Refusal:
 class Admission:
     """Whether a person may start a turn now: not too fast, and within today's budget."""
 
-    def __init__(self, rate: RateLimiter, budget: DailyBudget) -> None:
+    def __init__(self, rate: RateLimiter) -> None:
         self._rate = rate
-        self._budget = budget
 
-    async def refusal(self, platform: str, author_id: str, *, prefix: str) -> Refusal | None:
-        """The notice for someone who may not start a turn now; None when they may (and the
-        turn is counted against their rate)."""
+    async def refusal(
+        self, platform: str, author_id: str, budget: DailyBudget, *, prefix: str
+    ) -> Refusal | None:
+        """The notice for someone who may not start a turn now under `budget` (the profile's
+        in force where they wrote); None when they may (and the turn is counted against their
+        rate)."""
         wait = self._rate.wait_time(f"{platform}:{author_id}")
         if wait > 0:
             return Refusal("rate_limited", SLOW_DOWN.format(seconds=max(1, round(wait))))
-        budget = self._budget
         if await budget.exhausted(platform, author_id):
             notice = OVER_BUDGET.format(
                 limit=budget.limit or 0, left=_hours_minutes(budget.resets_in()), prefix=prefix

@@ -37,9 +37,10 @@ class UsageMeter(RunHooks[Any]):
         self.input_chars += len(system_prompt or "")
         self.input_chars += sum(len(json.dumps(item, default=str)) for item in input_items)
 
-    def usage(self, reported: SdkUsage, model: str | None) -> Usage:
-        """The run's usage as the store records it."""
+    def usage(self, reported: SdkUsage, model: str | None, profile: str | None = None) -> Usage:
+        """The run's usage as the store records it (`profile` None: `default`)."""
         return Usage(
+            profile=profile,
             model=model,
             input_tokens=reported.input_tokens,
             cached_tokens=reported.input_tokens_details.cached_tokens or 0,

@@ -43,12 +43,19 @@ class Summarizer:
     """Makes one new summary from the previous one and a block of conversation."""
 
     def __init__(
-        self, agent: Agent[Any], run_config: RunConfig, *, bot_name: str, model: str | None
+        self,
+        agent: Agent[Any],
+        run_config: RunConfig,
+        *,
+        bot_name: str,
+        model: str | None,
+        profile: str | None = None,
     ) -> None:
         self._agent = agent
         self._run_config = run_config
         self._bot_name = bot_name
         self._model = model
+        self._profile = profile
 
     async def summarize(
         self, previous: str | None, items: Sequence[WindowItem], *, item_chars: int
@@ -65,7 +72,7 @@ class Summarizer:
         text = str(result.final_output or "").strip()
         if not text:
             raise EmptyAnswerError("the summary came back empty")
-        return text, meter.usage(result.context_wrapper.usage, self._model)
+        return text, meter.usage(result.context_wrapper.usage, self._model, self._profile)
 
 
 class SummaryKeeper:

@@ -11,6 +11,7 @@ several workers a person can overrun the budget by what they spend in that time 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +79,13 @@ class DailyBudget:
     @property
     def limit(self) -> int | None:
         return self._limit
+
+    def limited(self, limit: int | None) -> DailyBudget:
+        """The same people's tallies under another limit (a profile's own budget): what a
+        person spent counts once, whichever profile they spent it under."""
+        view = copy.copy(self)
+        view._limit = limit
+        return view
 
     def now(self) -> datetime:
         return self._clock()

@@ -197,7 +197,8 @@ class Metrics:
         self.tokens = Counter(
             "memorybot_model_tokens",
             "Model tokens recorded with turns and summaries (cached is part of input).",
-            ["kind", "model"],
+            # Profile names come from the profiles file, so the label's values stay few.
+            ["kind", "model", "profile"],
             registry=registry,
         )
         self.waiting_now = Gauge(
@@ -270,9 +271,10 @@ class Metrics:
     def count_usage(self, usage: Usage) -> None:
         """Add one model call's (or turn's) reported tokens."""
         model = usage.model or "default"
-        self.tokens.labels("input", model).inc(usage.input_tokens)
-        self.tokens.labels("cached", model).inc(usage.cached_tokens)
-        self.tokens.labels("output", model).inc(usage.output_tokens)
+        profile = usage.profile or "default"
+        self.tokens.labels("input", model, profile).inc(usage.input_tokens)
+        self.tokens.labels("cached", model, profile).inc(usage.cached_tokens)
+        self.tokens.labels("output", model, profile).inc(usage.output_tokens)
 
 
 class _Turn:

@@ -92,6 +92,7 @@ class AgentRuns:
         model_name: str | None,
         measured: Callable[[str, Usage], None],
         spent: Callable[[str, str, Usage], None],
+        profile: str | None = None,
     ) -> None:
         """
         Args:
@@ -102,6 +103,8 @@ class AgentRuns:
             model_name: Recorded with each turn's usage.
             measured: Told each fresh turn's usage, to learn the thread's token density.
             spent: Told (platform, user ID, usage) of every stored turn, for the budget.
+            profile: The profile whose agent this is, recorded with each turn's usage and
+                each paused run; None for `default`.
         """
         self._agent = agent
         self._store = store
@@ -110,6 +113,7 @@ class AgentRuns:
         self._model_name = model_name
         self._measured = measured
         self._spent = spent
+        self._profile = profile
 
     async def start(
         self,
@@ -192,7 +196,7 @@ class AgentRuns:
             # The tools ran but the answer did not come: keep what they returned, so a second
             # click cannot run them again and the next message can build on their results;
             # and what the model calls so far cost (the request before the pause included).
-            usage = meter.usage(result.context_wrapper.usage, self._model_name)
+            usage = meter.usage(result.context_wrapper.usage, self._model_name, self._profile)
             await self._store.append(
                 record.session_id,
                 turn.kept,
@@ -243,6 +247,7 @@ class AgentRuns:
                 state=turn.keeping(result.to_state().to_json(context_serializer=_context_json)),
                 items=turn.kept,
                 instructions=instructions,
+                profile=self._profile,
             )
             # Replaces the approval this run resumed from, if any, in one statement.
             await self._store.save_approval(record)
@@ -252,7 +257,7 @@ class AgentRuns:
         answer = output if isinstance(output, str) else str(output or "")
         if not answer.strip():
             raise EmptyAnswerError("the model returned no text")
-        usage = meter.usage(result.context_wrapper.usage, self._model_name)
+        usage = meter.usage(result.context_wrapper.usage, self._model_name, self._profile)
         await turn.commit(usage, settles=settles)
         self._spent(platform, turn.author.id, usage)
         return answer

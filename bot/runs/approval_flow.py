@@ -41,6 +41,9 @@ TOOL_RAN = "(The tool did run; its result is kept in this thread, so just ask ag
 
 Hold = Callable[[str], AbstractAsyncContextManager[None]]
 """Holds a thread, with a model slot, for as long as a turn may wait (the core's `_hold`)."""
+RunsFor = Callable[[str | None], AgentRuns]
+"""The runs of the profile a paused turn started under (its agent's tools and model), by the
+name its record keeps; None and names no longer in the profiles file give `default`'s."""
 
 
 class ApprovalFlow:
@@ -51,7 +54,7 @@ class ApprovalFlow:
         *,
         store: Store,
         desk: ApprovalDesk,
-        runs: AgentRuns,
+        runs: RunsFor,
         hold: Hold,
         observer: Observer = NO_OBSERVER,
     ) -> None:
@@ -185,7 +188,9 @@ class ApprovalFlow:
         watch = self._observer.turn(record.platform)
         ending = "shutting_down"  # what a run cancelled by a stop counts as
         try:
-            outcome = await self._runs.resume(record, reason, guarded(sink, watch.first_text))
+            outcome = await self._runs(record.profile).resume(
+                record, reason, guarded(sink, watch.first_text)
+            )
             ending = "approval" if isinstance(outcome, Paused) else "answered"
             return outcome
         except ToolRanError as exc:
@@ -271,7 +276,7 @@ class ApprovalFlow:
     async def _expire_one(self, record: PendingApproval) -> Reply | None:
         reason = self._desk.expiry_message()
         try:
-            outcome = await self._runs.resume(record, reason, None)
+            outcome = await self._runs(record.profile).resume(record, reason, None)
         except Exception as exc:
             # Store the calls as not run without an answer, rather than try every sweep again.
             log_failed_turn(logger, record.session_id, exc)

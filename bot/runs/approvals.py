@@ -96,6 +96,7 @@ class ApprovalDesk:
         state: dict[str, Any],
         items: Sequence[Item],
         instructions: str,
+        profile: str | None = None,
         now: datetime | None = None,
     ) -> PendingApproval:
         """What to keep for a run that just paused."""
@@ -116,6 +117,7 @@ class ApprovalDesk:
             state=json.dumps(state),
             items=json.dumps(list(items)),
             instructions=instructions,
+            profile=profile,
             expires_at=(now or datetime.now(UTC)) + timedelta(seconds=self._settings.timeout),
         )
 

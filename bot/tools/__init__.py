@@ -19,7 +19,7 @@ from agents.tool import FunctionTool
 from ..config import Config
 from .mcp import SupervisedServer, close_servers, connect_servers
 from .mcp_config import ServerSpec, read_mcp_config
-from .plugins import ENTRY_POINT_GROUP, plugin_tools, tool_name
+from .plugins import ENTRY_POINT_GROUP, plugin_names, plugin_tools, tool_name
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -27,6 +27,7 @@ __all__ = [
     "Toolbox",
     "needs_approval",
     "open_toolbox",
+    "plugin_names",
     "read_mcp_config",
     "tool_names",
 ]
@@ -40,6 +41,8 @@ class Toolbox:
 
     tools: list[Tool] = field(default_factory=list)
     servers: list[SupervisedServer] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    """Each tool's server or plugin name, by tool name (what a profile's `tools` lists)."""
 
 
 @asynccontextmanager
@@ -60,11 +63,15 @@ async def open_toolbox(
     specs = read_mcp_config(config.mcp_config, config.environment) if config.mcp_config else []
     servers, server_tools = await connect_servers(specs, tool_timeout=config.tool_timeout)
     try:
-        tools = _unique([*plugin_tools(plugins), *server_tools], set(reserved))
+        found = [*plugin_tools(plugins), *server_tools]
+        tools = _unique([tool for _, tool in found], set(reserved))
         for tool in tools:
             if isinstance(tool, FunctionTool) and tool.timeout_seconds is None:
                 tool.timeout_seconds = config.tool_timeout
-        yield Toolbox(tools=tools, servers=servers)
+        sources: dict[str, str] = {}
+        for source, tool in found:
+            sources.setdefault(tool_name(tool), source)
+        yield Toolbox(tools=tools, servers=servers, sources=sources)
     finally:
         await close_servers(servers)
 

@@ -251,12 +251,13 @@ async def server_tools(server: SupervisedServer) -> list[FunctionTool]:
 
 async def connect_servers(
     specs: Sequence[ServerSpec], *, tool_timeout: float
-) -> tuple[list[SupervisedServer], list[FunctionTool]]:
-    """Start every server at once; those that fail are logged and left out."""
+) -> tuple[list[SupervisedServer], list[tuple[str, FunctionTool]]]:
+    """Start every server at once; those that fail are logged and left out. Each tool comes
+    with the name of its server."""
     servers = [build_server(spec, tool_timeout=tool_timeout) for spec in specs]
     started = await asyncio.gather(*(server.start() for server in servers))
     live = [server for server, ok in zip(servers, started, strict=True) if ok]
-    tools: list[FunctionTool] = []
+    tools: list[tuple[str, FunctionTool]] = []
     for server in live:
         try:
             found = await server_tools(server)
@@ -268,7 +269,7 @@ async def connect_servers(
         logger.info(
             "MCP server %s: %s", server.name, ", ".join(t.name for t in found) or "no tools"
         )
-        tools.extend(found)
+        tools.extend((server.name, tool) for tool in found)
     return servers, tools
 
 

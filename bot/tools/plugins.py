@@ -24,10 +24,18 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "memorybot.tools"
 
 
-def plugin_tools(found: Callable[[], Iterable[EntryPoint]] | None = None) -> list[Tool]:
-    """Every installed plugin's tools, in entry-point name order."""
+def plugin_names(found: Callable[[], Iterable[EntryPoint]] | None = None) -> list[str]:
+    """The installed plugins' names, without loading them (a profiles file names them)."""
     points = found() if found is not None else entry_points(group=ENTRY_POINT_GROUP)
-    tools: list[Tool] = []
+    return sorted(point.name for point in points)
+
+
+def plugin_tools(
+    found: Callable[[], Iterable[EntryPoint]] | None = None,
+) -> list[tuple[str, Tool]]:
+    """Every installed plugin's tools, in entry-point name order, each with its plugin's name."""
+    points = found() if found is not None else entry_points(group=ENTRY_POINT_GROUP)
+    tools: list[tuple[str, Tool]] = []
     for point in sorted(points, key=lambda ep: ep.name):
         try:
             loaded = _tools_of(point.load())
@@ -37,7 +45,7 @@ def plugin_tools(found: Callable[[], Iterable[EntryPoint]] | None = None) -> lis
             )
             continue
         logger.info("Tool plugin %s: %s", point.name, ", ".join(map(tool_name, loaded)))
-        tools.extend(loaded)
+        tools.extend((point.name, tool) for tool in loaded)
     return tools
 
 
