@@ -1,7 +1,7 @@
 """End-to-end benchmark: the whole bot against a bare `Runner` loop, in one run.
 
     .venv/bin/python -m bench.e2e_bench throughput [--messages 600] [--concurrency 1 16]
-        [--rounds 3]
+        [--rounds 3] [--rules 50]
     .venv/bin/python -m bench.e2e_bench concurrency [--conversations 1000] [--model-seconds 1]
     .venv/bin/python -m bench.e2e_bench tools [--messages 300] [--concurrency 1 16]
 
@@ -12,7 +12,9 @@ against the same fake model. The fake model runs in its own process, so this pro
 the bot's and the openai client's only. It also compares the bot with its operations features on
 (Prometheus metrics, and a daily token budget set too high to refuse, so every message is checked
 against the usage recorded with each turn) and off: `--rounds` runs of each, taking turns, and the
-ratio of their medians.
+ratio of their medians. A third bot in those rounds reads a profiles file of `--rules` rules
+(`BOT_PROFILES`), the last of which matches every message, to a profile that changes nothing:
+what choosing a profile per message costs.
 
 `concurrency`: N conversations at once against a model that takes `--model-seconds` per answer:
 no errors, every turn stored once and in order, wall time against model time plus the bare loop's
@@ -50,8 +52,9 @@ from bot.app import build_core
 from bot.collector import collector_for_serving
 from bot.config import Config
 from bot.core import Core
-from bot.messages import IncomingMessage, ReplyKind, Surface
+from bot.messages import IncomingMessage, Place, ReplyKind, Surface
 from bot.ops.metrics import Metrics
+from bot.profiles.loading import read_profiles
 from bot.storage import SQLiteStore
 from bot.tools import open_toolbox
 from tests.support.mcp_server import config_entry, stdio_params
@@ -129,8 +132,11 @@ class Bot:
         mcp_config: Path | None = None,
         *,
         operations: bool = False,
+        profiles: Path | None = None,
     ) -> None:
         self.config = bench_config(base_url, db_path, concurrency)
+        if profiles is not None:
+            self.config = dataclasses.replace(self.config, profiles=str(profiles))
         if mcp_config is not None:
             self.config = dataclasses.replace(self.config, mcp_config=str(mcp_config))
         if operations:
@@ -145,14 +151,22 @@ class Bot:
         self.store = await SQLiteStore.open(self.config.db_path)
         toolbox = await self._stack.enter_async_context(open_toolbox(self.config))
         self.core: Core = build_core(
-            self.config, self.store, self.client, tools=toolbox.tools, metrics=self.metrics
+            self.config,
+            self.store,
+            self.client,
+            tools=toolbox.tools,
+            metrics=self.metrics,
+            profiles=read_profiles(self.config),
+            tool_sources=toolbox.sources,
         )
         surface = Surface(max_chars=2000)
         # As `bot.app.serve` runs it; restored on exit, so the bare loops run with defaults.
         self._stack.enter_context(collector_for_serving())
 
         async def send(thread: str, turn: int) -> None:
-            message = IncomingMessage("bench", thread, "u1", "Ann", f"message {turn}")
+            message = IncomingMessage(
+                "bench", thread, "u1", "Ann", f"message {turn}", place=Place("w1", thread)
+            )
             reply = await self.core.handle(message, surface, _Streamed())
             if reply.kind is not ReplyKind.ANSWER:
                 raise RuntimeError(f"turn failed: {reply}")
@@ -226,6 +240,18 @@ class BareLoop:
 
 BOT = "the bot (core + store + streaming)"
 BOT_OPS = "the bot with metrics + usage budget"
+BOT_PROFILES = "the bot with a profiles file"
+
+
+def profiles_file(path: Path, rules: int) -> Path:
+    """`rules` rules, of which only the last matches the benchmark's messages, to a profile
+    that changes nothing: the cost measured is choosing the profile, not running another."""
+    lines = ["[profiles.same]", "", "[profiles.other]", 'model = "other-model"', ""]
+    for n in range(rules - 1):
+        lines += ["[[rules]]", 'platform = "discord"', f'channel = "{n}"', 'profile = "other"', ""]
+    lines += ["[[rules]]", 'platform = "bench"', 'profile = "same"', ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
 async def throughput(args: argparse.Namespace, workdir: Path) -> None:
@@ -247,12 +273,16 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> None:
                     rates[name] = await drive(send, args.messages, args.threads, concurrency)
             # The operations comparison wants a few percent, under run-to-run noise of
             # +-25% here: both take turns, each round on a fresh file, and medians are compared.
-            rounds: dict[str, list[float]] = {BOT: [], BOT_OPS: []}
-            cpu: dict[str, list[float]] = {BOT: [], BOT_OPS: []}
+            rounds: dict[str, list[float]] = {BOT: [], BOT_OPS: [], BOT_PROFILES: []}
+            cpu: dict[str, list[float]] = {BOT: [], BOT_OPS: [], BOT_PROFILES: []}
+            rules = profiles_file(workdir / "profiles.toml", args.rules)
+            variants = ((BOT, False, None), (BOT_OPS, True, None), (BOT_PROFILES, False, rules))
             for n in range(args.rounds):
-                for name, operations in ((BOT, False), (BOT_OPS, True)):
-                    path = workdir / f"bot-{operations}-{concurrency}-{n}.sqlite3"
-                    async with Bot(base_url, path, concurrency, operations=operations) as send:
+                for name, operations, profiles in variants:
+                    path = workdir / f"bot-{name.split()[-1]}-{concurrency}-{n}.sqlite3"
+                    async with Bot(
+                        base_url, path, concurrency, operations=operations, profiles=profiles
+                    ) as send:
                         await drive(send, args.threads, args.threads, concurrency)  # warm up
                         cpu_started = time.process_time()
                         rate = await drive(send, args.messages, args.threads, concurrency)
@@ -282,6 +312,15 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> None:
             # machine (the model runs in its own process, so this is the bot's alone).
             off, on = statistics.median(cpu[BOT]), statistics.median(cpu[BOT_OPS])
             print(f"  CPU per message, on / off       = {on:.2f} / {off:.2f} ms = {on / off:.3f}")
+            print(
+                f"  {args.rules} profile rules / no file   = {rates[BOT_PROFILES] / bot:.3f}  "
+                "(target >= 0.98: at most 2% slower)"
+            )
+            with_rules = statistics.median(cpu[BOT_PROFILES])
+            print(
+                f"  CPU per message, rules / none   = {with_rules:.2f} / {off:.2f} ms = "
+                f"{with_rules / off:.3f}"
+            )
 
 
 async def concurrency(args: argparse.Namespace, workdir: Path) -> None:
@@ -379,6 +418,7 @@ async def main() -> None:
     tp.add_argument("--threads", type=int, default=30)
     tp.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     tp.add_argument("--rounds", type=int, default=3, help="runs of the bot with and without")
+    tp.add_argument("--rules", type=int, default=50, help="rules in the profiles file")
     cc = sub.add_parser("concurrency")
     cc.add_argument("--conversations", type=int, default=1000)
     cc.add_argument("--model-seconds", type=float, default=1.0)

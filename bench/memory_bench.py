@@ -148,7 +148,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
         client = build_client(config)
         store = await SQLiteStore.open(config.db_path)
         core: Core = build_core(config, store, client)
-        timed = TimedPlanner(core._profiles.default.attempts.planner)  # bench-only: time the planner turns use
+        timed = TimedPlanner(
+            core._profiles.default.attempts.planner
+        )  # bench-only: time the planner turns use
         core._profiles.default.attempts.planner = timed
         surface = Surface(max_chars=4000)
         turn_seconds: list[float] = []

@@ -23,7 +23,7 @@ from .ops.budget import Clock, DailyBudget, utc_now
 from .ops.health import Check, HealthServer
 from .ops.metrics import NO_OBSERVER, Metrics
 from .platforms import load_adapter
-from .profiles.choices import ProfileChoices
+from .profiles.choices import REFRESH_SECONDS, ProfileChoices
 from .profiles.command import ProfileCommand
 from .profiles.desk import ProfileDesk
 from .profiles.kits import Shared, build_planner, build_profile
@@ -100,6 +100,7 @@ def build_core(
     metrics: Metrics | None = None,
     profiles: ProfileBook | None = None,
     tool_sources: Mapping[str, str] | None = None,
+    choices_refresh: float = REFRESH_SECONDS,
 ) -> Core:
     """The core with its agents (one per profile), memory and the standard commands.
 
@@ -108,7 +109,8 @@ def build_core(
     beyond its own `search_thread` (MCP servers, plugins), and `tool_sources` the server or
     plugin each came from, by tool name, which profiles' `tools` lists name. `clock` tells the
     budget and `/usage` the time (tests move it instead of sleeping). With `metrics`, the core
-    reports to them, and its turn and command writes are timed.
+    reports to them, and its turn and command writes are timed. `choices_refresh` is how
+    stale this worker's copy of the profiles chosen in the chat may get (see `choices`).
     """
     book = profiles or ProfileBook()
     clients = client if isinstance(client, ModelClients) else ModelClients(config, client)
@@ -129,7 +131,7 @@ def build_core(
         clock=clock,
     )
     built = {name: build_profile(config, spec, shared) for name, spec in book.profiles.items()}
-    profile_desk = ProfileDesk(book, built, ProfileChoices(store))
+    profile_desk = ProfileDesk(book, built, ProfileChoices(store, refresh=choices_refresh))
     choosing = ProfileCommand(profile_desk)
     for profile in built.values():
         standard = default_commands(written, profile.planner, config.name, profile.budget)

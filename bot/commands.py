@@ -311,6 +311,16 @@ class UsageCommand:
                 f"({thread.input_tokens:,} in, {thread.cached_tokens:,} of them cached; "
                 f"{thread.output_tokens:,} out)."
             ]
+            by_profile = await self._store.usage_report("profile", session_id=ctx.session_id)
+            if any(line.key for line in by_profile):
+                # Only once a profile other than the default ran here: otherwise it is noise.
+                lines.append(
+                    "By profile: "
+                    + ", ".join(
+                        f"{line.key or 'default'} {line.totals.tokens:,}" for line in by_profile
+                    )
+                    + "."
+                )
         else:
             lines = ["This thread: no tokens used yet."]
         lines.append(

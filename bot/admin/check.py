@@ -25,6 +25,13 @@ def check(ctx: AdminContext) -> None:
     platforms = serving(config.environment)
     for name in platforms:
         load_adapter(name).check_settings(config)
+    profiles = ""
+    if config.profiles:
+        # Only here: checking a profile's tools reads the tool plugins, which loads the SDK.
+        from ..profiles.loading import read_profiles
+
+        book = read_profiles(config)
+        profiles = f"; profiles: {', '.join(book.profiles)} ({len(book.rules)} rules)"
 
     async def open_and_close() -> int:
         store = await open_store(
@@ -38,7 +45,8 @@ def check(ctx: AdminContext) -> None:
 
     version = asyncio.run(open_and_close())
     ctx.out.write(
-        f"ok: {describe_memory(config)}, schema v{version}; platforms: {', '.join(platforms)}\n"
+        f"ok: {describe_memory(config)}, schema v{version}; "
+        f"platforms: {', '.join(platforms)}{profiles}\n"
     )
 
 

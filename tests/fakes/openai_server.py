@@ -158,6 +158,8 @@ class RequestRecord:
     """When the first streamed text left the server (time.monotonic), for latency benchmarks."""
     prompt_tokens: int = 0
     cached_tokens: int = 0
+    authorization: str | None = None
+    """The request's `Authorization` header, to see which key went to which server."""
 
 
 @dataclass
@@ -331,7 +333,13 @@ class FakeOpenAI:
     async def _serve(
         self, request: web.Request, api: str, body: dict[str, Any], messages: list[dict[str, Any]]
     ) -> web.StreamResponse:
-        record = RequestRecord(api, body, messages, time.monotonic())
+        record = RequestRecord(
+            api,
+            body,
+            messages,
+            time.monotonic(),
+            authorization=request.headers.get("Authorization"),
+        )
         self._time_tool_results(messages, record.started)
         self.requests.append(record)
         self.request_seen.set()

@@ -8,12 +8,13 @@ from typing import Any
 
 from agents import Tool
 
-from bot.agent import build_client
+from bot.agent import ModelClients, build_client
 from bot.app import build_core
 from bot.config import Config
 from bot.core import Core
 from bot.ops.budget import Clock, utc_now
 from bot.ops.metrics import Metrics
+from bot.profiles.spec import ProfileBook
 from bot.storage import Store, open_store
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -52,12 +53,24 @@ class BotParts:
     """
 
     def __init__(
-        self, config: Config, tools: Sequence[Tool] = (), *, clock: Clock = utc_now
+        self,
+        config: Config,
+        tools: Sequence[Tool] = (),
+        *,
+        clock: Clock = utc_now,
+        profiles: ProfileBook | None = None,
+        tool_sources: dict[str, str] | None = None,
+        choices_refresh: float = 10.0,
     ) -> None:
         self.config = config
         self.tools = list(tools)
         self.clock = clock
+        self.profiles = profiles
+        self.tool_sources = tool_sources
+        self.choices_refresh = choices_refresh
         self.client = build_client(config)
+        # The profiles' other model servers get clients of their own, closed with these.
+        self.clients = ModelClients(config, self.client)
         self.metrics = None if config.metrics_port is None else Metrics()
         self.store: Store
         self.core: Core
@@ -69,13 +82,17 @@ class BotParts:
         self.core = build_core(
             self.config,
             self.store,
-            self.client,
+            self.clients,
             tools=self.tools,
             clock=self.clock,
             metrics=self.metrics,
+            profiles=self.profiles,
+            tool_sources=self.tool_sources,
+            choices_refresh=self.choices_refresh,
         )
         return self
 
     async def close(self) -> None:
         await self.store.close()
+        await self.clients.close()
         await self.client.close()
