@@ -31,7 +31,8 @@ def check(ctx: AdminContext) -> None:
         from ..profiles.loading import read_profiles
 
         book = read_profiles(config)
-        profiles = f"; profiles: {', '.join(book.profiles)} ({len(book.rules)} rules)"
+        rules = len(book.rules)
+        profiles = f"; profiles: {', '.join(book.profiles)} ({rules} rule{'s' * (rules != 1)})"
 
     async def open_and_close() -> int:
         store = await open_store(

@@ -11,9 +11,15 @@ from typing import Any
 import pytest
 from agents import FunctionTool, function_tool
 
-from bot.messages import IncomingMessage, Place, Reply, ReplyKind, Surface
+from bot.messages import Decision, IncomingMessage, Place, Reply, ReplyKind, Surface
 from bot.profiles.spec import DEFAULT, Admins, ProfileBook, ProfileSpec, Rule
-from tests.fakes.openai_server import FakeOpenAI, RequestRecord, message_text, user_texts
+from tests.fakes.openai_server import (
+    FakeOpenAI,
+    RequestRecord,
+    ToolCall,
+    message_text,
+    user_texts,
+)
 from tests.support.parts import BotParts, make_config
 from tests.support.postgres import PostgresSchema
 
@@ -252,3 +258,51 @@ async def test_a_switch_on_one_worker_is_seen_by_another_on_postgres(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_paused_turn_resumes_under_the_profile_it_started_with(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    cancelled: list[str] = []
+
+    @function_tool(needs_approval=True)
+    async def cancel_order(order: str) -> str:
+        """Cancel an order.
+
+        Args:
+            order: The order's number.
+        """
+        cancelled.append(order)
+        return f"Order {order} cancelled."
+
+    def desk(messages: list[dict[str, Any]]) -> str | ToolCall:
+        last = messages[-1]
+        if last.get("role") == "tool":
+            return f"Done: {message_text(last)}"
+        return ToolCall("cancel_order", {"order": "A-1111"})
+
+    async with FakeOpenAI(desk) as support:
+        parts = await BotParts(
+            make_config(fake_openai, tmp_path / "m.sqlite3"),
+            [cancel_order],
+            profiles=book(support.base_url),
+            tool_sources={"cancel_order": "orders"},
+        ).start()
+        try:
+            paused = await say(parts, "cancel my order", channel=SUPPORT)
+            assert paused.kind is ReplyKind.APPROVAL
+            assert paused.approval is not None
+            # The channel changes profile while the call waits: the run still resumes with
+            # the support agent, its tool and its server.
+            await say(parts, "/profile general", channel=SUPPORT, admin=True)
+            done = await parts.core.decide(
+                paused.approval.approval_id, Decision.APPROVE, user_id="id-Ann", user_name="Ann"
+            )
+            report = await parts.store.usage_report("profile")
+        finally:
+            await parts.close()
+        assert done.text == "Done: Order A-1111 cancelled."
+        assert cancelled == ["A-1111"]
+        assert [r.body["model"] for r in support.requests] == ["support-model", "support-model"]
+        assert not fake_openai.requests
+        assert [line.key for line in report] == ["support"]
