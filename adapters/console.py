@@ -26,6 +26,7 @@ from bot.adapter import (
     Config,
     Decision,
     IncomingMessage,
+    Place,
     Reply,
     ReplyKind,
     Surface,
@@ -184,6 +185,10 @@ class ConsoleAdapter:
             author_id=self.user_id,
             author_name=self._user,
             text=text,
+            # A profiles file's console rules match the thread's name; whoever is at the
+            # terminal runs the bot, so they may switch its profile.
+            place=Place(channel=self._thread),
+            author_admin=True,
         )
 
     async def _show(self, first: Reply, shown: _Shown) -> None:

@@ -133,7 +133,7 @@ def test_check_opens_the_memory_and_says_what_it_found(
     memory = tmp_path / "memory.sqlite3"
     env = write_env(tmp_path, OPENAI_API_KEY="sk-x", DISCORD_TOKEN="d", BOT_DB_PATH=str(memory))
     assert main(["--env-file", str(env), "check"]) == 0
-    assert capsys.readouterr().out == f"ok: SQLite {memory}, schema v5; platforms: discord\n"
+    assert capsys.readouterr().out == f"ok: SQLite {memory}, schema v6; platforms: discord\n"
     assert memory.is_file()  # created, as start-up creates it
 
     env = write_env(tmp_path, OPENAI_API_KEY="sk-x", BOT_DB_PATH=str(memory))
@@ -172,7 +172,7 @@ async def test_check_in_a_child_process_creates_the_postgres_schema(
     assert ran.code == 0, ran.err
     server = urlsplit(postgres.url)
     where = f"{server.path.lstrip('/')}@{server.hostname}:{server.port}"
-    assert ran.out == f"ok: PostgreSQL {where}, schema v6; platforms: slack\n"
+    assert ran.out == f"ok: PostgreSQL {where}, schema v7; platforms: slack\n"
     ran = await run_bot("sessions", memory=postgres.url)  # readable: the schema is there
     assert (ran.code, ran.out) == (0, "No conversations stored yet.\n")
 

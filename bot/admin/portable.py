@@ -12,7 +12,9 @@ JSON Lines, one object per line, each with a `"type"`:
 - `usage`: a ledger row (a summary's cost, or a deleted turn's): `kind`, `author_id`,
   `created_at`, `usage`.
 
-`usage` objects hold `model`, `input_tokens`, `cached_tokens`, `output_tokens`, `input_chars`.
+`usage` objects hold `model`, `input_tokens`, `cached_tokens`, `output_tokens`, `input_chars`,
+and `profile` (the `BOT_PROFILES` profile the call ran under; absent or null for `default`,
+as in exports from before profiles).
 Times are ISO 8601 in UTC (`2026-11-26T10:00:00Z`, with microseconds when the database kept
 them). Reading one back gives the `ThreadDump` it was written from, so an import stores every
 row exactly as it was, byte for byte, and can tell a thread already there from one that differs.
@@ -158,6 +160,7 @@ def _usage_object(usage: Usage) -> dict[str, Any]:
         "cached_tokens": usage.cached_tokens,
         "output_tokens": usage.output_tokens,
         "input_chars": usage.input_chars,
+        **({"profile": usage.profile} if usage.profile is not None else {}),
     }
 
 
@@ -323,9 +326,16 @@ def _ledger_entry(obj: dict[str, Any]) -> LedgerEntry:
 def _usage(value: Any) -> Usage:
     if not isinstance(value, dict):
         raise _Bad("usage must be an object or null")
+    inputs, cached, output, chars = (
+        _integer(value, name, f"usage.{name}") for name in _USAGE_FIELDS
+    )
     return Usage(
         _optional_text(value, "model", "usage.model"),
-        *(_integer(value, name, f"usage.{name}") for name in _USAGE_FIELDS),
+        inputs,
+        cached,
+        output,
+        chars,
+        _optional_text(value, "profile", "usage.profile"),
     )
 
 

@@ -1,4 +1,4 @@
-"""`python -m bot usage`: what model calls cost, grouped by thread, person, day or model."""
+"""`python -m bot usage`: what model calls cost, by thread, person, day, model or profile."""
 
 from __future__ import annotations
 
@@ -13,8 +13,14 @@ from .command import AdminCommand, AdminContext
 from .stores import open_configured
 
 _HEADERS = ("calls", "input_tokens", "cached_tokens", "output_tokens", "total_tokens")
-_TITLES = {"thread": "THREAD", "user": "USER", "day": "DAY (UTC)", "model": "MODEL"}
-_EMPTY = {"thread": "", "day": "", "model": "(default model)"}
+_TITLES = {
+    "thread": "THREAD",
+    "user": "USER",
+    "day": "DAY (UTC)",
+    "model": "MODEL",
+    "profile": "PROFILE",
+}
+_EMPTY = {"thread": "", "day": "", "model": "(default model)", "profile": "default"}
 _NAMELESS = {"summary": "(summaries)", "turn": "(anonymised turns)"}
 """By user, the keys of calls that name no one (see `UsageGrouping`), as the table shows them."""
 
@@ -109,14 +115,14 @@ def _day(raw: str) -> datetime:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--by", choices=("thread", "user", "day", "model"), default="thread")
+    parser.add_argument("--by", choices=tuple(_TITLES), default="thread")
     parser.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="from this UTC day on")
     parser.add_argument("--format", choices=("table", "csv"), default="table")
 
 
 USAGE = AdminCommand(
     "usage",
-    "model tokens used, by thread, person, day or model (read-only)",
+    "model tokens used, by thread, person, day, model or profile (read-only)",
     print_usage,
     arguments=_arguments,
     description=(

@@ -40,10 +40,12 @@ Row = tuple[
     int | None,
     int | None,
     str | None,
+    str | None,
 ]
 """One new message row: (session_id, message_data, author_id, author_name) and, on the row a
-model call produced last, what producing the turn cost and for whom: (model, input_tokens,
-cached_tokens, output_tokens, input_chars, asked_by); None for those on every other row."""
+model call produced last, what producing the turn cost, under which profile and for whom:
+(model, input_tokens, cached_tokens, output_tokens, input_chars, profile, asked_by); None for
+those on every other row."""
 
 
 def encode_rows(
@@ -67,6 +69,7 @@ def encode_rows(
                 cost.cached_tokens if cost else None,
                 cost.output_tokens if cost else None,
                 cost.input_chars if cost else None,
+                cost.profile if cost else None,
                 author.id if cost and author else None,
             )
         )
@@ -109,11 +112,15 @@ def decode_stored(rows: Iterable[Any], timestamp: Callable[[Any], datetime]) -> 
     return decoded
 
 
-def usage_of(model: Any, input_tokens: Any, cached: Any, output: Any, chars: Any) -> Usage | None:
+def usage_of(
+    model: Any, input_tokens: Any, cached: Any, output: Any, chars: Any, profile: Any = None
+) -> Usage | None:
     """A row's recorded usage columns as `Usage`, or None when the row recorded none."""
     if input_tokens is None:
         return None
-    return Usage(model, int(input_tokens), int(cached or 0), int(output or 0), int(chars or 0))
+    return Usage(
+        model, int(input_tokens), int(cached or 0), int(output or 0), int(chars or 0), profile
+    )
 
 
 def thread_dump(
@@ -126,8 +133,8 @@ def thread_dump(
 ) -> ThreadDump:
     """A thread's rows as a dump, read in the same column order on every back end:
     `times` (created_at, updated_at); messages (id, message_data, author_id, author_name,
-    created_at, five usage columns, asked_by); summaries (covers_id, summary, created_at); ledger
-    (kind, author_id, five usage columns, created_at)."""
+    created_at, the usage columns, asked_by); summaries (covers_id, summary, created_at); ledger
+    (kind, author_id, the usage columns, created_at)."""
     created, updated = times if times else (None, None)
     ledger_rows = tuple(ledger)
     return ThreadDump(
@@ -140,8 +147,8 @@ def thread_dump(
                 str(row[1]),
                 Author(row[2], row[3] or row[2]) if row[2] else None,
                 timestamp(row[4]),
-                usage_of(*row[5:10]),
-                row[10],
+                usage_of(*row[5:11]),
+                row[11],
             )
             for row in messages
         ),
@@ -149,7 +156,12 @@ def thread_dump(
             DumpedSummary(int(covers), text, timestamp(when)) for covers, text, when in summaries
         ),
         ledger=tuple(
-            LedgerEntry(row[0], row[1], usage_of(*row[2:7]) or Usage(row[2]), timestamp(row[7]))
+            LedgerEntry(
+                row[0],
+                row[1],
+                usage_of(*row[2:8]) or Usage(row[2], profile=row[7]),
+                timestamp(row[8]),
+            )
             for row in ledger_rows
         ),
         forgotten=not times and bool(ledger_rows),
@@ -157,15 +169,17 @@ def thread_dump(
 
 
 def usage_values(usage: Usage | None) -> tuple[Any, ...]:
-    """`Usage` as the row's five usage columns (all None for a row without)."""
+    """`Usage` as the row's usage columns, in `USAGE_COLUMNS` order (all None for a row
+    without)."""
     if usage is None:
-        return (None, None, None, None, None)
+        return (None, None, None, None, None, None)
     return (
         usage.model,
         usage.input_tokens,
         usage.cached_tokens,
         usage.output_tokens,
         usage.input_chars,
+        usage.profile,
     )
 
 
@@ -186,7 +200,7 @@ async def up_to_chars(
 
 APPROVAL_COLUMNS = (
     "approval_id, session_id, platform, requester_id, requester_name, calls, state, items, "
-    "instructions, expires_at, address, running_since"
+    "instructions, expires_at, address, running_since, profile"
 )
 """The approvals table's columns, in the order `approval_of` reads them."""
 
@@ -205,6 +219,7 @@ def approval_of(row: Any, timestamp: Callable[[Any], datetime]) -> PendingApprov
         expires_at=timestamp(row[9]),
         address=row[10],
         running_since=None if row[11] is None else timestamp(row[11]),
+        profile=row[12],
     )
 
 

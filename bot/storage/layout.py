@@ -14,9 +14,18 @@ USAGE = "bot_usage"
 SEARCH = "bot_search"
 APPROVALS = "bot_approvals"
 BLIND_MODELS = "bot_blind_models"
+PROFILE_CHOICES = "bot_profile_choices"
 
-USAGE_COLUMNS = ("model", "input_tokens", "cached_tokens", "output_tokens", "input_chars")
-"""What a model call cost, as `agent_messages` (on a turn's last row) and `bot_usage` keep it."""
+USAGE_COLUMNS = (
+    "model",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "input_chars",
+    "profile",
+)
+"""What a model call cost, as `agent_messages` (on a turn's last row) and `bot_usage` keep it:
+the fields of `Usage`, in its order."""
 USAGE_LIST = ", ".join(USAGE_COLUMNS)
 
 STORED_COLUMNS = "id, message_data, author_id, author_name, created_at"

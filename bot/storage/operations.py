@@ -184,6 +184,7 @@ class Operations(PagedReads, Dumps, Erasure):
             self._sql.dialect.zoned(approval.expires_at),
             approval.address,
             None,  # it runs once someone approves it
+            approval.profile,
         )
 
         async def save(tx: Transaction) -> None:
@@ -269,6 +270,7 @@ class Operations(PagedReads, Dumps, Erasure):
             usage.cached_tokens,
             usage.output_tokens,
             usage.input_chars,
+            usage.profile,
         )
 
         async def record(tx: Transaction) -> None:
@@ -290,9 +292,38 @@ class Operations(PagedReads, Dumps, Erasure):
         return totals_of(rows[0] if rows else None)
 
     async def usage_report(
-        self, by: UsageGrouping, *, since: datetime | None = None
+        self, by: UsageGrouping, *, since: datetime | None = None, session_id: str | None = None
     ) -> list[UsageLine]:
-        """Usage added up per group, most tokens first (by day: oldest first)."""
-        statement = self._sql.usage_report[by, since is not None]
-        args = () if since is None else (self._sql.dialect.stamp(since),)
+        """Usage added up per group, most tokens first (by day: oldest first); with
+        `session_id`, of that thread's calls only."""
+        statement = self._sql.usage_report[by, since is not None, session_id is not None]
+        args = [] if since is None else [self._sql.dialect.stamp(since)]
+        if session_id is not None:
+            args.append(session_id)
         return lines_of(await self._read(statement, *args))
+
+    # ----- profiles chosen in the chat -----------------------------------------------------
+
+    async def profile_choices(self) -> dict[str, str]:
+        """Every place's chosen profile, by place key."""
+        return {
+            str(place): str(profile)
+            for place, profile in await self._read(self._sql.profile_choices)
+        }
+
+    async def profile_choice(self, place: str) -> str | None:
+        """The profile chosen for one place, read afresh; None when none was."""
+        rows = await self._read(self._sql.profile_choice, place)
+        return str(rows[0][0]) if rows else None
+
+    async def choose_profile(self, place: str, profile: str | None, *, by: str) -> None:
+        """Record `by`'s choice of `profile` for the place (None drops the choice)."""
+        stamp = self._sql.dialect.stamp(datetime.now(UTC))
+
+        async def choose(tx: Transaction) -> None:
+            if profile is None:
+                await tx.run(self._sql.drop_profile_choice, place)
+            else:
+                await tx.run(self._sql.choose_profile, place, profile, by, stamp)
+
+        await self._transaction(choose, Scope())

@@ -17,6 +17,7 @@ from .layout import (
     APPROVALS,
     BLIND_MODELS,
     MESSAGES,
+    PROFILE_CHOICES,
     SESSIONS,
     STORED_COLUMNS,
     SUMMARIES,
@@ -39,19 +40,19 @@ _TOTALS = "count(*), coalesce(sum(i), 0), coalesce(sum(c), 0), coalesce(sum(o), 
 
 def _spending(rows_where: str, ledger_where: str) -> str:
     """Every recorded model call: turns' usage on their rows, plus the ledger (summaries, and
-    deleted turns), as (session_id, who, kind, model, created_at, i, c, o); `kind` is the
+    deleted turns), as (session_id, who, kind, model, profile, created_at, i, c, o); `kind` is the
     ledger's, `turn` or `summary`."""
     return f"""
-    SELECT session_id, asked_by AS who, 'turn' AS kind, model, created_at, input_tokens AS i,
-        coalesce(cached_tokens, 0) AS c, coalesce(output_tokens, 0) AS o
+    SELECT session_id, asked_by AS who, 'turn' AS kind, model, profile, created_at,
+        input_tokens AS i, coalesce(cached_tokens, 0) AS c, coalesce(output_tokens, 0) AS o
     FROM {MESSAGES} WHERE input_tokens IS NOT NULL{rows_where}
     UNION ALL
-    SELECT session_id, author_id, kind, model, created_at, input_tokens, cached_tokens,
+    SELECT session_id, author_id, kind, model, profile, created_at, input_tokens, cached_tokens,
         output_tokens
     FROM {USAGE} WHERE 1 = 1{ledger_where}"""
 
 
-def _usage_report(d: Dialect, by: UsageGrouping, *, since: bool) -> str:
+def _usage_report(d: Dialect, by: UsageGrouping, *, since: bool, thread: bool) -> str:
     keys = {
         "thread": "session_id",
         # Calls that answered no one named are told apart by what they were: summaries, or
@@ -59,8 +60,11 @@ def _usage_report(d: Dialect, by: UsageGrouping, *, since: bool) -> str:
         "user": f"CASE WHEN who IS NULL THEN kind ELSE {d.platform_of('session_id')} || who END",
         "day": d.day_of("created_at"),
         "model": "coalesce(model, '')",
+        "profile": "coalesce(profile, '')",
     }
     where = " AND created_at >= $1" if since else ""
+    if thread:
+        where += f" AND session_id = ${2 if since else 1}"
     order = "key" if by == "day" else "coalesce(sum(i), 0) + coalesce(sum(o), 0) DESC, key"
     return (
         f"SELECT {keys[by]} AS key, {_TOTALS} FROM ({_spending(where, where)}) AS spent "
@@ -181,7 +185,7 @@ class Statements:
         self.replace_approval = sql(
             f"DELETE FROM {APPROVALS} WHERE session_id = $1 OR approval_id = $2"
         )
-        self.insert_approval = sql(f"INSERT INTO {APPROVALS} ({APPROVAL_COLUMNS}) {_values(12)}")
+        self.insert_approval = sql(f"INSERT INTO {APPROVALS} ({APPROVAL_COLUMNS}) {_values(13)}")
         pending = f"SELECT {APPROVAL_COLUMNS} FROM {APPROVALS} WHERE"
         self.approval = sql(f"{pending} approval_id = $1")
         self.approval_in = sql(f"{pending} session_id = $1")
@@ -195,7 +199,7 @@ class Statements:
 
         # ----- usage -----------------------------------------------------------------------
         self.record_usage = sql(
-            f"INSERT INTO {USAGE} (session_id, author_id, kind, {USAGE_LIST}) {_values(8)}"
+            f"INSERT INTO {USAGE} (session_id, author_id, kind, {USAGE_LIST}) {_values(9)}"
         )
         thread = " AND session_id = $1"
         self.thread_usage = sql(f"SELECT {_TOTALS} FROM ({_spending(thread, thread)}) AS spent")
@@ -207,10 +211,22 @@ class Statements:
         )
         """(user ID, the earliest time, the platform prefix `discord:`)."""
         self.usage_report = {
-            (by, since): sql(_usage_report(d, by, since=since))
-            for by, since in product(get_args(UsageGrouping), (False, True))
+            (by, since, thread): sql(_usage_report(d, by, since=since, thread=thread))
+            for by, since, thread in product(get_args(UsageGrouping), (False, True), (False, True))
         }
-        """By (grouping, whether a `since` parameter is given)."""
+        """By (grouping, whether a `since` parameter is given, whether a session ID is: after
+        `since`)."""
+
+        # ----- profiles chosen in the chat -------------------------------------------------
+        self.profile_choices = sql(f"SELECT place, profile FROM {PROFILE_CHOICES}")
+        self.profile_choice = sql(f"SELECT profile FROM {PROFILE_CHOICES} WHERE place = $1")
+        self.choose_profile = sql(
+            f"INSERT INTO {PROFILE_CHOICES} (place, profile, chosen_by, chosen_at) {_values(4)} "
+            "ON CONFLICT (place) DO UPDATE SET profile = excluded.profile, "
+            "chosen_by = excluded.chosen_by, chosen_at = excluded.chosen_at"
+        )
+        """(place, profile, who chose it, when)."""
+        self.drop_profile_choice = sql(f"DELETE FROM {PROFILE_CHOICES} WHERE place = $1")
 
         # ----- what the model server said about the model ----------------------------------
         self.blind_since = sql(
@@ -248,7 +264,7 @@ class Statements:
         )
         self.load_message = sql(
             f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, "
-            f"created_at, {USAGE_LIST}, asked_by) {_values(11)}"
+            f"created_at, {USAGE_LIST}, asked_by) {_values(12)}"
         )
         """Run once per row in one batch, in order: the IDs are then `loaded_ids`, in order."""
         self.loaded_ids = sql(f"SELECT id FROM {MESSAGES} WHERE session_id = $1 ORDER BY id")
@@ -259,7 +275,7 @@ class Statements:
         )
         self.load_ledger = sql(
             f"INSERT INTO {USAGE} (session_id, author_id, kind, {USAGE_LIST}, created_at) "
-            f"{_values(9)}"
+            f"{_values(10)}"
         )
 
         # ----- forgetting a person ---------------------------------------------------------

@@ -60,6 +60,4 @@ async def test_check_names_the_profiles(fake_openai: FakeOpenAI, tmp_path: Path)
     env["DISCORD_TOKEN"] = "d"
     ran = await run_cli(tmp_path, env, "check")
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.endswith(
-        "platforms: discord; profiles: default, support, general (1 rules)\n"
-    )
+    assert ran.stdout.endswith("platforms: discord; profiles: default, support, general (1 rule)\n")

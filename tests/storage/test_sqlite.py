@@ -154,10 +154,10 @@ async def test_one_bad_append_does_not_sink_the_batch_it_shared(tmp_path: Path) 
             "session_id TEXT NOT NULL, message_data TEXT NOT NULL, "
             "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, author_id TEXT, "
             "author_name TEXT, model TEXT, input_tokens INTEGER, cached_tokens INTEGER, "
-            "output_tokens INTEGER, input_chars INTEGER, asked_by TEXT)"
+            "output_tokens INTEGER, input_chars INTEGER, profile TEXT, asked_by TEXT)"
         )
         writer = Writer(conn)
-        no_cost = (None, None, None, None, None, None)
+        no_cost = (None, None, None, None, None, None, None)
         bad_row = ("t", None, None, None, *no_cost)  # violates NOT NULL on message_data
         results = await asyncio.gather(
             writer.append([("t", '"a"', None, None, *no_cost)]),

@@ -19,6 +19,7 @@ from ..layout import (
     APPROVALS,
     BLIND_MODELS,
     MESSAGES,
+    PROFILE_CHOICES,
     SEARCH,
     SESSIONS,
     SUMMARIES,
@@ -248,6 +249,37 @@ _VERSION_6 = (
     """,
 )
 
+_VERSION_7 = (
+    # The profile each turn and summary ran under, and paused turns' (see sqlite/schema.py's
+    # version 6); and the profiles chosen in the chat.
+    f"ALTER TABLE {MESSAGES} ADD COLUMN IF NOT EXISTS profile TEXT",
+    f"ALTER TABLE {USAGE} ADD COLUMN IF NOT EXISTS profile TEXT",
+    f"ALTER TABLE {APPROVALS} ADD COLUMN IF NOT EXISTS profile TEXT",
+    f"""
+    CREATE OR REPLACE FUNCTION bot_messages_deleted() RETURNS TRIGGER
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM {SUMMARIES} AS s USING (
+            SELECT session_id, min(id) AS first_id FROM gone GROUP BY session_id) AS g
+        WHERE s.session_id = g.session_id AND s.covers_id >= g.first_id;
+        INSERT INTO {USAGE} (session_id, author_id, kind, model, input_tokens, cached_tokens,
+            output_tokens, input_chars, profile, created_at)
+        SELECT session_id, asked_by, 'turn', model, input_tokens, coalesce(cached_tokens, 0),
+            coalesce(output_tokens, 0), coalesce(input_chars, 0), profile, created_at
+        FROM gone WHERE input_tokens IS NOT NULL ORDER BY id;
+        RETURN NULL;
+    END $$
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {PROFILE_CHOICES} (
+        place TEXT NOT NULL PRIMARY KEY,
+        profile TEXT NOT NULL,
+        chosen_by TEXT NOT NULL,
+        chosen_at TIMESTAMP WITHOUT TIME ZONE NOT NULL
+    )
+    """,
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _VERSION_1,
     _VERSION_2,
@@ -255,6 +287,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _VERSION_4,
     _VERSION_5,
     _VERSION_6,
+    _VERSION_7,
 )
 """Schema versions in order. Append to this, never edit a released step."""
 

@@ -67,11 +67,11 @@ WITH fence AS ({fence}), touched AS (
 )
 INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, {USAGE_LIST}, asked_by)
 SELECT $1, r.data, r.author_id, r.author_name, r.model, r.input_tokens, r.cached_tokens,
-    r.output_tokens, r.input_chars, r.asked_by
+    r.output_tokens, r.input_chars, r.profile, r.asked_by
 FROM fence, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
-    $8::int[], $9::int[], $10::text[]) WITH ORDINALITY
+    $8::int[], $9::int[], $10::text[], $11::text[]) WITH ORDINALITY
     AS r(data, author_id, author_name, model, input_tokens, cached_tokens, output_tokens,
-         input_chars, asked_by, n)
+         input_chars, profile, asked_by, n)
 ORDER BY r.n
 """
 
@@ -79,7 +79,7 @@ ORDER BY r.n
 _APPEND = _append("SELECT 1")
 # A turn's commit from the task holding its thread: stored only while the thread's epoch is
 # still the one its lock was taken with (`fence.py`).
-_APPEND_FENCED = _append(fence_row("$11", "$12"))
+_APPEND_FENCED = _append(fence_row("$12", "$13"))
 
 # Indexing one thread's messages not yet in the search index (every row gets an entry, empty
 # for tool items, so each is looked at once). An anti-join, not a high-water mark: rows of

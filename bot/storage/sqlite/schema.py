@@ -13,6 +13,7 @@ from ..layout import (
     APPROVALS,
     BLIND_MODELS,
     MESSAGES,
+    PROFILE_CHOICES,
     SEARCH,
     SESSIONS,
     SUMMARIES,
@@ -286,7 +287,41 @@ async def _version_5(conn: aiosqlite.Connection) -> None:
         await conn.execute(f"ALTER TABLE {APPROVALS} ADD COLUMN running_since TIMESTAMP")
 
 
-MIGRATIONS = (_version_1, _version_2, _version_3, _version_4, _version_5)
+async def _version_6(conn: aiosqlite.Connection) -> None:
+    # The profile (`BOT_PROFILES`) each turn ran under, beside its usage, and each summary's
+    # and paused turn's; NULL is `default`, as for every row from before. Deleted turns keep
+    # it in the ledger. And the profiles chosen in the chat, one row per place.
+    for table in (MESSAGES, USAGE, APPROVALS):
+        rows = await conn.execute_fetchall(f"PRAGMA table_info({table})")
+        if "profile" not in {row[1] for row in rows}:
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN profile TEXT")
+    await conn.execute(f"DROP TRIGGER IF EXISTS {MESSAGES}_keep_usage")
+    await conn.execute(
+        f"""
+        CREATE TRIGGER {MESSAGES}_keep_usage AFTER DELETE ON {MESSAGES}
+        WHEN OLD.input_tokens IS NOT NULL
+        BEGIN
+            INSERT INTO {USAGE} (session_id, author_id, kind, model, input_tokens, cached_tokens,
+                output_tokens, input_chars, profile, created_at)
+            VALUES (OLD.session_id, OLD.asked_by, 'turn', OLD.model, OLD.input_tokens,
+                coalesce(OLD.cached_tokens, 0), coalesce(OLD.output_tokens, 0),
+                coalesce(OLD.input_chars, 0), OLD.profile, OLD.created_at);
+        END
+        """
+    )
+    await conn.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {PROFILE_CHOICES} (
+            place TEXT PRIMARY KEY,
+            profile TEXT NOT NULL,
+            chosen_by TEXT NOT NULL,
+            chosen_at TIMESTAMP NOT NULL
+        ) WITHOUT ROWID
+        """
+    )
+
+
+MIGRATIONS = (_version_1, _version_2, _version_3, _version_4, _version_5, _version_6)
 """Schema versions in order; the file's `PRAGMA user_version` says how many have run.
 Append to this, never edit a released step."""
 

@@ -29,9 +29,9 @@ _INSERT_MESSAGES = (
     f"INSERT INTO {MESSAGES} (session_id, message_data, author_id, author_name, {USAGE_LIST}, "
     "asked_by) VALUES "
 )
-_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_ROWS_PER_STATEMENT = 90
-"""Rows one multi-row INSERT may carry (10 parameters each, under SQLite's oldest 999 limit)."""
+"""Rows one multi-row INSERT may carry (11 parameters each, under SQLite's oldest 999 limit)."""
 
 
 class StoreClosedError(RuntimeError):
