@@ -34,7 +34,13 @@ from .approvals import DiscordApprovals
 from .client import client_for
 from .commands import SlashCommands
 from .delivery import DiscordDelivery
-from .facts import bot_role_mentions, message_facts
+from .facts import (
+    bot_role_mentions,
+    manages_server,
+    message_facts,
+    profile_place,
+    role_names,
+)
 from .files import DiscordFiles
 from .rules import MessageFacts, decide, thread_key
 from .settings import DiscordSettings, shard_list
@@ -319,6 +325,9 @@ class DiscordAdapter:
             mentioned=facts.mentioned,
             channel_key=None if channel_id is None else thread_key(place.guild_id, channel_id),
             attachments=tuple(self._downloads.describe(file) for file in message.attachments),
+            place=profile_place(place, channel_id),
+            author_roles=role_names(message.author),
+            author_admin=manages_server(message.author),
         )
 
     def _may_start_turn(self, message: discord.Message, facts: MessageFacts, text: str) -> bool:

@@ -18,11 +18,14 @@ from discord.utils import MISSING
 from bot.adapter import NOT_HERE, Command, Core, IncomingMessage, ReplyFile
 
 from ..text import split_message
-from .facts import permits, place_of
+from .facts import permits, place_of, profile_place, role_names
 from .rules import thread_key
 from .settings import DiscordSettings, shard_list
 from .stream import discord_file
 from .text import MAX_MESSAGE_CHARS, SURFACE
+
+WORD_CHARS = 100
+"""The longest word argument a slash command takes (a profile's name is at most 32)."""
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,11 @@ class SlashCommands:
                 channel_key=None
                 if parent_id is None
                 else thread_key(interaction.guild_id, parent_id),
+                place=profile_place(place),
+                author_roles=role_names(user),
+                # What Discord computed for the member here: no role cache needed.
+                author_admin=interaction.guild_id is not None
+                and interaction.permissions.manage_guild,
             )
             work = asyncio.create_task(self._core.run_command(used, name, args, SURFACE))
             done, _ = await asyncio.wait({work}, timeout=self._defer_after)
@@ -123,7 +131,8 @@ def slash_command(command: Command, run: CommandRunner) -> app_commands.Command[
     """A slash command for one of the core's commands, calling `run(interaction, name, args)`.
 
     Args:
-        command: The core command (name, description, optional numeric argument).
+        command: The core command (name, description, optional argument: a number, or a
+            word such as a profile's name).
         run: Does the work; receives the argument as text, "" when not given.
     """
     name, description = command.name, command.description[:100]
@@ -135,12 +144,18 @@ def slash_command(command: Command, run: CommandRunner) -> app_commands.Command[
 
         return app_commands.Command(name=name, description=description, callback=plain)
 
-    async def with_value(interaction: discord.Interaction[Any], value: int | None = None) -> None:
-        await run(interaction, name, "" if value is None else str(value))
+    async def with_value(
+        interaction: discord.Interaction[Any], value: int | str | None = None
+    ) -> None:
+        await run(interaction, name, "" if value is None else str(value).strip())
 
     # The argument's name, bounds and help come from the core at run time, so the callback's
     # one parameter is renamed and annotated here rather than spelled out in code.
-    with_value.__annotations__["value"] = cast(Any, app_commands.Range)[int, argument.minimum, None]
+    with_value.__annotations__["value"] = (
+        cast(Any, app_commands.Range)[str, 1, WORD_CHARS]
+        if argument.kind == "word"
+        else cast(Any, app_commands.Range)[int, argument.minimum, None]
+    )
     app_commands.rename(value=argument.name)(with_value)
     app_commands.describe(value=argument.description[:100])(with_value)
     return app_commands.Command(name=name, description=description, callback=with_value)

@@ -10,6 +10,8 @@ from typing import Any
 
 import discord
 
+from bot.adapter import Place as ProfilePlace
+
 from .rules import AccessPolicy, MessageFacts, Place
 
 CHAT_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
@@ -64,3 +66,27 @@ def place_of(interaction: discord.Interaction[Any]) -> Place:
 def role_ids(user: discord.User | discord.Member) -> tuple[int, ...]:
     """The roles someone holds where they are (none in a DM)."""
     return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
+
+
+def profile_place(place: Place, channel_id: int | None = None) -> ProfilePlace:
+    """Where profile rules and `/profile` see a message: its guild and its channel, a
+    thread's parent (`channel_id` when the adapter knows better: the channel a thread was
+    just opened from); a DM is its own place."""
+    channel = channel_id if channel_id is not None else (place.parent_id or place.channel_id)
+    workspace = None if place.guild_id is None else str(place.guild_id)
+    return ProfilePlace(workspace, str(channel), place.guild_id is None)
+
+
+def role_names(user: discord.User | discord.Member) -> frozenset[str]:
+    """Each of the member's roles by ID and by name (`[admins] discord_roles` takes either);
+    none in a DM. @everyone is left out: naming it would make everyone an admin by accident."""
+    if not isinstance(user, discord.Member):
+        return frozenset()
+    return frozenset(
+        name for role in user.roles if not role.is_default() for name in (str(role.id), role.name)
+    )
+
+
+def manages_server(user: discord.User | discord.Member) -> bool:
+    """Whether the member has Manage Server (computed from the guild's roles and owner)."""
+    return isinstance(user, discord.Member) and user.guild_permissions.manage_guild

@@ -17,7 +17,14 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapter import Config, ConfigError, Core, IncomingMessage, PlatformUnreachableError
+from bot.adapter import (
+    Config,
+    ConfigError,
+    Core,
+    IncomingMessage,
+    Place,
+    PlatformUnreachableError,
+)
 
 from ..inflight import InFlight
 from .api_calls import close_session, open_session, retry_handlers
@@ -99,7 +106,7 @@ class SlackAdapter:
         self._approvals = SlackApprovals(
             core, self._delivery, self._lookups, policy=settings.policy, inflight=self._inflight
         )
-        self._commands = SlackCommands(core, self._delivery, settings.policy)
+        self._commands = SlackCommands(core, self._delivery, settings.policy, self._lookups)
         self._stopped = asyncio.Event()
         self._connection = SlackConnection(
             self.app,
@@ -271,6 +278,8 @@ class SlackAdapter:
             mentioned=facts.mentioned,
             channel_key=channel_key(facts.team, facts.channel, dm=facts.dm),
             attachments=self._files.attachments(event),
+            place=Place(facts.team or None, facts.channel, facts.dm),
+            author_admin=await self._lookups.administers(facts.author),
         )
         async with self._delivery.turn(dest) as (writer, sink):
             try:

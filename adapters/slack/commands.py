@@ -13,9 +13,10 @@ from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
-from bot.adapter import NOT_HERE, Core, IncomingMessage
+from bot.adapter import NOT_HERE, Core, IncomingMessage, Place
 
 from .delivery import SlackDelivery
+from .lookups import SlackLookups
 from .rules import (
     PLATFORM,
     AccessPolicy,
@@ -41,12 +42,16 @@ class SlackCommands:
         core: The core that runs commands.
         delivery: Answers the person who used one.
         policy: The allow-lists, which apply to commands too.
+        lookups: Whether the person administers the workspace (for `/profile NAME`).
     """
 
-    def __init__(self, core: Core, delivery: SlackDelivery, policy: AccessPolicy) -> None:
+    def __init__(
+        self, core: Core, delivery: SlackDelivery, policy: AccessPolicy, lookups: SlackLookups
+    ) -> None:
         self._core = core
         self._delivery = delivery
         self._policy = policy
+        self._lookups = lookups
         # Slash commands are written /forget; the help they show says so.
         self._slash_surface = dataclasses.replace(delivery.surface, command_prefix="/")
 
@@ -61,8 +66,15 @@ class SlackCommands:
         )
         name = str(command.get("command") or "").lstrip("/")
         args = str(command.get("text") or "").strip()
+        team = str(command.get("team_id") or "")
         used = IncomingMessage(
-            PLATFORM, thread_key, user, str(command.get("user_name") or user), text=""
+            PLATFORM,
+            thread_key,
+            user,
+            str(command.get("user_name") or user),
+            text="",
+            place=Place(team or None, channel, is_dm(channel)),
+            author_admin=await self._lookups.administers(user),
         )
         reply = await self._core.run_command(used, name, args, self._slash_surface)
         text = await self._delivery.command_text(reply, channel, user)
@@ -88,6 +100,8 @@ class SlackCommands:
             str((shortcut.get("user") or {}).get("name") or user),
             text="",
             channel_key=channel_key(team, channel, dm=is_dm(channel)),
+            place=Place(team or None, channel, is_dm(channel)),
+            author_admin=await self._lookups.administers(user),
         )
         reply = await self._core.run_command(used, name, "", self._delivery.surface)
         text = await self._delivery.command_text(reply, channel, user)

@@ -1,5 +1,5 @@
 """What the Slack adapter asks Slack, remembered: whether the bot takes part in a thread, and
-people's display names.
+people's display names and whether they administer the workspace.
 
 Both are asked of almost every message, and both rarely change, so each answer is kept (up to
 10,000 of each) rather than costing an API call per message.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cachetools import LRUCache
@@ -28,7 +29,7 @@ class SlackLookups:
         self._client = client
         # Whether the bot takes part in a thread: a miss stays until it answers there.
         self._threads: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=10_000)
-        self._names: LRUCache[str, str] = LRUCache(maxsize=10_000)
+        self._people: LRUCache[str, _Person] = LRUCache(maxsize=10_000)
 
     def joined(self, channel: str, thread_ts: str) -> None:
         """The bot has answered in the thread, so it takes part from now on."""
@@ -64,22 +65,42 @@ class SlackLookups:
         """The name to show for `author`: the event's own, else their display name."""
         if event.get("username"):
             return str(event["username"])
-        if author in self._names:
-            return self._names[author]
-        name = author
+        person = await self._person(author)
+        return person.name if person else author
+
+    async def administers(self, author: str) -> bool:
+        """Whether `author` is a workspace admin or owner (who may switch profiles); from the
+        same cached `users.info` answer as their name, so it costs no call of its own."""
+        person = await self._person(author)
+        return person is not None and person.admin
+
+    async def _person(self, author: str) -> _Person | None:
+        if author in self._people:
+            return self._people[author]
         try:
             response = await self._client.users_info(user=author)
-            user: dict[str, Any] = response.get("user") or {}
-            profile: dict[str, Any] = user.get("profile") or {}
-            name = str(
+        except SlackApiError as exc:
+            logger.info("Could not look up user %s: %s", author, error_code(exc))
+            return None  # not cached: the next message may well succeed
+        user: dict[str, Any] = response.get("user") or {}
+        profile: dict[str, Any] = user.get("profile") or {}
+        person = _Person(
+            name=str(
                 profile.get("display_name")
                 or profile.get("real_name")
                 or user.get("real_name")
                 or user.get("name")
                 or author
-            )
-        except SlackApiError as exc:
-            logger.info("Could not look up user %s: %s", author, error_code(exc))
-            return name  # not cached: the next message may well succeed
-        self._names[author] = name
-        return name
+            ),
+            admin=any(
+                user.get(flag) is True for flag in ("is_admin", "is_owner", "is_primary_owner")
+            ),
+        )
+        self._people[author] = person
+        return person
+
+
+@dataclass(frozen=True)
+class _Person:
+    name: str
+    admin: bool

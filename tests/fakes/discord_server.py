@@ -108,6 +108,27 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+"""Discord's Manage Server permission bit."""
+ALL_PERMISSIONS = (1 << 53) - 1
+
+
+def role(role_id: int, name: str, permissions: int = 0, position: int = 1) -> Json:
+    """A Role object as Discord sends it in a guild's `roles`."""
+    return {
+        "id": str(role_id),
+        "name": name,
+        "color": 0,
+        "hoist": False,
+        "position": position,
+        "permissions": str(permissions),
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
+
+
 def user(user_id: int, name: str, *, bot: bool = False) -> Json:
     return {
         "id": str(user_id),
@@ -1041,6 +1062,22 @@ class FakeDiscord:
         self.interactions[int(interaction["id"])].original_id = message_id
         return interaction
 
+    def member_permissions(self, guild_id: int, author: Json, roles: list[int]) -> int:
+        """What Discord sends as an interaction member's `permissions`: the union of
+        @everyone's and their roles' permission bits; every bit for the owner or an
+        Administrator (channel overwrites are not modelled: the fake has none)."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return 0
+        if author.get("id") == guild.get("owner_id"):
+            return ALL_PERMISSIONS
+        held = {str(guild_id), *(str(r) for r in roles)}
+        bits = 0
+        for role in guild["roles"]:
+            if role["id"] in held:
+                bits |= int(role["permissions"])
+        return ALL_PERMISSIONS if bits & ADMINISTRATOR else bits
+
     def _interaction_base(
         self, kind: int, channel: Json, author: Json, guild_id: int | None, roles: list[int]
     ) -> Json:
@@ -1069,7 +1106,7 @@ class FakeDiscord:
                 "deaf": False,
                 "mute": False,
                 "flags": 0,
-                "permissions": "0",
+                "permissions": str(self.member_permissions(guild_id, author, roles)),
             }
         else:
             interaction["user"] = author
@@ -1085,11 +1122,12 @@ class FakeDiscord:
         author: Json,
         guild_id: int | None = None,
         options: list[Json] = (),  # type: ignore[assignment]
+        roles: list[int] = (),  # type: ignore[assignment]
     ) -> Json:
         """An INTERACTION_CREATE payload for a slash command."""
         scope = str(guild_id) if guild_id is not None else "global"
         known = {c["name"]: c for c in self.commands.get(scope, self.commands.get("global", []))}
-        interaction = self._interaction_base(2, channel, author, guild_id, [])
+        interaction = self._interaction_base(2, channel, author, guild_id, list(roles))
         interaction["data"] = {
             "id": known.get(name, {}).get("id", "0"),
             "name": name,

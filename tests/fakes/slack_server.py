@@ -227,6 +227,9 @@ class FakeSlack:
         """Files the bot uploads, by file ID (their upload URLs end in the ID)."""
         self.dms: dict[str, str] = {}
         """The DM channel `conversations.open` gave for each user."""
+        self.roles: dict[str, str] = {}
+        """Users' standing in the workspace: `admin`, `owner` or `primary_owner` (others are
+        members), as `users.info` reports it in `is_admin`, `is_owner`, `is_primary_owner`."""
         """Every request for a private file: its path, and the bearer token it came with."""
         self._interactions: dict[str, Interaction] = {}
         self._file_ids = itertools.count(1)
@@ -721,7 +724,21 @@ class FakeSlack:
     def _users_info(self, body: dict[str, Any]) -> dict[str, Any]:
         user = body.get("user", "")
         name = USERS.get(user, user)
-        return {"user": {"id": user, "name": name.lower(), "profile": {"display_name": name}}}
+        # Slack sets every flag that applies: the primary owner is also an owner and an admin.
+        standing = self.roles.get(user, "member")
+        owner = standing in ("owner", "primary_owner")
+        return {
+            "user": {
+                "id": user,
+                "team_id": TEAM,
+                "name": name.lower(),
+                "is_bot": False,
+                "is_admin": standing != "member",
+                "is_owner": owner,
+                "is_primary_owner": standing == "primary_owner",
+                "profile": {"display_name": name},
+            }
+        }
 
     def _post(self, body: dict[str, Any], text: str, *, streaming: bool = False) -> Posted:
         posted = Posted(

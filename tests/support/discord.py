@@ -25,7 +25,15 @@ from adapters.discord import DiscordAdapter
 from adapters.discord.settings import DiscordSettings
 from bot.adapter import Decision
 from bot.config import Config
-from tests.fakes.discord_server import BOT_ID, BOT_USER, FakeDiscord, Json, user
+from tests.fakes.discord_server import (
+    BOT_ID,
+    BOT_USER,
+    MANAGE_GUILD,
+    FakeDiscord,
+    Json,
+    role,
+    user,
+)
 from tests.fakes.openai_server import FakeOpenAI, Fault, Responder, ToolCall, reply_from_history
 from tests.support.parts import BotParts, make_config
 
@@ -41,6 +49,10 @@ SHARD_1_GUILD = 336_642_139_381_301_249
 SHARD_1_CHANNEL = 336_642_139_381_301_250
 BOT_ROLE = 555
 HELPER_ROLE = 556
+MANAGER_ROLE = 557
+"""A role with Manage Server."""
+MODERATOR_ROLE = 558
+"""A role without it, which a profiles file's `[admins]` may name."""
 ANN = user(101, "Ann")
 BOB = user(102, "Bob")
 OTHER_BOT = user(103, "OtherBot", bot=True)
@@ -174,10 +186,11 @@ class Harness:
         guild: int | None = GUILD,
         author: Json = ANN,
         options: list[Json] = (),  # type: ignore[assignment]
+        roles: list[int] = (),  # type: ignore[assignment]
     ) -> Json:
         """Use a slash command and return the bot's interaction callback body."""
         payload = self.fake.command_interaction(
-            name, channel=channel, author=author, guild_id=guild, options=options
+            name, channel=channel, author=author, guild_id=guild, options=options, roles=roles
         )
         await self.fake.dispatch("INTERACTION_CREATE", payload)
         await eventually(lambda: int(payload["id"]) in self.adapter.handled, what=f"/{name}")
@@ -301,6 +314,8 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDis
                     "tags": {"bot_id": str(BOT_ID)},
                 },
                 {"id": str(HELPER_ROLE), "name": "helpers", "permissions": "0", "position": 2},
+                role(MANAGER_ROLE, "Managers", MANAGE_GUILD, position=3),
+                role(MODERATOR_ROLE, "Moderators", position=4),
             ],
         )
         guild["threads"] = [

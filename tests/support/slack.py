@@ -20,6 +20,7 @@ from adapters.slack import SlackAdapter, rules
 from adapters.slack.rules import AccessPolicy
 from adapters.slack.settings import SlackSettings
 from bot.config import Config
+from bot.profiles.spec import ProfileBook
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
 from tests.support.parts import BotParts, make_config
@@ -41,6 +42,7 @@ class Harness:
         config: Config,
         *,
         tools: Sequence[Tool] = (),
+        profiles: ProfileBook | None = None,
         **adapter_options: Any,
     ) -> None:
         self.slack = slack
@@ -55,7 +57,7 @@ class Harness:
             **({"host": "127.0.0.1"} if "signing_secret" in self.settings else {}),
             **{k: v for k, v in adapter_options.items() if k not in names},
         }
-        self.parts = BotParts(config, tools)
+        self.parts = BotParts(config, tools, profiles=profiles)
         self.adapter: SlackAdapter
         self._task: asyncio.Task[None] | None = None
         self._events = 0
@@ -221,15 +223,17 @@ class Harness:
             "is_enterprise_install": False,
         }
 
-    def slash(self, command: str, text: str = "", channel: str = CHANNEL) -> dict[str, Any]:
+    def slash(
+        self, command: str, text: str = "", channel: str = CHANNEL, user: str = ANN
+    ) -> dict[str, Any]:
         return {
             "token": "legacy",
             "team_id": TEAM,
             "team_domain": "fake",
             "channel_id": channel,
             "channel_name": "directmessage" if channel.startswith("D") else "general",
-            "user_id": ANN,
-            "user_name": "ann",
+            "user_id": user,
+            "user_name": user.removeprefix("U0").lower(),
             "command": command,
             "text": text,
             "api_app_id": "A0APP",
@@ -287,12 +291,13 @@ async def running(
     *,
     settings: dict[str, Any] | None = None,
     tools: Sequence[Tool] = (),
+    profiles: ProfileBook | None = None,
     **options: Any,
 ) -> AsyncIterator[Harness]:
     """The Slack adapter on a real core; `settings` override core settings (`Config` fields),
-    `tools` are given to the agent besides its own."""
+    `tools` are given to the agent besides its own, `profiles` its profiles."""
     config = make_config(fake_openai, db, **(settings or {}))
-    async with Harness(slack, config, tools=tools, **options) as harness:
+    async with Harness(slack, config, tools=tools, profiles=profiles, **options) as harness:
         yield harness
 
 

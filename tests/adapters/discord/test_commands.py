@@ -28,10 +28,23 @@ async def test_slash_commands_act_on_their_own_thread_and_are_ephemeral(
     running: Harness,
 ) -> None:
     synced = running.fake.commands[str(GUILD)]
-    assert {c["name"] for c in synced} == {"forget", "undo", "history", "memory", "usage", "help"}
+    assert {c["name"] for c in synced} == {
+        "forget",
+        "undo",
+        "history",
+        "memory",
+        "usage",
+        "profile",
+        "help",
+    }
     history_spec = next(c for c in synced if c["name"] == "history")
     assert history_spec["options"][0]["name"] == "page"
     assert history_spec["options"][0]["min_value"] == 1
+    # A profile's name is a word: a string option (type 3), not a number.
+    profile_spec = next(c for c in synced if c["name"] == "profile")
+    assert profile_spec["options"][0]["name"] == "name"
+    assert profile_spec["options"][0]["type"] == 3
+    assert profile_spec["options"][0]["required"] is False
     await running.say(THREAD_A, "apples", mention=True)
     await running.say(THREAD_A, "pears")
     await running.say(THREAD_B, "bananas", mention=True)
