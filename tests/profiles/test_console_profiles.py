@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.fakes.openai_server import FakeOpenAI, message_text
+from tests.fakes.openai_server import FakeOpenAI, calling, message_text
 from tests.support.console import bot_env, run_cli, start_console
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PROFILES = """
 [profiles.support]
 instructions = "You are the support desk."
@@ -61,3 +62,24 @@ async def test_check_names_the_profiles(fake_openai: FakeOpenAI, tmp_path: Path)
     ran = await run_cli(tmp_path, env, "check")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.endswith("platforms: discord; profiles: default, support, general (1 rule)\n")
+
+
+async def test_the_shipped_support_desk_looks_orders_up(tmp_path: Path) -> None:
+    """examples/profiles.toml with examples/mcp.json, at the console's `desk` thread: the
+    support profile's agent, offered the orders server's tool and nothing else, runs it."""
+    examples = EXAMPLES
+    async with FakeOpenAI(calling("lookup_order", {"order": "A-1111"})) as fake:
+        env = bot_env(
+            fake,
+            tmp_path / "memory.sqlite3",
+            BOT_PROFILES=str(examples / "profiles.toml"),
+            BOT_MCP_CONFIG=str(examples / "mcp.json"),
+        )
+        console = await start_console(tmp_path, env, "console", "--thread", "desk")
+        answer = await console.say("where is my order A-1111?")
+        assert "Order A-1111: a blue kettle, shipped on Monday" in answer
+        assert (await console.quit())[0] == 0
+    first = fake.requests[0]
+    assert first.body["model"] == "gpt-4.1-mini"
+    assert message_text(first.messages[0]).startswith("You are the support desk of Acme")
+    assert [t["function"]["name"] for t in first.body["tools"]] == ["search_thread", "lookup_order"]

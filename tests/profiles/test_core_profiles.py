@@ -12,7 +12,7 @@ import pytest
 from agents import FunctionTool, function_tool
 
 from bot.messages import Decision, IncomingMessage, Place, Reply, ReplyKind, Surface
-from bot.profiles.spec import DEFAULT, Admins, ProfileBook, ProfileSpec, Rule
+from bot.profiles.spec import Admins, ProfileBook, Rule
 from tests.fakes.openai_server import (
     FakeOpenAI,
     RequestRecord,
@@ -22,13 +22,12 @@ from tests.fakes.openai_server import (
 )
 from tests.support.parts import BotParts, make_config
 from tests.support.postgres import PostgresSchema
+from tests.support.profiles import GENERAL_TEXT, SUPPORT_TEXT, support_and_general
 
 CHAT = Surface(max_chars=4000)
 GUILD = "900"
 SUPPORT = "100"
 GENERAL = "200"
-SUPPORT_TEXT = "You are the support desk of Acme. Remember each customer's order number."
-GENERAL_TEXT = "You are the friendly general assistant of Acme."
 
 
 @function_tool
@@ -49,27 +48,15 @@ SOURCES = {"lookup_order": "orders", "roll_dice": "games"}
 
 def book(support_url: str) -> ProfileBook:
     """Support on its own model server with the orders tool; general with no tools."""
-    return ProfileBook(
-        source="profiles.toml",
-        profiles={
-            DEFAULT: ProfileSpec(DEFAULT),
-            "support": ProfileSpec(
-                "support",
-                instructions=SUPPORT_TEXT,
-                model="support-model",
-                base_url=support_url,
-                model_api="chat_completions",
-                tools=("orders",),
-            ),
-            "general": ProfileSpec(
-                "general", instructions=GENERAL_TEXT, model="general-model", tools=()
-            ),
-        },
-        rules=(
+    return support_and_general(
+        support_url,
+        (
             Rule(1, "support", platform="discord", workspace=GUILD, channel=SUPPORT),
             Rule(2, "general", platform="discord", workspace=GUILD),
         ),
         admins=Admins(discord_roles=frozenset({"Moderators"})),
+        support_tools=("orders",),
+        general_tools=(),
     )
 
 

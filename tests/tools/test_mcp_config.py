@@ -106,9 +106,11 @@ def test_python_and_config_dir_are_the_bots_own(
 
 
 def test_the_example_config_names_the_bots_python_and_its_own_server() -> None:
-    (spec,) = read_mcp_config(EXAMPLES / "mcp.json", {})
-    assert spec.command == sys.executable
-    assert Path(spec.args[0]) == EXAMPLES / "tickets_server.py"
+    tickets, orders = read_mcp_config(EXAMPLES / "mcp.json", {})
+    assert tickets.command == orders.command == sys.executable
+    assert Path(tickets.args[0]) == EXAMPLES / "tickets_server.py"
+    # The order lookup of the support profile in examples/profiles.toml.
+    assert (orders.name, Path(orders.args[0])) == ("orders", EXAMPLES / "orders_server.py")
 
 
 @pytest.mark.parametrize(

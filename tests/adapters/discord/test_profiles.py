@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.profiles.spec import DEFAULT, Admins, ProfileBook, ProfileSpec, Rule
+from bot.profiles.spec import Admins, ProfileBook, Rule
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI, message_text, user_texts
 from tests.support.discord import (
@@ -26,26 +26,13 @@ from tests.support.discord import (
     discord_config,
 )
 from tests.support.parts import BotParts
-
-SUPPORT = "You are the support desk."
-GENERAL = "You are the general assistant."
+from tests.support.profiles import GENERAL_TEXT, SUPPORT_TEXT, support_and_general
 
 
 def book(support_url: str) -> ProfileBook:
-    return ProfileBook(
-        source="profiles.toml",
-        profiles={
-            DEFAULT: ProfileSpec(DEFAULT),
-            "support": ProfileSpec(
-                "support",
-                instructions=SUPPORT,
-                model="support-model",
-                base_url=support_url,
-                model_api="chat_completions",
-            ),
-            "general": ProfileSpec("general", instructions=GENERAL, model="general-model"),
-        },
-        rules=(
+    return support_and_general(
+        support_url,
+        (
             Rule(1, "support", platform="discord", workspace=str(GUILD), channel=str(CHANNEL)),
             Rule(2, "general", platform="discord", workspace=str(GUILD)),
         ),
@@ -81,10 +68,10 @@ async def test_each_channel_is_answered_by_its_profile(
     finally:
         await bot.stop()
     assert [r.body["model"] for r in support_model.requests] == ["support-model"] * 2
-    assert all(message_text(r.messages[0]).startswith(SUPPORT) for r in support_model.requests)
+    assert all(message_text(r.messages[0]).startswith(SUPPORT_TEXT) for r in support_model.requests)
     general, direct = fake_openai.requests
     assert general.body["model"] == "general-model"
-    assert message_text(general.messages[0]).startswith(GENERAL)
+    assert message_text(general.messages[0]).startswith(GENERAL_TEXT)
     assert direct.body["model"] == "fake-model"  # a DM matches neither rule
 
 

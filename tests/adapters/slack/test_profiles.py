@@ -9,31 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from bot.profiles.spec import DEFAULT, Admins, ProfileBook, ProfileSpec, Rule
+from bot.profiles.spec import Admins, ProfileBook, Rule
 from tests.fakes.openai_server import FakeOpenAI, message_text
 from tests.fakes.slack_server import TEAM, FakeSlack
+from tests.support.profiles import SUPPORT_TEXT, support_and_general
 from tests.support.slack import ANN, BEN, CHANNEL, running
 
 OTHER = "C0OTHER"
 CAT = "U0CAT"
-SUPPORT = "You are the support desk."
 
 
 def book(support_url: str) -> ProfileBook:
-    return ProfileBook(
-        source="profiles.toml",
-        profiles={
-            DEFAULT: ProfileSpec(DEFAULT),
-            "support": ProfileSpec(
-                "support",
-                instructions=SUPPORT,
-                model="support-model",
-                base_url=support_url,
-                model_api="chat_completions",
-            ),
-            "general": ProfileSpec("general", model="general-model"),
-        },
-        rules=(
+    return support_and_general(
+        support_url,
+        (
             Rule(1, "support", platform="slack", workspace=TEAM, channel=CHANNEL),
             Rule(2, "general", platform="slack", workspace=TEAM),
         ),
@@ -59,7 +48,7 @@ async def test_each_channel_and_its_threads_get_their_profile(
         other = await bot.mention("tell me a joke", channel=OTHER)
         await bot.answer(OTHER, other)
     assert [r.body["model"] for r in support_model.requests] == ["support-model"] * 2
-    assert all(message_text(r.messages[0]).startswith(SUPPORT) for r in support_model.requests)
+    assert all(message_text(r.messages[0]).startswith(SUPPORT_TEXT) for r in support_model.requests)
     assert [r.body["model"] for r in fake_openai.requests] == ["general-model"]
 
 
