@@ -164,8 +164,9 @@ class Bot:
         self._stack.enter_context(collector_for_serving())
 
         async def send(thread: str, turn: int) -> None:
+            # As the console says them: a profiles file's rules name a known platform.
             message = IncomingMessage(
-                "bench", thread, "u1", "Ann", f"message {turn}", place=Place("w1", thread)
+                "console", thread, "u1", "Ann", f"message {turn}", place=Place(channel=thread)
             )
             reply = await self.core.handle(message, surface, _Streamed())
             if reply.kind is not ReplyKind.ANSWER:
@@ -249,7 +250,7 @@ def profiles_file(path: Path, rules: int) -> Path:
     lines = ["[profiles.same]", "", "[profiles.other]", 'model = "other-model"', ""]
     for n in range(rules - 1):
         lines += ["[[rules]]", 'platform = "discord"', f'channel = "{n}"', 'profile = "other"', ""]
-    lines += ["[[rules]]", 'platform = "bench"', 'profile = "same"', ""]
+    lines += ["[[rules]]", 'platform = "console"', 'profile = "same"', ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
