@@ -123,6 +123,19 @@ def usage_of(
     )
 
 
+def dumped_message(row: Any, timestamp: Callable[[Any], datetime]) -> DumpedMessage:
+    """A row of (id, message_data, author_id, author_name, created_at, the usage columns,
+    asked_by) as kept."""
+    return DumpedMessage(
+        int(row[0]),
+        str(row[1]),
+        Author(row[2], row[3] or row[2]) if row[2] else None,
+        timestamp(row[4]),
+        usage_of(*row[5:11]),
+        row[11],
+    )
+
+
 def thread_dump(
     session_id: str,
     times: Any,
@@ -141,17 +154,7 @@ def thread_dump(
         session_id=session_id,
         created_at=timestamp(created),
         updated_at=timestamp(updated),
-        messages=tuple(
-            DumpedMessage(
-                int(row[0]),
-                str(row[1]),
-                Author(row[2], row[3] or row[2]) if row[2] else None,
-                timestamp(row[4]),
-                usage_of(*row[5:11]),
-                row[11],
-            )
-            for row in messages
-        ),
+        messages=tuple(dumped_message(row, timestamp) for row in messages),
         summaries=tuple(
             DumpedSummary(int(covers), text, timestamp(when)) for covers, text, when in summaries
         ),

@@ -20,13 +20,19 @@ from typing import Protocol
 from .records import (
     Author,
     ClearResult,
+    DailyUsage,
+    DumpedMessage,
     ForgetReport,
+    FoundMessage,
     Item,
     MemoryRead,
     PendingApproval,
     SessionInfo,
     StoredItem,
+    ThreadCursor,
     ThreadDump,
+    ThreadFilter,
+    ThreadPage,
     Usage,
     UsageGrouping,
     UsageLine,
@@ -232,6 +238,41 @@ class Store(Protocol):
     async def choose_profile(self, place: str, profile: str | None, *, by: str) -> None:
         """Record that `by` (``platform:user_id``) chose `profile` for the place, replacing an
         earlier choice; None drops the choice, so the profiles file's rules apply again."""
+        ...
+
+    # ----- what the operator's page reads ------------------------------------------------
+
+    async def thread_page(
+        self, where: ThreadFilter, *, after: ThreadCursor | None = None, limit: int = 50
+    ) -> ThreadPage:
+        """Threads matching `where`, most recently active first, starting after `after` (a
+        previous page's `more`); costs what one page costs, however many threads there are."""
+        ...
+
+    async def thread_rows(
+        self, session_id: str, *, before_id: int | None = None, limit: int
+    ) -> list[DumpedMessage]:
+        """Up to `limit` of a thread's rows below `before_id` (None: the newest), oldest
+        first, each with its author, time and recorded usage."""
+        ...
+
+    async def search_threads(
+        self, query: str, *, before_id: int | None = None, limit: int
+    ) -> list[FoundMessage]:
+        """Messages of any thread holding every word of `query` (prefixes too), newest
+        first, below `before_id` when given (to continue a previous page)."""
+        ...
+
+    async def daily_usage(self, since: datetime) -> list[DailyUsage]:
+        """Turns and tokens per UTC day, platform and model, from `since` on, oldest first."""
+        ...
+
+    async def active_threads(self, since: datetime) -> int:
+        """How many threads were active at or after `since`."""
+        ...
+
+    async def waiting_approvals(self) -> list[PendingApproval]:
+        """Every pending approval, the soonest to expire first."""
         ...
 
     # ----- moving memory between databases -------------------------------------------------

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .codec import decode_stored
-from .records import StoredItem
+from .records import FoundMessage, StoredItem
 
 _WORD = re.compile(r"\w+")
 _MOST_WORDS = 32
@@ -48,3 +48,11 @@ async def best_matches(
         rows = await fetch(expression)
         found += [stored for stored in decode_stored(rows, time_of) if stored.id not in seen]
     return found[:limit]
+
+
+def found_messages(rows: Iterable[Any], time_of: Callable[[Any], datetime]) -> list[FoundMessage]:
+    """(session_id, then the stored-item columns) rows as found messages, in order."""
+    rows = list(rows)
+    stored = decode_stored((row[1:] for row in rows), time_of)
+    threads = {int(row[1]): str(row[0]) for row in rows}
+    return [FoundMessage(threads[item.id], item) for item in stored]

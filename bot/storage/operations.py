@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
+from .browsing import Browsing
 from .codec import approval_of, decode, decode_stored, lines_of, totals_of
 from .deliveries import RecentKeys
 from .dumping import Dumps
@@ -36,7 +37,7 @@ KEPT_SUMMARIES = 4
 """Summaries kept per thread: the one in use and a few to fall back on after /undo."""
 
 
-class Operations(PagedReads, Dumps, Erasure):
+class Operations(PagedReads, Dumps, Erasure, Browsing):
     """Everything of `Store` but the hot path, for a back end that supplies the primitives."""
 
     _recent: RecentKeys

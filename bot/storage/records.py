@@ -124,6 +124,74 @@ class SessionInfo:
 
 
 @dataclass(frozen=True)
+class ThreadFilter:
+    """Which threads an operator's list shows (every condition given must hold)."""
+
+    platform: str | None = None
+    """Threads of this platform only (`discord`, `slack`, `console`)."""
+    person: str | None = None
+    """Threads where the bot answered this user ID (as the platform stores it)."""
+    active_from: datetime | None = None
+    """Last active at or after this time."""
+    active_before: datetime | None = None
+    """Last active before this time."""
+
+
+@dataclass(frozen=True)
+class ThreadCursor:
+    """Where a page of the thread list ends: the next page starts after this thread."""
+
+    updated_at: datetime
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ThreadRow:
+    """One thread of an operator's list."""
+
+    session_id: str
+    created_at: datetime
+    updated_at: datetime
+    items: int
+    tokens: int
+    """Every token its model calls sent and received (as `thread_usage` counts them)."""
+    people: tuple[Author, ...]
+    """Who wrote in it, in order of their IDs."""
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    """A page of the thread list, most recently active first."""
+
+    rows: tuple[ThreadRow, ...]
+    more: ThreadCursor | None
+    """Where the next page starts; None when this page is the last."""
+
+
+@dataclass(frozen=True)
+class FoundMessage:
+    """A message a search across every thread found, with the thread it is in."""
+
+    session_id: str
+    stored: StoredItem
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    """Model calls of one UTC day, one platform and one model."""
+
+    day: str
+    """`YYYY-MM-DD`."""
+    platform: str
+    model: str
+    """"" when none was recorded."""
+    turns: int
+    """Turns answered (summaries are calls too, but not turns)."""
+    tokens: int
+    """Every token sent and received, summaries included."""
+
+
+@dataclass(frozen=True)
 class ClearResult:
     """What `/forget` removed."""
 

@@ -217,6 +217,48 @@ class Statements:
         """By (grouping, whether a `since` parameter is given, whether a session ID is: after
         `since`)."""
 
+        # ----- what an operator's page reads (`browsing`) ---------------------------------
+        null = d.cast
+        self.thread_page = sql(
+            f"SELECT session_id, created_at, updated_at FROM {SESSIONS} "
+            f"WHERE ({null('$1', 'text')} IS NULL OR {d.starts_with('session_id', '$1')}) "
+            f"AND ({null('$2', 'text')} IS NULL OR session_id IN "
+            f"(SELECT session_id FROM {MESSAGES} WHERE asked_by = $2)) "
+            f"AND ({null('$3', 'timestamp')} IS NULL OR updated_at >= $3) "
+            f"AND ({null('$4', 'timestamp')} IS NULL OR updated_at < $4) "
+            f"AND ({null('$5', 'timestamp')} IS NULL OR updated_at < $5 "
+            "OR (updated_at = $5 AND session_id < $6)) "
+            "ORDER BY updated_at DESC, session_id DESC LIMIT $7"
+        )
+        """(platform prefix `slack:`, person's user ID, active from, active before, the
+        previous page's last (updated_at, session_id), limit); each condition None for none."""
+        # One pass over the page's threads' rows gives their counts, people and turns' tokens.
+        self.thread_facts = sql(
+            "SELECT session_id, author_id, max(author_name), count(*), "
+            "coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0) "
+            f"FROM {MESSAGES} WHERE {d.one_of_texts('session_id', '$1')} "
+            "GROUP BY session_id, author_id"
+        )
+        self.ledger_tokens = sql(
+            "SELECT session_id, coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0) "
+            f"FROM {USAGE} WHERE {d.one_of_texts('session_id', '$1')} GROUP BY session_id"
+        )
+        self.thread_rows = sql(
+            f"SELECT {STORED_COLUMNS}, {USAGE_LIST}, asked_by FROM {MESSAGES} "
+            f"WHERE session_id = $1 AND ({null('$2', 'bigint')} IS NULL OR id < $2) "
+            "ORDER BY id DESC LIMIT $3"
+        )
+        """(session_id, below this row ID or None, limit): a page of rows, newest first."""
+        since = " AND created_at >= $1"
+        self.daily_usage = sql(
+            f"SELECT {d.day_of('created_at')}, {d.platform_of('session_id')}, "
+            "coalesce(model, ''), count(CASE WHEN kind = 'turn' THEN 1 END), "
+            "coalesce(sum(i), 0) + coalesce(sum(o), 0) "
+            f"FROM ({_spending(since, since)}) AS spent GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
+        self.active_threads = sql(f"SELECT count(*) FROM {SESSIONS} WHERE updated_at >= $1")
+        self.waiting_approvals = sql(f"{pending} 1 = 1 ORDER BY expires_at")
+
         # ----- profiles chosen in the chat -------------------------------------------------
         self.profile_choices = sql(f"SELECT place, profile FROM {PROFILE_CHOICES}")
         self.profile_choice = sql(f"SELECT profile FROM {PROFILE_CHOICES} WHERE place = $1")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,10 +40,10 @@ from ..layout import (
     check_readable,
     qualified,
 )
-from ..matching import best_matches, match_expressions
+from ..matching import best_matches, found_messages, match_expressions
 from ..operations import Operations
 from ..primitives import Scope, Work
-from ..records import Author, Item, StoredItem, Usage
+from ..records import Author, FoundMessage, Item, StoredItem, Usage
 from ..statements import Statements
 from ..urls import redact
 from .claims import EventClaims
@@ -97,6 +98,29 @@ SELECT {qualified(STORED_COLUMNS, "m")}
 FROM {SEARCH} AS s JOIN {MESSAGES} AS m ON m.id = s.id, to_tsquery('simple', $2) AS q
 WHERE s.session_id = $1 AND s.words @@ q
 ORDER BY ts_rank(s.words, q) DESC, m.id DESC LIMIT $3
+"""
+
+# Indexing, before a search across every thread, the messages stored since the last such
+# catch-up: those of threads active since then, and any with a higher ID than it saw (an
+# import keeps its threads' old times). Commits may land out of ID order, hence the times too.
+_INDEX_SINCE = f"""
+INSERT INTO {SEARCH} (id, session_id, words)
+SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
+WHERE (m.session_id IN (SELECT session_id FROM {SESSIONS} WHERE updated_at >= $1)
+       OR m.id > $2)
+  AND NOT EXISTS (SELECT 1 FROM {SEARCH} AS s WHERE s.id = m.id)
+ON CONFLICT (id) DO NOTHING
+"""
+_INDEXED_THROUGH = f"SELECT coalesce(max(id), 0), now() AT TIME ZONE 'UTC' FROM {MESSAGES}"
+_CATCH_UP_MARGIN = 300.0
+"""Seconds before the last catch-up from which active threads are looked at again: far more
+than a turn's commit takes, so a transaction in flight then is seen the next time."""
+
+_SEARCH_ALL = f"""
+SELECT m.session_id, {qualified(STORED_COLUMNS, "m")}
+FROM {SEARCH} AS s JOIN {MESSAGES} AS m ON m.id = s.id
+WHERE s.words @@ to_tsquery('simple', $1) AND s.id < $2::bigint
+ORDER BY s.id DESC LIMIT $3
 """
 
 
@@ -154,6 +178,9 @@ class PostgresStore(Operations):
         self._location = location
         self._recent = RecentKeys()
         self._claims = EventClaims(self._connection, locker, self._recent)
+        self._caught_up: tuple[datetime, int] | None = None
+        """When the last search across threads brought the index up to date, and the
+        highest message ID it saw; None: never (the first one looks at every row)."""
 
     @classmethod
     async def open(
@@ -403,6 +430,28 @@ class PostgresStore(Operations):
                 return await conn.fetch(_SEARCH, session_id, expression, limit)
 
             return await best_matches(expressions, fetch, limit=limit, time_of=POSTGRES.time_of)
+
+    async def search_threads(
+        self, query: str, *, before_id: int | None = None, limit: int
+    ) -> list[FoundMessage]:
+        """Messages of any thread holding every word of `query` (prefixes too), newest first.
+
+        The messages stored since the last such search are indexed first; the first search
+        of a process looks at every row once.
+        """
+        expressions = match_expressions(
+            query.lower(), lambda word: f"'{word}':*", all_of=" & ", any_of=" | "
+        )
+        if not expressions:
+            return []
+        async with self._connection() as conn:
+            newest, now = (await conn.fetch(_INDEXED_THROUGH))[0]
+            since, through = self._caught_up or (datetime(1970, 1, 1), 0)
+            await conn.execute(_INDEX_SINCE, since - timedelta(seconds=_CATCH_UP_MARGIN), through)
+            self._caught_up = (now, int(newest))
+            below = (1 << 62) if before_id is None else before_id
+            rows = await conn.fetch(_SEARCH_ALL, expressions[0], below, limit)
+        return found_messages(rows, POSTGRES.time_of)
 
 
 class _Transaction:

@@ -26,10 +26,10 @@ from ..codec import encode_rows
 from ..deliveries import RecentKeys
 from ..dialect import SQLITE
 from ..layout import MESSAGES, SEARCH, STORED_COLUMNS, check_readable, qualified
-from ..matching import best_matches, match_expressions
+from ..matching import best_matches, found_messages, match_expressions
 from ..operations import Operations
 from ..primitives import Scope, Work
-from ..records import Author, ForgetReport, Item, StoredItem, Usage
+from ..records import Author, ForgetReport, FoundMessage, Item, StoredItem, Usage
 from ..statements import Statements
 from .probe import FileIdentity, check_reopenable, identity_of
 from .schema import MIGRATIONS, ensure_schema, index_new_messages
@@ -45,6 +45,14 @@ _SEARCH = SQLITE.adapt(
     f"SELECT {qualified(STORED_COLUMNS, 'm')} "
     f"FROM {SEARCH} JOIN {MESSAGES} AS m ON m.id = {SEARCH}.rowid "
     f"WHERE {SEARCH} MATCH $1 AND m.session_id = $2 ORDER BY {SEARCH}.rank LIMIT $3"
+)
+
+# Newest first, by row ID: FTS5 walks its index in rowid order itself, so a page costs what it
+# shows however common the words are (ranking would score every match first).
+_SEARCH_ALL = SQLITE.adapt(
+    f"SELECT m.session_id, {qualified(STORED_COLUMNS, 'm')} "
+    f"FROM {SEARCH} JOIN {MESSAGES} AS m ON m.id = {SEARCH}.rowid "
+    f"WHERE {SEARCH} MATCH $1 AND {SEARCH}.rowid < $2 ORDER BY {SEARCH}.rowid DESC LIMIT $3"
 )
 
 
@@ -255,6 +263,20 @@ class SQLiteStore(Operations):
             return await self._reader.execute_fetchall(_SEARCH, (expression, session_id, limit))
 
         return await best_matches(expressions, fetch, limit=limit, time_of=SQLITE.time_of)
+
+    async def search_threads(
+        self, query: str, *, before_id: int | None = None, limit: int
+    ) -> list[FoundMessage]:
+        """Messages of any thread holding every word of `query` (prefixes too), newest first."""
+        expressions = match_expressions(
+            query, lambda word: f'"{word}"*', all_of=" AND ", any_of=" OR "
+        )
+        if not expressions:
+            return []
+        await self.index_for_search()
+        below = (1 << 62) if before_id is None else before_id
+        rows = await self._reader.execute_fetchall(_SEARCH_ALL, (expressions[0], below, limit))
+        return found_messages(rows, SQLITE.time_of)
 
     async def index_for_search(self) -> None:
         """Bring the search index up to date with every stored message.

@@ -1,0 +1,109 @@
+"""What the operator's page reads that no chat command does: the thread list a page at a
+time, a thread's rows with their usage, the days' usage, the approvals waiting.
+
+Written once over `_read`, like the commands' reads. Each costs what its page shows: the thread
+list walks the `updated_at` index from the previous page's end (never an OFFSET), and the
+facts of a page's threads come from one grouped pass over their rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from .codec import approval_of, dumped_message
+from .primitives import Primitives
+from .records import (
+    Author,
+    DailyUsage,
+    DumpedMessage,
+    PendingApproval,
+    ThreadCursor,
+    ThreadFilter,
+    ThreadPage,
+    ThreadRow,
+)
+
+
+class Browsing(Primitives):
+    """Mixed into each store: the operator page's reads, over `_read`."""
+
+    async def thread_page(
+        self, where: ThreadFilter, *, after: ThreadCursor | None = None, limit: int = 50
+    ) -> ThreadPage:
+        """Threads matching `where`, most recently active first, from after `after`."""
+        d = self._sql.dialect
+        rows = await self._read(
+            self._sql.thread_page,
+            f"{where.platform}:" if where.platform else None,
+            where.person,
+            None if where.active_from is None else d.stamp(where.active_from),
+            None if where.active_before is None else d.stamp(where.active_before),
+            None if after is None else d.stamp(after.updated_at),
+            "" if after is None else after.session_id,
+            limit + 1,
+        )
+        shown = [
+            (str(sid), d.time_of(created), d.time_of(updated)) for sid, created, updated in rows
+        ]
+        more = None
+        if len(shown) > limit:
+            shown = shown[:limit]
+            more = ThreadCursor(shown[-1][2], shown[-1][0])
+        ids = d.ids([sid for sid, _, _ in shown])
+        items: dict[str, int] = defaultdict(int)
+        tokens: dict[str, int] = defaultdict(int)
+        people: dict[str, list[Author]] = defaultdict(list)
+        if shown:
+            for sid, author_id, name, count, spent in await self._read(self._sql.thread_facts, ids):
+                items[sid] += int(count)
+                tokens[sid] += int(spent)
+                if author_id:
+                    people[sid].append(Author(author_id, name or author_id))
+            for sid, spent in await self._read(self._sql.ledger_tokens, ids):
+                tokens[sid] += int(spent)
+        return ThreadPage(
+            tuple(
+                ThreadRow(
+                    sid,
+                    created,
+                    updated,
+                    items[sid],
+                    tokens[sid],
+                    tuple(sorted(people[sid], key=lambda a: a.id)),
+                )
+                for sid, created, updated in shown
+            ),
+            more,
+        )
+
+    async def thread_rows(
+        self, session_id: str, *, before_id: int | None = None, limit: int
+    ) -> list[DumpedMessage]:
+        """Up to `limit` of a thread's rows below `before_id` (None: its newest), oldest
+        first, each with its author, time and the usage recorded on it."""
+        rows = await self._read(
+            self._sql.thread_rows, session_id, before_id, limit, thread=session_id
+        )
+        time_of = self._sql.dialect.time_of
+        return [dumped_message(row, time_of) for row in reversed(rows)]
+
+    async def daily_usage(self, since: datetime) -> list[DailyUsage]:
+        """Turns and tokens per UTC day, platform and model, from `since` on, oldest first."""
+        rows = await self._read(self._sql.daily_usage, self._sql.dialect.stamp(since))
+        return [
+            DailyUsage(
+                str(day), str(platform).removesuffix(":"), str(model), int(turns), int(spent)
+            )
+            for day, platform, model, turns, spent in rows
+        ]
+
+    async def active_threads(self, since: datetime) -> int:
+        """How many threads were active at or after `since`."""
+        rows = await self._read(self._sql.active_threads, self._sql.dialect.stamp(since))
+        return int(rows[0][0])
+
+    async def waiting_approvals(self) -> list[PendingApproval]:
+        """Every pending approval, the soonest to expire first."""
+        rows = await self._read(self._sql.waiting_approvals)
+        return [approval_of(row, self._sql.dialect.time_of) for row in rows]

@@ -1,0 +1,109 @@
+"""The operator page's reads, on both back ends: the thread list a page at a time with its
+filters, a thread's rows with their usage, searching every thread, the days' usage and the
+approvals waiting."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from bot.storage import Author, PendingApproval, Store, ThreadFilter, Usage
+from tests.support.items import msg
+from tests.support.usage import NOON, populate
+
+
+async def test_the_thread_list_pages_by_activity_with_counts_people_and_tokens(
+    store: Store,
+) -> None:
+    await populate(store)
+    first = await store.thread_page(ThreadFilter(), limit=2)
+    assert [row.session_id for row in first.rows] == ["slack:T1:C1:1.0", "discord:1:20"]
+    assert first.more is not None
+    rest = await store.thread_page(ThreadFilter(), after=first.more, limit=2)
+    assert [row.session_id for row in rest.rows] == ["discord:1:10"]
+    assert rest.more is None
+    busy = rest.rows[0]
+    # Three turns left (the fourth was undone): six rows, two people; the tokens count the
+    # undone turn and the summary too, as /usage does.
+    assert busy.items == 6
+    assert [a.id for a in busy.people] == ["ann", "bob"]
+    assert busy.tokens == (await store.thread_usage("discord:1:10")).tokens
+
+
+async def test_the_thread_list_filters_by_platform_person_and_time(store: Store) -> None:
+    await populate(store)
+
+    async def ids(where: ThreadFilter) -> list[str]:
+        return [row.session_id for row in (await store.thread_page(where)).rows]
+
+    assert await ids(ThreadFilter(platform="slack")) == ["slack:T1:C1:1.0"]
+    assert await ids(ThreadFilter(platform="discord", person="bob")) == ["discord:1:10"]
+    assert await ids(ThreadFilter(person="nobody")) == []
+    # Every thread's last turn was two hours before NOON.
+    assert len(await ids(ThreadFilter(active_from=NOON - timedelta(hours=3)))) == 3
+    assert await ids(ThreadFilter(active_from=NOON - timedelta(hours=1))) == []
+    assert await ids(ThreadFilter(platform="slack", active_before=NOON)) == ["slack:T1:C1:1.0"]
+
+
+async def test_a_threads_rows_come_a_page_at_a_time_with_their_usage(store: Store) -> None:
+    await populate(store)
+    newest = await store.thread_rows("discord:1:10", limit=4)
+    assert len(newest) == 4
+    assert [m.id for m in newest] == sorted(m.id for m in newest)
+    older = await store.thread_rows("discord:1:10", before_id=newest[0].id, limit=4)
+    assert len(older) == 2
+    answers = [m for m in older + newest if m.usage is not None]
+    assert [m.usage.model for m in answers if m.usage] == ["gpt-a", "gpt-a", "gpt-b"]
+    assert older[0].author == Author("ann", "Ann")
+
+
+async def test_search_finds_words_in_every_thread_newest_first_and_never_forgotten_ones(
+    store: Store,
+) -> None:
+    await store.session("a").add_items([msg("user", "the blue heron lands"), msg("assistant", "ok")])
+    await store.session("b").add_items([msg("user", "a heronry by the lake")])
+    await store.session("c").add_items([msg("user", "nothing to see")])
+    found = await store.search_threads("heron", limit=10)
+    assert [(f.session_id, f.stored.role) for f in found] == [("b", "user"), ("a", "user")]
+    more = await store.search_threads("heron", before_id=found[0].stored.id, limit=10)
+    assert [f.session_id for f in more] == ["a"]
+    assert [f.session_id for f in await store.search_threads("blue heron", limit=10)] == ["a"]
+    assert await store.search_threads("<script>", limit=10) == []
+    await store.clear("a")
+    await store.session("d").add_items([msg("user", "heron again")])
+    assert [f.session_id for f in await store.search_threads("heron", limit=10)] == ["d", "b"]
+
+
+async def test_daily_usage_adds_up_turns_and_tokens_by_platform_and_model(store: Store) -> None:
+    await populate(store)
+    days = await store.daily_usage(NOON - timedelta(days=30))
+    by = {(d.day, d.platform, d.model): (d.turns, d.tokens) for d in days}
+    today, earlier = NOON.strftime("%Y-%m-%d"), (NOON - timedelta(days=10)).strftime("%Y-%m-%d")
+    assert by[today, "discord", "gpt-a"] == (2, 4400 + 550)
+    assert by[today, "discord", "gpt-b"] == (1, 3300)
+    assert by[today, "slack", "gpt-a"] == (1, 7700)
+    assert by[earlier, "discord", "gpt-a"] == (1, 2200)
+    assert all(d.day >= (NOON - timedelta(days=30)).strftime("%Y-%m-%d") for d in days)
+    assert await store.active_threads(NOON.replace(hour=0)) == 3
+    assert await store.active_threads(NOON) == 0
+
+
+async def test_waiting_approvals_are_listed_soonest_first(store: Store) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    for approval_id, session_id, minutes in (("late", "t1", 30), ("soon", "t2", 5)):
+        await store.save_approval(
+            PendingApproval(
+                approval_id=approval_id,
+                session_id=session_id,
+                platform="slack",
+                requester=Author("U1", "Ann"),
+                calls=json.dumps([{"name": "delete", "arguments": "{}"}]),
+                state="{}",
+                items="[]",
+                instructions="",
+                expires_at=now + timedelta(minutes=minutes),
+            )
+        )
+    assert [a.approval_id for a in await store.waiting_approvals()] == ["soon", "late"]
+    assert (await store.waiting_approvals())[0].requester == Author("U1", "Ann")
+    await store.record_usage("t1", Usage("m", 1, 0, 1), kind="summary")
