@@ -49,6 +49,10 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
     config.require_model_credentials()
     # Before anything connects: a mistake in the file stops the start with its one line.
     book = read_profiles(config)
+    if config.web_port is not None:
+        from .web import check_exposure
+
+        check_exposure(config, config.web_host)
     factories = [load_adapter(name).create for name in platforms]
     async with contextlib.AsyncExitStack() as stack:
         clients = ModelClients(config)
@@ -85,6 +89,13 @@ async def serve(config: Config, platforms: Sequence[str], options: Mapping[str, 
                     f"({exc.strerror or exc}); pick another BOT_METRICS_PORT"
                 ) from None
             stack.push_async_callback(health.close)
+        if config.web_port is not None:
+            # Imported only when served: jinja2 and the page's views cost a start nothing else.
+            from .web import open_page
+
+            await stack.enter_async_context(
+                open_page(config, store, host=config.web_host, port=config.web_port)
+            )
         logger.info("Serving %s with memory in %s", ", ".join(platforms), store.location)
         with collector_for_serving():
             await run_until_stopped(core, adapters, store, config)

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 ADMIN = {command.name: command for command in COMMANDS}
 SERVE = "serve"
+WEB = "web"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
             "with status 2 and says what to set; it never falls back to the console."
         ),
     )
+    page = sub.add_parser(
+        WEB,
+        help="serve the operator page alone, on the configured memory",
+        description=(
+            "Serve the operator page (threads, memory, usage, approvals) on the configured "
+            "memory, without running the bot: for a PostgreSQL fleet, or to look at a SQLite "
+            "file. BOT_WEB_PASSWORD signs operators in; without it only loopback is served."
+        ),
+    )
+    page.add_argument("--host", help="address to listen on (BOT_WEB_HOST, else 127.0.0.1)")
+    page.add_argument("--port", type=int, help="port (BOT_WEB_PORT, else 8080)")
     for command in COMMANDS:
         command.arguments(
             sub.add_parser(command.name, help=command.help, description=command.description)
@@ -103,6 +115,12 @@ def run(args: argparse.Namespace) -> None:
     admin = ADMIN.get(command)
     if admin is not None:
         admin.run(AdminContext(config, args, sys.stdout, sorted(available_adapters())))
+        return
+    if command == WEB:
+        from .web import serve_page
+
+        host = args.host or config.web_host
+        asyncio.run(serve_page(config, host=host, port=args.port or config.web_port or 8080))
         return
     if command == SERVE:
         platforms = serving(config.environment)

@@ -112,6 +112,15 @@ class Config:
     """`json` writes one JSON object per log line, for log collectors."""
     daily_tokens_per_user: int | None = None
     """Model tokens (in + out) one person may spend per UTC day; None for no budget."""
+    web_port: int | None = None
+    """Where the operator page is served (`bot/web`); None: not served by the bot."""
+    web_host: str = "127.0.0.1"
+    """The address the operator page listens on; any other than loopback needs a password."""
+    web_password: str | None = field(default=None, repr=False)
+    """What signs an operator in; without it the page is served on loopback only."""
+    web_base_url: str | None = None
+    """The address operators open, when a proxy serves the page (its cookie is `Secure` when
+    it is https)."""
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """Every setting as read (blank values dropped), for adapters to parse their own."""
 
@@ -135,7 +144,7 @@ class Config:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The core's values that must never be shown in logs or messages."""
-        found = [self.openai_api_key] if self.openai_api_key else []
+        found = [value for value in (self.openai_api_key, self.web_password) if value]
         for url in (self.database_url, self.database_lock_url):
             password = urlsplit(url).password if url else None
             if password:
@@ -228,6 +237,18 @@ def _budget(raw: str) -> int | None:
         raise ValueError("must be a number of tokens above 0, or 'off'") from None
 
 
+def _web_password(raw: str) -> str:
+    if len(raw) < 8:
+        raise ValueError("must be at least 8 characters")
+    return raw
+
+
+def _web_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in {"http", "https"} or not urlsplit(raw).netloc:
+        raise ValueError("must be the page's address, like https://bot.example.com")
+    return raw.rstrip("/")
+
+
 def _log_level(raw: str) -> str | None:
     upper = raw.upper()
     if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -274,6 +295,10 @@ _VARIABLES: dict[str, tuple[str, Any]] = {
     "metrics_host": ("BOT_METRICS_HOST", text),
     "log_format": ("BOT_LOG_FORMAT", _log_format),
     "daily_tokens_per_user": ("BOT_DAILY_TOKENS_PER_USER", _budget),
+    "web_port": ("BOT_WEB_PORT", port),
+    "web_host": ("BOT_WEB_HOST", text),
+    "web_password": ("BOT_WEB_PASSWORD", _web_password),
+    "web_base_url": ("BOT_WEB_BASE_URL", _web_url),
 }
 
 

@@ -1,0 +1,121 @@
+"""The operator page's HTTP server: aiohttp, the same library as the health endpoints.
+
+Every route but sign-in and the stylesheet needs a session; every form posted needs its CSRF
+token. Each answer carries a Content-Security-Policy that allows nothing from another site and
+no script at all: the page has none, so an injected one could not run either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+
+from aiohttp import web
+
+from ..storage import StoreUnavailableError, failure
+from . import approvals, overview, people, signing_in, thread, threads
+from .access import SESSION_COOKIE
+from .page import Page
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PUBLIC = {"/signin", "/static/style.css"}
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+class WebServer:
+    """Serves the operator page until `close()`."""
+
+    def __init__(self, page: Page, *, host: str, port: int) -> None:
+        self._page = page
+        self._host = host
+        self._requested_port = port
+        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
+        app.router.add_get("/static/style.css", self._stylesheet)
+        for module in (signing_in, overview, threads, thread, people, approvals):
+            app.add_routes(module.routes(page))
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self.port: int | None = None
+        """The port it listens on, once it does."""
+        self._css = files(__package__).joinpath("static/style.css").read_bytes()
+
+    async def start(self) -> None:
+        """Listen; raises `OSError` when the port is taken."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._requested_port)
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        self.port = int(self._runner.addresses[0][1])
+        logger.info("Serving the operator page on http://%s:%d", self._host, self.port)
+
+    async def close(self) -> None:
+        """Stop listening; safe to call more than once."""
+        await self._runner.cleanup()
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await self._answer(request, handler)
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        if response.content_type == "text/html":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        page = self._page
+        if request.path not in PUBLIC:
+            operator = page.access.operator(request.cookies.get(SESSION_COOKIE))
+            if operator is None:
+                return signing_in.form(page, request, status=401)
+            request["operator"] = operator
+            if request.method == "POST":
+                form = await request.post()
+                token = form.get("csrf")
+                if not isinstance(token, str) or not page.access.csrf_ok(operator, token):
+                    return page.problem(
+                        request,
+                        403,
+                        "This form has expired",
+                        "Go back, reload the page and try again.",
+                    )
+                request["form"] = form
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            known = failure(exc)
+            if known is not None or isinstance(exc, StoreUnavailableError):
+                logger.warning("The operator page could not reach the memory: %s", exc)
+                return page.problem(
+                    request,
+                    503,
+                    "The memory database is not answering",
+                    "Try again in a moment; the bot's log says more.",
+                )
+            logger.exception("The operator page failed on %s", request.path)
+            return page.problem(
+                request, 500, "Something went wrong", "The bot's log has the details."
+            )
+
+    async def _stylesheet(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._css,
+            content_type="text/css",
+            charset="utf-8",
+            headers={"Cache-Control": "max-age=3600"},
+        )
