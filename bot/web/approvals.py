@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..storage import PendingApproval, ThreadBusyError
-from .page import Page, go
+from .page import FORM, Page, go
 
 HOLD_SECONDS = 10.0
 
@@ -58,8 +58,8 @@ def routes(page: Page) -> list[web.RouteDef]:
         )
 
     async def reject(request: web.Request) -> web.Response:
-        approval_id = request["form"].get("id", "")
-        approval = await store.approval(approval_id) if isinstance(approval_id, str) else None
+        approval_id = request[FORM].get("id", "")
+        approval = await store.approval(approval_id)
         if approval is None or approval.running_since is not None:
             raise go("/approvals", note="gone")
         try:

@@ -17,6 +17,11 @@ from ..config import Config
 from ..storage import Store
 from .access import Access, Operator, SignInThrottle
 
+OPERATOR = web.RequestKey("operator", Operator)
+"""The signed-in session of a request (every route but sign-in has one)."""
+FORM = web.RequestKey("form", dict[str, str])
+"""A posted form's text fields, read and its CSRF token checked before its view runs."""
+
 audit_log = logging.getLogger("bot.web.audit")
 """Every destructive action an operator takes: who (their session), what, when (the line's
 time)."""
@@ -59,7 +64,7 @@ class Page:
     def render(
         self, request: web.Request, name: str, *, status: int = 200, **values: Any
     ) -> web.Response:
-        operator: Operator | None = request.get("operator")
+        operator = request.get(OPERATOR)
         note = NOTES.get(request.query.get("note", ""))
         html = self.templates.get_template(name).render(
             bot_name=self.config.name,
@@ -75,7 +80,7 @@ class Page:
         return self.render(request, "problem.html", status=status, title=title, text=text)
 
     def audit(self, request: web.Request, action: str) -> None:
-        operator: Operator = request["operator"]
+        operator = request[OPERATOR]
         audit_log.info(
             "Operator session %s from %s: %s", operator.label, request.remote or "?", action
         )

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..admin.erase import forget_user, report_lines, stored_user_id
 from ..platforms import available_adapters
-from .page import Page
+from .page import FORM, Page
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def routes(page: Page) -> list[web.RouteDef]:
         )
 
     async def forget(request: web.Request) -> web.Response:
-        form = request["form"]
+        form = request[FORM]
         platform, user_id = _person(form.get("platform"), form.get("user"))
         report = await forget_user(store, platform, user_id)
         # Who it was stays out of the log, as with the CLI: only that it was done, and how much.

@@ -16,13 +16,13 @@ from aiohttp import web
 from ..storage import StoreUnavailableError, failure
 from . import approvals, overview, people, signing_in, thread, threads
 from .access import SESSION_COOKIE
-from .page import Page
+from .page import FORM, OPERATOR, Page
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC = {"/signin", "/static/style.css"}
+PUBLIC = {"/signin", "/static/style.css", "/favicon.ico"}
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -43,6 +43,7 @@ class WebServer:
         self._requested_port = port
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
         app.router.add_get("/static/style.css", self._stylesheet)
+        app.router.add_get("/favicon.ico", self._no_icon)
         for module in (signing_in, overview, threads, thread, people, approvals):
             app.add_routes(module.routes(page))
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -81,7 +82,7 @@ class WebServer:
             operator = page.access.operator(request.cookies.get(SESSION_COOKIE))
             if operator is None:
                 return signing_in.form(page, request, status=401)
-            request["operator"] = operator
+            request[OPERATOR] = operator
             if request.method == "POST":
                 form = await request.post()
                 token = form.get("csrf")
@@ -92,7 +93,7 @@ class WebServer:
                         "This form has expired",
                         "Go back, reload the page and try again.",
                     )
-                request["form"] = form
+                request[FORM] = {k: v for k, v in form.items() if isinstance(v, str)}
         try:
             return await handler(request)
         except web.HTTPException:
@@ -111,6 +112,9 @@ class WebServer:
             return page.problem(
                 request, 500, "Something went wrong", "The bot's log has the details."
             )
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
     async def _stylesheet(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -10,6 +11,8 @@ from aiohttp import web
 
 from .access import SESSION_COOKIE, SESSION_SECONDS, SIGN_IN_COOKIE
 from .page import Page
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{24}")
 
 
 def routes(page: Page) -> list[web.RouteDef]:
@@ -79,7 +82,10 @@ def form(page: Page, request: web.Request, *, status: int = 200) -> web.Response
 def form_page(
     page: Page, request: web.Request, *, status: int, error: str = "", back: str | None = None
 ) -> web.Response:
-    token = secrets.token_urlsafe(18)
+    # The token already given is kept: a browser asks for other files (a favicon) beside the
+    # form, and a new token for each would void the form it is showing.
+    given = request.cookies.get(SIGN_IN_COOKIE, "")
+    token = given if _TOKEN.fullmatch(given) else secrets.token_urlsafe(18)
     target = back if back is not None else request.query.get("next", "/")
     response = page.render(
         request,

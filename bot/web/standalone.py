@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 from ..admin.stores import open_for_writing
 from ..config import Config, ConfigError
@@ -21,14 +22,24 @@ logger = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def open_page(
-    config: Config, store: Store, *, host: str, port: int
+    config: Config,
+    store: Store,
+    *,
+    host: str,
+    port: int,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AsyncIterator[WebServer]:
     """Serve the page on `store` for the block; refuses a non-loopback address without a
     password, and says which setting to change when the port is taken."""
     check_exposure(config, host)
     secure = bool(config.web_base_url and config.web_base_url.startswith("https:"))
     server = WebServer(
-        Page(store=store, config=config, access=Access(config.web_password, secure=secure)),
+        Page(
+            store=store,
+            config=config,
+            access=Access(config.web_password, secure=secure),
+            clock=clock,
+        ),
         host=host,
         port=port,
     )

@@ -10,7 +10,7 @@ from aiohttp import web
 from ..admin import portable
 from ..storage import ThreadBusyError
 from .conversation import entries
-from .page import Page, go
+from .page import FORM, Page, go
 
 ROWS = 100
 """Rows per page of a thread (its newest first; older ones a link away)."""
@@ -130,7 +130,7 @@ def _session(request: web.Request) -> str:
 
 def _posted(request: web.Request) -> str:
     """The thread a confirmed form names (the guard has read and checked the form)."""
-    session_id = request.get("form", {}).get("id")
+    session_id = request[FORM].get("id")
     if not isinstance(session_id, str) or not session_id:
         raise web.HTTPSeeOther("/threads")
     return session_id

@@ -60,9 +60,9 @@ async def test_a_threads_rows_come_a_page_at_a_time_with_their_usage(store: Stor
 async def test_search_finds_words_in_every_thread_newest_first_and_never_forgotten_ones(
     store: Store,
 ) -> None:
-    await store.session("a").add_items([msg("user", "the blue heron lands"), msg("assistant", "ok")])
-    await store.session("b").add_items([msg("user", "a heronry by the lake")])
-    await store.session("c").add_items([msg("user", "nothing to see")])
+    await store.append("a", [msg("user", "the blue heron lands"), msg("assistant", "ok")])
+    await store.append("b", [msg("user", "a heronry by the lake")])
+    await store.append("c", [msg("user", "nothing to see")])
     found = await store.search_threads("heron", limit=10)
     assert [(f.session_id, f.stored.role) for f in found] == [("b", "user"), ("a", "user")]
     more = await store.search_threads("heron", before_id=found[0].stored.id, limit=10)
@@ -70,7 +70,7 @@ async def test_search_finds_words_in_every_thread_newest_first_and_never_forgott
     assert [f.session_id for f in await store.search_threads("blue heron", limit=10)] == ["a"]
     assert await store.search_threads("<script>", limit=10) == []
     await store.clear("a")
-    await store.session("d").add_items([msg("user", "heron again")])
+    await store.append("d", [msg("user", "heron again")])
     assert [f.session_id for f in await store.search_threads("heron", limit=10)] == ["d", "b"]
 
 
