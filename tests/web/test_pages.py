@@ -4,6 +4,7 @@ from the page really forgets, undo and export work, and an operator can reject a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from tests.support.browser import PASSWORD, chromium, fixed, serving, sign_in
 from tests.support.cli import run_bot
 from tests.support.items import msg
 from tests.support.parts import BotParts, make_config
-from tests.support.stores import everything, store  # noqa: F401 (a fixture)
+from tests.support.stores import everything
 from tests.support.usage import NOON, populate
 
 SETTINGS = {"BOT_WEB_PASSWORD": PASSWORD}
@@ -150,20 +151,20 @@ async def test_forgetting_a_person_shows_the_dry_run_then_removes_their_text(
     tmp_path: Path, tab: Page
 ) -> None:
     path = tmp_path / "m.sqlite3"
-    async with await SQLiteStore.open(path) as store:
+    async with await SQLiteStore.open(path) as memory:
         for thread, who in (
             ("discord:1:10", "ann"),
             ("discord:1:10", "bob"),
             ("discord:1:20", "ann"),
         ):
-            await store.append(
+            await memory.append(
                 thread,
                 [msg("user", f"[{who.title()}] {who} writes zebra{who}"), msg("assistant", "ok")],
                 author=Author(who, who.title()),
             )
         dry_run = await run_bot("forget-user", "discord", "ann", "--dry-run", memory=path)
         assert dry_run.code == 0, dry_run.err
-        async with serving(config_from_mapping(SETTINGS), store) as base:
+        async with serving(config_from_mapping(SETTINGS), memory) as base:
             await sign_in(tab, base)
             await tab.goto(f"{base}/people")
             await tab.get_by_label("Platform").select_option("discord")
@@ -171,11 +172,11 @@ async def test_forgetting_a_person_shows_the_dry_run_then_removes_their_text(
             await tab.get_by_role("button", name="Show what would go").click()
             plan = await tab.locator("ul.plan > li").all_inner_texts()
             assert plan == dry_run.out.splitlines()
-            assert await store.count_items("discord:1:20") == 2  # nothing changed yet
+            assert await memory.count_items("discord:1:20") == 2  # nothing changed yet
             await tab.get_by_role("button", name="Forget this person").click()
             assert (await tab.locator("ul.plan > li").first.inner_text()) == "Removed:"
         left = json.dumps(
-            [m.data for dump in (await everything(store)).values() for m in dump.messages]
+            [m.data for dump in (await everything(memory)).values() for m in dump.messages]
         )
         assert "zebraann" not in left
         assert "zebrabob" in left
@@ -194,7 +195,8 @@ async def test_undo_and_export_from_the_page(store: Store, tab: Page) -> None:
             async with tab.expect_download() as downloading:
                 await tab.get_by_role("link", name=name).click()
             download = await downloading.value
-            assert Path(await download.path()).read_bytes() == body
+            saved = Path(await download.path())
+            assert await asyncio.to_thread(saved.read_bytes) == body
             assert download.suggested_filename.startswith("discord_1_10.")
         before = await store.count_items("discord:1:10")
         await tab.get_by_role("link", name="Undo the last exchange").click()
