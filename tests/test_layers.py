@@ -3,7 +3,8 @@
 `storage` is the bottom and imports nothing else of the bot; `memory` plans what the model
 sees and never reaches up into `runs`; `runs` runs turns and never reaches into the core that
 schedules them; `ops` and `tools` watch and serve and never steer; `admin` is the offline tool,
-which only the CLI imports, so nothing on a turn's path can. Everything else sees `bot.storage`
+which only the CLI and the operator page (`web`, itself an operator's tool that never runs a
+turn) import, so nothing on a turn's path can. Everything else sees `bot.storage`
 as one package, and no modules import each other in a circle.
 """
 
@@ -21,9 +22,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "bot.runs": ("bot.core", "bot.commands", "bot.app", "bot.cli"),
     "bot.ops": ("bot.memory", "bot.runs", "bot.core", "bot.commands", "bot.app", "bot.cli"),
     "bot.tools": ("bot.memory", "bot.runs", "bot.core", "bot.commands", "bot.app", "bot.cli"),
+    "bot.web": ("bot.runs", "bot.core", "bot.commands", "bot.app", "bot.cli"),
 }
 """Per package: what its modules may not import (beyond the package itself)."""
-ADMIN_USERS = ("bot.admin", "bot.cli")
+ADMIN_USERS = ("bot.admin", "bot.cli", "bot.web")
 """The only modules that may import `bot.admin`."""
 
 MODULES = {

@@ -14,9 +14,12 @@ CORE = sorted((ROOT / "bot").rglob("*.py"))
 PLATFORM_PACKAGES = {"adapters/discord", "adapters/slack"}
 """Packages the walk must reach, so a layout change cannot leave the checks reading nothing."""
 PLATFORM_LIBRARIES = ("adapters", "discord", "slack_bolt", "slack_sdk", "aiohttp")
-SERVES_HTTP = {ROOT / "bot" / "ops" / "health.py": "aiohttp"}
+SERVES_HTTP = {
+    ROOT / "bot" / "ops" / "health.py": "aiohttp",
+    **{path: "aiohttp" for path in (ROOT / "bot" / "web").glob("*.py")},
+}
 """Core modules that may use one of those libraries for something that is no platform: the
-health and metrics server is aiohttp's."""
+health and metrics server and the operator page are aiohttp's."""
 
 
 def test_the_walks_read_every_package() -> None:
