@@ -9,7 +9,7 @@ facts of a page's threads come from one grouped pass over their rows.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 from .codec import approval_of, dumped_message
 from .primitives import Primitives
@@ -89,8 +89,10 @@ class Browsing(Primitives):
         return [dumped_message(row, time_of) for row in reversed(rows)]
 
     async def daily_usage(self, since: datetime) -> list[DailyUsage]:
-        """Turns and tokens per UTC day, platform and model, from `since` on, oldest first."""
-        rows = await self._read(self._sql.daily_usage, self._sql.dialect.stamp(since))
+        """Turns and tokens per UTC day, platform and model, from `since`'s day on, oldest
+        first: read from the day counters the schema's triggers keep (`USAGE_DAYS`), so it
+        costs what the days cost, however many turns they held."""
+        rows = await self._read(self._sql.daily_usage, since.astimezone(UTC).strftime("%Y-%m-%d"))
         return [
             DailyUsage(
                 str(day), str(platform).removesuffix(":"), str(model), int(turns), int(spent)

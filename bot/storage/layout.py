@@ -15,6 +15,12 @@ SEARCH = "bot_search"
 APPROVALS = "bot_approvals"
 BLIND_MODELS = "bot_blind_models"
 PROFILE_CHOICES = "bot_profile_choices"
+USAGE_DAYS = "bot_usage_days"
+"""Turns and tokens per UTC day, platform and model, kept by triggers as rows come and go, so
+a month's figures cost what its days cost, not what its messages do (the operator page)."""
+USAGE_SHARDS = 16
+"""Rows each (day, platform, model) is spread over, by the counted row's ID: concurrent turns
+of one busy day then rarely wait for the same counter row (PostgreSQL's row locks)."""
 
 USAGE_COLUMNS = (
     "model",

@@ -22,6 +22,7 @@ from .layout import (
     STORED_COLUMNS,
     SUMMARIES,
     USAGE,
+    USAGE_DAYS,
     USAGE_LIST,
 )
 from .records import UsageGrouping
@@ -249,13 +250,12 @@ class Statements:
             "ORDER BY id DESC LIMIT $3"
         )
         """(session_id, below this row ID or None, limit): a page of rows, newest first."""
-        since = " AND created_at >= $1"
         self.daily_usage = sql(
-            f"SELECT {d.day_of('created_at')}, {d.platform_of('session_id')}, "
-            "coalesce(model, ''), count(CASE WHEN kind = 'turn' THEN 1 END), "
-            "coalesce(sum(i), 0) + coalesce(sum(o), 0) "
-            f"FROM ({_spending(since, since)}) AS spent GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            "SELECT day, platform, model, sum(turns), sum(tokens) "
+            f"FROM {USAGE_DAYS} WHERE day >= $1 GROUP BY 1, 2, 3 "
+            "HAVING sum(turns) <> 0 OR sum(tokens) <> 0 ORDER BY 1, 2, 3"
         )
+        """(the first UTC day, `YYYY-MM-DD`)."""
         self.active_threads = sql(f"SELECT count(*) FROM {SESSIONS} WHERE updated_at >= $1")
         self.waiting_approvals = sql(f"{pending} 1 = 1 ORDER BY expires_at")
 

@@ -8,6 +8,7 @@ no script at all: the page has none, so an injected one could not run either.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
@@ -69,7 +70,10 @@ class WebServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
         response = await self._answer(request, handler)
+        # What the page cost the server, for a browser's developer tools and bench.web_bench.
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
         if response.content_type == "text/html":

@@ -107,3 +107,34 @@ async def test_waiting_approvals_are_listed_soonest_first(store: Store) -> None:
     assert [a.approval_id for a in await store.waiting_approvals()] == ["soon", "late"]
     assert (await store.waiting_approvals())[0].requester == Author("U1", "Ann")
     await store.record_usage("t1", Usage("m", 1, 0, 1), kind="summary")
+
+
+async def day_counters_agree(store: Store) -> None:
+    """The day counters the triggers keep say what adding up every row says."""
+    days = await store.daily_usage(datetime(2000, 1, 1, tzinfo=UTC))
+    by_day: dict[str, int] = {}
+    by_model: dict[str, int] = {}
+    for d in days:
+        by_day[d.day] = by_day.get(d.day, 0) + d.tokens
+        by_model[d.model] = by_model.get(d.model, 0) + d.tokens
+    assert by_day == {line.key: line.totals.tokens for line in await store.usage_report("day")}
+    assert by_model == {line.key: line.totals.tokens for line in await store.usage_report("model")}
+
+
+async def test_the_day_counters_follow_every_change_to_the_rows(store: Store) -> None:
+    await populate(store)
+    await day_counters_agree(store)
+    await store.append(
+        "slack:T1:C2:2.0",
+        [msg("user", "hi"), msg("assistant", "yo")],
+        author=Author("U1", "Ann"),
+        usage=Usage("gpt-c", 10, 0, 5),
+    )
+    await store.record_usage("slack:T1:C2:2.0", Usage("gpt-mini", 7, 0, 1), kind="summary")
+    await day_counters_agree(store)
+    await store.undo_last_exchange("slack:T1:C2:2.0")
+    await store.clear("discord:1:20")
+    await store.forget_user("discord", "bob", dry_run=False)
+    await day_counters_agree(store)
+    turns = sum(d.turns for d in await store.daily_usage(datetime(2000, 1, 1, tzinfo=UTC)))
+    assert turns == 7  # six seeded turns and the new one; undone and forgotten ones count

@@ -100,5 +100,8 @@ async def test_a_file_from_before_profiles_is_upgraded_with_its_usage(tmp_path: 
         report = await opened.usage_report("profile")
         assert [(line.key, line.totals.tokens) for line in report] == [("", 12)]
         await opened.choose_profile("console:-:desk", "support", by="console:root")
+        # Version 7 counted what the file held into its day counters.
+        days = await opened.daily_usage(datetime(2000, 1, 1, tzinfo=UTC))
+        assert [(d.platform, d.model, d.turns, d.tokens) for d in days] == [("", "m", 1, 12)]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone() == (6,)
+        assert raw.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)

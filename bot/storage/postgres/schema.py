@@ -24,6 +24,8 @@ from ..layout import (
     SESSIONS,
     SUMMARIES,
     USAGE,
+    USAGE_DAYS,
+    USAGE_SHARDS,
     SchemaTooNewError,
 )
 
@@ -280,6 +282,76 @@ _VERSION_7 = (
     """,
 )
 
+
+def _counting(table: str, event: str, turn: str) -> tuple[str, str, str]:
+    """A statement-level trigger keeping `USAGE_DAYS` right as `table`'s rows with usage
+    come (`INSERT`) and go (`DELETE`): its function, and the trigger dropped and made again.
+    Rows are added up first and the counters updated in key order, so two statements never
+    wait for each other's counters in opposite orders."""
+    sign, rows = ("", "added") if event == "INSERT" else ("-", "gone")
+    function = f"bot_{table}_{'count' if event == 'INSERT' else 'uncount'}_usage"
+    return (
+        f"""
+        CREATE OR REPLACE FUNCTION {function}() RETURNS TRIGGER
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {USAGE_DAYS} AS d (day, platform, model, shard, turns, tokens)
+            SELECT to_char(created_at, 'YYYY-MM-DD'), split_part(session_id, ':', 1) || ':',
+                coalesce(model, ''), id % {USAGE_SHARDS},
+                {sign}count(CASE WHEN {turn} THEN 1 END),
+                {sign}sum(input_tokens + coalesce(output_tokens, 0))
+            FROM {rows} WHERE input_tokens IS NOT NULL
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            ON CONFLICT (day, platform, model, shard) DO UPDATE
+            SET turns = d.turns + excluded.turns, tokens = d.tokens + excluded.tokens;
+            RETURN NULL;
+        END $$
+        """,
+        f"DROP TRIGGER IF EXISTS {function} ON {table}",
+        f"""
+        CREATE TRIGGER {function} AFTER {event} ON {table}
+        REFERENCING {"NEW" if event == "INSERT" else "OLD"} TABLE AS {rows}
+        FOR EACH STATEMENT EXECUTE FUNCTION {function}()
+        """,
+    )
+
+
+_VERSION_8 = (
+    # Usage per day, platform and model, kept as rows come and go (see sqlite/schema.py's
+    # version 7), counted from what the database holds now; and an index for a period's usage.
+    f"""
+    CREATE TABLE IF NOT EXISTS {USAGE_DAYS} (
+        day TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        model TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        turns BIGINT NOT NULL,
+        tokens BIGINT NOT NULL,
+        PRIMARY KEY (day, platform, model, shard)
+    )
+    """,
+    f"""
+    INSERT INTO {USAGE_DAYS} (day, platform, model, shard, turns, tokens)
+    SELECT to_char(created_at, 'YYYY-MM-DD'), split_part(session_id, ':', 1) || ':',
+        coalesce(model, ''), id % {USAGE_SHARDS}, count(CASE WHEN turn THEN 1 END),
+        sum(input_tokens + coalesce(output_tokens, 0))
+    FROM (
+        SELECT id, session_id, model, input_tokens, output_tokens, created_at, true AS turn
+        FROM {MESSAGES} WHERE input_tokens IS NOT NULL
+        UNION ALL
+        SELECT id, session_id, model, input_tokens, output_tokens, created_at, kind = 'turn'
+        FROM {USAGE}) AS spent
+    GROUP BY 1, 2, 3, 4
+    """,
+    *_counting(MESSAGES, "INSERT", "true"),
+    *_counting(MESSAGES, "DELETE", "true"),
+    *_counting(USAGE, "INSERT", "kind = 'turn'"),
+    *_counting(USAGE, "DELETE", "kind = 'turn'"),
+    f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_spent_at ON {MESSAGES} (created_at) "
+    "WHERE input_tokens IS NOT NULL",
+    f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_created_at ON {USAGE} (created_at)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _VERSION_1,
     _VERSION_2,
@@ -288,6 +360,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _VERSION_5,
     _VERSION_6,
     _VERSION_7,
+    _VERSION_8,
 )
 """Schema versions in order. Append to this, never edit a released step."""
 

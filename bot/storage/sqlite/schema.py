@@ -18,6 +18,8 @@ from ..layout import (
     SESSIONS,
     SUMMARIES,
     USAGE,
+    USAGE_DAYS,
+    USAGE_SHARDS,
     SchemaTooNewError,
 )
 
@@ -321,7 +323,79 @@ async def _version_6(conn: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS = (_version_1, _version_2, _version_3, _version_4, _version_5, _version_6)
+def _count(row: str, sign: str, turn: str) -> str:
+    """The statement adding (`sign` +) or taking away (-) one usage row's turn and tokens
+    to its day's counter; `row` is NEW or OLD, `turn` whether it counts as a turn."""
+    return f"""
+        INSERT INTO {USAGE_DAYS} (day, platform, model, shard, turns, tokens)
+        VALUES (substr({row}.created_at, 1, 10),
+            substr({row}.session_id, 1, instr({row}.session_id, ':')),
+            coalesce({row}.model, ''), {row}.id % {USAGE_SHARDS},
+            {sign}({turn}), {sign}({row}.input_tokens + coalesce({row}.output_tokens, 0)))
+        ON CONFLICT (day, platform, model, shard) DO UPDATE
+        SET turns = turns + excluded.turns, tokens = tokens + excluded.tokens;"""
+
+
+async def _version_7(conn: aiosqlite.Connection) -> None:
+    # Usage per day, platform and model (the overview's charts), kept as rows come and go:
+    # every row that carries usage counts while it exists, a turn's row and the ledger's
+    # alike, so a deleted turn moving into the ledger leaves its day's figures unchanged.
+    # Counted from what the file holds now, then by triggers. And an index for reading a
+    # period's usage (today's, a month's) without walking every message.
+    await conn.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {USAGE_DAYS} (
+            day TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            model TEXT NOT NULL,
+            shard INTEGER NOT NULL,
+            turns INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            PRIMARY KEY (day, platform, model, shard)
+        ) WITHOUT ROWID
+        """
+    )
+    await conn.execute(
+        f"""
+        INSERT INTO {USAGE_DAYS} (day, platform, model, shard, turns, tokens)
+        SELECT substr(created_at, 1, 10), substr(session_id, 1, instr(session_id, ':')),
+            coalesce(model, ''), id % {USAGE_SHARDS}, count(CASE WHEN turn THEN 1 END),
+            sum(input_tokens + coalesce(output_tokens, 0))
+        FROM (
+            SELECT id, session_id, model, input_tokens, output_tokens, created_at, 1 AS turn
+            FROM {MESSAGES} WHERE input_tokens IS NOT NULL
+            UNION ALL
+            SELECT id, session_id, model, input_tokens, output_tokens, created_at,
+                kind = 'turn' FROM {USAGE})
+        GROUP BY 1, 2, 3, 4
+        """
+    )
+    for table, when, turn in (
+        (MESSAGES, "WHEN {row}.input_tokens IS NOT NULL", "1"),
+        (USAGE, "", "{row}.kind = 'turn'"),
+    ):
+        for event, row, sign in (("INSERT", "NEW", ""), ("DELETE", "OLD", "-")):
+            name = f"{table}_{'count' if event == 'INSERT' else 'uncount'}_usage"
+            await conn.execute(
+                f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table} "
+                f"{when.format(row=row)} BEGIN {_count(row, sign, turn.format(row=row))} END"
+            )
+    await conn.execute(
+        f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_spent_at ON {MESSAGES} (created_at) "
+        "WHERE input_tokens IS NOT NULL"
+    )
+    await conn.execute(f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_created_at ON {USAGE} (created_at)")
+
+
+MIGRATIONS = (
+    _version_1,
+    _version_2,
+    _version_3,
+    _version_4,
+    _version_5,
+    _version_6,
+    _version_7,
+)
 """Schema versions in order; the file's `PRAGMA user_version` says how many have run.
 Append to this, never edit a released step."""
 
