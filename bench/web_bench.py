@@ -127,7 +127,8 @@ def thread_dump(number: int, rows: int, rng: random.Random) -> ThreadDump:
 async def seed(store: Store, threads: int, messages: int) -> int:
     """Load the threads, 32 at a time; returns the rows stored."""
     rng = random.Random(7)
-    per_thread = max(2, (messages - BIG_ITEMS) // max(1, threads - 1))
+    # Whole exchanges: the first with its tool call (4 rows), then 2 rows each.
+    per_thread = max(4, (messages - BIG_ITEMS) // max(1, threads - 1) // 2 * 2)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for number in range(threads):
         queue.put_nowait(number)
@@ -230,8 +231,6 @@ async def polled_throughput(path: Path, args: argparse.Namespace) -> None:
         for n in range(args.rounds):
             for polled in (n % 2 == 0, n % 2 == 1):
                 async with Bot(base_url, path, 16) as send:
-                    bot: Any = send.__self__ if hasattr(send, "__self__") else None
-                    del bot
                     store = await SQLiteStore.open(path)
                     async with open_page(config, store, host="127.0.0.1", port=0) as server:
                         base = f"http://127.0.0.1:{server.port}"

@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 from .codec import approval_of, dumped_message
-from .primitives import Primitives
+from .primitives import Primitives, Scope, Transaction
 from .records import (
     Author,
     DailyUsage,
@@ -99,6 +99,32 @@ class Browsing(Primitives):
             )
             for day, platform, model, turns, spent in rows
         ]
+
+    async def fold_usage_days(self, before: datetime) -> int:
+        """Fold the day counters of the UTC days before `before`'s into one row per day,
+        platform and model; returns how many rows there were. The triggers add a row per
+        statement that adds or removes usage, which keeps writers from ever waiting on a
+        counter; folding now and then keeps reading a month cheap."""
+        day = before.astimezone(UTC).strftime("%Y-%m-%d")
+
+        async def fold(tx: Transaction) -> int:
+            rows = await tx.rows(self._sql.take_usage_days, day)
+            sums: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+            for when, where, model, turns, spent in rows:
+                counted = sums[str(when), str(where), str(model)]
+                counted[0] += int(turns)
+                counted[1] += int(spent)
+            await tx.run_many(
+                self._sql.put_usage_day,
+                [
+                    (*key, turns, spent)
+                    for key, (turns, spent) in sorted(sums.items())
+                    if turns or spent
+                ],
+            )
+            return len(rows)
+
+        return await self._transaction(fold, Scope())
 
     async def active_threads(self, since: datetime) -> int:
         """How many threads were active at or after `since`."""

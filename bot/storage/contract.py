@@ -267,6 +267,12 @@ class Store(Protocol):
         """Turns and tokens per UTC day, platform and model, from `since` on, oldest first."""
         ...
 
+    async def fold_usage_days(self, before: datetime) -> int:
+        """Fold the usage counters of the UTC days before `before`'s into one row per day,
+        platform and model (`daily_usage` reads the same either way, only faster); returns
+        how many rows there were."""
+        ...
+
     async def active_threads(self, since: datetime) -> int:
         """How many threads were active at or after `since`."""
         ...

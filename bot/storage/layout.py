@@ -16,11 +16,10 @@ APPROVALS = "bot_approvals"
 BLIND_MODELS = "bot_blind_models"
 PROFILE_CHOICES = "bot_profile_choices"
 USAGE_DAYS = "bot_usage_days"
-"""Turns and tokens per UTC day, platform and model, kept by triggers as rows come and go, so
-a month's figures cost what its days cost, not what its messages do (the operator page)."""
-USAGE_SHARDS = 16
-"""Rows each (day, platform, model) is spread over, by the counted row's ID: concurrent turns
-of one busy day then rarely wait for the same counter row (PostgreSQL's row locks)."""
+"""Turns and tokens per UTC day, platform and model, as rows added by triggers whenever usage
+comes or goes, folded into one row per day now and then: a month's figures then cost what its
+days cost, not what its turns do (the operator page's overview). Only ever inserted into, until
+folded, so no two transactions wait for the same counter, nor for each other's."""
 
 USAGE_COLUMNS = (
     "model",

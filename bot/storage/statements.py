@@ -256,6 +256,12 @@ class Statements:
             "HAVING sum(turns) <> 0 OR sum(tokens) <> 0 ORDER BY 1, 2, 3"
         )
         """(the first UTC day, `YYYY-MM-DD`)."""
+        self.take_usage_days = sql(
+            f"DELETE FROM {USAGE_DAYS} WHERE day < $1 RETURNING day, platform, model, turns, tokens"
+        )
+        self.put_usage_day = sql(
+            f"INSERT INTO {USAGE_DAYS} (day, platform, model, turns, tokens) {_values(5)}"
+        )
         self.active_threads = sql(f"SELECT count(*) FROM {SESSIONS} WHERE updated_at >= $1")
         self.waiting_approvals = sql(f"{pending} 1 = 1 ORDER BY expires_at")
 

@@ -32,6 +32,7 @@ def routes(page: Page) -> list[web.RouteDef]:
     async def show(request: web.Request) -> web.Response:
         store = page.store
         days = page.days(DAYS)
+        await page.fold_usage()
         usage = await store.daily_usage(page.today() - timedelta(days=DAYS - 1))
         waiting = await store.waiting_approvals()
         spenders = await spending_today(store, page)

@@ -4,6 +4,7 @@ templates, the clock and the audit log; and the helpers they share for answering
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,12 @@ OPERATOR = web.RequestKey("operator", Operator)
 FORM = web.RequestKey("form", dict[str, str])
 """A posted form's text fields, read and its CSRF token checked before its view runs."""
 
+logger = logging.getLogger(__name__)
 audit_log = logging.getLogger("bot.web.audit")
 """Every destructive action an operator takes: who (their session), what, when (the line's
 time)."""
+
+FOLD_SECONDS = 3600.0
 
 NOTES = {
     "forgot": "The thread was forgotten.",
@@ -48,6 +52,18 @@ class Page:
     throttle: SignInThrottle = field(default_factory=SignInThrottle)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     templates: jinja2.Environment = field(default_factory=lambda: templates())
+    folded_at: float | None = None
+    """When (monotonic) this process last folded the store's day counters."""
+
+    async def fold_usage(self) -> None:
+        """Fold the past days' usage counters, at most once an hour per process: each turn
+        adds a row, and reading a month should cost its days, not its turns."""
+        now = time.monotonic()
+        if self.folded_at is not None and now - self.folded_at < FOLD_SECONDS:
+            return
+        self.folded_at = now
+        folded = await self.store.fold_usage_days(self.today())
+        logger.debug("Folded %d rows of usage counters", folded)
 
     def today(self) -> datetime:
         """The start of the current UTC day (budgets count per UTC day)."""

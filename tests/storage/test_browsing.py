@@ -138,3 +138,22 @@ async def test_the_day_counters_follow_every_change_to_the_rows(store: Store) ->
     await day_counters_agree(store)
     turns = sum(d.turns for d in await store.daily_usage(datetime(2000, 1, 1, tzinfo=UTC)))
     assert turns == 7  # six seeded turns and the new one; undone and forgotten ones count
+
+
+async def test_folding_the_day_counters_changes_no_figure(store: Store) -> None:
+    await populate(store)
+    await store.append(
+        "slack:T1:C2:2.0",
+        [msg("user", "hi"), msg("assistant", "yo")],
+        author=Author("U1", "Ann"),
+        usage=Usage("gpt-c", 10, 0, 5),
+    )
+    await store.undo_last_exchange("slack:T1:C2:2.0")
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    before = await store.daily_usage(since)
+    assert await store.fold_usage_days(NOON + timedelta(days=1)) > len(before)
+    assert await store.daily_usage(since) == before
+    # Folded once, there is one row per day, platform and model; folding again keeps them.
+    assert await store.fold_usage_days(NOON + timedelta(days=1)) <= len(before)
+    assert await store.daily_usage(since) == before
+    await day_counters_agree(store)

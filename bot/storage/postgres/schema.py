@@ -25,7 +25,6 @@ from ..layout import (
     SUMMARIES,
     USAGE,
     USAGE_DAYS,
-    USAGE_SHARDS,
     SchemaTooNewError,
 )
 
@@ -286,8 +285,7 @@ _VERSION_7 = (
 def _counting(table: str, event: str, turn: str) -> tuple[str, str, str]:
     """A statement-level trigger keeping `USAGE_DAYS` right as `table`'s rows with usage
     come (`INSERT`) and go (`DELETE`): its function, and the trigger dropped and made again.
-    Rows are added up first and the counters updated in key order, so two statements never
-    wait for each other's counters in opposite orders."""
+    One row per day, platform and model the statement touched, inserted: nothing waits."""
     sign, rows = ("", "added") if event == "INSERT" else ("-", "gone")
     function = f"bot_{table}_{'count' if event == 'INSERT' else 'uncount'}_usage"
     return (
@@ -295,15 +293,12 @@ def _counting(table: str, event: str, turn: str) -> tuple[str, str, str]:
         CREATE OR REPLACE FUNCTION {function}() RETURNS TRIGGER
         LANGUAGE plpgsql AS $$
         BEGIN
-            INSERT INTO {USAGE_DAYS} AS d (day, platform, model, shard, turns, tokens)
+            INSERT INTO {USAGE_DAYS} (day, platform, model, turns, tokens)
             SELECT to_char(created_at, 'YYYY-MM-DD'), split_part(session_id, ':', 1) || ':',
-                coalesce(model, ''), id % {USAGE_SHARDS},
-                {sign}count(CASE WHEN {turn} THEN 1 END),
+                coalesce(model, ''), {sign}count(CASE WHEN {turn} THEN 1 END),
                 {sign}sum(input_tokens + coalesce(output_tokens, 0))
             FROM {rows} WHERE input_tokens IS NOT NULL
-            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-            ON CONFLICT (day, platform, model, shard) DO UPDATE
-            SET turns = d.turns + excluded.turns, tokens = d.tokens + excluded.tokens;
+            GROUP BY 1, 2, 3;
             RETURN NULL;
         END $$
         """,
@@ -324,24 +319,23 @@ _VERSION_8 = (
         day TEXT NOT NULL,
         platform TEXT NOT NULL,
         model TEXT NOT NULL,
-        shard INTEGER NOT NULL,
         turns BIGINT NOT NULL,
-        tokens BIGINT NOT NULL,
-        PRIMARY KEY (day, platform, model, shard)
+        tokens BIGINT NOT NULL
     )
     """,
+    f"CREATE INDEX IF NOT EXISTS idx_{USAGE_DAYS}_day ON {USAGE_DAYS} (day)",
     f"""
-    INSERT INTO {USAGE_DAYS} (day, platform, model, shard, turns, tokens)
+    INSERT INTO {USAGE_DAYS} (day, platform, model, turns, tokens)
     SELECT to_char(created_at, 'YYYY-MM-DD'), split_part(session_id, ':', 1) || ':',
-        coalesce(model, ''), id % {USAGE_SHARDS}, count(CASE WHEN turn THEN 1 END),
+        coalesce(model, ''), count(CASE WHEN turn THEN 1 END),
         sum(input_tokens + coalesce(output_tokens, 0))
     FROM (
-        SELECT id, session_id, model, input_tokens, output_tokens, created_at, true AS turn
+        SELECT session_id, model, input_tokens, output_tokens, created_at, true AS turn
         FROM {MESSAGES} WHERE input_tokens IS NOT NULL
         UNION ALL
-        SELECT id, session_id, model, input_tokens, output_tokens, created_at, kind = 'turn'
+        SELECT session_id, model, input_tokens, output_tokens, created_at, kind = 'turn'
         FROM {USAGE}) AS spent
-    GROUP BY 1, 2, 3, 4
+    GROUP BY 1, 2, 3
     """,
     *_counting(MESSAGES, "INSERT", "true"),
     *_counting(MESSAGES, "DELETE", "true"),

@@ -103,11 +103,16 @@ ORDER BY ts_rank(s.words, q) DESC, m.id DESC LIMIT $3
 # Indexing, before a search across every thread, the messages stored since the last such
 # catch-up: those of threads active since then, and any with a higher ID than it saw (an
 # import keeps its threads' old times). Commits may land out of ID order, hence the times too.
-_INDEX_SINCE = f"""
+_INDEX_NEWER = f"""
 INSERT INTO {SEARCH} (id, session_id, words)
 SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
-WHERE (m.session_id IN (SELECT session_id FROM {SESSIONS} WHERE updated_at >= $1)
-       OR m.id > $2)
+WHERE m.id > $1 AND NOT EXISTS (SELECT 1 FROM {SEARCH} AS s WHERE s.id = m.id)
+ON CONFLICT (id) DO NOTHING
+"""
+_INDEX_ACTIVE = f"""
+INSERT INTO {SEARCH} (id, session_id, words)
+SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
+WHERE m.session_id IN (SELECT session_id FROM {SESSIONS} WHERE updated_at >= $1)
   AND NOT EXISTS (SELECT 1 FROM {SEARCH} AS s WHERE s.id = m.id)
 ON CONFLICT (id) DO NOTHING
 """
@@ -446,8 +451,13 @@ class PostgresStore(Operations):
             return []
         async with self._connection() as conn:
             newest, now = (await conn.fetch(_INDEXED_THROUGH))[0]
-            since, through = self._caught_up or (datetime(1970, 1, 1), 0)
-            await conn.execute(_INDEX_SINCE, since - timedelta(seconds=_CATCH_UP_MARGIN), through)
+            if self._caught_up is None:
+                await conn.execute(_INDEX_NEWER, 0)
+            else:
+                # Two statements, each on its own index (an OR of them would read every row).
+                since, through = self._caught_up
+                await conn.execute(_INDEX_NEWER, through)
+                await conn.execute(_INDEX_ACTIVE, since - timedelta(seconds=_CATCH_UP_MARGIN))
             self._caught_up = (now, int(newest))
             below = (1 << 62) if before_id is None else before_id
             rows = await conn.fetch(_SEARCH_ALL, expressions[0], below, limit)

@@ -19,7 +19,6 @@ from ..layout import (
     SUMMARIES,
     USAGE,
     USAGE_DAYS,
-    USAGE_SHARDS,
     SchemaTooNewError,
 )
 
@@ -325,15 +324,13 @@ async def _version_6(conn: aiosqlite.Connection) -> None:
 
 def _count(row: str, sign: str, turn: str) -> str:
     """The statement adding (`sign` +) or taking away (-) one usage row's turn and tokens
-    to its day's counter; `row` is NEW or OLD, `turn` whether it counts as a turn."""
+    for its day; `row` is NEW or OLD, `turn` whether it counts as a turn."""
     return f"""
-        INSERT INTO {USAGE_DAYS} (day, platform, model, shard, turns, tokens)
+        INSERT INTO {USAGE_DAYS} (day, platform, model, turns, tokens)
         VALUES (substr({row}.created_at, 1, 10),
             substr({row}.session_id, 1, instr({row}.session_id, ':')),
-            coalesce({row}.model, ''), {row}.id % {USAGE_SHARDS},
-            {sign}({turn}), {sign}({row}.input_tokens + coalesce({row}.output_tokens, 0)))
-        ON CONFLICT (day, platform, model, shard) DO UPDATE
-        SET turns = turns + excluded.turns, tokens = tokens + excluded.tokens;"""
+            coalesce({row}.model, ''),
+            {sign}({turn}), {sign}({row}.input_tokens + coalesce({row}.output_tokens, 0)));"""
 
 
 async def _version_7(conn: aiosqlite.Connection) -> None:
@@ -348,26 +345,25 @@ async def _version_7(conn: aiosqlite.Connection) -> None:
             day TEXT NOT NULL,
             platform TEXT NOT NULL,
             model TEXT NOT NULL,
-            shard INTEGER NOT NULL,
             turns INTEGER NOT NULL,
-            tokens INTEGER NOT NULL,
-            PRIMARY KEY (day, platform, model, shard)
-        ) WITHOUT ROWID
+            tokens INTEGER NOT NULL
+        )
         """
     )
+    await conn.execute(f"CREATE INDEX IF NOT EXISTS idx_{USAGE_DAYS}_day ON {USAGE_DAYS} (day)")
     await conn.execute(
         f"""
-        INSERT INTO {USAGE_DAYS} (day, platform, model, shard, turns, tokens)
+        INSERT INTO {USAGE_DAYS} (day, platform, model, turns, tokens)
         SELECT substr(created_at, 1, 10), substr(session_id, 1, instr(session_id, ':')),
-            coalesce(model, ''), id % {USAGE_SHARDS}, count(CASE WHEN turn THEN 1 END),
+            coalesce(model, ''), count(CASE WHEN turn THEN 1 END),
             sum(input_tokens + coalesce(output_tokens, 0))
         FROM (
-            SELECT id, session_id, model, input_tokens, output_tokens, created_at, 1 AS turn
+            SELECT session_id, model, input_tokens, output_tokens, created_at, 1 AS turn
             FROM {MESSAGES} WHERE input_tokens IS NOT NULL
             UNION ALL
-            SELECT id, session_id, model, input_tokens, output_tokens, created_at,
-                kind = 'turn' FROM {USAGE})
-        GROUP BY 1, 2, 3, 4
+            SELECT session_id, model, input_tokens, output_tokens, created_at, kind = 'turn'
+            FROM {USAGE})
+        GROUP BY 1, 2, 3
         """
     )
     for table, when, turn in (
