@@ -11,6 +11,9 @@ from ..admin.erase import forget_user, report_lines, stored_user_id
 from ..platforms import available_adapters
 from .page import FORM, Page
 
+SHOWN = 200
+"""People listed: those who spent the most this month."""
+
 
 @dataclass(frozen=True)
 class Person:
@@ -31,7 +34,9 @@ def routes(page: Page) -> list[web.RouteDef]:
             line.key: line.totals.tokens
             for line in await store.usage_report("user", since=page.today())
         }
-        month = await store.usage_report("user", since=page.month())
+        month = [
+            line for line in await store.usage_report("user", since=page.month()) if ":" in line.key
+        ]
         people = [
             Person(
                 platform=line.key.split(":", 1)[0],
@@ -40,14 +45,14 @@ def routes(page: Page) -> list[web.RouteDef]:
                 month=line.totals.tokens,
                 share=None if budget is None else today.get(line.key, 0) / budget,
             )
-            for line in month
-            if ":" in line.key
+            for line in month[:SHOWN]
         ]
         people.sort(key=lambda p: (-p.today, -p.month, p.platform, p.user_id))
         return page.render(
             request,
             "people.html",
             people=people,
+            more=max(0, len(month) - SHOWN),
             budget=budget,
             platforms=sorted(available_adapters()),
         )
