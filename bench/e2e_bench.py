@@ -96,11 +96,14 @@ def bench_config(base_url: str, db_path: Path, concurrency: int) -> Config:
     )
 
 
-async def drive(send: Send, messages: int, threads: int, concurrency: int) -> float:
-    """Send `messages` spread over `threads` with `concurrency` senders; return messages/s."""
+async def drive(
+    send: Send, messages: int, threads: int, concurrency: int, prefix: str = "bench"
+) -> float:
+    """Send `messages` spread over `threads` (named `PREFIX:N`) with `concurrency` senders;
+    return messages/s."""
     queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
     for n in range(messages):
-        queue.put_nowait((f"bench:{n % threads}", n // threads))
+        queue.put_nowait((f"{prefix}:{n % threads}", n // threads))
 
     async def sender() -> None:
         while not queue.empty():

@@ -104,8 +104,8 @@ def text(rng: random.Random, n: int) -> str:
 
 
 def thread_dump(number: int, rows: int, rng: random.Random) -> ThreadDump:
-    """A thread of about `rows` rows (whole exchanges; a tool call in the first), its last
-    activity somewhere in the last 60 days."""
+    """A thread of `rows` rows (exchanges, a tool call in the first; an odd count ends on a
+    message whose answer failed), its last activity somewhere in the last 60 days."""
     platform = PLATFORMS[number % 3]
     session_id = BIG if number == 0 else f"{platform}:{number % 97}:{number}"
     people = [f"U{rng.randrange(5000)}" for _ in range(2)]
@@ -151,14 +151,13 @@ def thread_dump(number: int, rows: int, rng: random.Random) -> ThreadDump:
             )
         )
         n += 1
-    return ThreadDump(session_id, start, end, tuple(messages), (), ())
+    return ThreadDump(session_id, start, end, tuple(messages[:rows]), (), ())
 
 
 async def seed(store: Store, threads: int, messages: int) -> int:
     """Load the threads, 32 at a time; returns the rows stored."""
     rng = random.Random(7)
-    # Whole exchanges: the first with its tool call (4 rows), then 2 rows each.
-    per_thread = max(4, (messages - BIG_ITEMS) // max(1, threads - 1) // 2 * 2)
+    per_thread = max(4, (messages - BIG_ITEMS) // max(1, threads - 1))
     queue: asyncio.Queue[int] = asyncio.Queue()
     for number in range(threads):
         queue.put_nowait(number)
@@ -184,7 +183,11 @@ async def signed_in(base: str) -> AsyncIterator[aiohttp.ClientSession]:
         form = await (await http.get(f"{base}/signin")).text()
         token = re.search(r'name="token" value="([^"]+)"', form)
         assert token is not None
-        await http.post(f"{base}/signin", data={"token": token.group(1), "password": PASSWORD})
+        await http.post(
+            f"{base}/signin",
+            data={"token": token.group(1), "password": PASSWORD},
+            allow_redirects=False,
+        )
         yield http
     finally:
         await http.close()
@@ -278,8 +281,11 @@ async def polled_throughput(path: Path, args: argparse.Namespace) -> None:
                                 sys.executable, "-c", POLLER, base, cookie
                             )
                         try:
-                            await drive(send, 64, 64, 16)  # warm up
-                            rate = await drive(send, args.turns, 64, 16)
+                            # Threads of their own each run, so no run meets longer threads
+                            # (or their summaries) than another did.
+                            prefix = f"bench-{n}-{polled}"
+                            await drive(send, 64, 64, 16, prefix)  # warm up
+                            rate = await drive(send, args.turns, 64, 16, prefix)
                         finally:
                             if poller is not None:
                                 poller.terminate()

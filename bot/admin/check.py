@@ -25,6 +25,10 @@ def check(ctx: AdminContext) -> None:
     platforms = serving(config.environment)
     for name in platforms:
         load_adapter(name).check_settings(config)
+    if config.web_port is not None:
+        from ..web.access import check_exposure
+
+        check_exposure(config, config.web_host)
     profiles = ""
     if config.profiles:
         # Only here: checking a profile's tools reads the tool plugins, which loads the SDK.

@@ -28,6 +28,19 @@ CHECK_SECONDS = 2.0
 MAX_REASON_CHARS = 300
 
 
+async def listen(runner: web.AppRunner, host: str, port: int) -> int:
+    """Start serving `runner`'s app on `host`:`port` (0: any free port) and return the port;
+    raises `OSError` when it is taken, having released what it set up."""
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return int(runner.addresses[0][1])
+
+
 class HealthServer:
     """Serves the health endpoints and the metrics until `close()`.
 
@@ -63,15 +76,7 @@ class HealthServer:
 
     async def start(self) -> None:
         """Listen; raises `OSError` when the port is taken."""
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._requested_port)
-        try:
-            await site.start()
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        address = self._runner.addresses[0]
-        self.port = int(address[1])
+        self.port = await listen(self._runner, self._host, self._requested_port)
         logger.info("Serving /healthz, /readyz and /metrics on http://%s:%d", self._host, self.port)
 
     async def close(self) -> None:

@@ -263,6 +263,11 @@ class Store(Protocol):
         first, below `before_id` when given (to continue a previous page)."""
         ...
 
+    async def index_for_search(self) -> None:
+        """Bring the search index up to date with every stored message: what a search across
+        threads does first (in batches), and what a server may start ahead of it."""
+        ...
+
     async def daily_usage(self, since: datetime) -> list[DailyUsage]:
         """Turns and tokens per UTC day, platform and model, from `since` on, oldest first."""
         ...

@@ -7,6 +7,8 @@ no script at all: the page has none, so an injected one could not run either.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +16,7 @@ from importlib.resources import files
 
 from aiohttp import web
 
+from ..ops.health import listen
 from ..storage import StoreUnavailableError, failure
 from . import approvals, overview, people, signing_in, thread, threads
 from .access import SESSION_COOKIE
@@ -50,23 +53,29 @@ class WebServer:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         self.port: int | None = None
         """The port it listens on, once it does."""
+        self._warming: asyncio.Task[None] | None = None
         self._css = files(__package__).joinpath("static/style.css").read_bytes()
 
     async def start(self) -> None:
         """Listen; raises `OSError` when the port is taken."""
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._requested_port)
-        try:
-            await site.start()
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        self.port = int(self._runner.addresses[0][1])
+        self.port = await listen(self._runner, self._host, self._requested_port)
+        # The first search would otherwise wait for everything stored since the last one.
+        self._warming = asyncio.create_task(self._index_for_search())
         logger.info("Serving the operator page on http://%s:%d", self._host, self.port)
 
     async def close(self) -> None:
         """Stop listening; safe to call more than once."""
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         await self._runner.cleanup()
+
+    async def _index_for_search(self) -> None:
+        try:
+            await self._page.store.index_for_search()
+        except Exception as exc:  # a search will try again, and say what went wrong
+            logger.warning("Could not bring the search index up to date: %s", exc)
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:

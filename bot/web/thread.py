@@ -4,6 +4,8 @@ and forgetting it, undoing its last exchange, or downloading it (the CLI's expor
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -11,6 +13,8 @@ from ..admin import portable
 from ..storage import ThreadBusyError
 from .conversation import entries
 from .page import FORM, Page, go
+
+T = TypeVar("T")
 
 ROWS = 100
 """Rows per page of a thread (its newest first; older ones a link away)."""
@@ -71,23 +75,23 @@ def routes(page: Page) -> list[web.RouteDef]:
             back=f"/thread?id={session_id}",
         )
 
-    async def forget(request: web.Request) -> web.Response:
-        session_id = _posted(request)
+    async def held(session_id: str, work: Callable[[], Awaitable[T]]) -> T:
+        """`work` done holding the thread, as a chat command would: never beside a turn."""
         try:
             async with store.hold_thread(session_id, wait=HOLD_SECONDS):
-                cleared = await store.clear(session_id)
+                return await work()
         except ThreadBusyError:
             raise go("/thread", id=session_id, note="busy") from None
+
+    async def forget(request: web.Request) -> web.Response:
+        session_id = _posted(request)
+        cleared = await held(session_id, lambda: store.clear(session_id))
         page.audit(request, f"forgot thread {session_id} ({cleared.items} items)")
         raise go("/threads", note="forgot")
 
     async def undo(request: web.Request) -> web.Response:
         session_id = _posted(request)
-        try:
-            async with store.hold_thread(session_id, wait=HOLD_SECONDS):
-                removed = await store.undo_last_exchange(session_id)
-        except ThreadBusyError:
-            raise go("/thread", id=session_id, note="busy") from None
+        removed = await held(session_id, lambda: store.undo_last_exchange(session_id))
         if removed:
             page.audit(request, f"undid the last exchange of {session_id} ({len(removed)} items)")
         raise go("/thread", id=session_id, note="undone" if removed else "nothing")

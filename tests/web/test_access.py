@@ -59,16 +59,28 @@ def client() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
-async def sign_in(http: aiohttp.ClientSession, base: str, password: str = PASSWORD) -> int:
+async def signing_in(
+    http: aiohttp.ClientSession, base: str, password: str = PASSWORD, **extra: str
+) -> aiohttp.ClientResponse:
+    """Post the sign-in form as a browser would: its token, from the page and its cookie
+    (sent by hand, since a `Secure` cookie is not sent over plain http)."""
     form = await (await http.get(f"{base}/signin")).text()
     token = re.search(r'name="token" value="([^"]+)"', form)
     assert token is not None
-    response = await http.post(
+    return await http.post(
         f"{base}/signin",
-        data={"token": token.group(1), "password": password, "next": "/"},
+        data={"token": token.group(1), "password": password, **extra},
+        headers={"Cookie": f"memorybot_sign_in={token.group(1)}"},
         allow_redirects=False,
     )
-    return response.status
+
+
+async def sign_in(http: aiohttp.ClientSession, base: str, password: str = PASSWORD) -> int:
+    return (await signing_in(http, base, password, next="/")).status
+
+
+def session_cookie(answer: aiohttp.ClientResponse) -> str:
+    return next(h for h in answer.headers.getall("Set-Cookie") if "memorybot_session" in h)
 
 
 def csrf_of(html: str) -> str:
@@ -106,15 +118,8 @@ async def test_the_password_signs_in_with_a_strict_http_only_cookie(base: str) -
         assert response.status == 200
         assert "console:t" in await response.text()
     async with client() as http:
-        form = await http.get(f"{base}/signin")
-        await form.text()
-        token = http.cookie_jar.filter_cookies(form.url)["memorybot_sign_in"].value
-        answer = await http.post(
-            f"{base}/signin",
-            data={"token": token, "password": PASSWORD, "next": "/threads"},
-            allow_redirects=False,
-        )
-        cookie = next(h for h in answer.headers.getall("Set-Cookie") if "memorybot_session" in h)
+        answer = await signing_in(http, base, next="/threads")
+        cookie = session_cookie(answer)
         assert "HttpOnly" in cookie
         assert "SameSite=Strict" in cookie
         assert "Secure" not in cookie
@@ -124,18 +129,7 @@ async def test_the_password_signs_in_with_a_strict_http_only_cookie(base: str) -
 async def test_the_cookie_is_secure_when_the_page_is_reached_over_https(store: Store) -> None:
     config = config_from_mapping(settings(BOT_WEB_BASE_URL="https://bot.example.com"))
     async with serving(config, store) as base, client() as http:
-        # Secure cookies are not sent over plain http, so this client sends it by hand.
-        form = await (await http.get(f"{base}/signin")).text()
-        token = re.search(r'name="token" value="([^"]+)"', form)
-        assert token is not None
-        answer = await http.post(
-            f"{base}/signin",
-            data={"token": token.group(1), "password": PASSWORD},
-            headers={"Cookie": f"memorybot_sign_in={token.group(1)}"},
-            allow_redirects=False,
-        )
-        cookie = next(h for h in answer.headers.getall("Set-Cookie") if "memorybot_session" in h)
-        assert "Secure" in cookie
+        assert "Secure" in session_cookie(await signing_in(http, base))
 
 
 async def test_wrong_passwords_are_refused_then_slowed(base: str) -> None:
@@ -143,12 +137,7 @@ async def test_wrong_passwords_are_refused_then_slowed(base: str) -> None:
         for _ in range(MAX_FAILURES):
             assert await sign_in(http, base, "wrong password") == 401
         # Now even the right one must wait, and is told how long.
-        form = await (await http.get(f"{base}/signin")).text()
-        token = re.search(r'name="token" value="([^"]+)"', form)
-        assert token is not None
-        answer = await http.post(
-            f"{base}/signin", data={"token": token.group(1), "password": PASSWORD}
-        )
+        answer = await signing_in(http, base)
         assert answer.status == 429
         assert int(answer.headers["Retry-After"]) > 200
         assert "Too many wrong passwords" in await answer.text()
@@ -185,14 +174,7 @@ async def test_signing_out_ends_the_session(base: str) -> None:
 
 async def test_after_sign_in_only_a_path_of_this_site_is_followed(base: str) -> None:
     async with client() as http:
-        form = await http.get(f"{base}/signin")
-        await form.text()
-        token = http.cookie_jar.filter_cookies(form.url)["memorybot_sign_in"].value
-        answer = await http.post(
-            f"{base}/signin",
-            data={"token": token, "password": PASSWORD, "next": "//evil.example/x"},
-            allow_redirects=False,
-        )
+        answer = await signing_in(http, base, next="//evil.example/x")
         assert answer.headers["Location"] == "/"
 
 

@@ -33,6 +33,26 @@ async def seeded(path: Path) -> Path:
     return path
 
 
+async def start_bot(
+    *args: str, memory: Path, env: dict[str, str], stdin: bool = False, python: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
+    """`python [PYTHON] -m bot ARGS` in a child process, left running."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *python,
+        "-m",
+        "bot",
+        "--env-file",
+        os.devnull,
+        *args,
+        cwd=ROOT,
+        env={**memory_env(memory), **env},
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def answers(url: str, seconds: float = 20.0) -> int:
     """The status `url` answers with once something listens there."""
     async with aiohttp.ClientSession() as http:
@@ -56,21 +76,13 @@ async def test_the_page_alone_serves_until_sigterm_without_loading_a_model(
 ) -> None:
     memory = await seeded(tmp_path / "m.sqlite3")
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-X",
-        "importtime",
-        "-m",
-        "bot",
-        "--env-file",
-        os.devnull,
+    process = await start_bot(
         "web",
         "--port",
         str(port),
-        cwd=ROOT,
-        env={**memory_env(memory), "BOT_WEB_PASSWORD": PASSWORD},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        memory=memory,
+        env={"BOT_WEB_PASSWORD": PASSWORD},
+        python=("-X", "importtime"),
     )
     try:
         assert await answers(f"http://127.0.0.1:{port}/signin") == 200
@@ -96,23 +108,11 @@ async def test_the_bot_refuses_to_start_with_an_open_page_and_no_password(tmp_pa
 
 async def test_the_bot_serves_the_page_beside_the_console(tmp_path: Path) -> None:
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--env-file",
-        os.devnull,
+    process = await start_bot(
         "console",
-        cwd=ROOT,
-        env={
-            **memory_env(tmp_path / "m.sqlite3"),
-            "OPENAI_API_KEY": "sk-x",
-            "BOT_WEB_PORT": str(port),
-            "BOT_WEB_PASSWORD": PASSWORD,
-        },
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        memory=tmp_path / "m.sqlite3",
+        env={"OPENAI_API_KEY": "sk-x", "BOT_WEB_PORT": str(port), "BOT_WEB_PASSWORD": PASSWORD},
+        stdin=True,
     )
     try:
         assert await answers(f"http://127.0.0.1:{port}/signin") == 200
@@ -122,3 +122,14 @@ async def test_the_bot_serves_the_page_beside_the_console(tmp_path: Path) -> Non
         process.stdin.close()
         _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()[-2000:]
+
+
+async def test_check_fails_on_an_open_page_as_serve_would(tmp_path: Path) -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-x",
+        "DISCORD_TOKEN": "not-used",
+        "BOT_WEB_PORT": "8080",
+        "BOT_WEB_HOST": "0.0.0.0",
+    }
+    ran = await run_bot("check", memory=tmp_path / "m.sqlite3", env=env)
+    assert (ran.code, ran.err, ran.out) == (2, OPEN, "")

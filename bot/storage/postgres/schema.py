@@ -344,6 +344,9 @@ _VERSION_8 = (
     f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_spent_at ON {MESSAGES} (created_at) "
     "WHERE input_tokens IS NOT NULL",
     f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_created_at ON {USAGE} (created_at)",
+    # A thread's newest indexed message, read before indexing the thread's newer ones.
+    f"CREATE INDEX IF NOT EXISTS idx_{SEARCH}_session_id_id ON {SEARCH} (session_id, id)",
+    f"DROP INDEX IF EXISTS idx_{SEARCH}_session_id",
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (

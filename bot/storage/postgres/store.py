@@ -17,6 +17,7 @@ lock was lost with its connection never commits after another worker took the th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -83,13 +84,15 @@ _APPEND = _append("SELECT 1")
 _APPEND_FENCED = _append(fence_row("$12", "$13"))
 
 # Indexing one thread's messages not yet in the search index (every row gets an entry, empty
-# for tool items, so each is looked at once). An anti-join, not a high-water mark: rows of
-# concurrent writers may commit out of ID order.
+# for tool items, so each is looked at once): those above the newest it has. A thread's rows
+# commit in ID order (one turn at a time holds it, on every worker), so none is left below. An
+# anti-join instead was planned as a nested loop over a table the planner thought empty, which
+# made the first search of a long thread quadratic.
 _INDEX_THREAD = f"""
 INSERT INTO {SEARCH} (id, session_id, words)
 SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
 WHERE m.session_id = $1
-  AND NOT EXISTS (SELECT 1 FROM {SEARCH} AS s WHERE s.id = m.id)
+  AND m.id > coalesce((SELECT max(id) FROM {SEARCH} WHERE session_id = $1), 0)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -101,22 +104,29 @@ ORDER BY ts_rank(s.words, q) DESC, m.id DESC LIMIT $3
 """
 
 # Indexing, before a search across every thread, the messages stored since the last such
-# catch-up: those of threads active since then, and any with a higher ID than it saw (an
-# import keeps its threads' old times). Commits may land out of ID order, hence the times too.
-_INDEX_NEWER = f"""
+# catch-up: any with a higher ID than it saw, a batch of IDs at a time (an import keeps its
+# threads' old times, so IDs, not times); and the newer rows of threads active since shortly
+# before it, since commits of different threads may land out of ID order.
+_INDEX_IDS = f"""
 INSERT INTO {SEARCH} (id, session_id, words)
 SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
-WHERE m.id > $1 AND NOT EXISTS (SELECT 1 FROM {SEARCH} AS s WHERE s.id = m.id)
+WHERE m.id > $1 AND m.id <= $2
 ON CONFLICT (id) DO NOTHING
 """
 _INDEX_ACTIVE = f"""
 INSERT INTO {SEARCH} (id, session_id, words)
-SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
-WHERE m.session_id IN (SELECT session_id FROM {SESSIONS} WHERE updated_at >= $1)
-  AND NOT EXISTS (SELECT 1 FROM {SEARCH} AS s WHERE s.id = m.id)
+SELECT m.id, m.session_id, bot_words(m.message_data)
+FROM {SESSIONS} AS a
+CROSS JOIN LATERAL (
+    SELECT coalesce(max(id), 0) AS top FROM {SEARCH} AS s WHERE s.session_id = a.session_id
+) AS indexed
+JOIN {MESSAGES} AS m ON m.session_id = a.session_id AND m.id > indexed.top
+WHERE a.updated_at >= $1
 ON CONFLICT (id) DO NOTHING
 """
 _INDEXED_THROUGH = f"SELECT coalesce(max(id), 0), now() AT TIME ZONE 'UTC' FROM {MESSAGES}"
+INDEX_BATCH = 20_000
+"""Message IDs indexed per statement when the index catches up (about a second's work)."""
 _CATCH_UP_MARGIN = 300.0
 """Seconds before the last catch-up from which active threads are looked at again: far more
 than a turn's commit takes, so a transaction in flight then is seen the next time."""
@@ -183,6 +193,7 @@ class PostgresStore(Operations):
         self._location = location
         self._recent = RecentKeys()
         self._claims = EventClaims(self._connection, locker, self._recent)
+        self._indexing = asyncio.Lock()
         self._caught_up: tuple[datetime, int] | None = None
         """When the last search across threads brought the index up to date, and the
         highest message ID it saw; None: never (the first one looks at every row)."""
@@ -436,6 +447,22 @@ class PostgresStore(Operations):
 
             return await best_matches(expressions, fetch, limit=limit, time_of=POSTGRES.time_of)
 
+    async def index_for_search(self) -> None:
+        """Bring the search index up to date with every stored message, a batch of IDs per
+        statement: what a search across threads does first, and what a server may start
+        ahead of the first one. One at a time per process: a search arriving meanwhile
+        waits for it rather than doing the same work beside it."""
+        async with self._indexing, self._connection() as conn:
+            newest, now = (await conn.fetch(_INDEXED_THROUGH))[0]
+            since, through = self._caught_up or (None, 0)
+            if int(newest) - through > 10 * INDEX_BATCH:
+                logger.info("Indexing messages #%d to #%d for search", through + 1, newest)
+            for start in range(through, int(newest), INDEX_BATCH):
+                await conn.execute(_INDEX_IDS, start, min(start + INDEX_BATCH, int(newest)))
+            if since is not None:
+                await conn.execute(_INDEX_ACTIVE, since - timedelta(seconds=_CATCH_UP_MARGIN))
+            self._caught_up = (now, int(newest))
+
     async def search_threads(
         self, query: str, *, before_id: int | None = None, limit: int
     ) -> list[FoundMessage]:
@@ -449,17 +476,9 @@ class PostgresStore(Operations):
         )
         if not expressions:
             return []
+        await self.index_for_search()
+        below = (1 << 62) if before_id is None else before_id
         async with self._connection() as conn:
-            newest, now = (await conn.fetch(_INDEXED_THROUGH))[0]
-            if self._caught_up is None:
-                await conn.execute(_INDEX_NEWER, 0)
-            else:
-                # Two statements, each on its own index (an OR of them would read every row).
-                since, through = self._caught_up
-                await conn.execute(_INDEX_NEWER, through)
-                await conn.execute(_INDEX_ACTIVE, since - timedelta(seconds=_CATCH_UP_MARGIN))
-            self._caught_up = (now, int(newest))
-            below = (1 << 62) if before_id is None else before_id
             rows = await conn.fetch(_SEARCH_ALL, expressions[0], below, limit)
         return found_messages(rows, POSTGRES.time_of)
 
