@@ -21,7 +21,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,17 +33,13 @@ from ..dialect import POSTGRES
 from ..failures import StoreUnavailableError
 from ..layout import (
     MESSAGES,
-    SEARCH,
     SESSIONS,
-    STORED_COLUMNS,
     USAGE_LIST,
     check_readable,
-    qualified,
 )
-from ..matching import best_matches, found_messages, match_expressions
 from ..operations import Operations
 from ..primitives import Scope, Work
-from ..records import Author, FoundMessage, Item, StoredItem, Usage
+from ..records import Author, Item, Usage
 from ..statements import Statements
 from ..urls import redact
 from .claims import EventClaims
@@ -52,6 +47,7 @@ from .fence import Holds, fence_row, taken_over
 from .locker import LOCK_SETTINGS, Locker
 from .locks import lock_key
 from .schema import MIGRATIONS, Connection, migrate, stored_version
+from .search import PostgresSearch
 
 logger = logging.getLogger(__name__)
 
@@ -82,62 +78,6 @@ _APPEND = _append("SELECT 1")
 # A turn's commit from the task holding its thread: stored only while the thread's epoch is
 # still the one its lock was taken with (`fence.py`).
 _APPEND_FENCED = _append(fence_row("$12", "$13"))
-
-# Indexing one thread's messages not yet in the search index (every row gets an entry, empty
-# for tool items, so each is looked at once): those above the newest it has. A thread's rows
-# commit in ID order (one turn at a time holds it, on every worker), so none is left below. An
-# anti-join instead was planned as a nested loop over a table the planner thought empty, which
-# made the first search of a long thread quadratic.
-_INDEX_THREAD = f"""
-INSERT INTO {SEARCH} (id, session_id, words)
-SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
-WHERE m.session_id = $1
-  AND m.id > coalesce((SELECT max(id) FROM {SEARCH} WHERE session_id = $1), 0)
-ON CONFLICT (id) DO NOTHING
-"""
-
-_SEARCH = f"""
-SELECT {qualified(STORED_COLUMNS, "m")}
-FROM {SEARCH} AS s JOIN {MESSAGES} AS m ON m.id = s.id, to_tsquery('simple', $2) AS q
-WHERE s.session_id = $1 AND s.words @@ q
-ORDER BY ts_rank(s.words, q) DESC, m.id DESC LIMIT $3
-"""
-
-# Indexing, before a search across every thread, the messages stored since the last such
-# catch-up: any with a higher ID than it saw, a batch of IDs at a time (an import keeps its
-# threads' old times, so IDs, not times); and the newer rows of threads active since shortly
-# before it, since commits of different threads may land out of ID order.
-_INDEX_IDS = f"""
-INSERT INTO {SEARCH} (id, session_id, words)
-SELECT m.id, m.session_id, bot_words(m.message_data) FROM {MESSAGES} AS m
-WHERE m.id > $1 AND m.id <= $2
-ON CONFLICT (id) DO NOTHING
-"""
-_INDEX_ACTIVE = f"""
-INSERT INTO {SEARCH} (id, session_id, words)
-SELECT m.id, m.session_id, bot_words(m.message_data)
-FROM {SESSIONS} AS a
-CROSS JOIN LATERAL (
-    SELECT coalesce(max(id), 0) AS top FROM {SEARCH} AS s WHERE s.session_id = a.session_id
-) AS indexed
-JOIN {MESSAGES} AS m ON m.session_id = a.session_id AND m.id > indexed.top
-WHERE a.updated_at >= $1
-ON CONFLICT (id) DO NOTHING
-"""
-_INDEXED_THROUGH = f"SELECT coalesce(max(id), 0), now() AT TIME ZONE 'UTC' FROM {MESSAGES}"
-INDEX_BATCH = 20_000
-"""Message IDs indexed per statement when the index catches up (about a second's work)."""
-_CATCH_UP_MARGIN = 300.0
-"""Seconds before the last catch-up from which active threads are looked at again: far more
-than a turn's commit takes, so a transaction in flight then is seen the next time."""
-
-_SEARCH_ALL = f"""
-SELECT m.session_id, {qualified(STORED_COLUMNS, "m")}
-FROM {SEARCH} AS s JOIN {MESSAGES} AS m ON m.id = s.id
-WHERE s.words @@ to_tsquery('simple', $1) AND s.id < $2::bigint
-ORDER BY s.id DESC LIMIT $3
-"""
-
 
 _DEAD = (
     OSError,
@@ -176,7 +116,7 @@ def _server_settings(url: str, *, read_only: bool, locks: bool = False) -> dict[
     return settings
 
 
-class PostgresStore(Operations):
+class PostgresStore(Operations, PostgresSearch):
     """Conversation memory for every thread, in one PostgreSQL database.
 
     Use `await PostgresStore.open(url)`, then the same operations as `SQLiteStore`.
@@ -194,9 +134,7 @@ class PostgresStore(Operations):
         self._recent = RecentKeys()
         self._claims = EventClaims(self._connection, locker, self._recent)
         self._indexing = asyncio.Lock()
-        self._caught_up: tuple[datetime, int] | None = None
-        """When the last search across threads brought the index up to date, and the
-        highest message ID it saw; None: never (the first one looks at every row)."""
+        self._caught_up = None
 
     @classmethod
     async def open(
@@ -425,62 +363,6 @@ class PostgresStore(Operations):
                     await conn.execute(self._sql.settle, settles)
                 if rows:
                     await conn.execute(_APPEND, session_id, *columns)
-
-    async def search(self, session_id: str, query: str, *, limit: int) -> list[StoredItem]:
-        """This thread's messages best matching the words of `query` (prefixes too), best
-        first: those with every word, then those with some. Any text is a valid query.
-
-        The thread's messages not yet in the index are added first, in the same transaction:
-        indexing on every insert made each turn's write about twice as costly on the server
-        (bench.store_bench), while searches are rare.
-        """
-        expressions = match_expressions(
-            query.lower(), lambda word: f"'{word}':*", all_of=" & ", any_of=" | "
-        )
-        if not expressions:
-            return []
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(_INDEX_THREAD, session_id)
-
-            async def fetch(expression: str) -> Iterable[Any]:
-                return await conn.fetch(_SEARCH, session_id, expression, limit)
-
-            return await best_matches(expressions, fetch, limit=limit, time_of=POSTGRES.time_of)
-
-    async def index_for_search(self) -> None:
-        """Bring the search index up to date with every stored message, a batch of IDs per
-        statement: what a search across threads does first, and what a server may start
-        ahead of the first one. One at a time per process: a search arriving meanwhile
-        waits for it rather than doing the same work beside it."""
-        async with self._indexing, self._connection() as conn:
-            newest, now = (await conn.fetch(_INDEXED_THROUGH))[0]
-            since, through = self._caught_up or (None, 0)
-            if int(newest) - through > 10 * INDEX_BATCH:
-                logger.info("Indexing messages #%d to #%d for search", through + 1, newest)
-            for start in range(through, int(newest), INDEX_BATCH):
-                await conn.execute(_INDEX_IDS, start, min(start + INDEX_BATCH, int(newest)))
-            if since is not None:
-                await conn.execute(_INDEX_ACTIVE, since - timedelta(seconds=_CATCH_UP_MARGIN))
-            self._caught_up = (now, int(newest))
-
-    async def search_threads(
-        self, query: str, *, before_id: int | None = None, limit: int
-    ) -> list[FoundMessage]:
-        """Messages of any thread holding every word of `query` (prefixes too), newest first.
-
-        The messages stored since the last such search are indexed first; the first search
-        of a process looks at every row once.
-        """
-        expressions = match_expressions(
-            query.lower(), lambda word: f"'{word}':*", all_of=" & ", any_of=" | "
-        )
-        if not expressions:
-            return []
-        await self.index_for_search()
-        below = (1 << 62) if before_id is None else before_id
-        async with self._connection() as conn:
-            rows = await conn.fetch(_SEARCH_ALL, expressions[0], below, limit)
-        return found_messages(rows, POSTGRES.time_of)
 
 
 class _Transaction:
