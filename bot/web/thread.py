@@ -3,6 +3,7 @@ and forgetting it, undoing its last exchange, or downloading it (the CLI's expor
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -28,17 +29,23 @@ def routes(page: Page) -> list[web.RouteDef]:
     async def show(request: web.Request) -> web.Response:
         session_id = _session(request)
         before = request.query.get("before", "")
-        rows = await store.thread_rows(
-            session_id, before_id=int(before) if before.isdigit() else None, limit=ROWS + 1
+        # Asked at once: on PostgreSQL each goes on a pooled connection of its own, so the
+        # page costs its slowest read (the thread's totals, which walk it), not their sum.
+        rows, usage, memory, items, approval = await asyncio.gather(
+            store.thread_rows(
+                session_id, before_id=int(before) if before.isdigit() else None, limit=ROWS + 1
+            ),
+            store.thread_usage(session_id),
+            store.read_memory(session_id, density=False),
+            store.count_items(session_id),
+            store.approval_in(session_id),
         )
-        older = len(rows) > ROWS
-        rows = rows[-ROWS:]
-        usage = await store.thread_usage(session_id)
         if not rows and not usage.calls and not before:
             return page.problem(
                 request, 404, "No such thread", "No memory is stored for that thread."
             )
-        memory = await store.read_memory(session_id, density=False)
+        older = len(rows) > ROWS
+        rows = rows[-ROWS:]
         summary = memory.summary
         covered = await store.count_messages(session_id, up_to=summary.covers_id) if summary else 0
         return page.render(
@@ -46,11 +53,11 @@ def routes(page: Page) -> list[web.RouteDef]:
             "thread.html",
             session_id=session_id,
             entries=entries(rows, bot_name=page.config.name),
-            items=await store.count_items(session_id),
+            items=items,
             usage=usage,
             summary=summary,
             covered=covered,
-            approval=await store.approval_in(session_id),
+            approval=approval,
             older=rows[0].id if older else None,
             paged=bool(before),
         )
