@@ -8,8 +8,10 @@ facts of a page's threads come from one grouped pass over their rows.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 from .codec import approval_of, dumped_message
 from .primitives import Primitives, Scope, Transaction
@@ -23,6 +25,10 @@ from .records import (
     ThreadPage,
     ThreadRow,
 )
+
+PEOPLE_ROWS = 200
+"""A thread's newest rows read for who is in it: a list costs what its rows cost, never a
+walk through a long thread."""
 
 
 class Browsing(Primitives):
@@ -43,38 +49,30 @@ class Browsing(Primitives):
             "" if after is None else after.session_id,
             limit + 1,
         )
-        shown = [
-            (str(sid), d.time_of(created), d.time_of(updated)) for sid, created, updated in rows
-        ]
+        shown = await asyncio.gather(*(self._thread_row(row) for row in rows[:limit]))
         more = None
-        if len(shown) > limit:
-            shown = shown[:limit]
-            more = ThreadCursor(shown[-1][2], shown[-1][0])
-        ids = d.ids([sid for sid, _, _ in shown])
-        items: dict[str, int] = defaultdict(int)
-        tokens: dict[str, int] = defaultdict(int)
-        people: dict[str, list[Author]] = defaultdict(list)
-        if shown:
-            for sid, author_id, name, count, spent in await self._read(self._sql.thread_facts, ids):
-                items[sid] += int(count)
-                tokens[sid] += int(spent)
-                if author_id:
-                    people[sid].append(Author(author_id, name or author_id))
-            for sid, spent in await self._read(self._sql.ledger_tokens, ids):
-                tokens[sid] += int(spent)
-        return ThreadPage(
-            tuple(
-                ThreadRow(
-                    sid,
-                    created,
-                    updated,
-                    items[sid],
-                    tokens[sid],
-                    tuple(sorted(people[sid], key=lambda a: a.id)),
-                )
-                for sid, created, updated in shown
-            ),
-            more,
+        if len(rows) > limit:
+            more = ThreadCursor(shown[-1].updated_at, shown[-1].session_id)
+        return ThreadPage(tuple(shown), more)
+
+    async def thread_row(self, session_id: str) -> ThreadRow | None:
+        """One thread as the list shows it; None when it holds no memory (or was forgotten)."""
+        rows = await self._read(self._sql.thread_row, session_id, thread=session_id)
+        return await self._thread_row(rows[0]) if rows else None
+
+    async def _thread_row(self, row: Any) -> ThreadRow:
+        session_id, created, updated, items, tokens = row
+        people = await self._read(
+            self._sql.recent_people, session_id, PEOPLE_ROWS, thread=session_id
+        )
+        time_of = self._sql.dialect.time_of
+        return ThreadRow(
+            str(session_id),
+            time_of(created),
+            time_of(updated),
+            int(items),
+            int(tokens),
+            tuple(Author(str(who), str(name or who)) for who, name in people),
         )
 
     async def thread_rows(

@@ -33,6 +33,7 @@ from .records import (
     ThreadDump,
     ThreadFilter,
     ThreadPage,
+    ThreadRow,
     Usage,
     UsageGrouping,
     UsageLine,
@@ -247,6 +248,11 @@ class Store(Protocol):
     ) -> ThreadPage:
         """Threads matching `where`, most recently active first, starting after `after` (a
         previous page's `more`); costs what one page costs, however many threads there are."""
+        ...
+
+    async def thread_row(self, session_id: str) -> ThreadRow | None:
+        """One thread as `thread_page` lists it (items, tokens, recent people); None when it
+        holds no memory."""
         ...
 
     async def thread_rows(

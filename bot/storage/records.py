@@ -156,7 +156,7 @@ class ThreadRow:
     tokens: int
     """Every token its model calls sent and received (as `thread_usage` counts them)."""
     people: tuple[Author, ...]
-    """Who wrote in it, in order of their IDs."""
+    """Who wrote among its newest 200 items, in order of their IDs."""
 
 
 @dataclass(frozen=True)

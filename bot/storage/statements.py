@@ -220,8 +220,9 @@ class Statements:
 
         # ----- what an operator's page reads (`browsing`) ---------------------------------
         null = d.cast
+        threads = f"SELECT session_id, created_at, updated_at, items, tokens FROM {SESSIONS}"
         self.thread_page = sql(
-            f"SELECT session_id, created_at, updated_at FROM {SESSIONS} "
+            f"{threads} "
             f"WHERE ({null('$1', 'text')} IS NULL OR {d.starts_with('session_id', '$1')}) "
             f"AND ({null('$2', 'text')} IS NULL OR session_id IN "
             f"(SELECT session_id FROM {MESSAGES} WHERE asked_by = $2)) "
@@ -232,18 +233,16 @@ class Statements:
             "ORDER BY updated_at DESC, session_id DESC LIMIT $7"
         )
         """(platform prefix `slack:`, person's user ID, active from, active before, the
-        previous page's last (updated_at, session_id), limit); each condition None for none."""
-        # One pass over the page's threads' rows gives their counts, people and turns' tokens.
-        self.thread_facts = sql(
-            "SELECT session_id, author_id, max(author_name), count(*), "
-            "coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0) "
-            f"FROM {MESSAGES} WHERE {d.one_of_texts('session_id', '$1')} "
-            "GROUP BY session_id, author_id"
+        previous page's last (updated_at, session_id), limit); each condition None for none.
+        Items and tokens are the thread row's own totals (the schema's triggers keep them)."""
+        self.thread_row = sql(f"{threads} WHERE session_id = $1")
+        self.recent_people = sql(
+            "SELECT author_id, max(author_name) FROM ("
+            f"SELECT author_id, author_name FROM {MESSAGES} WHERE session_id = $1 "
+            "ORDER BY id DESC LIMIT $2) AS recent "
+            "WHERE author_id IS NOT NULL GROUP BY author_id ORDER BY author_id"
         )
-        self.ledger_tokens = sql(
-            "SELECT session_id, coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0) "
-            f"FROM {USAGE} WHERE {d.one_of_texts('session_id', '$1')} GROUP BY session_id"
-        )
+        """(session_id, rows looked at): who wrote among a thread's newest rows."""
         self.thread_rows = sql(
             f"SELECT {STORED_COLUMNS}, {USAGE_LIST}, asked_by FROM {MESSAGES} "
             f"WHERE session_id = $1 AND ({null('$2', 'bigint')} IS NULL OR id < $2) "

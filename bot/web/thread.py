@@ -29,18 +29,17 @@ def routes(page: Page) -> list[web.RouteDef]:
     async def show(request: web.Request) -> web.Response:
         session_id = _session(request)
         before = request.query.get("before", "")
-        # Asked at once: on PostgreSQL each goes on a pooled connection of its own, so the
-        # page costs its slowest read (the thread's totals, which walk it), not their sum.
-        rows, usage, memory, items, approval = await asyncio.gather(
+        # Asked at once: on PostgreSQL each goes on a pooled connection of its own. Each
+        # costs what the page shows (the thread's totals are kept on its row).
+        rows, thread, memory, approval = await asyncio.gather(
             store.thread_rows(
                 session_id, before_id=int(before) if before.isdigit() else None, limit=ROWS + 1
             ),
-            store.thread_usage(session_id),
+            store.thread_row(session_id),
             store.read_memory(session_id, density=False),
-            store.count_items(session_id),
             store.approval_in(session_id),
         )
-        if not rows and not usage.calls and not before:
+        if thread is None:
             return page.problem(
                 request, 404, "No such thread", "No memory is stored for that thread."
             )
@@ -53,8 +52,7 @@ def routes(page: Page) -> list[web.RouteDef]:
             "thread.html",
             session_id=session_id,
             entries=entries(rows, bot_name=page.config.name),
-            items=items,
-            usage=usage,
+            thread=thread,
             summary=summary,
             covered=covered,
             approval=approval,
@@ -65,7 +63,8 @@ def routes(page: Page) -> list[web.RouteDef]:
     async def confirm(request: web.Request) -> web.Response:
         session_id = _session(request)
         action = request.match_info["action"]
-        items = await store.count_items(session_id)
+        thread = await store.thread_row(session_id)
+        items = thread.items if thread else 0
         return page.render(
             request,
             "confirm.html",

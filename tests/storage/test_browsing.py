@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from bot.storage import Author, PendingApproval, Store, ThreadFilter, Usage
+import asyncpg
+
+from bot.storage import Author, PendingApproval, PostgresStore, Store, ThreadFilter, Usage
+from bot.storage.postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
 from tests.support.items import msg
+from tests.support.postgres import PostgresSchema
 from tests.support.usage import NOON, populate
 
 
@@ -110,7 +114,13 @@ async def test_waiting_approvals_are_listed_soonest_first(store: Store) -> None:
 
 
 async def day_counters_agree(store: Store) -> None:
-    """The day counters the triggers keep say what adding up every row says."""
+    """The day counters and each thread's totals the triggers keep say what adding up every
+    row says."""
+    for info in await store.list_sessions():
+        row = await store.thread_row(info.session_id)
+        assert row is not None
+        assert row.items == await store.count_items(info.session_id), info.session_id
+        assert row.tokens == (await store.thread_usage(info.session_id)).tokens, info.session_id
     days = await store.daily_usage(datetime(2000, 1, 1, tzinfo=UTC))
     by_day: dict[str, int] = {}
     by_model: dict[str, int] = {}
@@ -133,7 +143,9 @@ async def test_the_day_counters_follow_every_change_to_the_rows(store: Store) ->
     await store.record_usage("slack:T1:C2:2.0", Usage("gpt-mini", 7, 0, 1), kind="summary")
     await day_counters_agree(store)
     await store.undo_last_exchange("slack:T1:C2:2.0")
+    await store.pop_item("discord:1:10")
     await store.clear("discord:1:20")
+    assert await store.thread_row("discord:1:20") is None
     await store.forget_user("discord", "bob", dry_run=False)
     await day_counters_agree(store)
     turns = sum(d.turns for d in await store.daily_usage(datetime(2000, 1, 1, tzinfo=UTC)))
@@ -157,3 +169,40 @@ async def test_folding_the_day_counters_changes_no_figure(store: Store) -> None:
     assert await store.fold_usage_days(NOON + timedelta(days=1)) <= len(before)
     assert await store.daily_usage(since) == before
     await day_counters_agree(store)
+
+
+async def test_a_postgres_schema_from_before_counts_what_it_holds(
+    postgres: PostgresSchema,
+) -> None:
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        # What the release before this one left, with a turn and a summary's cost in it.
+        await conn.execute("CREATE TABLE bot_schema (version INTEGER NOT NULL)")
+        for number, statements in enumerate(POSTGRES_MIGRATIONS[:7], start=1):
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO bot_schema (version) VALUES ($1)", number)
+        await conn.execute("INSERT INTO agent_sessions (session_id) VALUES ('slack:T:C:1')")
+        await conn.execute(
+            "INSERT INTO agent_messages (session_id, message_data, model, input_tokens, "
+            "cached_tokens, output_tokens, input_chars) VALUES "
+            '(\'slack:T:C:1\', \'{"role": "user", "content": "hi"}\', NULL, NULL, NULL, '
+            'NULL, NULL), (\'slack:T:C:1\', \'{"role": "assistant", "content": "yo"}\', '
+            "'m', 10, 0, 2, 30)"
+        )
+        await conn.execute(
+            "INSERT INTO bot_usage (session_id, kind, model, input_tokens, cached_tokens, "
+            "output_tokens, input_chars) VALUES ('slack:T:C:1', 'summary', 's', 5, 0, 1, 9)"
+        )
+    finally:
+        await conn.close()
+    async with await PostgresStore.open(postgres.url) as store:
+        row = await store.thread_row("slack:T:C:1")
+        assert row is not None
+        assert (row.items, row.tokens) == (2, 18)
+        days = await store.daily_usage(datetime(2000, 1, 1, tzinfo=UTC))
+        assert sorted((d.platform, d.model, d.turns, d.tokens) for d in days) == [
+            ("slack", "m", 1, 12),
+            ("slack", "s", 0, 6),
+        ]
+        await day_counters_agree(store)

@@ -103,5 +103,9 @@ async def test_a_file_from_before_profiles_is_upgraded_with_its_usage(tmp_path: 
         # Version 7 counted what the file held into its day counters.
         days = await opened.daily_usage(datetime(2000, 1, 1, tzinfo=UTC))
         assert [(d.platform, d.model, d.turns, d.tokens) for d in days] == [("", "m", 1, 12)]
+        # And each thread's totals, on its row.
+        row = await opened.thread_row("t")
+        assert row is not None
+        assert (row.items, row.tokens) == (1, 12)
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)

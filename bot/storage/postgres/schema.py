@@ -311,6 +311,38 @@ def _counting(table: str, event: str, turn: str) -> tuple[str, str, str]:
     )
 
 
+def _totalling(table: str, event: str) -> tuple[str, str, str]:
+    """A statement-level trigger keeping each thread's `items` and `tokens` right as
+    `table`'s rows come and go: its function, and the trigger dropped and made again. One
+    update per thread the statement touched; a turn's own statement (the append) has locked
+    its thread's row already, so a turn waits for nothing new."""
+    sign, rows = ("+", "added") if event == "INSERT" else ("-", "gone")
+    items = "count(*)" if table == MESSAGES else "0"
+    function = f"bot_{table}_{'add' if event == 'INSERT' else 'take'}_thread_totals"
+    return (
+        f"""
+        CREATE OR REPLACE FUNCTION {function}() RETURNS TRIGGER
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE {SESSIONS} AS s
+            SET items = s.items {sign} c.items, tokens = s.tokens {sign} c.tokens
+            FROM (
+                SELECT session_id, {items} AS items,
+                    coalesce(sum(input_tokens + coalesce(output_tokens, 0)), 0) AS tokens
+                FROM {rows} GROUP BY session_id) AS c
+            WHERE s.session_id = c.session_id;
+            RETURN NULL;
+        END $$
+        """,
+        f"DROP TRIGGER IF EXISTS {function} ON {table}",
+        f"""
+        CREATE TRIGGER {function} AFTER {event} ON {table}
+        REFERENCING {"NEW" if event == "INSERT" else "OLD"} TABLE AS {rows}
+        FOR EACH STATEMENT EXECUTE FUNCTION {function}()
+        """,
+    )
+
+
 _VERSION_8 = (
     # Usage per day, platform and model, kept as rows come and go (see sqlite/schema.py's
     # version 7), counted from what the database holds now; and an index for a period's usage.
@@ -344,6 +376,26 @@ _VERSION_8 = (
     f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_spent_at ON {MESSAGES} (created_at) "
     "WHERE input_tokens IS NOT NULL",
     f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_created_at ON {USAGE} (created_at)",
+    # Each thread's items and tokens on its own row (see sqlite/schema.py's version 7).
+    f"ALTER TABLE {SESSIONS} ADD COLUMN IF NOT EXISTS items BIGINT NOT NULL DEFAULT 0",
+    f"ALTER TABLE {SESSIONS} ADD COLUMN IF NOT EXISTS tokens BIGINT NOT NULL DEFAULT 0",
+    f"""
+    UPDATE {SESSIONS} AS s SET items = t.items, tokens = t.tokens
+    FROM (
+        SELECT session_id, sum(items) AS items, sum(tokens) AS tokens FROM (
+            SELECT session_id, count(*) AS items,
+                coalesce(sum(input_tokens + coalesce(output_tokens, 0)), 0) AS tokens
+            FROM {MESSAGES} GROUP BY session_id
+            UNION ALL
+            SELECT session_id, 0, sum(input_tokens + output_tokens) FROM {USAGE}
+            GROUP BY session_id) AS parts
+        GROUP BY session_id) AS t
+    WHERE s.session_id = t.session_id
+    """,
+    *_totalling(MESSAGES, "INSERT"),
+    *_totalling(MESSAGES, "DELETE"),
+    *_totalling(USAGE, "INSERT"),
+    *_totalling(USAGE, "DELETE"),
     # A thread's newest indexed message, read before indexing the thread's newer ones.
     f"CREATE INDEX IF NOT EXISTS idx_{SEARCH}_session_id_id ON {SEARCH} (session_id, id)",
     f"DROP INDEX IF EXISTS idx_{SEARCH}_session_id",

@@ -380,6 +380,53 @@ async def _version_7(conn: aiosqlite.Connection) -> None:
         f"CREATE INDEX IF NOT EXISTS idx_{MESSAGES}_spent_at ON {MESSAGES} (created_at) "
         "WHERE input_tokens IS NOT NULL"
     )
+    await _thread_totals(conn)
+
+
+_SPENT = "{row}.input_tokens + coalesce({row}.output_tokens, 0)"
+
+
+async def _thread_totals(conn: aiosqlite.Connection) -> None:
+    # Each thread's items and tokens (its turns' and its ledger's, as `thread_usage` adds
+    # them) on its own row, kept by triggers: a list of threads then costs its rows, never a
+    # walk through long threads. A thread's turns run one at a time, so nothing waits on it.
+    rows = await conn.execute_fetchall(f"PRAGMA table_info({SESSIONS})")
+    present = {row[1] for row in rows}
+    for column in ("items", "tokens"):
+        if column not in present:
+            await conn.execute(
+                f"ALTER TABLE {SESSIONS} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            )
+    await conn.execute(
+        f"""
+        UPDATE {SESSIONS} SET
+            items = (SELECT count(*) FROM {MESSAGES} AS m
+                     WHERE m.session_id = {SESSIONS}.session_id),
+            tokens = coalesce((SELECT sum({_SPENT.format(row="m")}) FROM {MESSAGES} AS m
+                               WHERE m.session_id = {SESSIONS}.session_id
+                                 AND m.input_tokens IS NOT NULL), 0)
+                   + coalesce((SELECT sum({_SPENT.format(row="u")}) FROM {USAGE} AS u
+                               WHERE u.session_id = {SESSIONS}.session_id), 0)
+        """
+    )
+    changes = (
+        (MESSAGES, "INSERT", "NEW", "+", "items = items + 1, "),
+        (MESSAGES, "DELETE", "OLD", "-", "items = items - 1, "),
+        (USAGE, "INSERT", "NEW", "+", ""),
+        (USAGE, "DELETE", "OLD", "-", ""),
+    )
+    for table, event, row, sign, items in changes:
+        await conn.execute(
+            f"""
+            CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()}_thread_totals
+            AFTER {event} ON {table}
+            BEGIN
+                UPDATE {SESSIONS}
+                SET {items}tokens = tokens {sign} coalesce({_SPENT.format(row=row)}, 0)
+                WHERE session_id = {row}.session_id;
+            END
+            """
+        )
     await conn.execute(f"CREATE INDEX IF NOT EXISTS idx_{USAGE}_created_at ON {USAGE} (created_at)")
 
 
