@@ -20,6 +20,8 @@ from adapters.slack import SlackAdapter
 from bot.cli import main
 from bot.config import ConfigError
 from bot.storage import Author, SQLiteStore, Usage
+from bot.storage.postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
+from bot.storage.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 from tests.support.cli import ROOT, memory_env, run_bot
@@ -133,7 +135,10 @@ def test_check_opens_the_memory_and_says_what_it_found(
     memory = tmp_path / "memory.sqlite3"
     env = write_env(tmp_path, OPENAI_API_KEY="sk-x", DISCORD_TOKEN="d", BOT_DB_PATH=str(memory))
     assert main(["--env-file", str(env), "check"]) == 0
-    assert capsys.readouterr().out == f"ok: SQLite {memory}, schema v6; platforms: discord\n"
+    assert (
+        capsys.readouterr().out
+        == f"ok: SQLite {memory}, schema v{len(SQLITE_MIGRATIONS)}; platforms: discord\n"
+    )
     assert memory.is_file()  # created, as start-up creates it
 
     env = write_env(tmp_path, OPENAI_API_KEY="sk-x", BOT_DB_PATH=str(memory))
@@ -172,7 +177,9 @@ async def test_check_in_a_child_process_creates_the_postgres_schema(
     assert ran.code == 0, ran.err
     server = urlsplit(postgres.url)
     where = f"{server.path.lstrip('/')}@{server.hostname}:{server.port}"
-    assert ran.out == f"ok: PostgreSQL {where}, schema v7; platforms: slack\n"
+    assert (
+        ran.out == f"ok: PostgreSQL {where}, schema v{len(POSTGRES_MIGRATIONS)}; platforms: slack\n"
+    )
     ran = await run_bot("sessions", memory=postgres.url)  # readable: the schema is there
     assert (ran.code, ran.out) == (0, "No conversations stored yet.\n")
 
