@@ -38,13 +38,11 @@ class Dialect:
     """SQL for a timestamp column's UTC day as `YYYY-MM-DD`."""
     one_of_ids: Callable[[str], str]
     """SQL testing that `id` is one of the IDs a parameter holds (given by `ids`)."""
-    one_of_texts: Callable[[str, str], str]
-    """SQL testing that a text column is one of the texts a parameter holds (given by `ids`)."""
     row_locks: bool
     """Whether a transaction must lock rows itself (PostgreSQL's concurrent writers); SQLite's
     single writer already runs one transaction at a time."""
-    ids: Callable[[Sequence[Any]], Any]
-    """Row IDs (or texts) as the one parameter `one_of_ids` (`one_of_texts`) reads."""
+    ids: Callable[[Sequence[int]], Any]
+    """Row IDs as the one parameter `one_of_ids` reads."""
     stamp: Callable[[datetime], Any]
     """An aware time as a zone-less timestamp column holds it."""
     zoned: Callable[[datetime], Any]
@@ -79,7 +77,6 @@ SQLITE = Dialect(
     platform_of=lambda column: f"substr({column}, 1, instr({column}, ':'))",
     day_of=lambda column: f"substr({column}, 1, 10)",
     one_of_ids=lambda param: f"id IN (SELECT value FROM json_each({param}))",
-    one_of_texts=lambda column, param: f"{column} IN (SELECT value FROM json_each({param}))",
     row_locks=False,
     ids=lambda ids: json.dumps(list(ids)),
     stamp=format_timestamp,
@@ -95,7 +92,6 @@ POSTGRES = Dialect(
     platform_of=lambda column: f"split_part({column}, ':', 1) || ':'",
     day_of=lambda column: f"to_char({column}, 'YYYY-MM-DD')",
     one_of_ids=lambda param: f"id = ANY({param}::int[])",
-    one_of_texts=lambda column, param: f"{column} = ANY({param}::text[])",
     row_locks=True,
     ids=list,
     stamp=naive,

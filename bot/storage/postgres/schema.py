@@ -282,6 +282,19 @@ _VERSION_7 = (
 )
 
 
+def _statement_trigger(function: str, table: str, event: str, rows: str) -> tuple[str, str]:
+    """Run `function` once per `event` statement on `table`, its rows as the table `rows`
+    (the trigger dropped and made again, so a migration may run twice)."""
+    return (
+        f"DROP TRIGGER IF EXISTS {function} ON {table}",
+        f"""
+        CREATE TRIGGER {function} AFTER {event} ON {table}
+        REFERENCING {"NEW" if event == "INSERT" else "OLD"} TABLE AS {rows}
+        FOR EACH STATEMENT EXECUTE FUNCTION {function}()
+        """,
+    )
+
+
 def _counting(table: str, event: str, turn: str) -> tuple[str, str, str]:
     """A statement-level trigger keeping `USAGE_DAYS` right as `table`'s rows with usage
     come (`INSERT`) and go (`DELETE`): its function, and the trigger dropped and made again.
@@ -302,12 +315,7 @@ def _counting(table: str, event: str, turn: str) -> tuple[str, str, str]:
             RETURN NULL;
         END $$
         """,
-        f"DROP TRIGGER IF EXISTS {function} ON {table}",
-        f"""
-        CREATE TRIGGER {function} AFTER {event} ON {table}
-        REFERENCING {"NEW" if event == "INSERT" else "OLD"} TABLE AS {rows}
-        FOR EACH STATEMENT EXECUTE FUNCTION {function}()
-        """,
+        *_statement_trigger(function, table, event, rows),
     )
 
 
@@ -334,12 +342,7 @@ def _totalling(table: str, event: str) -> tuple[str, str, str]:
             RETURN NULL;
         END $$
         """,
-        f"DROP TRIGGER IF EXISTS {function} ON {table}",
-        f"""
-        CREATE TRIGGER {function} AFTER {event} ON {table}
-        REFERENCING {"NEW" if event == "INSERT" else "OLD"} TABLE AS {rows}
-        FOR EACH STATEMENT EXECUTE FUNCTION {function}()
-        """,
+        *_statement_trigger(function, table, event, rows),
     )
 
 
